@@ -1,0 +1,54 @@
+"""The artifact contract shared by training (writes), the ranker (reads) and the operator (URIs).
+
+Public names only; see ``layout`` for the folder layout and ``manifest`` for manifest.json.
+"""
+
+from rankswap.artifacts.errors import (
+    AlreadyPublished,
+    ArtifactError,
+    ArtifactNotFound,
+    ChecksumMismatch,
+    InvalidURI,
+    ManifestInvalid,
+    ManifestMissing,
+    SchemaMismatch,
+    StoreUnavailable,
+    WrongKind,
+)
+from rankswap.artifacts.layout import LATEST, ArtifactRef, artifact_uri, parse_artifact_uri
+from rankswap.artifacts.manifest import FileEntry, Kind, Manifest
+from rankswap.artifacts.operations import (
+    check_compatible,
+    fetch_artifact,
+    list_versions,
+    publish_artifact,
+    read_manifest,
+)
+from rankswap.artifacts.uri import ArtifactURI, parse_uri
+
+__all__ = [
+    "LATEST",
+    "AlreadyPublished",
+    "ArtifactError",
+    "ArtifactNotFound",
+    "ArtifactRef",
+    "ArtifactURI",
+    "ChecksumMismatch",
+    "FileEntry",
+    "InvalidURI",
+    "Kind",
+    "Manifest",
+    "ManifestInvalid",
+    "ManifestMissing",
+    "SchemaMismatch",
+    "StoreUnavailable",
+    "WrongKind",
+    "artifact_uri",
+    "check_compatible",
+    "fetch_artifact",
+    "list_versions",
+    "parse_artifact_uri",
+    "parse_uri",
+    "publish_artifact",
+    "read_manifest",
+]

@@ -1,0 +1,226 @@
+"""Publish, read and fetch artifacts: the only way the parts of rankswap touch the store."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+import tempfile
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from rankswap.artifacts.errors import (
+    AlreadyPublished,
+    ArtifactNotFound,
+    ChecksumMismatch,
+    ManifestMissing,
+    SchemaMismatch,
+    WrongKind,
+)
+from rankswap.artifacts.layout import LATEST, artifact_location, check_name
+from rankswap.artifacts.manifest import (
+    MANIFEST_NAME,
+    Kind,
+    Manifest,
+    content_version,
+    now_utc,
+    scan_files,
+    sha256_file,
+)
+from rankswap.artifacts.store import store_for
+from rankswap.artifacts.uri import ArtifactURI, parse_uri
+
+log = logging.getLogger(__name__)
+_COMPLETE = ".complete"
+
+
+def read_manifest(uri: str, *, expect_kind: Kind | None = None) -> Manifest:
+    """The manifest at ``uri`` (an artifact folder). Raises ManifestMissing when there is none."""
+    loc = parse_uri(uri)
+    store = store_for(loc)
+    try:
+        raw = store.read(loc.join(MANIFEST_NAME))
+    except ArtifactNotFound as exc:
+        raise ManifestMissing(
+            f"{loc}: no {MANIFEST_NAME} (not published, or publishing did not finish)"
+        ) from exc
+    manifest = Manifest.from_json(raw, where=str(loc.join(MANIFEST_NAME)))
+    if expect_kind is not None and manifest.kind != expect_kind:
+        raise WrongKind(
+            f"{loc}: expected a {expect_kind} artifact, found a {manifest.kind} artifact"
+        )
+    return manifest
+
+
+def check_compatible(model: Manifest, features: Manifest) -> None:
+    """Raise SchemaMismatch unless the model reads the feature schema that ``features`` carries."""
+    if model.kind != "model":
+        raise WrongKind(f"{model.name}: expected a model artifact, found {model.kind}")
+    if features.kind != "features":
+        raise WrongKind(f"{features.name}: expected a features artifact, found {features.kind}")
+    if model.requires_feature_schema != features.schema_version:
+        raise SchemaMismatch(
+            f"model {model.name} {model.version} requires feature schema "
+            f"{model.requires_feature_schema}, but features {features.version} have schema "
+            f"{features.schema_version}"
+        )
+
+
+def publish_artifact(
+    root_uri: str,
+    kind: Kind,
+    name: str,
+    as_of: date,
+    src_dir: Path,
+    *,
+    data_window: tuple[date, date] | None = None,
+    requires_feature_schema: str | None = None,
+    metrics: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    force: bool = False,
+) -> Manifest:
+    """Publish ``src_dir`` to the dated path, verify it, then point ``latest/`` at it.
+
+    The dated path gets its files first and ``manifest.json`` last: a failure midway leaves no
+    manifest, so nothing half-written is ever read. ``latest/`` keeps each version's files in a
+    folder of its own and is switched by one write of its manifest, so a failure midway leaves
+    the previous ``latest/`` intact and readable. Re-publishing a date raises AlreadyPublished
+    unless ``force``.
+    """
+    root = parse_uri(root_uri)
+    check_name(name)
+    if kind == "model" and not requires_feature_schema:
+        raise ValueError("a model artifact must name the feature schema version it requires")
+    files = scan_files(src_dir)
+    if not files:
+        raise ArtifactNotFound(f"{src_dir}: nothing to publish (no files)")
+    manifest = Manifest(
+        kind=kind,
+        name=name,
+        as_of=as_of,
+        created_at=now_utc(),
+        files=files,
+        version=content_version(kind, name, as_of, files),
+        data_window=data_window,
+        requires_feature_schema=requires_feature_schema,
+        metrics=metrics or {},
+        params=params or {},
+        extra=extra or {},
+    )
+    dated = artifact_location(root, kind, name, as_of)
+    store = store_for(dated)
+    if store.exists(dated.join(MANIFEST_NAME)):
+        if not force:
+            raise AlreadyPublished(f"{dated} already exists; pass force to replace it")
+        store.delete(dated.join(MANIFEST_NAME))  # uncommit first: a reader never sees a mix
+    _upload_and_commit(src_dir, dated, manifest)
+    log.info("published %s %s to %s", kind, manifest.version, dated)
+
+    latest = artifact_location(root, kind, name, LATEST)
+    latest_manifest = dataclasses.replace(manifest, content_dir=f"{manifest.version}/")
+    _upload_and_commit(src_dir, latest, latest_manifest)
+    _prune_latest(latest, keep={manifest.version})
+    log.info("pointed %s at %s", latest, manifest.version)
+    return manifest
+
+
+def _upload_and_commit(src_dir: Path, dest: ArtifactURI, manifest: Manifest) -> None:
+    store = store_for(dest)
+    content = dest.join(manifest.content_dir)
+    for rel in manifest.files:
+        store.upload(content.join(rel), src_dir / rel)
+    # Verify what the store now holds before committing: read every file back.
+    with tempfile.TemporaryDirectory(prefix="rankswap-verify-") as tmp:
+        _download_verified(manifest, content, Path(tmp))
+    store.write(dest.join(MANIFEST_NAME), manifest.to_json())
+
+
+def _prune_latest(latest: ArtifactURI, keep: set[str]) -> None:
+    """Drop content folders of older versions from ``latest/``, except the one just replaced.
+
+    The previous version's folder is kept, so a reader that read the old manifest a moment ago
+    can still finish its download.
+    """
+    store = store_for(latest)
+    by_version: dict[str, list[ArtifactURI]] = {}
+    for obj in store.list(latest):
+        rel = obj.path[len(latest.path) :].strip("/")
+        if "/" in rel:
+            by_version.setdefault(rel.split("/", 1)[0], []).append(obj)
+    stale = sorted(v for v in by_version if v not in keep)
+    for version in stale[:-1]:
+        for obj in by_version[version]:
+            store.delete(obj)
+
+
+def _download_verified(manifest: Manifest, content: ArtifactURI, dest: Path) -> None:
+    store = store_for(content)
+    for rel, entry in manifest.files.items():
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            store.download(content.join(rel), target)
+        except ArtifactNotFound as exc:
+            raise ChecksumMismatch(
+                f"{content.join(rel)}: listed in the manifest but missing", file=rel
+            ) from exc
+        size = target.stat().st_size
+        if size != entry.size:
+            raise ChecksumMismatch(
+                f"{content.join(rel)}: size {size} != {entry.size} in the manifest", file=rel
+            )
+        digest = sha256_file(target)
+        if digest != entry.sha256:
+            raise ChecksumMismatch(
+                f"{content.join(rel)}: sha256 {digest[:12]}… != {entry.sha256[:12]}… in the manifest",
+                file=rel,
+            )
+
+
+def fetch_artifact(
+    uri: str, cache_dir: Path, *, expect_kind: Kind | None = None
+) -> tuple[Manifest, Path]:
+    """Download the artifact at ``uri`` into ``cache_dir``, verified, and return its local folder.
+
+    The local folder is ``<cache_dir>/<kind>/<name>/<version>/``: content already cached (from a
+    dated path or from ``latest/``) is reused without downloading again. A folder appears only
+    complete and verified (downloaded beside it, then renamed into place).
+    """
+    loc = parse_uri(uri)
+    manifest = read_manifest(uri, expect_kind=expect_kind)
+    final = cache_dir / manifest.kind / manifest.name / manifest.version
+    if (final / _COMPLETE).is_file():
+        return manifest, final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".download-"))
+    try:
+        _download_verified(manifest, loc.join(manifest.content_dir), tmp)
+        (tmp / MANIFEST_NAME).write_bytes(manifest.to_json())
+        (tmp / _COMPLETE).touch()
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            # Another process (a sibling worker) finished the same download first.
+            if not (final / _COMPLETE).is_file():
+                raise
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(tmp)
+    return manifest, final
+
+
+def list_versions(root_uri: str, kind: Kind, name: str) -> list[date]:
+    """Dated versions published below ``root_uri`` (committed ones only), oldest first."""
+    base = artifact_location(parse_uri(root_uri), kind, name, LATEST).parent
+    store = store_for(base)
+    dates: set[date] = set()
+    for obj in store.list(base):
+        rel = obj.path[len(base.path) :].strip("/").split("/")
+        if len(rel) == 2 and rel[1] == MANIFEST_NAME and rel[0] != LATEST:
+            with contextlib.suppress(ValueError):
+                dates.add(date.fromisoformat(rel[0]))
+    return sorted(dates)

@@ -1,0 +1,197 @@
+"""Byte stores behind artifact URIs: the local filesystem and any S3 API (AWS, MinIO, moto).
+
+A store is addressed by an :class:`ArtifactURI`; keys are URIs below it. Both back ends raise
+only :mod:`rankswap.artifacts.errors` exceptions: callers never see ``OSError`` or botocore errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from rankswap.artifacts.errors import ArtifactNotFound, StoreUnavailable
+from rankswap.artifacts.uri import ArtifactURI
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+class Store(Protocol):
+    """What the artifact contract needs from a back end."""
+
+    def read(self, uri: ArtifactURI) -> bytes: ...
+    def write(self, uri: ArtifactURI, data: bytes) -> None: ...
+    def upload(self, uri: ArtifactURI, source: Path) -> None: ...
+    def download(self, uri: ArtifactURI, dest: Path) -> None: ...
+    def exists(self, uri: ArtifactURI) -> bool: ...
+    def list(self, uri: ArtifactURI) -> list[ArtifactURI]:
+        """Every object below ``uri`` (recursively)."""
+        ...
+
+    def delete(self, uri: ArtifactURI) -> None: ...
+
+
+class FileStore:
+    """``file://`` URIs. Writes go to a temporary file first and are renamed into place."""
+
+    @contextlib.contextmanager
+    def _io(self, uri: ArtifactURI) -> Iterator[None]:
+        try:
+            yield
+        except FileNotFoundError as exc:
+            raise ArtifactNotFound(f"{uri}: not found") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"{uri}: {exc.strerror or exc}") from exc
+
+    def read(self, uri: ArtifactURI) -> bytes:
+        with self._io(uri):
+            return Path(uri.path).read_bytes()
+
+    def write(self, uri: ArtifactURI, data: bytes) -> None:
+        with self._io(uri):
+            target = Path(uri.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+
+    def upload(self, uri: ArtifactURI, source: Path) -> None:
+        with self._io(uri):
+            target = Path(uri.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+            os.close(fd)
+            try:
+                shutil.copyfile(source, tmp)
+                os.replace(tmp, target)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+
+    def download(self, uri: ArtifactURI, dest: Path) -> None:
+        with self._io(uri):
+            shutil.copyfile(uri.path, dest)
+
+    def exists(self, uri: ArtifactURI) -> bool:
+        return Path(uri.path).is_file()
+
+    def list(self, uri: ArtifactURI) -> list[ArtifactURI]:
+        root = Path(uri.path)
+        if not root.is_dir():
+            return []
+        with self._io(uri):
+            return sorted(
+                ArtifactURI("file", "", str(p))
+                for p in root.rglob("*")
+                if p.is_file() and not p.name.startswith(".tmp-")
+            )
+
+    def delete(self, uri: ArtifactURI) -> None:
+        with self._io(uri), contextlib.suppress(FileNotFoundError):
+            os.unlink(uri.path)
+
+
+@lru_cache(maxsize=1)
+def _s3_client() -> S3Client:
+    import boto3
+    from botocore.config import Config
+
+    # Endpoint, region and credentials come from the standard AWS settings
+    # (AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, profiles, IRSA, ...).
+    # Short timeouts: an unreachable store must fail fast and clearly, not hang a rollout.
+    config = Config(
+        connect_timeout=float(os.environ.get("RANKSWAP_S3_CONNECT_TIMEOUT", "3")),
+        read_timeout=float(os.environ.get("RANKSWAP_S3_READ_TIMEOUT", "30")),
+        retries={
+            "max_attempts": int(os.environ.get("RANKSWAP_S3_MAX_ATTEMPTS", "3")),
+            "mode": "standard",
+        },
+    )
+    return boto3.session.Session().client("s3", config=config)
+
+
+def reset_s3_client() -> None:
+    """Forget the cached client (after changing AWS settings in the environment)."""
+    _s3_client.cache_clear()
+
+
+class S3Store:
+    """``s3://bucket/prefix`` URIs through boto3."""
+
+    @contextlib.contextmanager
+    def _io(self, uri: ArtifactURI) -> Iterator[None]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            yield
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise ArtifactNotFound(f"{uri}: not found") from exc
+            if code == "NoSuchBucket":
+                raise ArtifactNotFound(f"{uri}: bucket {uri.bucket!r} does not exist") from exc
+            raise StoreUnavailable(f"{uri}: S3 error {code}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailable(f"{uri}: S3 unreachable: {exc}") from exc
+
+    def read(self, uri: ArtifactURI) -> bytes:
+        with self._io(uri):
+            return _s3_client().get_object(Bucket=uri.bucket, Key=uri.path)["Body"].read()
+
+    def write(self, uri: ArtifactURI, data: bytes) -> None:
+        with self._io(uri):
+            _s3_client().put_object(Bucket=uri.bucket, Key=uri.path, Body=data)
+
+    def upload(self, uri: ArtifactURI, source: Path) -> None:
+        with self._io(uri):
+            _s3_client().upload_file(str(source), uri.bucket, uri.path)
+
+    def download(self, uri: ArtifactURI, dest: Path) -> None:
+        with self._io(uri):
+            _s3_client().download_file(uri.bucket, uri.path, str(dest))
+
+    def exists(self, uri: ArtifactURI) -> bool:
+        try:
+            with self._io(uri):
+                _s3_client().head_object(Bucket=uri.bucket, Key=uri.path)
+        except ArtifactNotFound:
+            return False
+        return True
+
+    def list(self, uri: ArtifactURI) -> list[ArtifactURI]:
+        prefix = uri.path.rstrip("/") + "/" if uri.path else ""
+        found: list[ArtifactURI] = []
+        with self._io(uri):
+            pages = (
+                _s3_client()
+                .get_paginator("list_objects_v2")
+                .paginate(Bucket=uri.bucket, Prefix=prefix)
+            )
+            for page in pages:
+                found.extend(
+                    ArtifactURI("s3", uri.bucket, obj["Key"]) for obj in page.get("Contents", [])
+                )
+        return sorted(found)
+
+    def delete(self, uri: ArtifactURI) -> None:
+        with self._io(uri):
+            _s3_client().delete_object(Bucket=uri.bucket, Key=uri.path)
+
+
+def store_for(uri: ArtifactURI) -> Store:
+    return FileStore() if uri.scheme == "file" else S3Store()

@@ -1,0 +1,77 @@
+"""The ``rankswap`` command line: one entry point, subcommands registered by each role package.
+
+Each role package (``rankswap_training``, ``rankswap_ranker``, ``rankswap_operator``) exposes
+``cli.register(subparsers)``; its subcommands set ``func(args) -> int``. Errors of the known
+hierarchies become one line on stderr and exit code 2; bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import cast
+
+from rankswap.artifacts import ArtifactError
+from rankswap.logs import configure_logging
+
+ROLE_CLIS = ("rankswap_training.cli", "rankswap_ranker.cli", "rankswap_operator.cli")
+EXIT_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rankswap",
+        description=(
+            "Rank each tenant's own expense line items with an ONNX model, and swap model and "
+            "features in running ranker pods without a restart."
+        ),
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text", help="log line format")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in ROLE_CLIS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # a role that is not built yet
+        cast(Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], module.register)(subparsers)
+    return parser
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [ArtifactError]
+    for module_name, attr in (
+        ("rankswap.productdb", "ProductDBError"),
+        ("rankswap_training.errors", "TrainingError"),
+        ("rankswap_ranker.errors", "RankerError"),
+        ("rankswap_operator.errors", "OperatorError"),
+    ):
+        try:
+            errors.append(getattr(importlib.import_module(module_name), attr))
+        except (ModuleNotFoundError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level, json_lines=args.log_format == "json")
+    func = cast(Callable[[argparse.Namespace], int], args.func)
+    try:
+        return int(func(args) or 0)
+    except _known_errors() as exc:
+        print(f"rankswap {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        logging.getLogger("rankswap").warning("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
