@@ -1,0 +1,506 @@
+"""The rollout planner: a pure function of (spec, target bundle, status so far, observed pods, now).
+
+Everything the operator decides is decided here, so it is unit-tested without a cluster. The
+handlers only gather the inputs (the spec, the pods, each pod's admin state, the artifacts'
+manifests), call :func:`plan`, and carry out what comes back: pushes to pods, a status, Events.
+
+State that must survive an operator restart lives in the resource's status (``rollout``,
+``lastGood``); everything else is observed again on each pass. Hence a restarted operator
+resumes a rollout where it stood.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from rankswap_operator.spec import AVSpec
+
+Phase = Literal["Progressing", "Verifying", "Complete", "Failed"]
+PodState = Literal["Updated", "Pending", "Loading", "Failed", "Outdated", "Unreachable", "NotReady"]
+Outcome = Literal["Succeeded", "Failed", "RolledBack", "Superseded"]
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A (model, features) pair, by URI and by the content version behind each URI."""
+
+    model_uri: str
+    features_uri: str
+    model_version: str
+    features_version: str
+
+    @property
+    def versions(self) -> tuple[str, str]:
+        return (self.model_version, self.features_version)
+
+    @property
+    def uris(self) -> tuple[str, str]:
+        return (self.model_uri, self.features_uri)
+
+    def label(self) -> str:
+        return f"model {self.model_version} + features {self.features_version}"
+
+
+@dataclass(frozen=True)
+class AdminState:
+    """What a pod's admin API says about itself."""
+
+    desired_uris: tuple[str, str] | None
+    active_versions: tuple[str, str] | None
+    converged: bool  # every worker process serves ``active_versions``
+    loading: bool
+    error: str | None  # last load error for the desired bundle, if it failed
+    warm_versions: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class PodObservation:
+    name: str
+    ip: str | None
+    running: bool  # phase Running with an IP: its admin API can be called
+    ready: bool  # the Kubernetes Ready condition
+    admin: AdminState | None  # None: not reachable (or not asked)
+    unreachable_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RolloutRecord:
+    generation: int
+    model_version: str
+    features_version: str
+    phase: Phase
+    started_at: datetime
+    wave_completed_at: datetime | None = None
+    finished_at: datetime | None = None
+    reason: str = ""
+    message: str = ""
+    pushed: dict[str, datetime] = field(default_factory=dict)
+
+    def targets(self, bundle: Bundle) -> bool:
+        return (self.model_version, self.features_version) == bundle.versions
+
+
+@dataclass(frozen=True)
+class Push:
+    pod: str
+    ip: str
+    bundle: Bundle
+    why: str
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: Literal["Ready", "Progressing", "Degraded"]
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PodReport:
+    name: str
+    ip: str | None
+    state: PodState
+    model_version: str | None
+    features_version: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    generation: int
+    model_version: str
+    features_version: str
+    outcome: Outcome
+    started_at: datetime
+    finished_at: datetime
+    message: str
+
+
+@dataclass(frozen=True)
+class TargetProblem:
+    """The desired bundle cannot be rolled out at all (missing, corrupt or incompatible)."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    pushes: tuple[Push, ...]
+    rollout: RolloutRecord | None
+    last_good: Bundle | None
+    pods: tuple[PodReport, ...]
+    conditions: tuple[Condition, ...]
+    events: tuple[Event, ...]
+    history: tuple[HistoryEntry, ...]  # entries to append
+    updated: int
+    selected: int
+
+    @property
+    def settled(self) -> bool:
+        """Nothing left to do until something changes (no pushes, no rollout in flight)."""
+        return not self.pushes and (
+            self.rollout is None or self.rollout.phase in ("Complete", "Failed")
+        )
+
+
+def _serves(pod: PodObservation, bundle: Bundle) -> bool:
+    return bool(pod.admin and pod.admin.converged and pod.admin.active_versions == bundle.versions)
+
+
+def _told(pod: PodObservation, bundle: Bundle) -> bool:
+    return bool(pod.admin and pod.admin.desired_uris == bundle.uris)
+
+
+def _failed_on(pod: PodObservation, bundle: Bundle) -> str | None:
+    """The pod was asked for ``bundle`` and reports that loading it failed."""
+    if pod.admin and _told(pod, bundle) and not pod.admin.loading and pod.admin.error:
+        return pod.admin.error
+    return None
+
+
+def _waves(names: Sequence[str], spec: AVSpec) -> list[list[str]]:
+    if spec.rollout.strategy == "AllAtOnce" or not names:
+        return [list(names)]
+    waves = [list(names[: spec.rollout.canary_pods])]
+    rest = list(names[spec.rollout.canary_pods :])
+    size = spec.rollout.batch_size
+    waves += [rest[i : i + size] for i in range(0, len(rest), size)]
+    return [w for w in waves if w]
+
+
+def _report(pod: PodObservation, target: Bundle | None, pushed: bool) -> PodReport:
+    admin = pod.admin
+    model_v, feat_v = admin.active_versions if admin and admin.active_versions else (None, None)
+    if not pod.running:
+        state: PodState = "NotReady"
+    elif admin is None:
+        state = "Unreachable"
+    elif target is not None and _serves(pod, target):
+        state = "Updated"
+    elif target is not None and _failed_on(pod, target):
+        state = "Failed"
+    elif admin.loading or (target is not None and _told(pod, target)):
+        state = "Loading"
+    elif pushed:
+        state = "Pending"
+    else:
+        state = "Outdated"
+    error = admin.error if admin and state == "Failed" else pod.unreachable_reason
+    return PodReport(pod.name, pod.ip, state, model_v, feat_v, error)
+
+
+def plan(
+    *,
+    spec: AVSpec,
+    generation: int,
+    target: Bundle | None,
+    target_problem: TargetProblem | None,
+    last_good: Bundle | None,
+    rollout: RolloutRecord | None,
+    pods: Sequence[PodObservation],
+    now: datetime,
+) -> Plan:
+    """Decide the next step of the rollout. ``target`` is None only with a ``target_problem``."""
+    pods = sorted(pods, key=lambda p: p.name)
+    live = [p for p in pods if p.running and p.ip]
+    events: list[Event] = []
+    history: list[HistoryEntry] = []
+    pushes: list[Push] = []
+
+    def push_all(bundle: Bundle, candidates: Sequence[PodObservation], why: str) -> None:
+        for pod in candidates:
+            # Push unless the pod was already told: a pod that serves the bundle but wants
+            # another one (say, a failed newer bundle) is told again, so it stops wanting it.
+            if pod.admin is not None and not _told(pod, bundle):
+                pushes.append(Push(pod.name, pod.ip or "", bundle, why))
+
+    # 1. A new rollout starts when the generation or the content behind the URIs changes.
+    if target is not None and (
+        rollout is None or rollout.generation != generation or not rollout.targets(target)
+    ):
+        if rollout is not None and rollout.phase not in ("Complete", "Failed"):
+            history.append(
+                HistoryEntry(
+                    rollout.generation,
+                    rollout.model_version,
+                    rollout.features_version,
+                    "Superseded",
+                    rollout.started_at,
+                    now,
+                    "a newer spec or version replaced it",
+                )
+            )
+        rollout = RolloutRecord(
+            generation, target.model_version, target.features_version, "Progressing", now
+        )
+        events.append(
+            Event(
+                "Normal",
+                "RolloutStarted",
+                f"rolling out {target.label()} ({spec.rollout.strategy})",
+            )
+        )
+
+    # 2. The target cannot be used at all: keep (or put) every pod on the last good bundle.
+    if target is None:
+        problem = target_problem or TargetProblem(
+            "Unknown", "the desired bundle could not be resolved"
+        )
+        if not spec.suspend and last_good is not None and spec.auto_rollback:
+            push_all(
+                last_good, live, f"desired bundle unusable ({problem.reason}); keeping last good"
+            )
+        reports = tuple(_report(p, last_good, False) for p in pods)
+        return Plan(
+            pushes=tuple(pushes),
+            rollout=rollout,
+            last_good=last_good,
+            pods=reports,
+            conditions=(
+                Condition("Ready", "False", problem.reason, problem.message),
+                Condition(
+                    "Progressing",
+                    "False",
+                    problem.reason,
+                    "nothing is rolled out until the spec changes",
+                ),
+                Condition("Degraded", "True", problem.reason, problem.message),
+            ),
+            events=(Event("Warning", problem.reason, problem.message),),
+            history=tuple(history),
+            updated=sum(1 for r in reports if r.state == "Updated"),
+            selected=len(pods),
+        )
+
+    assert rollout is not None
+    pushed_now: dict[str, datetime] = dict(rollout.pushed)
+
+    # 3. Failures among pods asked for the target: give up on this generation, roll back.
+    if rollout.phase not in ("Complete", "Failed"):
+        failures: list[str] = []
+        for pod in live:
+            error = _failed_on(pod, target)
+            if error:
+                failures.append(f"{pod.name}: {error}")
+            elif (
+                pod.name in pushed_now
+                and not _serves(pod, target)
+                and now - pushed_now[pod.name] > timedelta(seconds=spec.rollout.pod_timeout_seconds)
+            ):
+                failures.append(
+                    f"{pod.name}: not on the new bundle after {spec.rollout.pod_timeout_seconds}s"
+                )
+        if failures:
+            reason = (
+                "LoadFailed"
+                if any("not on the new bundle" not in f for f in failures)
+                else "Timeout"
+            )
+            message = "; ".join(failures)
+            rolled_back = (
+                spec.auto_rollback
+                and last_good is not None
+                and last_good.versions != target.versions
+            )
+            rollout = dataclasses.replace(
+                rollout, phase="Failed", finished_at=now, reason=reason, message=message
+            )
+            events.append(Event("Warning", "RolloutFailed", f"{target.label()} failed: {message}"))
+            history.append(
+                HistoryEntry(
+                    generation,
+                    target.model_version,
+                    target.features_version,
+                    "RolledBack" if rolled_back else "Failed",
+                    rollout.started_at,
+                    now,
+                    message,
+                )
+            )
+            if rolled_back and last_good is not None:
+                events.append(
+                    Event(
+                        "Warning", "RollingBack", f"returning pods to last good {last_good.label()}"
+                    )
+                )
+
+    # 4. Act by phase.
+    if spec.suspend:
+        pass
+    elif rollout.phase == "Failed":
+        if spec.auto_rollback and last_good is not None and last_good.versions != target.versions:
+            push_all(last_good, live, "rollback to last good")
+    elif rollout.phase == "Complete":
+        push_all(target, live, "repair drift (new, restarted or changed pod)")
+    else:
+        names = [p.name for p in live]
+        by_name = {p.name: p for p in live}
+        waves = _waves(names, spec)
+        allowed: list[str] = []
+        phase: Phase = "Progressing"
+        wave_completed_at = rollout.wave_completed_at
+        for index, wave in enumerate(waves):
+            allowed += wave
+            if not all(_serves(by_name[n], target) for n in allowed):
+                break
+            if index == 0 and spec.rollout.strategy == "Canary" and len(waves) > 1:
+                # The canary wave is done: hold the rest until it has stayed healthy a while.
+                if wave_completed_at is None:
+                    wave_completed_at = now
+                    events.append(
+                        Event(
+                            "Normal",
+                            "CanaryHealthy",
+                            f"canary pods {', '.join(wave)} serve {target.label()}",
+                        )
+                    )
+                if now - wave_completed_at < timedelta(seconds=spec.rollout.canary_verify_seconds):
+                    phase = "Verifying"
+                    break
+        push_all(target, [by_name[n] for n in allowed], "rollout")
+        all_done = bool(live) and all(_serves(p, target) for p in live)
+        if all_done:
+            rollout = dataclasses.replace(
+                rollout,
+                phase="Complete",
+                finished_at=now,
+                wave_completed_at=wave_completed_at,
+                reason="",
+                message="",
+            )
+            last_good = target
+            events.append(
+                Event("Normal", "RolloutSucceeded", f"all {len(live)} pods serve {target.label()}")
+            )
+            history.append(
+                HistoryEntry(
+                    generation,
+                    target.model_version,
+                    target.features_version,
+                    "Succeeded",
+                    rollout.started_at,
+                    now,
+                    f"{len(live)} pods",
+                )
+            )
+        else:
+            rollout = dataclasses.replace(rollout, phase=phase, wave_completed_at=wave_completed_at)
+
+    for p in pushes:
+        if p.bundle.versions == target.versions:
+            pushed_now[p.pod] = now
+    live_names = {p.name for p in pods}
+    rollout = dataclasses.replace(
+        rollout, pushed={k: v for k, v in pushed_now.items() if k in live_names}
+    )
+
+    # 5. Report.
+    shown = (
+        last_good
+        if rollout.phase == "Failed" and last_good is not None and spec.auto_rollback
+        else target
+    )
+    reports = tuple(_report(p, shown, p.name in rollout.pushed) for p in pods)
+    updated = sum(1 for r in reports if r.state == "Updated")
+    conditions = _conditions(spec, rollout, target, last_good, reports, len(live))
+    for push in pushes:
+        events.append(Event("Normal", "Pushed", f"{push.pod}: {push.bundle.label()} ({push.why})"))
+    return Plan(
+        pushes=tuple(pushes),
+        rollout=rollout,
+        last_good=last_good,
+        pods=reports,
+        conditions=conditions,
+        events=tuple(events),
+        history=tuple(history),
+        updated=updated,
+        selected=len(pods),
+    )
+
+
+def _conditions(
+    spec: AVSpec,
+    rollout: RolloutRecord,
+    target: Bundle,
+    last_good: Bundle | None,
+    reports: Sequence[PodReport],
+    live: int,
+) -> tuple[Condition, ...]:
+    failed_pods = [r for r in reports if r.state == "Failed"]
+    unreachable = [r for r in reports if r.state == "Unreachable"]
+    if rollout.phase == "Failed":
+        where = (
+            f"; pods returned to {last_good.label()}"
+            if spec.auto_rollback and last_good and last_good.versions != target.versions
+            else ""
+        )
+        return (
+            Condition("Ready", "False", "RolloutFailed", f"{target.label()} failed{where}"),
+            Condition(
+                "Progressing", "False", "RolloutFailed", "not retried until the spec changes"
+            ),
+            Condition("Degraded", "True", rollout.reason or "RolloutFailed", rollout.message),
+        )
+    if spec.suspend:
+        progressing = Condition(
+            "Progressing", "False", "Suspended", "spec.suspend is true: nothing is pushed"
+        )
+    elif rollout.phase == "Verifying":
+        progressing = Condition(
+            "Progressing",
+            "True",
+            "CanaryVerifying",
+            f"canary pods serve {target.label()}; verifying for {spec.rollout.canary_verify_seconds}s",
+        )
+    elif rollout.phase == "Progressing":
+        progressing = Condition(
+            "Progressing", "True", "RollingOut", f"rolling out {target.label()}"
+        )
+    else:
+        progressing = Condition(
+            "Progressing", "False", "RolloutComplete", f"{target.label()} rolled out"
+        )
+    updated = sum(1 for r in reports if r.state == "Updated")
+    if live == 0:
+        ready = Condition("Ready", "False", "NoPods", "no running pods match spec.selector")
+    elif rollout.phase == "Complete" and updated == len(reports):
+        ready = Condition(
+            "Ready",
+            "True",
+            "AllPodsUpdated",
+            f"{updated}/{len(reports)} pods serve {target.label()}",
+        )
+    else:
+        ready = Condition(
+            "Ready",
+            "False",
+            "PodsNotUpdated",
+            f"{updated}/{len(reports)} pods serve {target.label()}",
+        )
+    if failed_pods:
+        degraded = Condition(
+            "Degraded", "True", "PodFailed", "; ".join(f"{r.name}: {r.error}" for r in failed_pods)
+        )
+    elif unreachable:
+        degraded = Condition(
+            "Degraded",
+            "True",
+            "PodUnreachable",
+            ", ".join(r.name for r in unreachable) + " did not answer on the admin port",
+        )
+    else:
+        degraded = Condition("Degraded", "False", "AsExpected", "")
+    return (ready, progressing, degraded)
