@@ -1,0 +1,404 @@
+"""ProductDB: the product database, as training (bulk reads/writes) and serving (hot path) see it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, create_engine, event, func, insert, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.sql import Executable
+
+from rankswap.featurespec import Candidates, RankContext
+from rankswap.productdb import schema
+from rankswap.productdb.errors import (
+    DatabaseUnavailable,
+    ProductDBError,
+    SchemaMissing,
+    UnknownTenant,
+)
+
+log = logging.getLogger(__name__)
+
+_SEP = "\x1f"  # ASCII unit separator: never part of an item name or code
+# One statement, one row: the tenant's existence, its categories, and its active items as
+# aggregated strings. Building one Python tuple per item row costs more than the query itself
+# (~0.8 ms vs ~0.35 ms for 1,000 items on SQLite), so the rows are aggregated in the database
+# and split back into columns with numpy.
+_CANDIDATES_SQL = {
+    "sqlite": (
+        "SELECT (SELECT count(*) FROM tenants WHERE id = ?1),"
+        " (SELECT group_concat(id || char(31) || name || char(31) || account_code, char(31))"
+        "  FROM categories WHERE tenant_id = ?1),"
+        " count(*), group_concat(id, ','), group_concat(category_id, ','),"
+        " group_concat(created_at, ','){names}"
+        " FROM items WHERE tenant_id = ?1 AND active"
+    ),
+    "postgresql": (
+        "SELECT (SELECT count(*) FROM tenants WHERE id = %(t)s),"
+        " (SELECT string_agg(id::text || chr(31) || name || chr(31) || account_code, chr(31))"
+        "  FROM categories WHERE tenant_id = %(t)s),"
+        " count(*), string_agg(id::text, ','), string_agg(category_id::text, ','),"
+        " string_agg(created_at::text, ','){names}"
+        " FROM items WHERE tenant_id = %(t)s AND active"
+    ),
+}
+_NAMES_SQL = {
+    "sqlite": ", group_concat(code, char(31)), group_concat(name, char(31))",
+    "postgresql": ", string_agg(code, chr(31)), string_agg(name, chr(31))",
+}
+_ITEMS_SQL = {
+    "sqlite": "SELECT id, code, name FROM items WHERE id IN ({marks})",
+    "postgresql": "SELECT id, code, name FROM items WHERE id = ANY(%s)",
+}
+_ATTRS_SQL = {
+    "sqlite": (
+        "SELECT (SELECT department FROM employees WHERE id = ? AND tenant_id = ?),"
+        " (SELECT industry FROM vendors WHERE id = ? AND tenant_id = ?)"
+    ),
+    "postgresql": (
+        "SELECT (SELECT department FROM employees WHERE id = %s AND tenant_id = %s),"
+        " (SELECT industry FROM vendors WHERE id = %s AND tenant_id = %s)"
+    ),
+}
+
+
+class ProductDB:
+    """Access to the product DB at ``url`` (``sqlite:///path.db`` or
+    ``postgresql+psycopg://user@host/db``).
+
+    For SQLite, a missing file is an error (``DatabaseUnavailable``) unless ``create=True``;
+    SQLite would otherwise silently create an empty database."""
+
+    def __init__(self, url: str, *, create: bool = False) -> None:
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise ProductDBError(f"invalid database URL {url!r}: {exc}") from exc
+        self.url = parsed.render_as_string(hide_password=True)
+        self.dialect = parsed.get_backend_name()
+        if self.dialect not in _CANDIDATES_SQL:
+            raise ProductDBError(
+                f"unsupported database {self.url}: use sqlite:/// or postgresql+psycopg://"
+            )
+        connect_args: dict[str, Any] = {}
+        if self.dialect == "sqlite":
+            db_path = parsed.database or ""
+            if db_path in ("", ":memory:"):
+                raise ProductDBError("in-memory SQLite is not supported; give a file path")
+            path = Path(db_path)
+            if not create and not path.exists():
+                raise DatabaseUnavailable(f"product DB {self.url}: file {path} does not exist")
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            connect_args["check_same_thread"] = False
+        else:
+            connect_args["connect_timeout"] = 5
+        try:
+            self.engine: Engine = create_engine(
+                parsed, connect_args=connect_args, pool_pre_ping=self.dialect != "sqlite"
+            )
+        except (NoSuchModuleError, ImportError) as exc:
+            raise ProductDBError(f"cannot use {self.url}: {exc}") from exc
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_on_connect)
+        self._dbapi_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
+
+    def __repr__(self) -> str:
+        return f"ProductDB({self.url!r})"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---------------------------------------------------------------- schema
+
+    def create_schema(self, *, drop_existing: bool = False) -> None:
+        """Create the tables (idempotent); ``drop_existing`` drops them first."""
+        with self._errors():
+            if drop_existing:
+                schema.metadata.drop_all(self.engine)
+            schema.metadata.create_all(self.engine)
+
+    # ---------------------------------------------------------------- serving hot path
+
+    def candidates(self, tenant_id: str, *, with_names: bool = True) -> Candidates:
+        """The tenant's active items, sorted by id: one query, one row, columnar result.
+
+        Raises ``UnknownTenant`` when the tenant does not exist; a tenant without items gets
+        empty ``Candidates``. ``with_names=False`` skips codes and names (about half the cost;
+        ``codes``/``names`` are then empty strings) for callers that fetch the names of the
+        top-k only, with ``item_labels``."""
+        sql = _CANDIDATES_SQL[self.dialect].format(
+            names=_NAMES_SQL[self.dialect] if with_names else ""
+        )
+        params: Any = (tenant_id,) if self.dialect == "sqlite" else {"t": tenant_id}
+        with self._raw() as cur:
+            cur.execute(sql, params)
+            row = cur.fetchone()
+        if not row or not row[0]:
+            raise UnknownTenant(tenant_id)
+        n = int(row[2])
+        if n == 0:
+            return Candidates.empty()
+        item_ids = np.fromstring(row[3], dtype=np.int64, sep=",")
+        cat_ids = np.fromstring(row[4], dtype=np.int64, sep=",")
+        created = np.array(row[5].split(","), dtype="datetime64[s]")
+        if with_names:
+            codes, names = _split_objects(row[6], n), _split_objects(row[7], n)
+        else:
+            codes = np.full(n, "", dtype=object)
+            names = codes.copy()
+        cat_parts = (row[1] or "").split(_SEP)
+        cat_table_ids = np.array(cat_parts[0::3], dtype=np.int64)
+        cat_names = _objects(tuple(cat_parts[1::3]))
+        cat_accounts = _objects(tuple(cat_parts[2::3]))
+        order = np.argsort(cat_table_ids)
+        pos = order[np.searchsorted(cat_table_ids, cat_ids, sorter=order)]
+        if n > 1 and not bool(np.all(item_ids[1:] > item_ids[:-1])):
+            srt = np.argsort(item_ids)
+            item_ids, cat_ids, created = item_ids[srt], cat_ids[srt], created[srt]
+            codes, names, pos = codes[srt], names[srt], pos[srt]
+        return Candidates(
+            item_ids=item_ids,
+            codes=codes,
+            names=names,
+            category_ids=cat_ids,
+            categories=cat_names[pos],
+            account_codes=cat_accounts[pos],
+            created_at=created,
+        )
+
+    def item_labels(self, item_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        """{item id: (code, name)} for a few items (e.g. the top-k of a ranking)."""
+        ids = [int(i) for i in item_ids]
+        if not ids:
+            return {}
+        with self._raw() as cur:
+            if self.dialect == "sqlite":
+                cur.execute(_ITEMS_SQL["sqlite"].format(marks=",".join("?" * len(ids))), ids)
+            else:
+                cur.execute(_ITEMS_SQL["postgresql"], (ids,))
+            return {int(r[0]): (str(r[1]), str(r[2])) for r in cur.fetchall()}
+
+    def context_attributes(
+        self, tenant_id: str, employee_id: int | None, vendor_id: int | None
+    ) -> tuple[str, str]:
+        """(employee department, vendor industry), ``""`` when unknown; one query."""
+        if employee_id is None and vendor_id is None:
+            return "", ""
+        with self._raw() as cur:
+            cur.execute(
+                _ATTRS_SQL[self.dialect],
+                (
+                    -1 if employee_id is None else employee_id,
+                    tenant_id,
+                    -1 if vendor_id is None else vendor_id,
+                    tenant_id,
+                ),
+            )
+            row = cur.fetchone()
+        if row is None:
+            return "", ""
+        return str(row[0] or ""), str(row[1] or "")
+
+    def make_context(
+        self,
+        tenant_id: str,
+        *,
+        employee_id: int | None,
+        vendor_id: int | None,
+        description: str,
+        amount: float,
+        expense_date: date,
+    ) -> RankContext:
+        """A ``RankContext`` with the looked-up department and industry."""
+        department, industry = self.context_attributes(tenant_id, employee_id, vendor_id)
+        return RankContext(
+            tenant_id=tenant_id,
+            employee_id=employee_id,
+            vendor_id=vendor_id,
+            description=description,
+            amount=amount,
+            expense_date=expense_date,
+            employee_department=department,
+            vendor_industry=industry,
+        )
+
+    # ---------------------------------------------------------------- writes
+
+    def add_item(
+        self,
+        tenant_id: str,
+        *,
+        code: str,
+        name: str,
+        category: str,
+        account_code: str,
+        created_at: datetime | None = None,
+        active: bool = True,
+    ) -> int:
+        """Insert a new item (the category is created if the tenant does not have it yet);
+        returns the new item id. The item is a candidate immediately."""
+        when = created_at or datetime.now(UTC).replace(tzinfo=None)
+        with self._errors(), self.engine.begin() as conn:
+            if (
+                conn.execute(
+                    select(schema.tenants.c.id).where(schema.tenants.c.id == tenant_id)
+                ).first()
+                is None
+            ):
+                raise UnknownTenant(tenant_id)
+            cat_id = conn.execute(
+                select(schema.categories.c.id).where(
+                    schema.categories.c.tenant_id == tenant_id,
+                    schema.categories.c.name == category,
+                )
+            ).scalar()
+            if cat_id is None:
+                cat_id = conn.execute(
+                    insert(schema.categories)
+                    .values(tenant_id=tenant_id, name=category, account_code=account_code)
+                    .returning(schema.categories.c.id)
+                ).scalar_one()
+            item_id = conn.execute(
+                insert(schema.items)
+                .values(
+                    tenant_id=tenant_id,
+                    code=code,
+                    name=name,
+                    category_id=cat_id,
+                    created_at=when,
+                    active=active,
+                )
+                .returning(schema.items.c.id)
+            ).scalar_one()
+        log.info("added item %s %r (%s) to tenant %s", item_id, name, category, tenant_id)
+        return int(item_id)
+
+    def set_item_active(self, item_id: int, active: bool) -> None:
+        with self._errors(), self.engine.begin() as conn:
+            conn.execute(
+                update(schema.items).where(schema.items.c.id == item_id).values(active=active)
+            )
+
+    def bulk_insert(
+        self, table: str, rows: Sequence[Mapping[str, Any]], *, chunk: int = 20_000
+    ) -> None:
+        """Insert many rows (executemany in chunks, one transaction)."""
+        tab = schema.metadata.tables[table]
+        with self._errors(), self.engine.begin() as conn:
+            for start in range(0, len(rows), chunk):
+                conn.execute(insert(tab), list(rows[start : start + chunk]))
+
+    def sync_sequences(self) -> None:
+        """After bulk inserts with explicit ids: move PostgreSQL id sequences past max(id)."""
+        if self.dialect != "postgresql":
+            return
+        with self._errors(), self.engine.begin() as conn:
+            for tab in schema.TABLE_ORDER:
+                if tab.name == "tenants":
+                    continue
+                conn.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{tab.name}', 'id'),"
+                        f" COALESCE((SELECT MAX(id) FROM {tab.name}), 0) + 1, false)"
+                    )
+                )
+
+    # ---------------------------------------------------------------- bulk reads
+
+    def frame(self, stmt: Executable) -> pd.DataFrame:
+        """Result of a Core statement as a DataFrame (bulk reads for the pipelines)."""
+        with self._errors(), self.engine.connect() as conn:
+            result = conn.execute(stmt)
+            columns = list(result.keys())
+            rows = result.fetchall()
+        return pd.DataFrame.from_records(rows, columns=columns)
+
+    def tenant_ids(self) -> list[str]:
+        with self._errors(), self.engine.connect() as conn:
+            rows = conn.execute(select(schema.tenants.c.id).order_by(schema.tenants.c.id))
+            return [str(r[0]) for r in rows]
+
+    def has_tenant(self, tenant_id: str) -> bool:
+        with self._errors(), self.engine.connect() as conn:
+            row = conn.execute(
+                select(schema.tenants.c.id).where(schema.tenants.c.id == tenant_id)
+            ).first()
+            return row is not None
+
+    def expense_date_range(self) -> tuple[date, date] | None:
+        """(first, last) expense date, or None when there are no expenses."""
+        e = schema.expenses
+        with self._errors(), self.engine.connect() as conn:
+            row = conn.execute(select(func.min(e.c.expense_date), func.max(e.c.expense_date)))
+            first, last = row.one()
+        if first is None:
+            return None
+        return first, last
+
+    # ---------------------------------------------------------------- errors
+
+    @contextlib.contextmanager
+    def _raw(self) -> Iterator[Any]:
+        """A raw DBAPI cursor from the pool (the hot path skips SQLAlchemy's result layer)."""
+        with self._errors():
+            conn = self.engine.raw_connection()
+            try:
+                cur = conn.cursor()
+                try:
+                    yield cur
+                finally:
+                    cur.close()
+                conn.commit()
+            finally:
+                conn.close()
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except ProductDBError:
+            raise
+        except (SQLAlchemyError, self._dbapi_error) as exc:
+            raise self._map_error(exc) from exc
+
+    def _map_error(self, exc: Exception) -> ProductDBError:
+        orig = exc.orig if isinstance(exc, DBAPIError) else exc
+        first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+        name = type(orig).__name__
+        if "no such table" in first or name == "UndefinedTable":
+            return SchemaMissing(
+                f"product DB {self.url} has no rankswap schema ({first}); run `rankswap datagen`"
+            )
+        if name in ("OperationalError", "InterfaceError") or (
+            isinstance(exc, DBAPIError) and exc.connection_invalidated
+        ):
+            return DatabaseUnavailable(f"product DB {self.url} unavailable: {first}")
+        return ProductDBError(f"product DB {self.url}: {first}")
+
+
+def _split_objects(joined: str, n: int) -> Any:
+    arr = np.empty(n, dtype=object)
+    arr[:] = joined.split(_SEP)
+    return arr
+
+
+def _objects(values: tuple[Any, ...]) -> Any:
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return arr
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
