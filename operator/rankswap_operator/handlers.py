@@ -1,0 +1,301 @@
+"""kopf handlers: thin glue between the cluster and :func:`rankswap_operator.plan.plan`.
+
+One daemon per ArtifactVersion runs the reconcile loop: gather (spec, pods from the pod index,
+each pod's admin state, the artifacts' manifests), plan, push, write status and Events, then
+sleep briefly while a rollout is in flight and longer once settled (the periodic drift check).
+Pod events and spec changes wake the loop at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import kopf
+
+from rankswap_operator import kube
+from rankswap_operator.errors import ArtifactUnavailable, InvalidSpec, OperatorError, PodUnreachable
+from rankswap_operator.plan import Bundle, PodObservation, TargetProblem, plan
+from rankswap_operator.podclient import PodClient
+from rankswap_operator.resolve import resolve_target
+from rankswap_operator.settings import OperatorSettings
+from rankswap_operator.spec import AVSpec, parse_spec
+from rankswap_operator.status import (
+    bundle_from_json,
+    conditions_to_json,
+    rollout_from_json,
+    status_from_plan,
+)
+
+GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, kube.PLURAL
+
+
+@dataclass(frozen=True)
+class PodRecord:
+    """What the pod index keeps of each pod."""
+
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    ip: str | None
+    running: bool
+    ready: bool
+    deleting: bool
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config: OperatorSettings = memo.get("config") or OperatorSettings()
+    memo.config = config
+    memo.http = httpx.AsyncClient(timeout=config.pod_timeout_s)
+    memo.wakeups = {}
+    memo.selectors = {}
+    # A watch can hang silently: bound each request on both sides, and re-open it.
+    settings.watching.server_timeout = config.watch_server_timeout_s
+    settings.watching.client_timeout = config.watch_client_timeout_s
+    settings.watching.connect_timeout = 10
+    settings.networking.error_backoffs = [1, 2, 5, 10]
+    # Our own Events are explicit (kopf.event); do not turn every log line into one.
+    settings.posting.level = logging.WARNING
+    settings.persistence.finalizer = "rankswap.io/operator"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="rankswap.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="rankswap.io")
+    kube.load_config()
+
+
+@kopf.on.cleanup()
+async def close(memo: kopf.Memo, **_: Any) -> None:
+    http = memo.get("http")
+    if http is not None:
+        await http.aclose()
+
+
+@kopf.index("pods")
+def pods_by_namespace(
+    namespace: str | None,
+    name: str,
+    labels: kopf.Labels,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    **_: Any,
+) -> dict[str | None, PodRecord]:
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    return {
+        namespace: PodRecord(
+            name=name,
+            labels=tuple(sorted(labels.items())),
+            ip=status.get("podIP") or None,
+            running=status.get("phase") == "Running",
+            ready=conditions.get("Ready") == "True",
+            deleting=bool(meta.get("deletionTimestamp")),
+        )
+    }
+
+
+def _wake(memo: kopf.Memo, keys: Iterable[tuple[str, str]]) -> None:
+    for key in keys:
+        event = memo.wakeups.get(key)
+        if event is not None:
+            event.set()
+
+
+@kopf.on.event("pods")
+def pod_changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+    selectors = memo.get("selectors") or {}
+    _wake(
+        memo, [key for key, sel in selectors.items() if key[0] == namespace and sel.matches(labels)]
+    )
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def resource_changed(
+    namespace: str | None,
+    name: str,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    if namespace and meta.get("generation") != status.get("observedGeneration"):
+        _wake(memo, [(namespace, name)])
+
+
+# kopf passes indexes as extra keyword arguments, which its callback protocol cannot express.
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10)  # type: ignore[arg-type]
+async def reconcile_loop(
+    body: kopf.Body,
+    name: str,
+    namespace: str | None,
+    stopped: kopf.DaemonStopped,
+    memo: kopf.Memo,
+    pods_by_namespace: kopf.Index[str | None, PodRecord],
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    config: OperatorSettings = memo.config
+    if namespace is None:  # ArtifactVersion is namespaced; kopf types allow cluster scope
+        raise kopf.PermanentError("ArtifactVersion must be namespaced")
+    key = (namespace, name)
+    wake = memo.wakeups.setdefault(key, asyncio.Event())
+    try:
+        while not stopped:
+            wake.clear()
+            try:
+                busy = await reconcile(
+                    body, namespace, name, pods_by_namespace.get(namespace, []), memo, logger
+                )
+            except OperatorError as exc:
+                logger.warning(f"reconcile: {exc}")
+                busy = True
+            except Exception:
+                logger.exception("reconcile failed unexpectedly; retrying")
+                busy = True
+            interval = config.busy_interval_s if busy else config.idle_interval_s
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=interval)
+    finally:
+        memo.wakeups.pop(key, None)
+        memo.selectors.pop(key, None)
+
+
+async def reconcile(
+    body: kopf.Body,
+    namespace: str,
+    name: str,
+    pod_records: Iterable[PodRecord],
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+) -> bool:
+    """One pass; returns True while there is more to do soon (a rollout in flight)."""
+    config: OperatorSettings = memo.config
+    now = datetime.now(UTC).replace(microsecond=0)
+    generation = int(body.meta.get("generation") or 0)
+    previous: Mapping[str, Any] = dict(body.status)
+    try:
+        spec = parse_spec(body.spec)
+    except InvalidSpec as exc:
+        await _write_problem(
+            body, namespace, name, generation, previous, now, "InvalidSpec", str(exc)
+        )
+        return False
+    memo.selectors[(namespace, name)] = spec.selector
+
+    try:
+        resolved = await asyncio.to_thread(resolve_target, spec.model_uri, spec.features_uri)
+    except ArtifactUnavailable as exc:
+        await _write_problem(
+            body,
+            namespace,
+            name,
+            generation,
+            previous,
+            now,
+            "StoreUnavailable",
+            str(exc),
+            degraded="Unknown",
+        )
+        return True
+    target = resolved if isinstance(resolved, Bundle) else None
+    problem = resolved if isinstance(resolved, TargetProblem) else None
+
+    token = config.admin_token
+    if spec.token_secret:
+        try:
+            token = await kube.read_token(namespace, spec.token_secret, spec.token_key)
+        except InvalidSpec as exc:
+            await _write_problem(
+                body, namespace, name, generation, previous, now, "AdminTokenUnavailable", str(exc)
+            )
+            return True
+    pods_client = PodClient(memo.http, token)
+    selected = sorted(
+        (p for p in pod_records if not p.deleting and spec.selector.matches(dict(p.labels))),
+        key=lambda p: p.name,
+    )
+    observations = await asyncio.gather(*(_observe(pods_client, p, spec) for p in selected))
+
+    result = plan(
+        spec=spec,
+        generation=generation,
+        target=target,
+        target_problem=problem,
+        last_good=bundle_from_json(previous.get("lastGood")),
+        rollout=rollout_from_json(previous.get("rollout")),
+        pods=observations,
+        now=now,
+    )
+    push_results = await asyncio.gather(
+        *(
+            pods_client.push(p.ip, spec.admin_port, p.bundle, spec.refresh_interval_seconds)
+            for p in result.pushes
+        ),
+        return_exceptions=True,
+    )
+    for push, outcome in zip(result.pushes, push_results, strict=True):
+        if isinstance(outcome, BaseException):
+            logger.warning(f"push to {push.pod} failed: {outcome}")
+            kopf.event(body, type="Warning", reason="PushFailed", message=f"{push.pod}: {outcome}")
+    for event in result.events:
+        (logger.warning if event.type == "Warning" else logger.info)(
+            f"{event.reason}: {event.message}"
+        )
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+
+    new_status = status_from_plan(
+        result,
+        previous=previous,
+        generation=generation,
+        desired=target,
+        desired_uris=(spec.model_uri, spec.features_uri),
+        now=now,
+        history_limit=config.history_limit,
+    )
+    await kube.patch_status(namespace, name, kube.merge_patch(previous, new_status))
+    return not result.settled or any(
+        p.state in ("Loading", "Pending", "Unreachable") for p in result.pods
+    )
+
+
+async def _observe(client: PodClient, pod: PodRecord, spec: AVSpec) -> PodObservation:
+    if not pod.running or not pod.ip:
+        return PodObservation(pod.name, pod.ip, False, pod.ready, None)
+    try:
+        admin = await client.state(pod.ip, spec.admin_port)
+    except PodUnreachable as exc:
+        return PodObservation(pod.name, pod.ip, True, pod.ready, None, unreachable_reason=str(exc))
+    return PodObservation(pod.name, pod.ip, True, pod.ready, admin)
+
+
+async def _write_problem(
+    body: kopf.Body,
+    namespace: str,
+    name: str,
+    generation: int,
+    previous: Mapping[str, Any],
+    now: datetime,
+    reason: str,
+    message: str,
+    *,
+    degraded: str = "True",
+) -> None:
+    from rankswap_operator.plan import Condition
+
+    conditions = (
+        Condition("Ready", "False", reason, message),
+        Condition("Progressing", "False", reason, message),
+        Condition("Degraded", degraded, reason, message),  # type: ignore[arg-type]
+    )
+    old_reasons = {c.get("type"): c.get("reason") for c in previous.get("conditions") or []}
+    if old_reasons.get("Degraded") != reason:
+        kopf.event(body, type="Warning", reason=reason, message=message)
+    new = dict(previous)
+    new["observedGeneration"] = generation
+    new["conditions"] = conditions_to_json(
+        conditions, previous.get("conditions") or [], generation, now
+    )
+    await kube.patch_status(namespace, name, kube.merge_patch(previous, new))
