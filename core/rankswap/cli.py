@@ -29,8 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
             "features in running ranker pods without a restart."
         ),
     )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
-    parser.add_argument("--log-format", choices=("text", "json"), default="text", help="log line format")
+    parser.add_argument(
+        "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)"
+    )
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="log line format"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in ROLE_CLIS:
         try:
@@ -39,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name != module_name:
                 raise
             continue  # a role that is not built yet
-        cast(Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], module.register)(subparsers)
+        cast(
+            "Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]", module.register
+        )(subparsers)
     return parser
 
 

@@ -299,3 +299,8 @@ async def _write_problem(
         conditions, previous.get("conditions") or [], generation, now
     )
     await kube.patch_status(namespace, name, kube.merge_patch(previous, new))
+
+
+def registry() -> kopf.OperatorRegistry:
+    """The handlers of this module (kopf registers them on import, in its default registry)."""
+    return kopf.get_default_registry()
