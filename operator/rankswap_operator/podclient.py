@@ -13,8 +13,9 @@ from rankswap_operator.plan import AdminState, Bundle
 def admin_state_from_json(doc: dict[str, Any]) -> AdminState:
     """Read the ranker's ``GET /admin/v1/state`` document into what the planner needs.
 
-    A pod is *converged* when every live worker serves the same active bundle. The load error is
-    kept only when it concerns the desired bundle (an older, superseded failure is not news).
+    ``active`` is set by the ranker only while every live worker serves the same bundle; the pod
+    is *converged* when that holds and no worker is missing. The load error counts only when the
+    pod's latest request failed (``desired.status == "failed"``): an older failure is not news.
     """
     desired = doc.get("desired") or {}
     desired_uris = (
@@ -22,26 +23,26 @@ def admin_state_from_json(doc: dict[str, Any]) -> AdminState:
         if desired.get("model_uri") and desired.get("features_uri")
         else None
     )
-    workers = [w for w in doc.get("workers") or [] if w.get("alive", True)]
-    actives = {_versions(w.get("active")) for w in workers}
+    workers = doc.get("workers") or []
+    live = [w for w in workers if w.get("alive", True)]
+    expected = int(doc.get("workers_expected") or len(workers))
     active = _versions(doc.get("active"))
-    if workers and len(actives) == 1:
-        active = next(iter(actives))
-    converged = bool(workers) and len(actives) == 1 and None not in actives
-    error = doc.get("last_error") or None
-    if isinstance(error, dict):
-        concerns = (error.get("model_uri"), error.get("features_uri"))
+    converged = active is not None and len(live) == expected > 0
+    status = desired.get("status")
+    error: str | None = None
+    if status == "failed":
+        last = doc.get("last_error") or {}
         error = (
-            f"{error.get('type', 'Error')}: {error.get('message', '')}"
-            if (desired_uris is None or concerns == desired_uris or concerns == (None, None))
-            else None
+            f"{last.get('type', 'Error')}: {last.get('message', 'load failed')}"
+            if isinstance(last, dict)
+            else str(last)
         )
     return AdminState(
         desired_uris=desired_uris,
         active_versions=active,
         converged=converged,
-        loading=bool(doc.get("loading")),
-        error=str(error) if error else None,
+        loading=status in ("loading", "pending") or bool(doc.get("loading")),
+        error=error,
         warm_versions=tuple(v for v in (_versions(x) for x in doc.get("warm") or []) if v),
     )
 

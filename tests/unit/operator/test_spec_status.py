@@ -95,14 +95,16 @@ def _bundle(mv: str, fv: str, uri_suffix: str = "") -> dict[str, object]:
     }
 
 
-def test_admin_state_converged_only_when_every_live_worker_agrees() -> None:
+def test_admin_state_reads_the_ranker_document() -> None:
     doc = {
-        "desired": {"model_uri": "m", "features_uri": "f"},
+        "workers_expected": 2,
+        "desired": {"model_uri": "m", "features_uri": "f", "status": "loaded"},
+        "active": _bundle("m1", "f1"),
         "workers": [
             {"alive": True, "active": _bundle("m1", "f1")},
             {"alive": True, "active": _bundle("m1", "f1")},
-            {"alive": False, "active": _bundle("m0", "f0")},
         ],
+        "warm": [_bundle("m0", "f0")],
     }
     state = admin_state_from_json(doc)
     assert (
@@ -110,5 +112,23 @@ def test_admin_state_converged_only_when_every_live_worker_agrees() -> None:
         and state.active_versions == ("m1", "f1")
         and state.desired_uris == ("m", "f")
     )
-    doc["workers"][1]["active"] = _bundle("m0", "f0")  # type: ignore[index]
-    assert not admin_state_from_json(doc).converged
+    assert state.warm_versions == (("m0", "f0"),) and not state.loading and state.error is None
+
+    mixed = {
+        **doc,
+        "active": None,
+    }  # the ranker reports no common active bundle while workers differ
+    assert not admin_state_from_json(mixed).converged
+    missing = {**doc, "workers": doc["workers"][:1]}  # one worker is gone
+    assert not admin_state_from_json(missing).converged
+
+
+def test_admin_state_error_only_when_the_latest_request_failed() -> None:
+    failed = {
+        "desired": {"model_uri": "m", "features_uri": "f", "status": "failed"},
+        "last_error": {"type": "ChecksumMismatch", "message": "model.onnx: sha256 differs"},
+    }
+    assert admin_state_from_json(failed).error == "ChecksumMismatch: model.onnx: sha256 differs"
+    loading = {**failed, "desired": {**failed["desired"], "status": "loading"}}  # type: ignore[dict-item]
+    state = admin_state_from_json(loading)
+    assert state.error is None and state.loading
