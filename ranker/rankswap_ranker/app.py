@@ -1,0 +1,88 @@
+"""The public ASGI app of one worker, built from injected collaborators.
+
+``create_app(settings, registry, candidate_source)`` is all a test needs to run the real app
+in-process (with ``httpx.ASGITransport``); the worker process builds it the same way, adding
+the pod view that makes ``/readyz`` speak for every worker.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rankswap_ranker.bundle import Bundle
+from rankswap_ranker.convergence import LocalPodView, PodView
+from rankswap_ranker.errors import install_error_handlers
+from rankswap_ranker.metrics import RankerMetrics
+from rankswap_ranker.ranking import CandidateSource
+from rankswap_ranker.registry import BundleRegistry
+from rankswap_ranker.routes import public_router
+from rankswap_ranker.settings import RankerSettings
+
+_ROUTES = frozenset({"/v1/rank", "/healthz", "/readyz", "/metrics"})
+
+
+class RequestMetrics:
+    """Latency histogram and status counter per route (pure ASGI: no per-request task)."""
+
+    def __init__(self, app: ASGIApp, metrics: RankerMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        route = path if path in _ROUTES else "other"
+        status = 500
+        started = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.metrics.request_latency.labels(route).observe(time.perf_counter() - started)
+            self.metrics.requests.labels(route, str(status)).inc()
+
+
+def create_app(
+    settings: RankerSettings,
+    registry: BundleRegistry[Bundle],
+    candidate_source: CandidateSource,
+    *,
+    metrics: RankerMetrics | None = None,
+    pod: PodView | None = None,
+) -> FastAPI:
+    metrics = metrics if metrics is not None else RankerMetrics(CollectorRegistry())
+    app = FastAPI(
+        title="rankswap ranker",
+        version="1",
+        summary="Ranks a tenant's own expense line items with the bundle the pod serves.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.include_router(
+        public_router(
+            settings,
+            registry,
+            candidate_source,
+            metrics,
+            pod if pod is not None else LocalPodView(registry),
+        )
+    )
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    state: Any = app.state
+    state.metrics = metrics
+    state.registry = registry
+    return app

@@ -1,0 +1,290 @@
+"""Bundles: a model artifact and a features artifact, validated together before serving.
+
+Two steps, each usable on its own:
+
+* :func:`resolve` (the pod's supervisor, once per pod): fetch both artifacts into the pod-local
+  cache (every file's sha256 checked against its manifest; a cached version is reused), check
+  kinds and schema compatibility, and describe the result as a :class:`BundleRef` — plain data
+  with local paths, written to the pod's desired-bundle file.
+* :func:`load` (every process that serves, and the supervisor once to validate): memory-map the
+  feature tables, build the ONNX session, check its signature against the feature schema, run a
+  smoke scoring. Only a bundle that passed all of it is ever made active.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from rankswap import featurespec as fs
+from rankswap.artifacts import Manifest, check_compatible, fetch_artifact
+from rankswap_ranker.errors import BundleIncompatible, ModelInvalid, SmokeScoringFailed
+
+MODEL_FILE = "model.onnx"
+INPUT_NUM = "num"
+INPUT_CAT = "cat"
+OUTPUT_SCORE = "score"
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    """One artifact of a bundle: where it was asked for, what it is, where it sits locally."""
+
+    uri: str
+    name: str
+    version: str
+    as_of: str
+    created_at: str
+    local_dir: str
+
+    @staticmethod
+    def of(uri: str, manifest: Manifest, local_dir: Path) -> ArtifactInfo:
+        return ArtifactInfo(
+            uri=uri,
+            name=manifest.name,
+            version=manifest.version,
+            as_of=manifest.as_of.isoformat(),
+            created_at=manifest.created_at.isoformat(),
+            local_dir=str(local_dir),
+        )
+
+    def public(self) -> dict[str, str]:
+        """What the admin state shows (no local path)."""
+        return {
+            "uri": self.uri,
+            "name": self.name,
+            "version": self.version,
+            "as_of": self.as_of,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True)
+class BundleRef:
+    """A resolved bundle: both artifacts verified in the local cache. Plain, JSON-able data."""
+
+    model: ArtifactInfo
+    features: ArtifactInfo
+
+    @property
+    def bundle_id(self) -> str:
+        """Content-derived: ``<model version>+<features version>``."""
+        return bundle_id(self.model.version, self.features.version)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(doc: dict[str, Any]) -> BundleRef:
+        return BundleRef(
+            model=ArtifactInfo(**doc["model"]), features=ArtifactInfo(**doc["features"])
+        )
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "bundle_id": self.bundle_id,
+            "model": self.model.public(),
+            "features": self.features.public(),
+        }
+
+
+def bundle_id(model_version: str, features_version: str) -> str:
+    return f"{model_version}+{features_version}"
+
+
+def resolve(model_uri: str, features_uri: str, cache_dir: Path) -> BundleRef:
+    """Fetch both artifacts (verified, cached) and check that they belong together."""
+    model_manifest, model_dir = fetch_artifact(model_uri, cache_dir, expect_kind="model")
+    features_manifest, features_dir = fetch_artifact(
+        features_uri, cache_dir, expect_kind="features"
+    )
+    check_compatible(model_manifest, features_manifest)  # SchemaMismatch
+    if features_manifest.schema_version != fs.FEATURE_SCHEMA_VERSION:
+        raise BundleIncompatible(
+            f"features {features_manifest.version} have schema "
+            f"{features_manifest.schema_version}; this ranker reads {fs.FEATURE_SCHEMA_VERSION}"
+        )
+    if MODEL_FILE not in model_manifest.files:
+        raise ModelInvalid(f"{model_uri}: the manifest lists no {MODEL_FILE}")
+    return BundleRef(
+        model=ArtifactInfo.of(model_uri, model_manifest, model_dir),
+        features=ArtifactInfo.of(features_uri, features_manifest, features_dir),
+    )
+
+
+@dataclass(frozen=True)
+class LoadTimings:
+    features_s: float
+    session_s: float
+    smoke_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.features_s + self.session_s + self.smoke_s
+
+
+@dataclass(eq=False)
+class Bundle:
+    """A loaded bundle: memory-mapped feature tables and an ONNX session, ready to score."""
+
+    ref: BundleRef
+    tables: fs.FeatureTables
+    session: Any  # onnxruntime.InferenceSession (untyped library)
+    timings: LoadTimings
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def bundle_id(self) -> str:
+        return self.ref.bundle_id
+
+    @property
+    def features_created_at(self) -> float:
+        return datetime.fromisoformat(self.ref.features.created_at).timestamp()
+
+    def score(self, inputs: fs.ModelInput) -> npt.NDArray[np.float32]:
+        """One score per candidate row (higher ranks first)."""
+        if inputs.rows == 0:
+            return np.empty(0, dtype=np.float32)
+        out = self.session.run([OUTPUT_SCORE], {INPUT_NUM: inputs.num, INPUT_CAT: inputs.cat})
+        return np.asarray(out[0], dtype=np.float32).reshape(-1)
+
+
+def session_options(intra_op_threads: int) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = intra_op_threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3  # errors only; warnings would go to stderr unstructured
+    # Worker threads that spin while idle burn a shared core for nothing.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
+def load(ref: BundleRef, *, intra_op_threads: int = 1) -> Bundle:
+    """Open, check and smoke-score a resolved bundle. Raises a BundleLoadFailed subclass."""
+    t0 = time.perf_counter()
+    try:
+        tables = fs.FeatureTables.open(Path(ref.features.local_dir))
+    except fs.FeatureSpecError as exc:
+        raise BundleIncompatible(f"features {ref.features.version}: {exc}") from exc
+    t1 = time.perf_counter()
+    session = _open_session(Path(ref.model.local_dir) / MODEL_FILE, ref, intra_op_threads)
+    t2 = time.perf_counter()
+    bundle = Bundle(ref=ref, tables=tables, session=session, timings=LoadTimings(0, 0, 0))
+    smoke_score(bundle)
+    t3 = time.perf_counter()
+    bundle.timings = LoadTimings(features_s=t1 - t0, session_s=t2 - t1, smoke_s=t3 - t2)
+    return bundle
+
+
+def _open_session(path: Path, ref: BundleRef, intra_op_threads: int) -> Any:
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(
+            str(path),
+            sess_options=session_options(intra_op_threads),
+            providers=["CPUExecutionProvider"],
+        )
+    except Exception as exc:  # onnxruntime raises its own untyped errors (Fail, InvalidGraph...)
+        raise ModelInvalid(
+            f"model {ref.model.version}: onnxruntime cannot load it ({exc})"
+        ) from exc
+    check_signature(session, ref.model.version)
+    return session
+
+
+def check_signature(session: Any, model_version: str) -> None:
+    """The model must take ``num`` float [N, F] and ``cat`` string [N, C] and give ``score``."""
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name for o in session.get_outputs()}
+    want = {
+        INPUT_NUM: ("tensor(float)", len(fs.NUMERIC_FEATURES)),
+        INPUT_CAT: ("tensor(string)", len(fs.CATEGORICAL_FEATURES)),
+    }
+    problems = []
+    for name, (typ, width) in want.items():
+        node = inputs.get(name)
+        if node is None:
+            problems.append(f"no input {name!r}")
+            continue
+        if node.type != typ:
+            problems.append(f"input {name!r} is {node.type}, expected {typ}")
+        shape = list(node.shape)
+        if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != width):
+            problems.append(f"input {name!r} has shape {shape}, expected [N, {width}]")
+    extra = sorted(set(inputs) - set(want))
+    if extra:
+        problems.append(f"unexpected inputs {extra}")
+    if OUTPUT_SCORE not in outputs:
+        problems.append(f"no output {OUTPUT_SCORE!r} (has {sorted(outputs)})")
+    if problems:
+        raise BundleIncompatible(
+            f"model {model_version} does not match feature schema "
+            f"{fs.FEATURE_SCHEMA_VERSION}: " + "; ".join(problems)
+        )
+
+
+SMOKE_ROWS = 16
+
+
+def smoke_candidates(tables: fs.FeatureTables, rows: int = SMOKE_ROWS) -> fs.Candidates:
+    """Candidates for a smoke scoring: known items from the tables plus one unseen item."""
+    known = np.asarray(tables.tables["item"].keys[: rows - 1], dtype=np.int64)
+    item_ids = np.concatenate([known, np.array([2**31 - 1], dtype=np.int64)])
+    n = item_ids.shape[0]
+
+    def strings(value: str) -> npt.NDArray[np.object_]:
+        arr = np.empty(n, dtype=object)
+        arr[:] = [value] * n
+        return arr
+
+    return fs.Candidates(
+        item_ids=item_ids,
+        codes=strings("smoke"),
+        names=strings("smoke"),
+        category_ids=np.full(n, -1, dtype=np.int64),
+        categories=strings("smoke-category"),
+        account_codes=strings(""),
+        created_at=np.full(n, np.datetime64("2000-01-01T00:00:00", "s")),
+    )
+
+
+def smoke_score(bundle: Bundle) -> None:
+    """Score a synthetic request end to end; raise SmokeScoringFailed unless scores are sane."""
+    ctx = fs.RankContext(
+        tenant_id="__smoke__",
+        employee_id=None,
+        vendor_id=None,
+        description="smoke test 交通費",
+        amount=1234.0,
+        expense_date=date.today(),
+    )
+    candidates = smoke_candidates(bundle.tables)
+    try:
+        inputs = fs.assemble(ctx, candidates, bundle.tables)
+        scores = bundle.score(inputs)
+    except Exception as exc:  # the model can fail in any way: that is what the smoke test finds
+        raise SmokeScoringFailed(
+            f"bundle {bundle.bundle_id}: smoke scoring raised {type(exc).__name__}: {exc}"
+        ) from exc
+    if scores.shape != (len(candidates),):
+        raise SmokeScoringFailed(
+            f"bundle {bundle.bundle_id}: {scores.shape[0]} scores for {len(candidates)} rows"
+        )
+    if not all(math.isfinite(float(s)) for s in scores):
+        raise SmokeScoringFailed(f"bundle {bundle.bundle_id}: non-finite scores")
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")

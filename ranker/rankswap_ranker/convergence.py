@@ -1,0 +1,333 @@
+"""How every worker process of a pod converges on one bundle, and how the pod reports it.
+
+Pod-local files in the run folder (an ``emptyDir``), each written atomically (temporary file,
+then ``rename``), so a reader sees the old or the new content, never a mix::
+
+    <run_dir>/desired.json          the bundle the pod must serve (supervisor writes, after it
+                                    fetched and validated it); ``seq`` grows with each change
+    <run_dir>/workers/<slot>.json   each worker's truth: pid, active and warm bundles, applied
+                                    ``seq``, last error, last load timings
+
+Each worker runs a :class:`WorkerSync` thread that polls ``desired.json`` and applies it: a
+pointer swap when the bundle is active or warm, else a load from the (already verified) cache.
+The admin state and ``/readyz`` read the worker files through :class:`PodView`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rankswap_ranker import logs
+from rankswap_ranker.bundle import Bundle, BundleRef, utc_now_iso
+from rankswap_ranker.errors import error_record, translate
+from rankswap_ranker.metrics import RankerMetrics
+from rankswap_ranker.registry import BundleRegistry
+
+log = logging.getLogger("rankswap.ranker.sync")
+
+
+def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        log.warning("unreadable state file", extra={"ctx": {"path": str(path)}})
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    @property
+    def desired(self) -> Path:
+        return self.root / "desired.json"
+
+    def worker(self, slot: int) -> Path:
+        return self.root / "workers" / f"{slot}.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics"
+
+    def read_desired(self) -> dict[str, Any] | None:
+        return read_json(self.desired)
+
+    def write_desired(self, seq: int, ref: BundleRef, *, request_id: int | None) -> None:
+        write_json_atomic(
+            self.desired,
+            {
+                "seq": seq,
+                "request_id": request_id,
+                "set_at": utc_now_iso(),
+                "bundle": ref.to_json(),
+            },
+        )
+
+
+class PodView:
+    """What the worker files say about the whole pod (any process may read it)."""
+
+    def __init__(self, run_dir: RunDir, workers: int) -> None:
+        self.run_dir = run_dir
+        self.workers = workers
+
+    def worker_states(self) -> list[dict[str, Any]]:
+        states = []
+        for slot in range(self.workers):
+            doc = read_json(self.run_dir.worker(slot)) or {"slot": slot, "pid": None}
+            pid = doc.get("pid")
+            doc["alive"] = isinstance(pid, int) and pid_alive(pid)
+            states.append(doc)
+        return states
+
+    def ready(self) -> bool:
+        """Every worker is alive and has an active bundle."""
+        return all(s["alive"] and s.get("active") for s in self.worker_states())
+
+
+class LocalPodView(PodView):
+    """A pod of one in-process worker (tests, ``create_app`` without a supervisor)."""
+
+    def __init__(self, registry: BundleRegistry[Bundle]) -> None:
+        self._registry = registry
+        self.workers = 1
+
+    def worker_states(self) -> list[dict[str, Any]]:
+        active = self._registry.active
+        return [
+            {
+                "slot": 0,
+                "pid": os.getpid(),
+                "alive": True,
+                "active": active.ref.public() if active else None,
+                "warm": [b.ref.public() for b in self._registry.warm_bundles()],
+            }
+        ]
+
+
+Loader = Callable[[BundleRef], Bundle]
+
+
+class WorkerSync:
+    """Applies the pod's desired bundle in this worker process, and reports what it serves."""
+
+    def __init__(
+        self,
+        run_dir: RunDir,
+        slot: int,
+        registry: BundleRegistry[Bundle],
+        metrics: RankerMetrics,
+        loader: Loader,
+        *,
+        poll_interval_s: float = 0.2,
+        nice: int = 0,
+    ) -> None:
+        self.run_dir = run_dir
+        self.slot = slot
+        self.registry = registry
+        self.metrics = metrics
+        self.loader = loader
+        self.poll_interval_s = poll_interval_s
+        self.nice = nice
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stamp: tuple[int, int, int] | None = None
+        self._state: dict[str, Any] = {
+            "slot": slot,
+            "pid": os.getpid(),
+            "started_at": utc_now_iso(),
+            "applied_seq": None,
+            "loading": None,
+            "last_error": None,
+            "last_load": None,
+            "loads": 0,
+            "load_failures": 0,
+            "rollbacks": 0,
+        }
+        self._age_published = 0.0
+        self.orphan_check: Callable[[], bool] | None = None
+        """Returns True when the supervisor is gone; then ``on_orphan`` runs and sync stops."""
+        self.on_orphan: Callable[[], None] | None = None
+
+    # Thread ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.write_state()
+        self._thread = threading.Thread(target=self._run, name="bundle-sync", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        if self.nice:
+            # Linux: niceness is per thread; loads then yield the CPU to request threads.
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
+        while not self._stop.is_set():
+            if self.orphan_check is not None and self.orphan_check():
+                log.error("the supervisor is gone; this worker stops")
+                if self.on_orphan is not None:
+                    self.on_orphan()
+                return
+            try:
+                self.poll_once()
+                self._publish_feature_age()
+            except Exception:  # keep syncing whatever happens; the error is logged
+                log.exception("bundle sync iteration failed")
+            self._stop.wait(self.poll_interval_s)
+
+    # One step (also called directly by tests) -----------------------------------------------
+
+    def poll_once(self) -> bool:
+        """Apply ``desired.json`` if it changed since the last look; True if it was applied."""
+        try:
+            st = self.run_dir.desired.stat()
+        except FileNotFoundError:
+            return False
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        desired = self.run_dir.read_desired()
+        if desired is None:
+            return False
+        if desired.get("seq") == self._state["applied_seq"]:
+            return False
+        self.apply(int(desired["seq"]), BundleRef.from_json(desired["bundle"]))
+        return True
+
+    def apply(self, seq: int, ref: BundleRef) -> None:
+        target = ref.bundle_id
+        active = self.registry.active
+        if active is not None and active.bundle_id == target:
+            self._state["applied_seq"] = seq
+            self.write_state()
+            return
+        started = time.perf_counter()
+        swap = self.registry.activate_warm(target)
+        if swap is not None:
+            self.metrics.rollbacks.inc()
+            self._state["rollbacks"] += 1
+            self._after_swap(seq, ref, "warm", time.perf_counter() - started, None)
+            return
+        self._state["loading"] = target
+        self.write_state()
+        try:
+            bundle = self.loader(ref)
+        except Exception as exc:
+            self._failed(seq, ref, exc)
+            return
+        self.registry.activate(bundle)
+        self._after_swap(seq, ref, "load", time.perf_counter() - started, bundle)
+
+    def _after_swap(
+        self, seq: int, ref: BundleRef, how: str, seconds: float, bundle: Bundle | None
+    ) -> None:
+        previous = self._state.get("active_labels")
+        if previous:
+            self.metrics.active_bundle.labels(*previous).set(0)
+        labels = (
+            ref.bundle_id,
+            ref.model.name,
+            ref.model.version,
+            ref.features.name,
+            ref.features.version,
+        )
+        self.metrics.active_bundle.labels(*labels).set(1)
+        self._state["active_labels"] = labels
+        if how == "load":
+            self.metrics.loads.labels("activate").inc()
+            self.metrics.load_duration.labels("activate").observe(seconds)
+            self._state["loads"] += 1
+        self._state.update(applied_seq=seq, loading=None, last_error=None)
+        self._state["last_load"] = {
+            "bundle_id": ref.bundle_id,
+            "how": how,
+            "seconds": round(seconds, 4),
+            "finished_at": utc_now_iso(),
+            **(
+                {
+                    "features_s": round(bundle.timings.features_s, 4),
+                    "session_s": round(bundle.timings.session_s, 4),
+                    "smoke_s": round(bundle.timings.smoke_s, 4),
+                }
+                if bundle is not None
+                else {}
+            ),
+        }
+        logs.set_active_bundle(ref.bundle_id)
+        self._age_published = 0.0
+        self._publish_feature_age()
+        self.write_state()
+        logs.event(
+            log,
+            logging.INFO,
+            "bundle active",
+            how=how,
+            seconds=round(seconds, 4),
+            seq=seq,
+            warm=self.registry.warm_ids(),
+        )
+
+    def _failed(self, seq: int, ref: BundleRef, exc: Exception) -> None:
+        err = translate(exc)
+        self.metrics.load_failures.labels("activate", err.code).inc()
+        self._state["load_failures"] += 1
+        record = {**error_record(exc), "bundle_id": ref.bundle_id, "seq": seq, "at": utc_now_iso()}
+        self._state.update(applied_seq=seq, loading=None, last_error=record)
+        self.write_state()
+        logs.event(
+            log, logging.ERROR, "bundle load failed; the active bundle keeps serving", **record
+        )
+
+    def _publish_feature_age(self) -> None:
+        now = time.time()
+        if now - self._age_published < 1.0:
+            return
+        active = self.registry.active
+        if active is not None:
+            self.metrics.feature_age.set(now - active.features_created_at)
+        self._age_published = now
+
+    def state(self) -> dict[str, Any]:
+        active = self.registry.active
+        doc = {k: v for k, v in self._state.items() if k != "active_labels"}
+        doc["active"] = active.ref.public() if active is not None else None
+        doc["warm"] = [b.ref.public() for b in self.registry.warm_bundles()]
+        doc["updated_at"] = utc_now_iso()
+        return doc
+
+    def write_state(self) -> None:
+        write_json_atomic(self.run_dir.worker(self.slot), self.state())

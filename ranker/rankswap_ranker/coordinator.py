@@ -1,0 +1,438 @@
+"""The pod's bundle coordinator (runs in the supervisor process, once per pod).
+
+It takes bundle requests (admin API, start-up settings, the refresher), fetches and validates
+them off the request path, and records the result as the pod's desired bundle, which every
+worker then applies (see :mod:`rankswap_ranker.convergence`). Requests are handled one at a
+time; a request that arrives during a load replaces any request still waiting (the newest
+intent wins). A failed load changes nothing that serves: the error is kept for the admin state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rankswap.artifacts import (
+    ArtifactError,
+    ArtifactURI,
+    InvalidURI,
+    StoreUnavailable,
+    parse_artifact_uri,
+    parse_uri,
+)
+from rankswap_ranker import logs
+from rankswap_ranker.bundle import Bundle, BundleRef, utc_now_iso
+from rankswap_ranker.convergence import PodView, RunDir
+from rankswap_ranker.errors import BadBundleRequest, URINotAllowed, error_record, translate
+from rankswap_ranker.metrics import RankerMetrics
+
+log = logging.getLogger("rankswap.ranker.coordinator")
+
+Source = Literal["admin", "settings", "refresher", "restart"]
+Resolver = Callable[[str, str], BundleRef]
+Validator = Callable[[BundleRef], Bundle]
+
+
+def check_bundle_uris(model_uri: str, features_uri: str, allowed_roots: list[ArtifactURI]) -> None:
+    """Raise BadBundleRequest / URINotAllowed unless both URIs could ever be loaded."""
+    for want, uri in (("model", model_uri), ("features", features_uri)):
+        try:
+            loc = parse_uri(uri)
+            ref = parse_artifact_uri(uri)
+        except InvalidURI as exc:
+            raise BadBundleRequest(f"{want}_uri: {exc}") from exc
+        if ref.kind != want:
+            raise BadBundleRequest(f"{want}_uri: {uri!r} is a {ref.kind} path, not a {want} path")
+        if not any(loc.is_within(root) for root in allowed_roots):
+            allowed = ", ".join(str(r) for r in allowed_roots) or "(none configured)"
+            raise URINotAllowed(f"{want}_uri: {uri!r} is outside the allowed roots: {allowed}")
+
+
+def is_latest(uri: str) -> bool:
+    try:
+        return parse_artifact_uri(uri).is_latest
+    except InvalidURI:
+        return False
+
+
+@dataclass
+class BundleRequest:
+    """One ask for a bundle: the URIs as given (a ``latest/`` URI stays ``latest/``)."""
+
+    request_id: int
+    model_uri: str
+    features_uri: str
+    source: Source
+    refresh_interval_s: float | None = None
+    at: str = field(default_factory=utc_now_iso)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "model_uri": self.model_uri,
+            "features_uri": self.features_uri,
+            "source": self.source,
+            "refresh_interval_s": self.refresh_interval_s,
+            "at": self.at,
+        }
+
+
+class Coordinator:
+    def __init__(
+        self,
+        run_dir: RunDir,
+        pod: PodView,
+        metrics: RankerMetrics,
+        *,
+        allowed_roots: list[ArtifactURI],
+        resolver: Resolver,
+        validator: Validator,
+        nice: int = 0,
+    ) -> None:
+        self.run_dir = run_dir
+        self.pod = pod
+        self.metrics = metrics
+        self.allowed_roots = allowed_roots
+        self._resolver = resolver
+        self._validator = validator
+        self._executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="bundle-loader",
+            initializer=_lower_priority,
+            initargs=(nice,),
+        )
+        self._lock = threading.Lock()
+        self._next_id = 1
+        self._pending: BundleRequest | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.requested: BundleRequest | None = None
+        self.loading: BundleRequest | None = None
+        self.desired: BundleRef | None = None
+        self.desired_seq = 0
+        self.desired_request_id: int | None = None
+        self.last_error: dict[str, Any] | None = None
+        self.last_load: dict[str, Any] | None = None
+        self._validated: set[str] = set()
+        self._recover()
+
+    def _recover(self) -> None:
+        """After a container restart in the same pod, resume the recorded desired bundle."""
+        doc = self.run_dir.read_desired()
+        if doc is None:
+            return
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            self.desired = BundleRef.from_json(doc["bundle"])
+            self.desired_seq = int(doc["seq"])
+            self._validated.add(self.desired.bundle_id)
+            self.requested = BundleRequest(
+                0, self.desired.model.uri, self.desired.features.uri, "restart"
+            )
+
+    # Requests -------------------------------------------------------------------------------
+
+    def request(
+        self,
+        model_uri: str,
+        features_uri: str,
+        source: Source,
+        *,
+        refresh_interval_s: float | None = None,
+    ) -> BundleRequest:
+        """Record a desired bundle (checked against the allowed roots) and wake the loader.
+
+        A ``refresher`` request reloads the current desired URIs; any other replaces them."""
+        check_bundle_uris(model_uri, features_uri, self.allowed_roots)
+        with self._lock:
+            if source == "refresher" and self.requested is not None:
+                refresh_interval_s = self.requested.refresh_interval_s
+            req = BundleRequest(self._next_id, model_uri, features_uri, source, refresh_interval_s)
+            self._next_id += 1
+            if source != "refresher":
+                self.requested = req
+            self._pending = req
+        logs.event(log, logging.INFO, "bundle requested", **req.public())
+        if self._loop is not None and self._wakeup is not None:
+            self._loop.call_soon_threadsafe(self._wakeup.set)  # callers may be threads
+        return req
+
+    async def run(self) -> None:
+        """Handle requests one at a time, until cancelled."""
+        self._wakeup = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        if self._pending is not None:
+            self._wakeup.set()
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while True:
+                    with self._lock:
+                        req, self._pending = self._pending, None
+                    if req is None:
+                        break
+                    await self._loop.run_in_executor(self._executor, self.load_now, req)
+        finally:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def load_now(self, req: BundleRequest) -> BundleRef | None:
+        """Resolve and validate ``req``, then record it as desired (blocking; loader thread)."""
+        self.loading = req
+        t0 = time.perf_counter()
+        stage = "fetch"
+        try:
+            ref = self._resolver(req.model_uri, req.features_uri)
+            t1 = time.perf_counter()
+            stage = "validate"
+            if ref.bundle_id not in self._validated:
+                bundle = self._validator(ref)
+                del bundle  # validated; the supervisor does not serve
+                self._validated.add(ref.bundle_id)
+            t2 = time.perf_counter()
+        except Exception as exc:
+            self._record_failure(req, stage, exc, time.perf_counter() - t0)
+            return None
+        finally:
+            self.loading = None
+        self.metrics.loads.labels("resolve").inc()
+        self.metrics.load_duration.labels("resolve").observe(t2 - t0)
+        changed = self.desired is None or self.desired.bundle_id != ref.bundle_id
+        with self._lock:
+            if changed or self.desired_request_id != req.request_id:
+                if changed:
+                    self.desired_seq += 1
+                self.desired = ref
+                self.desired_request_id = req.request_id
+                if changed:
+                    self.run_dir.write_desired(self.desired_seq, ref, request_id=req.request_id)
+        self.last_load = {
+            "request_id": req.request_id,
+            "bundle_id": ref.bundle_id,
+            "changed": changed,
+            "fetch_s": round(t1 - t0, 4),
+            "validate_s": round(t2 - t1, 4),
+            "total_s": round(t2 - t0, 4),
+            "finished_at": utc_now_iso(),
+        }
+        if self.last_error is not None and self.last_error.get("request_id", 0) <= req.request_id:
+            self.last_error = None
+        logs.event(log, logging.INFO, "bundle desired", seq=self.desired_seq, **self.last_load)
+        return ref
+
+    def _record_failure(
+        self, req: BundleRequest, stage: str, exc: Exception, seconds: float
+    ) -> None:
+        err = translate(exc)
+        self.metrics.load_failures.labels("resolve", err.code).inc()
+        self.metrics.load_duration.labels("resolve").observe(seconds)
+        self.last_error = {
+            **error_record(exc),
+            "stage": stage,
+            **req.public(),
+            "failed_at": utc_now_iso(),
+        }
+        logs.event(
+            log,
+            logging.ERROR,
+            "bundle load failed; the active bundle keeps serving",
+            **self.last_error,
+        )
+
+    @property
+    def busy(self) -> bool:
+        """A load is running or waiting."""
+        return self.loading is not None or self._pending is not None
+
+    # State ----------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """The pod's state as the admin API reports it (see docs/RANKER.md, "Reading the state").
+
+        ``desired`` is the bundle the pod was last asked for (URIs as given) and how that ask
+        went; ``target`` is the validated bundle every worker converges on; ``active`` is the
+        bundle all live workers serve (null while they differ); ``warm`` the bundles kept loaded
+        for an immediate switch back.
+        """
+        workers = self.pod.worker_states()
+        live = [w for w in workers if w.get("alive")]
+        target = self.desired
+        target_id = target.bundle_id if target is not None else None
+        actives = {(w.get("active") or {}).get("bundle_id") for w in live}
+        active = None
+        if live and len(actives) == 1 and None not in actives:
+            active = live[0].get("active")
+        converged = (
+            target_id is not None
+            and len(live) == len(workers)
+            and all(
+                (w.get("active") or {}).get("bundle_id") == target_id
+                and w.get("applied_seq") == self.desired_seq
+                for w in live
+            )
+        )
+        warm: dict[str, Any] = {}
+        for w in live:
+            for b in w.get("warm") or []:
+                if isinstance(b, dict) and b.get("bundle_id") != (active or {}).get("bundle_id"):
+                    warm.setdefault(str(b.get("bundle_id")), b)
+        requested, loading = self.requested, self.loading
+        desired: dict[str, Any] | None = None
+        if requested is not None:
+            desired = requested.public()
+            if loading is not None or self._pending is not None:
+                desired["status"] = "loading"
+            elif (
+                self.last_error is not None
+                and self.last_error.get("request_id", -1) >= requested.request_id
+            ):
+                desired["status"] = "failed"
+            elif self.desired_request_id is not None and target is not None:
+                desired["status"] = "loaded"
+                desired["bundle_id"] = target_id
+            else:
+                desired["status"] = "pending"
+        return {
+            "workers_expected": self.pod.workers,
+            "ready": bool(workers) and all(w.get("alive") and w.get("active") for w in workers),
+            "converged": converged,
+            "desired": desired,
+            "loading": loading.public() if loading is not None else None,
+            "target": (
+                {"seq": self.desired_seq, "request_id": self.desired_request_id, **target.public()}
+                if target is not None
+                else None
+            ),
+            "active": active,
+            "warm": list(warm.values()),
+            "workers": [_public_worker(w) for w in workers],
+            "last_error": self.last_error or self._worker_error(live),
+            "last_load": self.last_load,
+        }
+
+    def _worker_error(self, live: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """A worker that failed to apply the current target (the supervisor validated it)."""
+        target = self.desired
+        if target is None:
+            return None
+        for w in live:
+            err = w.get("last_error")
+            if isinstance(err, dict) and err.get("seq") == self.desired_seq:
+                return {
+                    **err,
+                    "stage": f"worker {w.get('slot')}",
+                    "model_uri": self.requested.model_uri if self.requested else target.model.uri,
+                    "features_uri": (
+                        self.requested.features_uri if self.requested else target.features.uri
+                    ),
+                }
+        return None
+
+
+def _public_worker(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k not in ("started_at",)}
+
+
+def _lower_priority(nice: int) -> None:
+    if nice:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
+class Refresher:
+    """The seeds' polling design: follow ``latest/`` URIs of the requested bundle.
+
+    Every ``interval_s`` it reads the manifest of each ``latest/`` URI in the current request;
+    when a version differs from the desired bundle's, it asks the coordinator to load the same
+    URIs again (which resolves them to the new content). A dated URI pins its version. A
+    version that failed to load is not retried until the content changes again (or the failure
+    was the store being unavailable).
+    """
+
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        interval_s: float,
+        read_version: Callable[[str], str],
+    ) -> None:
+        self.coordinator = coordinator
+        self.interval_s = interval_s
+        self._read_version = read_version
+        self.last_poll_at: str | None = None
+        self.last_error: dict[str, Any] | None = None
+        self._tried: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def current_interval_s(self) -> float:
+        req = self.coordinator.requested
+        if req is not None and req.refresh_interval_s:
+            return req.refresh_interval_s
+        return self.interval_s
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(min(0.5, self.interval_s))
+            if time.monotonic() - last < self.current_interval_s():
+                continue
+            last = time.monotonic()
+            await loop.run_in_executor(None, self.poll_once)
+
+    def poll_once(self) -> bool:
+        """One poll; True when it asked for a reload."""
+        c = self.coordinator
+        req, desired = c.requested, c.desired
+        if req is None or c.busy:
+            return False
+        follow = [u for u in (req.model_uri, req.features_uri) if is_latest(u)]
+        if not follow:
+            return False
+        self.last_poll_at = utc_now_iso()
+        try:
+            model_v = self._read_version(req.model_uri)
+            features_v = self._read_version(req.features_uri)
+        except ArtifactError as exc:
+            self.last_error = {**error_record(exc), "at": self.last_poll_at}
+            logs.event(log, logging.WARNING, "refresher cannot read a manifest", **self.last_error)
+            return False
+        self.last_error = None
+        uris = (req.model_uri, req.features_uri)
+        versions = (model_v, features_v)
+        if desired is not None and (desired.model.version, desired.features.version) == versions:
+            return False
+        failed = c.last_error
+        if (
+            self._tried.get(uris) == versions
+            and failed is not None
+            and (failed.get("model_uri"), failed.get("features_uri")) == uris
+            and failed.get("type") != StoreUnavailable.__name__
+        ):
+            return False  # this content failed for good; wait until it changes
+        self._tried[uris] = versions
+        logs.event(
+            log,
+            logging.INFO,
+            "latest changed; reloading",
+            model_version=model_v,
+            features_version=features_v,
+        )
+        c.request(req.model_uri, req.features_uri, "refresher")
+        return True
+
+    def state(self) -> dict[str, Any]:
+        req = self.coordinator.requested
+        return {
+            "interval_s": self.current_interval_s(),
+            "following": [u for u in (req.model_uri, req.features_uri) if is_latest(u)]
+            if req
+            else [],
+            "last_poll_at": self.last_poll_at,
+            "last_error": self.last_error,
+        }

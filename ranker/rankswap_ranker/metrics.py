@@ -1,0 +1,144 @@
+"""Prometheus metrics of the ranker.
+
+With several worker processes the public ``/metrics`` (served by whichever worker accepts the
+connection) must show the whole pod: the ranker then runs prometheus_client in multiprocess
+mode (``PROMETHEUS_MULTIPROC_DIR`` in the pod-local run folder, set by the supervisor before
+any metric exists; see :func:`enable_multiprocess`). In a single process (tests) metrics live
+in the :class:`~prometheus_client.CollectorRegistry` given to :class:`RankerMetrics`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+LOAD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+CANDIDATE_BUCKETS = (0, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
+
+
+def enable_multiprocess(directory: Path) -> None:
+    """Point prometheus_client at a fresh multiprocess folder (before any metric is created).
+
+    prometheus_client chooses its value store when it is first imported: this must run in the
+    supervisor before that import, and the workers inherit the variable.
+    """
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    os.environ[MULTIPROC_ENV] = str(directory)
+
+
+def multiprocess_enabled() -> bool:
+    from prometheus_client import values
+
+    return bool(getattr(values.ValueClass, "_multiprocess", False))
+
+
+def mark_process_dead(pid: int) -> None:
+    """Drop a dead worker's live gauges (called by the supervisor when it reaps a worker)."""
+    if multiprocess_enabled():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+class RankerMetrics:
+    """Every metric of the ranker, registered in ``registry`` (one object per process)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        r = registry
+        self.request_latency = Histogram(
+            "rankswap_ranker_request_duration_seconds",
+            "Time to answer a request, by route (in-process, from routing to response).",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.requests = Counter(
+            "rankswap_ranker_requests",
+            "Requests answered, by route and HTTP status.",
+            ["route", "status"],
+            registry=r,
+        )
+        self.candidates = Histogram(
+            "rankswap_ranker_candidates",
+            "Candidates scored per rank request.",
+            buckets=CANDIDATE_BUCKETS,
+            registry=r,
+        )
+        self.active_bundle = Gauge(
+            "rankswap_ranker_active_bundle",
+            "Worker processes serving each bundle (1 per worker; summed over live workers).",
+            ["bundle_id", "model_name", "model_version", "feature_schema", "features_version"],
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.loads = Counter(
+            "rankswap_ranker_bundle_loads",
+            "Bundle loads that succeeded, by stage: 'resolve' (supervisor: fetch, verify, "
+            "validate) and 'activate' (each worker: open, smoke score, swap).",
+            ["stage"],
+            registry=r,
+        )
+        self.load_failures = Counter(
+            "rankswap_ranker_bundle_load_failures",
+            "Bundle loads that failed (the active bundle kept serving), by stage and error code.",
+            ["stage", "code"],
+            registry=r,
+        )
+        self.rollbacks = Counter(
+            "rankswap_ranker_bundle_rollbacks",
+            "Switches back to a warm bundle (a pointer swap, no load), per worker.",
+            registry=r,
+        )
+        self.load_duration = Histogram(
+            "rankswap_ranker_bundle_load_duration_seconds",
+            "Time to load a bundle, by stage (see rankswap_ranker_bundle_loads_total).",
+            ["stage"],
+            buckets=LOAD_BUCKETS,
+            registry=r,
+        )
+        self.feature_age = Gauge(
+            "rankswap_ranker_feature_age_seconds",
+            "Seconds since the active features artifact was built (oldest over live workers).",
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.unknown_categories = Counter(
+            "rankswap_ranker_unknown_categories",
+            "Categorical values or description terms the active bundle has not seen, by field.",
+            ["field"],
+            registry=r,
+        )
+        self.missing_feature_rows = Counter(
+            "rankswap_ranker_missing_feature_rows",
+            "Candidate rows that took the documented defaults because a feature table had no "
+            "row for them, by table.",
+            ["table"],
+            registry=r,
+        )
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text exposition of the whole pod (all processes in multiprocess mode)."""
+        if multiprocess_enabled():
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,163 @@
+"""One ranking, start to end, with the time of each stage (the benchmark reads them too).
+
+Stages: ``db`` (context attributes + the tenant's active items, from the product DB),
+``features`` (vectorised feature gather from the memory-mapped tables), ``inputs`` (counting
+defaults and unknowns; the model input is already the two arrays ``num`` and ``cat``), ``model``
+(ONNX), ``topk`` (``argpartition``), ``serialise`` (JSON bytes).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from rankswap import featurespec as fs
+from rankswap_ranker.bundle import Bundle
+from rankswap_ranker.metrics import RankerMetrics
+
+
+class CandidateSource(Protocol):
+    """Where contexts and candidates come from: :class:`rankswap.productdb.ProductDB` fits."""
+
+    def make_context(
+        self,
+        tenant_id: str,
+        *,
+        employee_id: int | None,
+        vendor_id: int | None,
+        description: str,
+        amount: float,
+        expense_date: date,
+    ) -> fs.RankContext: ...
+
+    def candidates(self, tenant_id: str, *, with_names: bool = True) -> fs.Candidates: ...
+
+
+@dataclass(frozen=True)
+class RankQuery:
+    tenant_id: str
+    employee_id: int | None
+    vendor_id: int | None
+    description: str
+    amount: float
+    expense_date: date
+    top_k: int
+
+
+@dataclass
+class RankOutcome:
+    body: bytes
+    bundle: Bundle
+    candidates: int
+    timings: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def top_k_indices(scores: npt.NDArray[np.float32], item_ids: npt.NDArray[np.int64], k: int) -> Any:
+    """Indices of the ``k`` best scores, best first; ties go to the smaller item id."""
+    n = scores.shape[0]
+    if n == 0:
+        return np.empty(0, dtype=np.intp)
+    k = min(k, n)
+    part = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
+    order = np.lexsort((item_ids[part], -scores[part]))
+    return part[order]
+
+
+def rank(bundle: Bundle, source: CandidateSource, q: RankQuery) -> RankOutcome:
+    """Rank the tenant's active items for one expense with ``bundle`` (used to the end)."""
+    t0 = time.perf_counter()
+    ctx = source.make_context(
+        q.tenant_id,
+        employee_id=q.employee_id,
+        vendor_id=q.vendor_id,
+        description=q.description,
+        amount=q.amount,
+        expense_date=q.expense_date,
+    )
+    cands = source.candidates(q.tenant_id)
+    t1 = time.perf_counter()
+    inputs = fs.assemble(ctx, cands, bundle.tables)
+    t2 = time.perf_counter()
+    stats = input_stats(bundle, cands, inputs)
+    t3 = time.perf_counter()
+    scores = bundle.score(inputs)
+    t4 = time.perf_counter()
+    best = top_k_indices(scores, cands.item_ids, q.top_k)
+    t5 = time.perf_counter()
+    ref = bundle.ref
+    items = [
+        {
+            "id": int(cands.item_ids[i]),
+            "code": str(cands.codes[i]),
+            "name": str(cands.names[i]),
+            "category": str(cands.categories[i]),
+            "score": round(float(scores[i]), 6),
+        }
+        for i in best
+    ]
+    body = json.dumps(
+        {
+            "tenant_id": q.tenant_id,
+            "items": items,
+            "candidates": len(cands),
+            "bundle_id": ref.bundle_id,
+            "model_version": ref.model.version,
+            "features_version": ref.features.version,
+        },
+        ensure_ascii=False,
+    ).encode()
+    t6 = time.perf_counter()
+    return RankOutcome(
+        body=body,
+        bundle=bundle,
+        candidates=len(cands),
+        timings={
+            "db": t1 - t0,
+            "features": t2 - t1,
+            "inputs": t3 - t2,
+            "model": t4 - t3,
+            "topk": t5 - t4,
+            "serialise": t6 - t5,
+        },
+        stats=stats,
+    )
+
+
+def input_stats(bundle: Bundle, cands: fs.Candidates, inputs: fs.ModelInput) -> dict[str, int]:
+    """Rows that took documented defaults, and values the bundle has not seen."""
+    unknown_category = 0
+    if len(cands):
+        _, found = bundle.tables.tables["category"].lookup(cands.category_ids)
+        unknown_category = int(found.shape[0] - np.count_nonzero(found))
+    return {
+        "missing_item": inputs.item_default_rows,
+        "missing_emp_item": inputs.emp_item_default_rows,
+        "missing_employee": 1 if inputs.unknown_employee_rows else 0,
+        "missing_vendor": 1 if inputs.unknown_vendor_rows else 0,
+        "unknown_category": unknown_category,
+        "unknown_term": inputs.unknown_terms,
+    }
+
+
+def record(metrics: RankerMetrics, outcome: RankOutcome) -> None:
+    """Count defaults and unknowns of one ranking."""
+    s = outcome.stats
+    metrics.candidates.observe(outcome.candidates)
+    for table, key in (
+        ("item", "missing_item"),
+        ("emp_item", "missing_emp_item"),
+        ("employee", "missing_employee"),
+        ("vendor", "missing_vendor"),
+    ):
+        if s.get(key):
+            metrics.missing_feature_rows.labels(table).inc(s[key])
+    for fld, key in (("category", "unknown_category"), ("description_term", "unknown_term")):
+        if s.get(key):
+            metrics.unknown_categories.labels(fld).inc(s[key])

@@ -1,0 +1,100 @@
+"""The bundles of one process: the active one, and the previous ones kept warm.
+
+A request calls :meth:`BundleRegistry.current` once at its start and keeps that reference to
+its end; a swap assigns one attribute, so a request never sees a half-loaded bundle, and a
+bundle in use stays alive (reference counting) until its last request is done. Swaps are
+serialised by a lock (there is one loader per process anyway); readers take no lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from rankswap_ranker.errors import NoActiveBundle
+
+
+class HasBundleId(Protocol):
+    @property
+    def bundle_id(self) -> str: ...
+
+
+B = TypeVar("B", bound=HasBundleId)
+
+
+@dataclass(frozen=True)
+class Swap:
+    """What one activation did: ``rollback`` is True when the bundle came from the warm set."""
+
+    previous: str | None
+    current: str
+    rollback: bool
+    dropped: tuple[str, ...]
+
+
+class BundleRegistry(Generic[B]):
+    def __init__(self, warm_capacity: int = 1) -> None:
+        if warm_capacity < 0:
+            raise ValueError("warm_capacity must be >= 0")
+        self._warm_capacity = warm_capacity
+        self._active: B | None = None
+        self._warm: OrderedDict[str, B] = OrderedDict()  # oldest first
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> B | None:
+        return self._active
+
+    def current(self) -> B:
+        """The bundle a request must use to its end; NoActiveBundle before the first load."""
+        bundle = self._active
+        if bundle is None:
+            raise NoActiveBundle("no bundle is loaded yet; the ranker is waiting for one")
+        return bundle
+
+    def warm_ids(self) -> list[str]:
+        """Warm bundle ids, most recent first."""
+        return list(reversed(self._warm))
+
+    def warm_bundles(self) -> list[B]:
+        """Warm bundles, most recent first."""
+        return list(reversed(self._warm.values()))
+
+    def has(self, bundle_id: str) -> bool:
+        active = self._active
+        return (active is not None and active.bundle_id == bundle_id) or bundle_id in self._warm
+
+    def activate(self, bundle: B) -> Swap:
+        """Make ``bundle`` (freshly loaded and validated) active; the previous one turns warm."""
+        with self._lock:
+            self._warm.pop(bundle.bundle_id, None)
+            return self._swap_locked(bundle, rollback=False)
+
+    def activate_warm(self, bundle_id: str) -> Swap | None:
+        """Switch back to a warm bundle by pointer swap; None when it is not warm."""
+        with self._lock:
+            active = self._active
+            if active is not None and active.bundle_id == bundle_id:
+                return Swap(bundle_id, bundle_id, rollback=False, dropped=())
+            bundle = self._warm.pop(bundle_id, None)
+            if bundle is None:
+                return None
+            return self._swap_locked(bundle, rollback=True)
+
+    def _swap_locked(self, bundle: B, *, rollback: bool) -> Swap:
+        previous = self._active
+        self._active = bundle  # the swap: one reference assignment
+        if previous is not None and previous.bundle_id != bundle.bundle_id:
+            self._warm[previous.bundle_id] = previous
+        dropped: list[str] = []
+        while len(self._warm) > self._warm_capacity:
+            old_id, _ = self._warm.popitem(last=False)
+            dropped.append(old_id)
+        return Swap(
+            previous=previous.bundle_id if previous is not None else None,
+            current=bundle.bundle_id,
+            rollback=rollback,
+            dropped=tuple(dropped),
+        )

@@ -1,0 +1,119 @@
+"""Public routes: parse, call, serialise. The work is in :mod:`rankswap_ranker.ranking`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from rankswap_ranker import logs
+from rankswap_ranker.bundle import Bundle
+from rankswap_ranker.convergence import PodView
+from rankswap_ranker.errors import InvalidRequest, translate
+from rankswap_ranker.metrics import RankerMetrics
+from rankswap_ranker.ranking import CandidateSource, RankQuery, rank, record
+from rankswap_ranker.registry import BundleRegistry
+from rankswap_ranker.schemas import ErrorBody, RankRequest, RankResponse
+from rankswap_ranker.settings import RankerSettings
+
+HEADER_BUNDLE = "X-Rankswap-Bundle"
+HEADER_MODEL = "X-Rankswap-Model-Version"
+HEADER_FEATURES = "X-Rankswap-Features-Version"
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "Unknown tenant."},
+    422: {"model": ErrorBody, "description": "Invalid body; the message names the field."},
+    503: {
+        "model": ErrorBody,
+        "description": "No bundle loaded yet, or the product database is unreachable.",
+    },
+}
+
+
+def public_router(
+    settings: RankerSettings,
+    registry: BundleRegistry[Bundle],
+    source: CandidateSource,
+    metrics: RankerMetrics,
+    pod: PodView,
+) -> APIRouter:
+    router = APIRouter()
+
+    @router.post(
+        "/v1/rank",
+        response_model=RankResponse,
+        responses=_ERRORS,
+        summary="Rank a tenant's active items for one expense",
+        tags=["rank"],
+    )
+    def rank_items(body: RankRequest) -> Response:
+        """Candidates are the tenant's active items, read from the product DB now. The answer
+        names the bundle that produced it (also in the ``X-Rankswap-*`` headers)."""
+        top_k = body.top_k if body.top_k is not None else settings.top_k_default
+        if top_k > settings.top_k_max:
+            raise InvalidRequest(
+                f"top_k: must be at most {settings.top_k_max}",
+                detail=[{"loc": ["body", "top_k"], "msg": f"at most {settings.top_k_max}"}],
+            )
+        bundle = registry.current()  # this request's bundle, to its end
+        token = logs.request_bundle.set(bundle.bundle_id)
+        try:
+            ctx = body.context
+            query = RankQuery(
+                tenant_id=body.tenant_id,
+                employee_id=ctx.employee_id,
+                vendor_id=ctx.vendor_id,
+                description=ctx.description,
+                amount=ctx.amount,
+                expense_date=ctx.date,
+                top_k=top_k,
+            )
+            try:
+                outcome = rank(bundle, source, query)
+            except Exception as exc:
+                raise translate(exc) from exc
+            record(metrics, outcome)
+        finally:
+            logs.request_bundle.reset(token)
+        ref = bundle.ref
+        return Response(
+            content=outcome.body,
+            media_type="application/json",
+            headers={
+                HEADER_BUNDLE: ref.bundle_id,
+                HEADER_MODEL: ref.model.version,
+                HEADER_FEATURES: ref.features.version,
+            },
+        )
+
+    @router.get("/healthz", summary="Liveness: the process answers", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get(
+        "/readyz",
+        summary="Readiness: a bundle is active in every worker of the pod",
+        tags=["health"],
+        responses={503: {"description": "Not every worker has a bundle yet."}},
+    )
+    def readyz() -> JSONResponse:
+        active = registry.active
+        workers = pod.worker_states()
+        ready = active is not None and all(w.get("alive") and w.get("active") for w in workers)
+        body = {
+            "ready": ready,
+            "bundle_id": active.bundle_id if active is not None else None,
+            "workers": [
+                {"slot": w.get("slot"), "bundle_id": (w.get("active") or {}).get("bundle_id")}
+                for w in workers
+            ],
+        }
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @router.get("/metrics", summary="Prometheus metrics of the whole pod", tags=["health"])
+    async def metrics_route() -> Response:
+        payload, content_type = metrics.exposition()
+        return Response(content=payload, media_type=content_type)
+
+    return router

@@ -1,0 +1,297 @@
+"""The ranker's processes: one supervisor and N workers per pod.
+
+::
+
+    supervisor (rankswap serve)           workers 0..N-1 (spawned)
+    ├── admin API on the admin port       ├── public API on the shared public socket
+    ├── coordinator: fetch, verify,       ├── WorkerSync thread: applies desired.json
+    │   validate → desired.json           │   (load or pointer swap), writes workers/<i>.json
+    ├── refresher: polls latest/ URIs     └── bundles: mmapped features + ONNX session
+    └── restarts a worker that dies
+
+The supervisor binds both sockets; workers inherit the public one (the kernel spreads
+connections), so the admin port always reaches the supervisor, which speaks for the whole pod.
+``<run_dir>/ports.json`` records the bound ports (useful with port 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rankswap_ranker import logs
+from rankswap_ranker.settings import RankerSettings
+
+if TYPE_CHECKING:
+    from rankswap_ranker.coordinator import Coordinator, Refresher
+
+log = logging.getLogger("rankswap.ranker")
+
+RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+# Worker ---------------------------------------------------------------------------------------
+
+
+def worker_main(settings: RankerSettings, slot: int, sock: socket.socket, parent: int) -> None:
+    """Entry point of a worker process (spawned; builds everything itself)."""
+    import uvicorn
+    from prometheus_client import CollectorRegistry
+
+    from rankswap_ranker import bundle as bundles
+    from rankswap_ranker.app import create_app
+    from rankswap_ranker.candidates import LazyProductDB
+    from rankswap_ranker.convergence import PodView, RunDir, WorkerSync
+    from rankswap_ranker.metrics import RankerMetrics
+    from rankswap_ranker.registry import BundleRegistry
+
+    logs.configure(settings.log_level)
+    logs.set_process("worker", slot)
+    run_dir = RunDir(settings.effective_run_dir)
+    metrics = RankerMetrics(CollectorRegistry())
+    registry: BundleRegistry[bundles.Bundle] = BundleRegistry(settings.warm_bundles)
+    source = LazyProductDB(settings.database_url)
+    sync = WorkerSync(
+        run_dir,
+        slot,
+        registry,
+        metrics,
+        functools.partial(bundles.load, intra_op_threads=settings.ort_intra_op_threads),
+        poll_interval_s=settings.worker_poll_interval_s,
+        nice=settings.loader_nice,
+    )
+    app = create_app(
+        settings, registry, source, metrics=metrics, pod=PodView(run_dir, settings.workers)
+    )
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        access_log=settings.access_log,
+        log_config=None,
+        timeout_graceful_shutdown=5,
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    sync.orphan_check = lambda: os.getppid() != parent
+    sync.on_orphan = lambda: setattr(server, "should_exit", True)
+    sync.start()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sync.stop()
+        source.close()
+
+
+# Supervisor -----------------------------------------------------------------------------------
+
+
+class WorkerPool:
+    """Starts the workers and restarts any that dies (with a growing delay if it keeps dying)."""
+
+    def __init__(self, settings: RankerSettings, sock: socket.socket) -> None:
+        self.settings = settings
+        self.sock = sock
+        self.ctx = multiprocessing.get_context("spawn")
+        self.procs: dict[int, BaseProcess] = {}
+        self.restarts: dict[int, int] = {}
+        self.stopping = False
+
+    def start(self, slot: int) -> None:
+        proc = self.ctx.Process(
+            target=worker_main,
+            args=(self.settings, slot, self.sock, os.getpid()),
+            name=f"rankswap-ranker-worker-{slot}",
+            daemon=False,
+        )
+        proc.start()
+        self.procs[slot] = proc
+        logs.event(log, logging.INFO, "worker started", worker_slot=slot, worker_pid=proc.pid)
+
+    def start_all(self) -> None:
+        for slot in range(self.settings.workers):
+            self.start(slot)
+
+    async def watch(self) -> None:
+        from rankswap_ranker.metrics import mark_process_dead
+
+        while not self.stopping:
+            await asyncio.sleep(0.5)
+            for slot, proc in list(self.procs.items()):
+                if proc.is_alive() or self.stopping:
+                    continue
+                count = self.restarts.get(slot, 0)
+                logs.event(
+                    log,
+                    logging.ERROR,
+                    "worker died; restarting it",
+                    worker_slot=slot,
+                    worker_pid=proc.pid,
+                    exitcode=proc.exitcode,
+                    restarts=count,
+                )
+                if proc.pid is not None:
+                    mark_process_dead(proc.pid)
+                await asyncio.sleep(RESTART_BACKOFF_S[min(count, len(RESTART_BACKOFF_S) - 1)])
+                self.restarts[slot] = count + 1
+                if not self.stopping:
+                    self.start(slot)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stopping = True
+        for proc in self.procs.values():
+            if proc.is_alive() and proc.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self.procs.values():
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join(2)
+
+
+class PodAdmin:
+    """The admin API's backend: the coordinator, the refresher and the worker pool."""
+
+    def __init__(
+        self, coordinator: Coordinator, refresher: Refresher, pool: WorkerPool | None
+    ) -> None:
+        self.coordinator = coordinator
+        self.refresher = refresher
+        self.pool = pool
+
+    def request_bundle(
+        self, model_uri: str, features_uri: str, refresh_interval_s: float | None
+    ) -> int:
+        req = self.coordinator.request(
+            model_uri, features_uri, "admin", refresh_interval_s=refresh_interval_s
+        )
+        return req.request_id
+
+    def state(self) -> dict[str, Any]:
+        doc: dict[str, Any] = self.coordinator.state()
+        doc["refresher"] = self.refresher.state()
+        doc["supervisor_pid"] = os.getpid()
+        if self.pool is not None:
+            doc["worker_restarts"] = {str(k): v for k, v in self.pool.restarts.items()}
+        return doc
+
+
+def serve(settings: RankerSettings, *, json_logs: bool = True) -> int:
+    """Run the pod's ranker until SIGTERM / SIGINT. Returns the exit code."""
+    from rankswap_ranker import metrics as metrics_mod
+
+    run_root = settings.effective_run_dir
+    run_root.mkdir(parents=True, exist_ok=True)
+    # Before anything creates a metric: every process of the pod shares this folder.
+    metrics_mod.enable_multiprocess(run_root / "metrics")
+    logs.configure(settings.log_level, json_lines=json_logs)
+    logs.set_process("supervisor")
+    logs.event(log, logging.INFO, "effective configuration", config=settings.masked())
+    if not metrics_mod.multiprocess_enabled():
+        raise RuntimeError(
+            "prometheus_client was imported before the ranker set PROMETHEUS_MULTIPROC_DIR; "
+            "start the ranker with `rankswap serve` or set the variable yourself"
+        )
+    for stale in (run_root / "workers").glob("*.json"):
+        stale.unlink()
+    public = bind(settings.public_host, settings.public_port)
+    admin = bind(settings.admin_host, settings.admin_port)
+    ports = {"public": public.getsockname()[1], "admin": admin.getsockname()[1], "pid": os.getpid()}
+    tmp = run_root / ".ports.json.tmp"
+    tmp.write_text(json.dumps(ports), encoding="utf-8")
+    os.replace(tmp, run_root / "ports.json")
+    logs.event(log, logging.INFO, "listening", **ports)
+    try:
+        import uvloop
+
+        uvloop.run(_supervise(settings, public, admin))
+    finally:
+        public.close()
+        admin.close()
+    return 0
+
+
+async def _supervise(settings: RankerSettings, public: socket.socket, admin: socket.socket) -> None:
+    import uvicorn
+    from prometheus_client import CollectorRegistry
+
+    from rankswap.artifacts import read_manifest
+    from rankswap_ranker import bundle as bundles
+    from rankswap_ranker.admin import create_admin_app
+    from rankswap_ranker.convergence import PodView, RunDir
+    from rankswap_ranker.coordinator import Coordinator, Refresher
+    from rankswap_ranker.metrics import RankerMetrics
+
+    run_dir = RunDir(settings.effective_run_dir)
+    cache_dir: Path = settings.effective_cache_dir
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    metrics = RankerMetrics(CollectorRegistry())
+    pod = PodView(run_dir, settings.workers)
+    coordinator = Coordinator(
+        run_dir,
+        pod,
+        metrics,
+        allowed_roots=settings.allowed_root_uris,
+        resolver=lambda m, f: bundles.resolve(m, f, cache_dir),
+        validator=functools.partial(bundles.load, intra_op_threads=1),
+        nice=settings.loader_nice,
+    )
+    refresher = Refresher(
+        coordinator, settings.refresh_interval_s, lambda uri: read_manifest(uri).version
+    )
+    if coordinator.desired is None and settings.model_uri and settings.features_uri:
+        coordinator.request(settings.model_uri, settings.features_uri, "settings")
+    pool = WorkerPool(settings, public)
+    pool.start_all()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_admin_app(settings, PodAdmin(coordinator, refresher, pool)),
+            lifespan="off",
+            log_config=None,
+            access_log=settings.access_log,
+            server_header=False,
+            http="httptools",
+        )
+    )
+    # uvicorn restores the previous handlers and re-raises a captured signal when it stops:
+    # ours only note it, so that the workers are stopped cleanly below.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    tasks = [
+        asyncio.create_task(coordinator.run(), name="coordinator"),
+        asyncio.create_task(refresher.run(), name="refresher"),
+        asyncio.create_task(pool.watch(), name="worker-watch"),
+    ]
+    try:
+        await server.serve(sockets=[admin])
+    finally:
+        logs.event(log, logging.INFO, "stopping workers")
+        pool.stopping = True
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.get_running_loop().run_in_executor(None, pool.stop)
+        logs.event(log, logging.INFO, "stopped")

@@ -1,0 +1,164 @@
+"""The ranker's configuration: one typed class read from ``RANKSWAP_*`` environment variables.
+
+Every field is documented here, once; ``rankswap serve --help`` and docs/RANKER.md point at
+this file. Nothing reads the environment at import time: :meth:`RankerSettings.from_env` is
+called by the CLI (or a test) and the instance is passed down.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from rankswap.artifacts import ArtifactURI, InvalidURI, parse_uri
+
+
+class RankerSettings(BaseSettings):
+    """Settings of ``rankswap serve``; each field is the variable ``RANKSWAP_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="RANKSWAP_", extra="ignore", frozen=True)
+
+    public_host: str = "0.0.0.0"
+    """Interface of the public port (rank, health, readiness, metrics)."""
+    public_port: int = Field(8080, ge=0, le=65535)
+    """Public port. 0 picks a free port (tests)."""
+    admin_host: str = "0.0.0.0"
+    """Interface of the admin port; keep it reachable only from the operator (NetworkPolicy)."""
+    admin_port: int = Field(8081, ge=0, le=65535)
+    """Admin port (bundle push, pod state). 0 picks a free port."""
+    workers: int = Field(2, ge=1, le=64)
+    """Number of uvicorn worker processes serving the public port. They share the listening
+    socket, memory-map the same feature files and converge on the same bundle."""
+
+    database_url: str = "sqlite:///work/product.db"
+    """SQLAlchemy URL of the product database the candidates are read from, e.g.
+    ``postgresql+psycopg://user@host/db``. Read on every request: new items rank at once."""
+
+    allowed_roots: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Artifact roots the admin API may load from (comma-separated or JSON list of
+    ``file:///abs`` / ``s3://bucket/prefix``). A URI outside all of them is refused with 400.
+    Empty refuses every URI."""
+    model_uri: str | None = None
+    """Model artifact to load at start (optional; the operator usually pushes one)."""
+    features_uri: str | None = None
+    """Features artifact to load at start, together with ``model_uri``."""
+
+    run_dir: Path | None = None
+    """Pod-local runtime folder (an ``emptyDir``): the desired bundle file, per-worker state,
+    Prometheus multiprocess files. Default: ``<tmp>/rankswap-ranker-<public_port>``."""
+    cache_dir: Path | None = None
+    """Pod-local artifact cache (verified downloads, memory-mapped by every worker).
+    Default: ``<run_dir>/cache``."""
+
+    admin_token: SecretStr | None = None
+    """Bearer token of the admin API. Prefer ``admin_token_file``."""
+    admin_token_file: Path | None = None
+    """File holding the admin bearer token (a mounted Kubernetes Secret); re-read when it
+    changes, so a rotated Secret takes effect without a restart. Wins over ``admin_token``."""
+
+    refresh_interval_s: float = Field(60.0, gt=0)
+    """How often the refresher polls the manifest of a desired ``latest/`` URI."""
+    warm_bundles: int = Field(1, ge=0, le=8)
+    """Previous bundles each worker keeps loaded, so switching back to them is a pointer swap."""
+    worker_poll_interval_s: float = Field(0.2, gt=0, le=10)
+    """How often each worker checks the pod's desired-bundle file."""
+    loader_nice: int = Field(10, ge=0, le=19)
+    """Niceness added to bundle-loading threads, so loads do not take CPU from requests."""
+
+    top_k_default: int = Field(5, ge=1)
+    """``top_k`` when a request does not give one."""
+    top_k_max: int = Field(100, ge=1)
+    """Largest ``top_k`` a request may ask for (larger → 422)."""
+    ort_intra_op_threads: int = Field(1, ge=1, le=64)
+    """onnxruntime threads per session. 1 per worker process is best on small pods."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Level of the JSON logs on stderr."""
+    access_log: bool = False
+    """Also log every request (one JSON line each)."""
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("allowed_roots")
+    @classmethod
+    def _check_roots(cls, value: list[str]) -> list[str]:
+        for root in value:
+            try:
+                parse_uri(root)
+            except InvalidURI as exc:
+                raise ValueError(str(exc)) from exc
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> RankerSettings:
+        if self.top_k_default > self.top_k_max:
+            raise ValueError("top_k_default must not exceed top_k_max")
+        if (self.model_uri is None) != (self.features_uri is None):
+            raise ValueError("model_uri and features_uri are given together or not at all")
+        return self
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> RankerSettings:
+        """Read ``RANKSWAP_*`` variables; keyword overrides (from CLI flags) win."""
+        return cls(**{k: v for k, v in overrides.items() if v is not None})
+
+    # Derived values -----------------------------------------------------------------------
+
+    @property
+    def effective_run_dir(self) -> Path:
+        if self.run_dir is not None:
+            return self.run_dir
+        return Path(tempfile.gettempdir()) / f"rankswap-ranker-{self.public_port}"
+
+    @property
+    def effective_cache_dir(self) -> Path:
+        return self.cache_dir if self.cache_dir is not None else self.effective_run_dir / "cache"
+
+    @property
+    def allowed_root_uris(self) -> list[ArtifactURI]:
+        return [parse_uri(root) for root in self.allowed_roots]
+
+    def read_admin_token(self) -> str | None:
+        """The current admin token (file first), or None when none is configured."""
+        if self.admin_token_file is not None:
+            try:
+                token = self.admin_token_file.read_text(encoding="utf-8").strip()
+            except OSError:
+                return None
+            return token or None
+        if self.admin_token is not None:
+            return self.admin_token.get_secret_value() or None
+        return None
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration as logged at start: secrets shown as ``***``."""
+        doc = self.model_dump(mode="json")
+        doc["admin_token"] = "***" if self.admin_token is not None else None
+        doc["database_url"] = mask_url(self.database_url)
+        doc["run_dir"] = str(self.effective_run_dir)
+        doc["cache_dir"] = str(self.effective_cache_dir)
+        return doc
+
+
+def mask_url(url: str) -> str:
+    """``scheme://user:secret@host/db`` → ``scheme://user:***@host/db``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user, colon, _ = creds.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
