@@ -96,7 +96,7 @@ def test_corrupt_file_is_named(store_root: str, tmp_path: Path) -> None:
     publish_model(store_root, make_src(tmp_path, "a"), D1)
     dated = parse_uri(artifact_uri(store_root, "model", "line-items", D1))
     store_for(dated).write(dated.join("model.onnx"), b"tampered")
-    with pytest.raises(ChecksumMismatch, match="model.onnx") as info:
+    with pytest.raises(ChecksumMismatch, match=r"model\.onnx") as info:
         fetch_artifact(str(dated), tmp_path / "cache")
     assert info.value.file == "model.onnx"
     assert not list((tmp_path / "cache").rglob("model.onnx")), (
@@ -113,7 +113,7 @@ def test_same_size_corruption_caught_by_sha(store_root: str, tmp_path: Path) -> 
 
 
 def test_missing_manifest_and_missing_path(store_root: str, tmp_path: Path) -> None:
-    with pytest.raises(ManifestMissing, match="manifest.json"):
+    with pytest.raises(ManifestMissing, match=r"manifest\.json"):
         fetch_artifact(artifact_uri(store_root, "model", "line-items", D1), tmp_path / "cache")
 
 
@@ -191,8 +191,9 @@ def test_manifest_lists_sizes_and_digests(store_root: str, tmp_path: Path) -> No
 
 
 def test_unreachable_s3_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from rankswap.artifacts.store import reset_s3_client
     from tests.support.services import free_port
+
+    from rankswap.artifacts.store import reset_s3_client
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")

@@ -1,0 +1,88 @@
+"""The CRD's schema refuses invalid ArtifactVersions with messages a user can act on."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from rankswap.localkube import Cluster
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+GOOD: dict[str, Any] = {
+    "apiVersion": "rankswap.io/v1alpha1",
+    "kind": "ArtifactVersion",
+    "metadata": {"name": "sample"},
+    "spec": {
+        "selector": {"matchLabels": {"app": "ranker"}},
+        "model": {"uri": "s3://my-bucket/prod/models/line-items/2026-05-01"},
+        "features": {"uri": "s3://my-bucket/prod/features/1.0.0/latest"},
+    },
+}
+
+
+def with_spec(**changes: Any) -> dict[str, Any]:
+    body = json.loads(json.dumps(GOOD))
+    body["spec"].update(changes)
+    return body
+
+
+def apply(cluster: Cluster, namespace: str, body: dict[str, Any]) -> tuple[int, str]:
+    done = cluster.kubectl(
+        "apply", "-n", namespace, "--dry-run=server", "-f", "-", input=json.dumps(body), check=False
+    )
+    return done.returncode, done.stderr
+
+
+def test_valid_resource_is_accepted_and_defaulted(
+    control_plane: Cluster, namespace: str, crd_installed: None
+) -> None:
+    done = control_plane.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "--dry-run=server",
+        "-o",
+        "json",
+        "-f",
+        "-",
+        input=json.dumps(GOOD),
+    )
+    spec = json.loads(done.stdout)["spec"]
+    assert spec["rollout"] == {
+        "strategy": "AllAtOnce",
+        "canaryPods": 1,
+        "canaryVerifySeconds": 10,
+        "batchSize": 1000,
+        "podTimeoutSeconds": 120,
+    }
+    assert spec["autoRollback"] is True and spec["admin"]["port"] == 8081
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (with_spec(model={"uri": "http://example.com/model.onnx"}), "spec.model.uri"),
+        (
+            with_spec(model={"uri": "s3://my-bucket/prod/models/line-items/yesterday"}),
+            "spec.model.uri",
+        ),
+        (
+            with_spec(features={"uri": "s3://my-bucket/prod/models/line-items/latest"}),
+            "spec.features.uri",
+        ),
+        (with_spec(selector={}), "selector must have matchLabels or matchExpressions"),
+        (with_spec(rollout={"strategy": "BlueGreen"}), "spec.rollout.strategy"),
+        (with_spec(rollout={"strategy": "Canary", "canaryPods": 0}), "spec.rollout.canaryPods"),
+        (with_spec(admin={"port": 70000}), "spec.admin.port"),
+        ({**GOOD, "spec": {"selector": {"matchLabels": {"a": "b"}}}}, "spec.model: Required value"),
+    ],
+)
+def test_invalid_resources_are_refused(
+    control_plane: Cluster, namespace: str, crd_installed: None, body: dict[str, Any], says: str
+) -> None:
+    code, err = apply(control_plane, namespace, body)
+    assert code != 0
+    assert says in err, err
