@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from tests.support.cluster import FakeKubelet, LoadGenerator, next_pod_ip
-from tests.support.rankers import RankerProcess
+from rankswap.localkube.pods import FakeKubelet, LocalRanker, next_pod_ip
+from tests.support.cluster import LoadGenerator
 from tests.support.services import free_port, stop_process
 from tests.support.world import World
 
@@ -88,7 +88,7 @@ class Harness:
     custom: client.CustomObjectsApi
     token: str
     kubelet: FakeKubelet
-    rankers: dict[str, RankerProcess] = field(default_factory=dict)
+    rankers: dict[str, LocalRanker] = field(default_factory=dict)
     operator: subprocess.Popen[bytes] | None = None
     operator_kubeconfig: Path | None = None
     loads: list[LoadGenerator] = field(default_factory=list)
@@ -96,8 +96,8 @@ class Harness:
     # pods ---------------------------------------------------------------------------------
     def add_pod(
         self, name: str, *, workers: int = 1, env: dict[str, str] | None = None
-    ) -> RankerProcess:
-        ranker = RankerProcess(
+    ) -> LocalRanker:
+        ranker = LocalRanker(
             name=name,
             ip=next_pod_ip(),
             work=self.work / name,
