@@ -224,7 +224,7 @@ class FakeKubelet:
             while not self._stop.wait(self.probe_interval_s):
                 try:
                     self.probe_once()
-                except Exception:  # noqa: BLE001 - the API server may be stopping; try again
+                except Exception:
                     continue
 
         self._thread = threading.Thread(target=loop, name="fake-kubelet", daemon=True)

@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from rankswap.localkube.pods import FakeKubelet, LocalRanker, next_pod_ip
 from tests.support.cluster import LoadGenerator
 from tests.support.services import free_port, stop_process
 from tests.support.world import World
 
 from rankswap.artifacts import artifact_uri
 from rankswap.localkube import Cluster, ControlPlane
+from rankswap.localkube.pods import FakeKubelet, LocalRanker, next_pod_ip
 
 REPO = Path(__file__).resolve().parents[3]
 CRD = REPO / "manifests" / "crd" / "artifactversions.rankswap.io.yaml"
