@@ -133,6 +133,7 @@ class Coordinator:
             self.desired = BundleRef.from_json(doc["bundle"])
             self.desired_seq = int(doc["seq"])
             self._validated.add(self.desired.bundle_id)
+            self.desired_request_id = 0
             self.requested = BundleRequest(
                 0, self.desired.model.uri, self.desired.features.uri, "restart"
             )
@@ -174,14 +175,20 @@ class Coordinator:
             while True:
                 await self._wakeup.wait()
                 self._wakeup.clear()
-                while True:
-                    with self._lock:
-                        req, self._pending = self._pending, None
-                    if req is None:
-                        break
-                    await self._loop.run_in_executor(self._executor, self.load_now, req)
+                while await self._loop.run_in_executor(self._executor, self.process_pending):
+                    pass
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def process_pending(self) -> bool:
+        """Load the waiting request, if any (blocking; the loader thread). True if there was one."""
+        with self._lock:
+            req, self._pending = self._pending, None
+            self.loading = req
+        if req is None:
+            return False
+        self.load_now(req)
+        return True
 
     def load_now(self, req: BundleRequest) -> BundleRef | None:
         """Resolve and validate ``req``, then record it as desired (blocking; loader thread)."""
@@ -287,15 +294,15 @@ class Coordinator:
         desired: dict[str, Any] | None = None
         if requested is not None:
             desired = requested.public()
+            failed_id = (self.last_error or {}).get("request_id", -1)
+            loaded_id = self.desired_request_id if target is not None else None
             if loading is not None or self._pending is not None:
                 desired["status"] = "loading"
-            elif (
-                self.last_error is not None
-                and self.last_error.get("request_id", -1) >= requested.request_id
-            ):
+            elif failed_id >= requested.request_id and (loaded_id is None or failed_id > loaded_id):
                 desired["status"] = "failed"
-            elif self.desired_request_id is not None and target is not None:
-                desired["status"] = "loaded"
+            elif loaded_id is not None and loaded_id >= requested.request_id:
+                # Validated by the supervisor; "failed" still if a worker could not apply it.
+                desired["status"] = "failed" if self._worker_error(live) else "loaded"
                 desired["bundle_id"] = target_id
             else:
                 desired["status"] = "pending"

@@ -3,15 +3,11 @@
 With several worker processes the public ``/metrics`` (served by whichever worker accepts the
 connection) must show the whole pod: the ranker then runs prometheus_client in multiprocess
 mode (``PROMETHEUS_MULTIPROC_DIR`` in the pod-local run folder, set by the supervisor before
-any metric exists; see :func:`enable_multiprocess`). In a single process (tests) metrics live
+prometheus_client is first imported; see :func:`rankswap_ranker.server.serve`). In a single process (tests) metrics live
 in the :class:`~prometheus_client.CollectorRegistry` given to :class:`RankerMetrics`.
 """
 
 from __future__ import annotations
-
-import os
-import shutil
-from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -22,24 +18,11 @@ from prometheus_client import (
     generate_latest,
 )
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip
 LOAD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 CANDIDATE_BUCKETS = (0, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
-
-
-def enable_multiprocess(directory: Path) -> None:
-    """Point prometheus_client at a fresh multiprocess folder (before any metric is created).
-
-    prometheus_client chooses its value store when it is first imported: this must run in the
-    supervisor before that import, and the workers inherit the variable.
-    """
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True, exist_ok=True)
-    os.environ[MULTIPROC_ENV] = str(directory)
 
 
 def multiprocess_enabled() -> bool:

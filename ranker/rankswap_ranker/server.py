@@ -23,6 +23,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import time
@@ -199,14 +200,24 @@ class PodAdmin:
         return doc
 
 
+def enable_multiprocess_metrics(directory: Path) -> None:
+    """Point prometheus_client at a fresh multiprocess folder shared by the pod's processes.
+
+    prometheus_client chooses its value store when it is first imported, so this runs before
+    that import (the workers inherit the variable).
+    """
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+
+
 def serve(settings: RankerSettings, *, json_logs: bool = True) -> int:
     """Run the pod's ranker until SIGTERM / SIGINT. Returns the exit code."""
-    from rankswap_ranker import metrics as metrics_mod
-
     run_root = settings.effective_run_dir
     run_root.mkdir(parents=True, exist_ok=True)
-    # Before anything creates a metric: every process of the pod shares this folder.
-    metrics_mod.enable_multiprocess(run_root / "metrics")
+    enable_multiprocess_metrics(run_root / "metrics")
+    from rankswap_ranker import metrics as metrics_mod
+
     logs.configure(settings.log_level, json_lines=json_logs)
     logs.set_process("supervisor")
     logs.event(log, logging.INFO, "effective configuration", config=settings.masked())

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.unit.ranker.builders import Published, product_db, publish_bundle
 
 from rankswap.productdb import ProductDB
 from rankswap_ranker import bundle as bundles
 from rankswap_ranker.settings import RankerSettings
-from tests.unit.ranker.builders import Published, product_db, publish_bundle
 
 ITEMS = 50
 

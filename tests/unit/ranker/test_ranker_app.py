@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -15,7 +15,17 @@ from rankswap_ranker.candidates import LazyProductDB
 from rankswap_ranker.registry import BundleRegistry
 from rankswap_ranker.settings import RankerSettings
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _client(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ranker")
+
 
 BODY: dict[str, Any] = {
     "tenant_id": "acme",
@@ -36,14 +46,138 @@ def registry(loaded: Bundle) -> BundleRegistry[Bundle]:
 
 
 @pytest.fixture
-def client(
+async def client(
     settings: RankerSettings, registry: BundleRegistry[Bundle], db_url: str
-) -> Iterator[httpx.Client]:
+) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, registry, LazyProductDB(db_url))
-    with httpx.Client(transport=httpx.ASGITransport(app=app), base_url="http://ranker") as c:  # type: ignore[arg-type]
+    async with _client(app) as c:
         yield c
 
 
-async def _post(app: Any, body: Any) -> httpx.Response:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as c:
-        return await c.post("/v1/rank", json=body)
+async def test_rank_returns_items_best_first_with_versions(
+    client: httpx.AsyncClient, loaded: Bundle
+) -> None:
+    r = await client.post("/v1/rank", json=BODY)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert [i["id"] for i in doc["items"]] == [50, 49, 48, 47, 46]  # default top_k 5
+    assert {"id", "code", "name", "category", "score"} <= set(doc["items"][0])
+    assert doc["candidates"] == 50
+    assert doc["model_version"] == loaded.ref.model.version
+    assert doc["features_version"] == loaded.ref.features.version
+    assert r.headers["x-rankswap-bundle"] == loaded.bundle_id
+    assert r.headers["x-rankswap-model-version"] == loaded.ref.model.version
+    assert r.headers["x-rankswap-features-version"] == loaded.ref.features.version
+
+
+async def test_top_k_is_honoured_and_bounded(client: httpx.AsyncClient) -> None:
+    r = await client.post("/v1/rank", json={**BODY, "top_k": 12})
+    assert len(r.json()["items"]) == 12
+    r = await client.post("/v1/rank", json={**BODY, "top_k": 101})
+    assert r.status_code == 422
+    assert "top_k" in r.json()["message"]
+    r = await client.post("/v1/rank", json={**BODY, "top_k": 0})
+    assert r.status_code == 422
+    assert "top_k" in r.json()["message"]
+
+
+async def test_unknown_tenant_is_404_and_empty_tenant_is_an_empty_list(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.post("/v1/rank", json={**BODY, "tenant_id": "nobody"})
+    assert r.status_code == 404
+    assert r.json()["error"] == "unknown_tenant"
+    r = await client.post("/v1/rank", json={**BODY, "tenant_id": "empty"})
+    assert r.status_code == 200
+    assert r.json()["items"] == []
+    assert r.json()["candidates"] == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"context": BODY["context"]}, "tenant_id"),
+        ({"tenant_id": "acme"}, "context"),
+        ({**BODY, "context": {**BODY["context"], "amount": "lots"}}, "context.amount"),
+        ({**BODY, "context": {**BODY["context"], "amount": -3}}, "context.amount"),
+        ({**BODY, "context": {**BODY["context"], "date": "27/11/2026"}}, "context.date"),
+        ({**BODY, "context": {**BODY["context"], "employee_id": -1}}, "context.employee_id"),
+        ({**BODY, "surprise": 1}, "surprise"),
+        ({**BODY, "tenant_id": ""}, "tenant_id"),
+    ],
+)
+async def test_malformed_requests_are_422_naming_the_field(
+    client: httpx.AsyncClient, body: dict[str, Any], field: str
+) -> None:
+    r = await client.post("/v1/rank", json=body)
+    assert r.status_code == 422
+    doc = r.json()
+    assert doc["error"] == "invalid_request"
+    assert doc["message"].startswith(field + ":"), doc["message"]
+
+
+async def test_body_that_is_not_json_is_422(client: httpx.AsyncClient) -> None:
+    r = await client.post(
+        "/v1/rank", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422
+
+
+async def test_new_item_ranks_in_the_next_request_with_defaults(
+    client: httpx.AsyncClient, db: ProductDB
+) -> None:
+    before = (await client.post("/v1/rank", json={**BODY, "top_k": 100})).json()
+    new_id = db.add_item(
+        "acme", code="NEW", name="brand new", category="brand-new-cat", account_code="9999"
+    )
+    after = (await client.post("/v1/rank", json={**BODY, "top_k": 100})).json()
+    assert after["candidates"] == before["candidates"] + 1
+    ids = [i["id"] for i in after["items"]]
+    assert new_id in ids
+    # No feature row and an unseen category: default features, no category bonus.
+    item = next(i for i in after["items"] if i["id"] == new_id)
+    assert item["score"] == 0.0
+    assert item["category"] == "brand-new-cat"
+    metrics = (await client.get("/metrics")).text
+    assert 'rankswap_ranker_missing_feature_rows_total{table="item"}' in metrics
+    assert 'rankswap_ranker_unknown_categories_total{field="category"}' in metrics
+
+
+async def test_no_bundle_yet_is_503_and_not_ready(settings: RankerSettings, db_url: str) -> None:
+    app = create_app(settings, BundleRegistry(), LazyProductDB(db_url))
+    async with _client(app) as c:
+        r = await c.post("/v1/rank", json=BODY)
+        assert r.status_code == 503
+        assert r.json()["error"] == "no_active_bundle"
+        assert (await c.get("/readyz")).status_code == 503
+        assert (await c.get("/healthz")).status_code == 200
+
+
+async def test_database_unreachable_is_503_and_recovers(
+    settings: RankerSettings, registry: BundleRegistry[Bundle], tmp_path: Any, db_url: str
+) -> None:
+    from pathlib import Path
+
+    real = Path(db_url.removeprefix("sqlite:///"))
+    missing = tmp_path / "later.db"
+    app = create_app(settings, registry, LazyProductDB(f"sqlite:///{missing}"))
+    async with _client(app) as c:
+        r = await c.post("/v1/rank", json=BODY)
+        assert r.status_code == 503
+        assert r.json()["error"] == "database_unavailable"
+        assert "unavailable" in r.json()["message"] or "does not exist" in r.json()["message"]
+        real.rename(missing)  # the database comes back
+        r = await c.post("/v1/rank", json=BODY)
+        assert r.status_code == 200, r.text
+
+
+async def test_metrics_and_readiness(client: httpx.AsyncClient, loaded: Bundle) -> None:
+    await client.post("/v1/rank", json=BODY)
+    await client.post("/v1/rank", json={**BODY, "tenant_id": "nobody"})
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["bundle_id"] == loaded.bundle_id
+    text = (await client.get("/metrics")).text
+    assert 'rankswap_ranker_requests_total{route="/v1/rank",status="200"} 1.0' in text
+    assert 'rankswap_ranker_requests_total{route="/v1/rank",status="404"} 1.0' in text
+    assert "rankswap_ranker_request_duration_seconds_bucket" in text
