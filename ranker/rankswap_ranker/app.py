@@ -62,6 +62,7 @@ def create_app(
     *,
     metrics: RankerMetrics | None = None,
     pod: PodView | None = None,
+    worker_slot: int = 0,
 ) -> FastAPI:
     metrics = metrics if metrics is not None else RankerMetrics(CollectorRegistry())
     app = FastAPI(
@@ -79,6 +80,7 @@ def create_app(
             candidate_source,
             metrics,
             pod if pod is not None else LocalPodView(registry),
+            worker_slot,
         )
     )
     app.add_middleware(RequestMetrics, metrics=metrics)

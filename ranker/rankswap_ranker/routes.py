@@ -20,6 +20,7 @@ from rankswap_ranker.settings import RankerSettings
 HEADER_BUNDLE = "X-Rankswap-Bundle"
 HEADER_MODEL = "X-Rankswap-Model-Version"
 HEADER_FEATURES = "X-Rankswap-Features-Version"
+HEADER_WORKER = "X-Rankswap-Worker"
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "Unknown tenant."},
@@ -37,8 +38,10 @@ def public_router(
     source: CandidateSource,
     metrics: RankerMetrics,
     pod: PodView,
+    worker_slot: int = 0,
 ) -> APIRouter:
     router = APIRouter()
+    worker = str(worker_slot)
 
     @router.post(
         "/v1/rank",
@@ -84,6 +87,7 @@ def public_router(
                 HEADER_BUNDLE: ref.bundle_id,
                 HEADER_MODEL: ref.model.version,
                 HEADER_FEATURES: ref.features.version,
+                HEADER_WORKER: worker,
             },
         )
 
