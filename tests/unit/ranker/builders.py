@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper
 
@@ -27,7 +28,7 @@ CATEGORIES = ("travel", "meals", "supplies")
 
 
 def feature_tables(
-    item_ids: np.ndarray | list[int], *, as_of: date = AS_OF, scale: float = 1.0
+    item_ids: npt.ArrayLike, *, as_of: date = AS_OF, scale: float = 1.0
 ) -> fs.FeatureTables:
     """Tables where item ``i`` was used ``i * scale`` times (so higher ids rank first)."""
     ids = np.asarray(item_ids, dtype=np.int64)
@@ -114,7 +115,7 @@ def onnx_model(
     )
     model.ir_version = 8
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return bytes(model.SerializeToString())
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ def publish_bundle(
     root: str,
     work: Path,
     *,
-    item_ids: list[int] | np.ndarray,
+    item_ids: npt.ArrayLike,
     as_of: date = AS_OF,
     weight: float = 1.0,
     model_bytes: bytes | None = None,
