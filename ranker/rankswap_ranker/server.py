@@ -77,7 +77,11 @@ def worker_main(settings: RankerSettings, slot: int, sock: socket.socket, parent
         slot,
         registry,
         metrics,
-        functools.partial(bundles.load, intra_op_threads=settings.ort_intra_op_threads),
+        functools.partial(
+            bundles.load,
+            intra_op_threads=settings.ort_intra_op_threads,
+            prefault=settings.prefault_features,
+        ),
         poll_interval_s=settings.worker_poll_interval_s,
         nice=settings.loader_nice,
     )

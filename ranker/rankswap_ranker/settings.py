@@ -66,6 +66,9 @@ class RankerSettings(BaseSettings):
     """Previous bundles each worker keeps loaded, so switching back to them is a pointer swap."""
     worker_poll_interval_s: float = Field(0.2, gt=0, le=10)
     """How often each worker checks the pod's desired-bundle file."""
+    prefault_features: bool = True
+    """Read every page of the feature tables when a bundle loads (off the request path), so no
+    request waits for the disk. The pages are shared by all workers (page cache)."""
     loader_nice: int = Field(10, ge=0, le=19)
     """Niceness added to bundle-loading threads, so loads do not take CPU from requests."""
 

@@ -1,0 +1,409 @@
+"""``python -m rankswap_ranker.bench``: the ranker's benchmarks, one run, one report.
+
+Sections (``--sections``, all by default):
+
+* ``breakdown``  in-process cost of one /v1/rank for 1,000 candidates, stage by stage
+* ``baseline``   the seed design (``Manager().dict()`` filled with ``iterrows``, one proxy
+                 ``get`` per candidate) against rankswap's memory-mapped columnar tables
+* ``http``       throughput and p50/p99 through uvicorn, 1 and 2 workers, 100 / 1,000 / 5,000
+                 candidates, from a separate load-generator process; RSS/PSS per worker
+* ``swap``       a bundle swap every second for a minute under open-loop load
+
+The report (markdown) goes to stdout and the raw numbers to ``<workdir>/results.json``.
+Ratios are computed from numbers measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SECTIONS = ("breakdown", "baseline", "http", "swap")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m rankswap_ranker.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--sections", default=",".join(SECTIONS))
+    p.add_argument("--workdir", type=Path, default=Path("work/bench"))
+    p.add_argument("--items", type=int, default=1_000_000, help="item feature rows (1M)")
+    p.add_argument("--baseline-rows", type=int, default=1_000_000, help="rows for the seed design")
+    p.add_argument("--trees", type=int, default=200)
+    p.add_argument("--leaves", type=int, default=31)
+    p.add_argument("--iterations", type=int, default=300, help="in-process rank calls")
+    p.add_argument("--duration", type=float, default=6.0, help="seconds per HTTP load run")
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--swap-seconds", type=float, default=60.0)
+    p.add_argument("--steady-seconds", type=float, default=20.0)
+    p.add_argument(
+        "--swap-rate",
+        type=float,
+        default=0.0,
+        help="req/s during the swap test "
+        "(0: half the 2-worker throughput measured by 'http', else 100)",
+    )
+    p.add_argument("--quick", action="store_true", help="small sizes, short runs (development)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.items, args.baseline_rows, args.iterations = 200_000, 50_000, 100
+        args.duration, args.swap_seconds, args.steady_seconds = 2.0, 10.0, 5.0
+    sections = [s for s in args.sections.split(",") if s]
+    results: dict[str, Any] = {
+        "started_at": datetime.now().isoformat(timespec="seconds"),
+        "command": "python -m rankswap_ranker.bench "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_avg_at_start": os.getloadavg(),
+        },
+        "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    }
+    env = Environment(args)
+    for section in sections:
+        print(f"# running {section} ...", file=sys.stderr, flush=True)
+        results[section] = {
+            "breakdown": section_breakdown,
+            "baseline": section_baseline,
+            "http": section_http,
+            "swap": section_swap,
+        }[section](env, args, results)
+    results["machine"]["load_avg_at_end"] = os.getloadavg()
+    out = args.workdir / "results.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(report(results))
+    print(f"\n(raw numbers: {out})")
+    return 0
+
+
+class Environment:
+    """Data shared by the sections: feature tables, three published bundles, a product DB."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from rankswap_ranker.bench import data
+
+        self.work = args.workdir.resolve()
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.root = self.work / "store"
+        t0 = time.perf_counter()
+        self.tables = data.feature_tables(args.items)
+        self.bundles = [
+            data.publish(
+                self.root,
+                self.work,
+                self.tables,
+                as_of=date(2026, 11, 20 + i),
+                trees=args.trees,
+                leaves=args.leaves,
+                seed=i,
+            )
+            for i in range(3)
+        ]
+        self.db_url = data.product_db(self.work / "product.db")
+        print(f"# data ready in {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
+
+
+def _median_ms(values: list[float]) -> float:
+    return statistics.median(values) * 1000
+
+
+# Sections -------------------------------------------------------------------------------------
+
+
+def section_breakdown(
+    env: Environment, args: argparse.Namespace, _: dict[str, Any]
+) -> dict[str, Any]:
+    from rankswap_ranker import bundle as bundles
+    from rankswap_ranker.bench.data import rank_body
+    from rankswap_ranker.candidates import LazyProductDB
+    from rankswap_ranker.ranking import RankQuery, rank
+    from rankswap_ranker.schemas import RankRequest
+
+    b = env.bundles[0]
+    ref = bundles.resolve(b.model_uri, b.features_uri, env.work / "inproc-cache")
+    bundle = bundles.load(ref, prefault=True)
+    source = LazyProductDB(env.db_url)
+    out: dict[str, Any] = {}
+    for tenant in ("t100", "t1000", "t5000"):
+        stages: dict[str, list[float]] = {}
+        totals, parse = [], []
+        iterations = args.iterations if tenant == "t1000" else max(30, args.iterations // 5)
+        for i in range(iterations + 10):
+            raw = json.dumps(rank_body(tenant, i)).encode()
+            t0 = time.perf_counter()
+            req = RankRequest.model_validate_json(raw)
+            t1 = time.perf_counter()
+            ctx = req.context
+            outcome = rank(
+                bundle,
+                source,
+                RankQuery(
+                    tenant_id=req.tenant_id,
+                    employee_id=ctx.employee_id,
+                    vendor_id=ctx.vendor_id,
+                    description=ctx.description,
+                    amount=ctx.amount,
+                    expense_date=ctx.date,
+                    top_k=5,
+                ),
+            )
+            t2 = time.perf_counter()
+            if i < 10:
+                continue  # warm-up
+            parse.append(t1 - t0)
+            totals.append(t2 - t0)
+            for k, v in outcome.timings.items():
+                stages.setdefault(k, []).append(v)
+        doc = {"candidates": outcome.candidates, "parse_ms": _median_ms(parse)}
+        doc.update({f"{k}_ms": _median_ms(v) for k, v in stages.items()})
+        doc["total_ms"] = _median_ms(totals)
+        doc["total_p99_ms"] = float(np.percentile(totals, 99) * 1000)
+        no_model = [t - m for t, m in zip(totals, stages["model"], strict=True)]
+        doc["total_without_model_ms"] = _median_ms(no_model)
+        out[tenant] = doc
+    out["model"] = f"synthetic GBDT {args.trees} trees x {args.leaves} leaves (ONNX TreeEnsemble)"
+    source.close()
+    return out
+
+
+def section_baseline(
+    env: Environment, args: argparse.Namespace, _: dict[str, Any]
+) -> dict[str, Any]:
+    from rankswap import featurespec as fs
+    from rankswap_ranker.bench import seed
+
+    features = env.root / "features" / fs.FEATURE_SCHEMA_VERSION / "2026-11-20"
+    return seed.compare(features, args.baseline_rows)
+
+
+def section_http(env: Environment, args: argparse.Namespace, _: dict[str, Any]) -> dict[str, Any]:
+    from rankswap_ranker.bench import harness
+    from rankswap_ranker.bench.data import rank_body
+
+    b = env.bundles[0]
+    out: dict[str, Any] = {}
+    for workers in (1, 2):
+        with harness.ranker_pod(
+            env.work / f"pod-{workers}w",
+            workers=workers,
+            database_url=env.db_url,
+            root=env.root,
+            model_uri=b.model_uri,
+            features_uri=b.features_uri,
+        ) as pod:
+            runs: dict[str, Any] = {}
+            for tenant in ("t100", "t1000", "t5000"):
+                gen = harness.loadgen(
+                    f"{pod.public}/v1/rank",
+                    rank_body(tenant),
+                    duration=1.0,
+                    concurrency=args.concurrency,
+                )
+                harness.load_result(gen)  # warm-up
+                gen = harness.loadgen(
+                    f"{pod.public}/v1/rank",
+                    rank_body(tenant),
+                    duration=args.duration,
+                    concurrency=args.concurrency,
+                )
+                res = harness.load_result(gen)
+                runs[tenant] = harness.summarise(res["requests"], res["elapsed_s"])
+            features_root = pod.cache_dir / "features"
+            runs["memory"] = [harness.memory(pid, features_root) for pid in pod.worker_pids()]
+            runs["feature_bytes_mib"] = env.tables.nbytes / 2**20
+            out[f"{workers}w"] = runs
+    return out
+
+
+def section_swap(
+    env: Environment, args: argparse.Namespace, results: dict[str, Any]
+) -> dict[str, Any]:
+    from rankswap_ranker.bench import harness
+    from rankswap_ranker.bench.data import rank_body
+
+    rate = args.swap_rate
+    if not rate:
+        measured = results.get("http", {}).get("2w", {}).get("t1000", {}).get("rps")
+        rate = round(measured / 2) if measured else 100.0
+    a = env.bundles[0]
+    with harness.ranker_pod(
+        env.work / "pod-swap",
+        workers=2,
+        database_url=env.db_url,
+        root=env.root,
+        model_uri=a.model_uri,
+        features_uri=a.features_uri,
+    ) as pod:
+        # Every bundle validated once by the supervisor before the measured run.
+        for b in (*env.bundles[1:], a):
+            pod.push(b.model_uri, b.features_uri)
+            harness.wait_until(lambda: pod.state()["converged"], 120, "warm-up swap")
+        total = args.steady_seconds + args.swap_seconds + 1
+        gen = harness.loadgen(
+            f"{pod.public}/v1/rank", rank_body("t1000"), duration=total, concurrency=32, rate=rate
+        )
+        time.sleep(0.05 + args.steady_seconds)
+        pushes = 0
+        start = time.monotonic()
+        stop = threading.Event()
+        while time.monotonic() - start < args.swap_seconds:
+            b = env.bundles[(pushes + 1) % 3]  # rotate 3 bundles: with 1 warm, each is a real load
+            pod.push(b.model_uri, b.features_uri)
+            pushes += 1
+            time.sleep(max(0.0, start + pushes - time.monotonic()))
+        stop.set()
+        res = harness.load_result(gen)
+        state = pod.state()
+    reqs = res["requests"]
+    steady = [r for r in reqs if 1.0 <= r[0] < args.steady_seconds]
+    swaps = [
+        r for r in reqs if args.steady_seconds <= r[0] < args.steady_seconds + args.swap_seconds
+    ]
+    doc: dict[str, Any] = {
+        "offered_rps": rate,
+        "pushes": pushes,
+        "worker_loads": [w.get("loads") for w in state["workers"]],
+        "worker_rollbacks": [w.get("rollbacks") for w in state["workers"]],
+        "worker_load_failures": [w.get("load_failures") for w in state["workers"]],
+        "steady": harness.summarise(steady),
+        "swaps": harness.summarise(swaps),
+    }
+    if doc["steady"].get("p99_ms"):
+        doc["p99_ratio"] = doc["swaps"]["p99_ms"] / doc["steady"]["p99_ms"]
+    gc.collect()
+    return doc
+
+
+# Report ---------------------------------------------------------------------------------------
+
+
+def report(r: dict[str, Any]) -> str:
+    lines = [
+        f"Run {r['started_at']}: `{r['command']}`",
+        "",
+        f"Machine: {r['machine']['cpus']} CPUs, Python {r['machine']['python']}, load average "
+        f"{_fmt_load(r['machine']['load_avg_at_start'])} at start, "
+        f"{_fmt_load(r['machine'].get('load_avg_at_end'))} at end.",
+        "",
+    ]
+    if "breakdown" in r:
+        b = r["breakdown"]
+        lines += [
+            f"## Per-request cost, in process ({b['model']})",
+            "",
+            "| candidates | parse | db | features | inputs | model | top-k | serialise | total (p50) | total p99 | total without model |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for t in ("t100", "t1000", "t5000"):
+            d = b[t]
+            lines.append(
+                f"| {d['candidates']:,} | "
+                + " | ".join(
+                    f"{d[k]:.3f}"
+                    for k in (
+                        "parse_ms",
+                        "db_ms",
+                        "features_ms",
+                        "inputs_ms",
+                        "model_ms",
+                        "topk_ms",
+                        "serialise_ms",
+                        "total_ms",
+                        "total_p99_ms",
+                        "total_without_model_ms",
+                    )
+                )
+                + " |"
+            )
+        lines += ["", "(milliseconds, medians)", ""]
+    if "baseline" in r:
+        s = r["baseline"]
+        lines += [
+            "## Seed design vs rankswap (same run)",
+            "",
+            "| | seed: Manager().dict() + iterrows | rankswap: mmapped Arrow + searchsorted | ratio |",
+            "|---|---|---|---|",
+            f"| lookup, 1,000 candidates | {s['seed_lookup_ms']:.2f} ms | {s['rs_lookup_ms']:.3f} ms (item table gather) / {s['rs_assemble_ms']:.3f} ms (all features) | {s['lookup_ratio']:.0f}x / {s['assemble_ratio']:.0f}x |",
+            f"| reload, {s['rows']:,} rows | {s['seed_reload_s']:.1f} s | {s['rs_reload_s'] * 1000:.1f} ms (open + read every page) | {s['reload_ratio']:.0f}x |",
+            f"| memory for the table | {s['seed_memory_mib']:.0f} MiB (manager process) | {s['rs_memory_mib']:.0f} MiB (file pages, shared by all workers) | {s['memory_ratio']:.1f}x |",
+            "",
+        ]
+    if "http" in r:
+        h = r["http"]
+        lines += [
+            "## HTTP (separate load-generator process, loopback, closed loop)",
+            "",
+            "| workers | candidates | req/s | p50 ms | p99 ms | errors |",
+            "|---|---|---|---|---|---|",
+        ]
+        for w in ("1w", "2w"):
+            for t in ("t100", "t1000", "t5000"):
+                d = h[w][t]
+                lines.append(
+                    f"| {w[0]} | {t[1:]} | {d['rps']:.0f} | {d['p50_ms']:.2f} | {d['p99_ms']:.2f} | {d['errors']:.0f} |"
+                )
+        lines += [
+            "",
+            "## Memory per worker (MiB)",
+            "",
+            "| workers | worker | RSS | PSS | USS | feature files RSS | feature files PSS |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for w in ("1w", "2w"):
+            for i, m in enumerate(h[w]["memory"]):
+                lines.append(
+                    f"| {w[0]} | {i} | {m['rss_mib']:.0f} | {m['pss_mib']:.0f} | {m['uss_mib']:.0f} | {m['features_rss_mib']:.0f} | {m['features_pss_mib']:.0f} |"
+                )
+        one = sum(m["features_pss_mib"] for m in h["1w"]["memory"])
+        two = sum(m["features_pss_mib"] for m in h["2w"]["memory"])
+        lines += [
+            "",
+            f"Feature tables: {h['1w']['feature_bytes_mib']:.0f} MiB of columns. Combined "
+            f"feature PSS: 1 worker {one:.0f} MiB, 2 workers {two:.0f} MiB "
+            f"(ratio {two / one if one else float('nan'):.2f}).",
+            "",
+        ]
+    if "swap" in r:
+        s = r["swap"]
+        lines += [
+            "## Hot swap under load",
+            "",
+            f"{s['pushes']} bundle pushes, one per second, rotating 3 bundles (1 kept warm, so "
+            f"each swap is a real load), at {s['offered_rps']:.0f} req/s offered (open loop), "
+            f"1,000 candidates, 2 workers. Worker loads {s['worker_loads']}, failures "
+            f"{s['worker_load_failures']}.",
+            "",
+            "| phase | requests | errors | p50 ms | p99 ms | max ms |",
+            "|---|---|---|---|---|---|",
+        ]
+        for phase in ("steady", "swaps"):
+            d = s[phase]
+            lines.append(
+                f"| {phase} | {d['requests']:.0f} | {d['errors']:.0f} | {d['p50_ms']:.2f} | {d['p99_ms']:.2f} | {d['max_ms']:.1f} |"
+            )
+        if "p99_ratio" in s:
+            lines += ["", f"p99 during swaps / steady: {s['p99_ratio']:.2f}"]
+    return "\n".join(lines)
+
+
+def _fmt_load(load: Any) -> str:
+    return "/".join(f"{x:.1f}" for x in load) if load else "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
