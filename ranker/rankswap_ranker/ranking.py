@@ -1,6 +1,7 @@
 """One ranking, start to end, with the time of each stage (the benchmark reads them too).
 
-Stages: ``db`` (context attributes + the tenant's active items, from the product DB),
+Stages: ``db`` (context attributes + the tenant's active items without their names, from the
+product DB; the names of the top-k only are read after scoring, counted in ``serialise``),
 ``features`` (vectorised feature gather from the memory-mapped tables), ``inputs`` (counting
 defaults and unknowns; the model input is already the two arrays ``num`` and ``cat``), ``model``
 (ONNX), ``topk`` (``argpartition``), ``serialise`` (JSON bytes).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
@@ -37,6 +39,8 @@ class CandidateSource(Protocol):
     ) -> fs.RankContext: ...
 
     def candidates(self, tenant_id: str, *, with_names: bool = True) -> fs.Candidates: ...
+
+    def item_labels(self, item_ids: Sequence[int]) -> dict[int, tuple[str, str]]: ...
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ def rank(bundle: Bundle, source: CandidateSource, q: RankQuery) -> RankOutcome:
         amount=q.amount,
         expense_date=q.expense_date,
     )
-    cands = source.candidates(q.tenant_id)
+    cands = source.candidates(q.tenant_id, with_names=False)
     t1 = time.perf_counter()
     inputs = fs.assemble(ctx, cands, bundle.tables)
     t2 = time.perf_counter()
@@ -92,16 +96,20 @@ def rank(bundle: Bundle, source: CandidateSource, q: RankQuery) -> RankOutcome:
     best = top_k_indices(scores, cands.item_ids, q.top_k)
     t5 = time.perf_counter()
     ref = bundle.ref
-    items = [
-        {
-            "id": int(cands.item_ids[i]),
-            "code": str(cands.codes[i]),
-            "name": str(cands.names[i]),
-            "category": str(cands.categories[i]),
-            "score": round(float(scores[i]), 6),
-        }
-        for i in best
-    ]
+    best_ids = [int(cands.item_ids[i]) for i in best]
+    labels = source.item_labels(best_ids) if best_ids else {}
+    items = []
+    for item_id, i in zip(best_ids, best, strict=True):
+        code, name = labels.get(item_id, ("", ""))
+        items.append(
+            {
+                "id": item_id,
+                "code": code,
+                "name": name,
+                "category": str(cands.categories[i]),
+                "score": round(float(scores[i]), 6),
+            }
+        )
     body = json.dumps(
         {
             "tenant_id": q.tenant_id,

@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline-rows", type=int, default=1_000_000, help="rows for the seed design")
     p.add_argument("--trees", type=int, default=200)
     p.add_argument("--leaves", type=int, default=31)
+    p.add_argument(
+        "--small-model",
+        default="50x15",
+        help="TREESxLEAVES of a second, cheaper model in the breakdown ('' for none)",
+    )
     p.add_argument("--iterations", type=int, default=300, help="in-process rank calls")
     p.add_argument("--duration", type=float, default=6.0, help="seconds per HTTP load run")
     p.add_argument("--concurrency", type=int, default=4)
@@ -95,6 +100,7 @@ class Environment:
     """Data shared by the sections: feature tables, three published bundles, a product DB."""
 
     def __init__(self, args: argparse.Namespace) -> None:
+        from rankswap import featurespec as fs
         from rankswap_ranker.bench import data
 
         self.work = args.workdir.resolve()
@@ -114,6 +120,19 @@ class Environment:
             )
             for i in range(3)
         ]
+        self.small = None
+        if args.small_model:
+            trees, leaves = (int(x) for x in args.small_model.split("x"))
+            self.small = data.publish(
+                self.root,
+                self.work,
+                self.tables,
+                as_of=date(2026, 11, 30),
+                trees=trees,
+                leaves=leaves,
+                seed=9,
+                features_dir=self.root / "features" / fs.FEATURE_SCHEMA_VERSION / "2026-11-20",
+            )
         self.db_url = data.product_db(self.work / "product.db")
         print(f"# data ready in {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
 
@@ -134,25 +153,22 @@ def section_breakdown(
     from rankswap_ranker.ranking import RankQuery, rank
     from rankswap_ranker.schemas import RankRequest
 
-    b = env.bundles[0]
-    ref = bundles.resolve(b.model_uri, b.features_uri, env.work / "inproc-cache")
-    bundle = bundles.load(ref, prefault=True)
-    source = LazyProductDB(env.db_url)
-    out: dict[str, Any] = {}
-    for tenant in ("t100", "t1000", "t5000"):
-        stages: dict[str, list[float]] = {}
-        totals, parse = [], []
-        iterations = args.iterations if tenant == "t1000" else max(30, args.iterations // 5)
-        for i in range(iterations + 10):
-            raw = json.dumps(rank_body(tenant, i)).encode()
-            t0 = time.perf_counter()
-            req = RankRequest.model_validate_json(raw)
-            t1 = time.perf_counter()
-            ctx = req.context
-            outcome = rank(
-                bundle,
-                source,
-                RankQuery(
+    def measure(b: Any, tenants: tuple[str, ...]) -> dict[str, Any]:
+        ref = bundles.resolve(b.model_uri, b.features_uri, env.work / "inproc-cache")
+        bundle = bundles.load(ref, prefault=True)
+        source = LazyProductDB(env.db_url)
+        out: dict[str, Any] = {}
+        for tenant in tenants:
+            stages: dict[str, list[float]] = {}
+            totals, parse = [], []
+            iterations = args.iterations if tenant == "t1000" else max(30, args.iterations // 5)
+            for i in range(iterations + 10):
+                raw = json.dumps(rank_body(tenant, i)).encode()
+                t0 = time.perf_counter()
+                req = RankRequest.model_validate_json(raw)
+                t1 = time.perf_counter()
+                ctx = req.context
+                query = RankQuery(
                     tenant_id=req.tenant_id,
                     employee_id=ctx.employee_id,
                     vendor_id=ctx.vendor_id,
@@ -160,25 +176,35 @@ def section_breakdown(
                     amount=ctx.amount,
                     expense_date=ctx.date,
                     top_k=5,
-                ),
-            )
-            t2 = time.perf_counter()
-            if i < 10:
-                continue  # warm-up
-            parse.append(t1 - t0)
-            totals.append(t2 - t0)
-            for k, v in outcome.timings.items():
-                stages.setdefault(k, []).append(v)
-        doc = {"candidates": outcome.candidates, "parse_ms": _median_ms(parse)}
-        doc.update({f"{k}_ms": _median_ms(v) for k, v in stages.items()})
-        doc["total_ms"] = _median_ms(totals)
-        doc["total_p99_ms"] = float(np.percentile(totals, 99) * 1000)
-        no_model = [t - m for t, m in zip(totals, stages["model"], strict=True)]
-        doc["total_without_model_ms"] = _median_ms(no_model)
-        out[tenant] = doc
-    out["model"] = f"synthetic GBDT {args.trees} trees x {args.leaves} leaves (ONNX TreeEnsemble)"
-    source.close()
-    return out
+                )
+                outcome = rank(bundle, source, query)
+                t2 = time.perf_counter()
+                if i < 10:
+                    continue  # warm-up
+                parse.append(t1 - t0)
+                totals.append(t2 - t0)
+                for k, v in outcome.timings.items():
+                    stages.setdefault(k, []).append(v)
+            doc = {"candidates": outcome.candidates, "parse_ms": _median_ms(parse)}
+            doc.update({f"{k}_ms": _median_ms(v) for k, v in stages.items()})
+            doc["total_ms"] = _median_ms(totals)
+            doc["total_p99_ms"] = float(np.percentile(totals, 99) * 1000)
+            no_model = [t - m for t, m in zip(totals, stages["model"], strict=True)]
+            doc["total_without_model_ms"] = _median_ms(no_model)
+            out[tenant] = doc
+        source.close()
+        return out
+
+    result = measure(env.bundles[0], ("t100", "t1000", "t5000"))
+    result["model"] = (
+        f"synthetic GBDT {args.trees} trees x {args.leaves} leaves (ONNX TreeEnsemble)"
+    )
+    if env.small is not None:
+        result["small"] = measure(env.small, ("t1000",))["t1000"]
+        result["small_model"] = (
+            f"synthetic GBDT {args.small_model.replace('x', ' trees x ')} leaves"
+        )
+    return result
 
 
 def section_baseline(
@@ -330,7 +356,28 @@ def report(r: dict[str, Any]) -> str:
                 )
                 + " |"
             )
-        lines += ["", "(milliseconds, medians)", ""]
+        if "small" in b:
+            d = b["small"]
+            lines.append(
+                f"| {d['candidates']:,}, {b['small_model']} | "
+                + " | ".join(
+                    f"{d[k]:.3f}"
+                    for k in (
+                        "parse_ms",
+                        "db_ms",
+                        "features_ms",
+                        "inputs_ms",
+                        "model_ms",
+                        "topk_ms",
+                        "serialise_ms",
+                        "total_ms",
+                        "total_p99_ms",
+                        "total_without_model_ms",
+                    )
+                )
+                + " |"
+            )
+        lines += ["", "(milliseconds, medians; 'serialise' includes reading the top-k names)", ""]
     if "baseline" in r:
         s = r["baseline"]
         lines += [

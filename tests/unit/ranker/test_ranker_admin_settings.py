@@ -155,3 +155,9 @@ def test_checked_in_openapi_is_current() -> None:
     assert path.read_text(encoding="utf-8") == render(), (
         "docs/openapi-ranker.json is stale: run `python -m rankswap_ranker.openapi`"
     )
+
+
+def test_every_setting_is_documented_in_ranker_md() -> None:
+    text = (Path(__file__).resolve().parents[3] / "docs" / "RANKER.md").read_text(encoding="utf-8")
+    missing = [n for n in RankerSettings.model_fields if f"RANKSWAP_{n.upper()}" not in text]
+    assert not missing, f"docs/RANKER.md does not mention {missing}"
