@@ -24,10 +24,11 @@ import numpy as np
 import numpy.typing as npt
 
 from rankswap import featurespec as fs
-from rankswap.artifacts import Manifest, check_compatible, fetch_artifact
+from rankswap.artifacts import ArtifactError, Manifest, check_compatible, fetch_artifact
 from rankswap_ranker.errors import BundleIncompatible, ModelInvalid, SmokeScoringFailed
 
 MODEL_FILE = "model.onnx"
+MANIFEST_NAME = "manifest.json"
 INPUT_NUM = "num"
 INPUT_CAT = "cat"
 OUTPUT_SCORE = "score"
@@ -138,6 +139,9 @@ class Bundle:
     tables: fs.FeatureTables
     session: Any  # onnxruntime.InferenceSession (untyped library)
     timings: LoadTimings
+    encoder_vocab: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Categorical values the model's encoder was fitted on, per categorical feature (from the
+    model manifest's ``extra.encoder_categories``; empty when the manifest does not say)."""
     loaded_at: float = field(default_factory=time.time)
 
     @property
@@ -186,11 +190,34 @@ def load(ref: BundleRef, *, intra_op_threads: int = 1, prefault: bool = False) -
     t1 = time.perf_counter()
     session = _open_session(Path(ref.model.local_dir) / MODEL_FILE, ref, intra_op_threads)
     t2 = time.perf_counter()
-    bundle = Bundle(ref=ref, tables=tables, session=session, timings=LoadTimings(0, 0, 0))
+    bundle = Bundle(
+        ref=ref,
+        tables=tables,
+        session=session,
+        timings=LoadTimings(0, 0, 0),
+        encoder_vocab=encoder_vocab(Path(ref.model.local_dir)),
+    )
     smoke_score(bundle)
     t3 = time.perf_counter()
     bundle.timings = LoadTimings(features_s=t1 - t0, session_s=t2 - t1, smoke_s=t3 - t2)
     return bundle
+
+
+def encoder_vocab(model_dir: Path) -> dict[str, frozenset[str]]:
+    """``extra.encoder_categories`` of the cached model manifest, as sets (empty if absent)."""
+    path = model_dir / MANIFEST_NAME
+    try:
+        manifest = Manifest.from_json(path.read_bytes(), where=str(path))
+    except (OSError, ArtifactError):
+        return {}
+    cats = manifest.extra.get("encoder_categories")
+    if not isinstance(cats, dict):
+        return {}
+    return {
+        str(name): frozenset(str(v) for v in values)
+        for name, values in cats.items()
+        if isinstance(values, list)
+    }
 
 
 def prefault_tables(tables: fs.FeatureTables) -> int:

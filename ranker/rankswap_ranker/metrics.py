@@ -104,7 +104,9 @@ class RankerMetrics:
         )
         self.unknown_categories = Counter(
             "rankswap_ranker_unknown_categories",
-            "Categorical values or description terms the active bundle has not seen, by field.",
+            "Values the active bundle has not seen, by field: categorical model inputs unknown "
+            "to the model's encoder (rows for category/account_code, requests for "
+            "vendor_industry/employee_department), and description terms not in the features.",
             ["field"],
             registry=r,
         )

@@ -89,7 +89,7 @@ def rank(bundle: Bundle, source: CandidateSource, q: RankQuery) -> RankOutcome:
     t1 = time.perf_counter()
     inputs = fs.assemble(ctx, cands, bundle.tables)
     t2 = time.perf_counter()
-    stats = input_stats(bundle, cands, inputs)
+    stats = input_stats(bundle, ctx, cands, inputs)
     t3 = time.perf_counter()
     scores = bundle.score(inputs)
     t4 = time.perf_counter()
@@ -138,34 +138,57 @@ def rank(bundle: Bundle, source: CandidateSource, q: RankQuery) -> RankOutcome:
     )
 
 
-def input_stats(bundle: Bundle, cands: fs.Candidates, inputs: fs.ModelInput) -> dict[str, int]:
+def input_stats(
+    bundle: Bundle, ctx: fs.RankContext, cands: fs.Candidates, inputs: fs.ModelInput
+) -> dict[str, int]:
     """Rows that took documented defaults, and values the bundle has not seen."""
-    unknown_category = 0
-    if len(cands):
-        _, found = bundle.tables.tables["category"].lookup(cands.category_ids)
-        unknown_category = int(found.shape[0] - np.count_nonzero(found))
-    return {
+    stats = {
         "missing_item": inputs.item_default_rows,
         "missing_emp_item": inputs.emp_item_default_rows,
         "missing_employee": 1 if inputs.unknown_employee_rows else 0,
         "missing_vendor": 1 if inputs.unknown_vendor_rows else 0,
-        "unknown_category": unknown_category,
+        "missing_category": 0,
         "unknown_term": inputs.unknown_terms,
     }
+    if len(cands):
+        _, found = bundle.tables.tables["category"].lookup(cands.category_ids)
+        stats["missing_category"] = int(found.shape[0] - np.count_nonzero(found))
+    vocab = bundle.encoder_vocab
+    if not vocab:
+        return stats
+    # Categories repeat across a tenant's items: check each distinct category id once.
+    if len(cands):
+        ids, first = np.unique(cands.category_ids, return_index=True)
+        for name, column in (("category", cands.categories), ("account_code", cands.account_codes)):
+            known = vocab.get(name)
+            if known is None:
+                continue
+            bad = [int(i) for i, j in zip(ids, first, strict=True) if str(column[j]) not in known]
+            if bad:
+                stats[f"unknown_{name}"] = int(np.count_nonzero(np.isin(cands.category_ids, bad)))
+    for name, value in (
+        ("vendor_industry", ctx.vendor_industry),
+        ("employee_department", ctx.employee_department),
+    ):
+        known = vocab.get(name)
+        if known is not None and value and value not in known:
+            stats[f"unknown_{name}"] = 1
+    return stats
 
 
 def record(metrics: RankerMetrics, outcome: RankOutcome) -> None:
     """Count defaults and unknowns of one ranking."""
     s = outcome.stats
     metrics.candidates.observe(outcome.candidates)
-    for table, key in (
-        ("item", "missing_item"),
-        ("emp_item", "missing_emp_item"),
-        ("employee", "missing_employee"),
-        ("vendor", "missing_vendor"),
+    for table in ("item", "emp_item", "employee", "vendor", "category"):
+        if s.get(f"missing_{table}"):
+            metrics.missing_feature_rows.labels(table).inc(s[f"missing_{table}"])
+    for fld, key in (
+        ("category", "unknown_category"),
+        ("account_code", "unknown_account_code"),
+        ("vendor_industry", "unknown_vendor_industry"),
+        ("employee_department", "unknown_employee_department"),
+        ("description_term", "unknown_term"),
     ):
-        if s.get(key):
-            metrics.missing_feature_rows.labels(table).inc(s[key])
-    for fld, key in (("category", "unknown_category"), ("description_term", "unknown_term")):
         if s.get(key):
             metrics.unknown_categories.labels(fld).inc(s[key])

@@ -158,8 +158,21 @@ def publish_model(
     src = work / f"model-{name}-{as_of}-{abs(hash(model_bytes))}"
     src.mkdir(parents=True, exist_ok=True)
     (src / "model.onnx").write_bytes(model_bytes)
+    vocab = {
+        "category": list(CATEGORIES),
+        "account_code": [],
+        "vendor_industry": [],
+        "employee_department": ["sales"],
+    }
     return publish_artifact(
-        root, "model", name, as_of, src, requires_feature_schema=requires, force=True
+        root,
+        "model",
+        name,
+        as_of,
+        src,
+        requires_feature_schema=requires,
+        extra={"encoder_categories": vocab},
+        force=True,
     )
 
 

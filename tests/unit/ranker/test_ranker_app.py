@@ -139,8 +139,10 @@ async def test_new_item_ranks_in_the_next_request_with_defaults(
     assert item["score"] == 0.0
     assert item["category"] == "brand-new-cat"
     metrics = (await client.get("/metrics")).text
-    assert 'rankswap_ranker_missing_feature_rows_total{table="item"}' in metrics
-    assert 'rankswap_ranker_unknown_categories_total{field="category"}' in metrics
+    assert 'rankswap_ranker_missing_feature_rows_total{table="item"} 1.0' in metrics
+    assert 'rankswap_ranker_missing_feature_rows_total{table="category"} 1.0' in metrics
+    # Only the new item's category is unknown to the model's encoder.
+    assert 'rankswap_ranker_unknown_categories_total{field="category"} 1.0' in metrics
 
 
 async def test_no_bundle_yet_is_503_and_not_ready(settings: RankerSettings, db_url: str) -> None:

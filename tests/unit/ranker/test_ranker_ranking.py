@@ -1,0 +1,69 @@
+"""One ranking in-process: lookups, the documented defaults and what is counted."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from rankswap import featurespec as fs
+from rankswap.productdb import ProductDB
+from rankswap_ranker.bundle import Bundle
+from rankswap_ranker.candidates import LazyProductDB
+from rankswap_ranker.ranking import RankQuery, rank
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def _query(**kw: object) -> RankQuery:
+    base: dict[str, object] = dict(
+        tenant_id="acme",
+        employee_id=1,
+        vendor_id=None,
+        description="taxi",
+        amount=1200.0,
+        expense_date=date(2026, 11, 27),
+        top_k=5,
+    )
+    base.update(kw)
+    return RankQuery(**base)  # type: ignore[arg-type]
+
+
+def test_known_employee_finds_every_pair_row(loaded: Bundle, db_url: str) -> None:
+    out = rank(loaded, LazyProductDB(db_url), _query())
+    assert out.candidates == 50
+    assert out.stats["missing_item"] == 0
+    assert out.stats["missing_emp_item"] == 0
+    assert out.stats["missing_employee"] == 0
+    assert set(out.timings) == {"db", "features", "inputs", "model", "topk", "serialise"}
+
+
+def test_new_employee_takes_defaults_and_is_counted(loaded: Bundle, db_url: str) -> None:
+    out = rank(loaded, LazyProductDB(db_url), _query(employee_id=4242))
+    assert out.stats["missing_employee"] == 1
+    assert out.stats["missing_emp_item"] == 50
+    assert "unknown_employee_department" not in out.stats  # no department: nothing to judge
+
+
+def test_new_item_takes_documented_defaults(loaded: Bundle, db_url: str, db: ProductDB) -> None:
+    new_id = db.add_item("acme", code="N", name="new", category="unseen", account_code="1")
+    source = LazyProductDB(db_url)
+    ctx = source.make_context(
+        "acme",
+        employee_id=1,
+        vendor_id=None,
+        description="",
+        amount=1.0,
+        expense_date=date(2026, 11, 27),
+    )
+    cands = source.candidates("acme")
+    inputs = fs.assemble(ctx, cands, loaded.tables)
+    row = int(list(cands.item_ids).index(new_id))
+    col = {n: j for j, n in enumerate(fs.NUMERIC_FEATURES)}
+    assert inputs.num[row, col["item_cnt_365d"]] == 0.0
+    assert inputs.num[row, col["item_days_since_use"]] == fs.DAYS_NEVER
+    assert inputs.num[row, col["emp_item_recency_rank"]] == fs.RANK_NEVER
+    out = rank(loaded, source, _query(top_k=100))
+    assert out.stats["missing_item"] == 1
+    assert out.stats["missing_category"] == 1
+    assert out.stats["unknown_category"] == 1
