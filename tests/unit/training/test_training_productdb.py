@@ -1,0 +1,112 @@
+"""ProductDB on SQLite: the serving hot path, writes and error mapping."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rankswap.productdb import (
+    DatabaseUnavailable,
+    ProductDB,
+    ProductDBError,
+    SchemaMissing,
+    UnknownTenant,
+)
+from rankswap_training import datagen
+
+
+@pytest.fixture
+def db(small_db_url: str) -> ProductDB:
+    return ProductDB(small_db_url)
+
+
+def test_candidates_are_the_tenants_active_items_sorted(
+    db: ProductDB, small_world: datagen.World
+) -> None:
+    items = small_world.items
+    expected = items[(items["tenant_id"] == "t002") & items["active"]].sort_values("id")
+    c = db.candidates("t002")
+    assert c.item_ids.dtype == np.int64
+    np.testing.assert_array_equal(c.item_ids, expected["id"].to_numpy())
+    assert list(c.names) == list(expected["name"])
+    assert list(c.codes) == list(expected["code"])
+    cats = small_world.categories.set_index("id")
+    assert list(c.categories) == list(cats.loc[expected["category_id"], "name"])
+    assert list(c.account_codes) == list(cats.loc[expected["category_id"], "account_code"])
+    np.testing.assert_array_equal(c.category_ids, expected["category_id"].to_numpy())
+    np.testing.assert_array_equal(
+        c.created_at, expected["created_at"].to_numpy().astype("datetime64[s]")
+    )
+    lite = db.candidates("t002", with_names=False)
+    np.testing.assert_array_equal(lite.item_ids, c.item_ids)
+    assert set(lite.names) == {""}
+    labels = db.item_labels([int(c.item_ids[0]), int(c.item_ids[-1])])
+    assert labels[int(c.item_ids[0])] == (c.codes[0], c.names[0])
+
+
+def test_unknown_tenant_and_empty_tenant(db: ProductDB) -> None:
+    with pytest.raises(UnknownTenant):
+        db.candidates("no-such-tenant")
+    from rankswap.productdb import schema
+
+    db.bulk_insert("tenants", [{"id": "empty", "name": "E", "created_at": datetime(2026, 1, 1)}])
+    try:
+        assert len(db.candidates("empty")) == 0
+    finally:
+        with db.engine.begin() as conn:
+            conn.execute(schema.tenants.delete().where(schema.tenants.c.id == "empty"))
+
+
+def test_add_item_is_a_candidate_at_once(tmp_path: Path, small_world: datagen.World) -> None:
+    db = ProductDB(f"sqlite:///{tmp_path / 'p.db'}", create=True)
+    datagen.write_world(db, small_world)
+    before = len(db.candidates("t001"))
+    new_id = db.add_item(
+        "t001", code="NEW-1", name="電動キックボード", category="旅費交通費", account_code="6110"
+    )
+    after = db.candidates("t001")
+    assert len(after) == before + 1 and after.item_ids[-1] == new_id
+    assert new_id > int(small_world.items["id"].max())
+    db.add_item("t001", code="NEW-2", name="New thing", category="Brand new", account_code="9999")
+    assert "Brand new" in set(db.candidates("t001").categories)
+    db.set_item_active(new_id, False)
+    assert new_id not in db.candidates("t001").item_ids
+    with pytest.raises(UnknownTenant):
+        db.add_item("nope", code="x", name="x", category="x", account_code="1")
+
+
+def test_context_attributes(db: ProductDB, small_world: datagen.World) -> None:
+    emp = small_world.employees.iloc[0]
+    ven = small_world.vendors[small_world.vendors["tenant_id"] == emp["tenant_id"]].iloc[0]
+    dept, ind = db.context_attributes(str(emp["tenant_id"]), int(emp["id"]), int(ven["id"]))
+    assert (dept, ind) == (emp["department"], ven["industry"])
+    # ids of another tenant are not looked up across tenants
+    assert db.context_attributes("t999", int(emp["id"]), None) == ("", "")
+
+
+def test_missing_sqlite_file_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseUnavailable, match="does not exist"):
+        ProductDB(f"sqlite:///{tmp_path / 'missing.db'}")
+
+
+def test_database_without_schema(tmp_path: Path) -> None:
+    db = ProductDB(f"sqlite:///{tmp_path / 'empty.db'}", create=True)
+    with pytest.raises(SchemaMissing):
+        db.candidates("t001")
+
+
+def test_unreachable_postgres_is_unavailable() -> None:
+    db = ProductDB("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    with pytest.raises(DatabaseUnavailable) as err:
+        db.candidates("t001")
+    assert "\n" not in str(err.value)
+
+
+def test_bad_url() -> None:
+    with pytest.raises(ProductDBError):
+        ProductDB("mysql://x/y")
+    with pytest.raises(ProductDBError):
+        ProductDB("not a url")

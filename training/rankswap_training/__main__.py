@@ -1,0 +1,3 @@
+from rankswap_training.cli import main
+
+raise SystemExit(main())

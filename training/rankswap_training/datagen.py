@@ -1,0 +1,501 @@
+"""Synthetic product data with a hidden ground truth (``rankswap datagen``).
+
+The world: tenants with their own item catalogues (Japanese and/or English names; items per
+template, per department or per project, so catalogues range from a few dozen to 1,000+ items),
+employees in departments, vendors in industries, and an expense history. How an expense's item
+is chosen (the hidden process the ranker has to learn):
+
+1. the employee picks an expense *template* from personal habits (a Dirichlet draw around the
+   department's category affinities);
+2. the vendor follows from the template (industries where it is bought) and the employee's
+   favourite vendors;
+3. the item is the tenant's instance of that template for the employee's department / current
+   project (or the plain item), with a little noise (4 % another item of the tenant);
+4. items get *successors* over time (renamed / re-organised items, e.g. "タクシー代（新）"); from
+   the successor's creation on, 92 % of uses move to it; project tenants open new projects over
+   time, whose items employees moving to the project adopt at once;
+5. the description holds template keywords (plus places, fillers, the vendor name); the amount
+   is log-normal around the item's typical amount.
+
+Everything is generated with numpy from one seed (same seed, same world); loops run over
+tenants, templates and projects only, never over expenses.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from rankswap.productdb import ProductDB
+from rankswap_training import vocab
+
+log = logging.getLogger(__name__)
+
+DEFAULT_END = date(2026, 6, 30)
+DEFAULT_DAYS = 400
+SUCCESSOR_ADOPTION = 0.92
+NOISE = 0.04
+
+
+@dataclass(frozen=True, slots=True)
+class TenantProfile:
+    lang: str  # "ja", "en", "mixed"
+    granularity: str  # "none", "department", "project"
+    employees: int
+    template_fraction: float
+    initial_projects: int = 0
+    project_every_days: float = 0.0
+
+
+PROFILES: tuple[TenantProfile, ...] = (
+    TenantProfile("ja", "project", 150, 1.0, initial_projects=16, project_every_days=22.0),
+    TenantProfile("ja", "department", 70, 0.9),
+    TenantProfile("en", "none", 22, 0.7),
+    TenantProfile("ja", "none", 12, 0.6),
+    TenantProfile("en", "department", 40, 0.8),
+    TenantProfile("mixed", "project", 80, 0.8, initial_projects=8, project_every_days=35.0),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WorldConfig:
+    seed: int = 7
+    tenants: int = 6
+    days: int = DEFAULT_DAYS
+    end: date = DEFAULT_END
+    scale: float = 1.0
+    """Multiplies employees (and so expenses) and projects; tests use a small scale."""
+    expenses_per_employee_day: float = 0.35
+
+    @property
+    def start(self) -> date:
+        return self.end - timedelta(days=self.days - 1)
+
+
+@dataclass(slots=True)
+class World:
+    """The generated tables (as DataFrames, product DB column names) plus hidden truth."""
+
+    tenants: pd.DataFrame
+    categories: pd.DataFrame
+    items: pd.DataFrame
+    employees: pd.DataFrame
+    vendors: pd.DataFrame
+    expenses: pd.DataFrame
+    truth: dict[str, Any] = field(default_factory=dict)
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        return {
+            "tenants": self.tenants,
+            "categories": self.categories,
+            "items": self.items,
+            "employees": self.employees,
+            "vendors": self.vendors,
+            "expenses": self.expenses,
+        }
+
+
+@dataclass
+class _Ids:
+    category: int = 1
+    item: int = 1
+    employee: int = 1
+    vendor: int = 1
+
+
+def generate_world(cfg: WorldConfig) -> World:
+    """Generate the whole world for ``cfg`` (pure: no I/O; deterministic in ``cfg.seed``)."""
+    if cfg.tenants < 1 or cfg.days < 7:
+        raise ValueError("need at least 1 tenant and 7 days")
+    rng = np.random.default_rng(cfg.seed)
+    ids = _Ids()
+    parts: dict[str, list[pd.DataFrame]] = {
+        k: [] for k in ("tenants", "categories", "items", "employees", "vendors", "expenses")
+    }
+    for t in range(cfg.tenants):
+        profile = PROFILES[t % len(PROFILES)]
+        if t >= len(PROFILES):  # later cycles: smaller copies
+            profile = TenantProfile(
+                profile.lang,
+                profile.granularity,
+                max(4, profile.employees // 3),
+                profile.template_fraction * 0.8,
+                max(2, profile.initial_projects // 2),
+                profile.project_every_days * 2,
+            )
+        tenant_rng = np.random.default_rng(rng.integers(2**63))
+        frames = _tenant(cfg, t, profile, tenant_rng, ids)
+        for k, v in frames.items():
+            parts[k].append(v)
+    out = {k: pd.concat(v, ignore_index=True) for k, v in parts.items()}
+    exp = out["expenses"].sort_values(["expense_date", "created_at"], kind="stable")
+    exp.insert(0, "id", np.arange(1, len(exp) + 1, dtype=np.int64))
+    return World(
+        tenants=out["tenants"],
+        categories=out["categories"],
+        items=out["items"],
+        employees=out["employees"],
+        vendors=out["vendors"],
+        expenses=exp.reset_index(drop=True),
+    )
+
+
+def _tenant(
+    cfg: WorldConfig, t: int, prof: TenantProfile, rng: np.random.Generator, ids: _Ids
+) -> dict[str, pd.DataFrame]:
+    tenant_id = f"t{t + 1:03d}"
+    start = datetime.combine(cfg.start, datetime.min.time())
+    days = cfg.days
+    lang_of = _lang_picker(prof.lang, rng)
+
+    # --- templates, categories
+    n_tmpl = max(5, round(len(vocab.TEMPLATES) * prof.template_fraction))
+    tmpl = np.sort(rng.choice(len(vocab.TEMPLATES), size=n_tmpl, replace=False))
+    tmpl_cat = np.array([vocab.TEMPLATES[i].category for i in tmpl])
+    cat_used = np.unique(tmpl_cat)
+    cat_lang = "en" if prof.lang == "en" else "ja"
+    cat_ids = np.arange(ids.category, ids.category + len(cat_used))
+    ids.category += len(cat_used)
+    cat_id_of = dict(zip(cat_used.tolist(), cat_ids.tolist(), strict=True))
+    categories = pd.DataFrame(
+        {
+            "id": cat_ids,
+            "tenant_id": tenant_id,
+            "name": [getattr(vocab.CATEGORIES[c], cat_lang) for c in cat_used],
+            "account_code": [vocab.CATEGORIES[c].account_code for c in cat_used],
+        }
+    )
+
+    # --- departments, projects (variants)
+    n_dept = int(rng.integers(4, len(vocab.DEPARTMENTS) + 1))
+    depts = np.sort(rng.choice(len(vocab.DEPARTMENTS), size=n_dept, replace=False))
+    scale = cfg.scale
+    n_emp = max(3, round(prof.employees * scale))
+    if prof.granularity == "project":
+        n0 = max(2, round(prof.initial_projects * max(scale, 0.25)))
+        gaps = rng.exponential(prof.project_every_days / max(scale, 0.25), size=200)
+        new_days = np.cumsum(gaps)
+        new_days = new_days[new_days < days].astype(np.int64)
+        proj_start = np.concatenate([np.full(n0, -1, dtype=np.int64), new_days])
+        n_var = len(proj_start)
+        var_created = proj_start
+    elif prof.granularity == "department":
+        n_var = n_dept
+        var_created = np.full(n_var, -1, dtype=np.int64)
+    else:
+        n_var = 1
+        var_created = np.full(1, -1, dtype=np.int64)
+
+    # --- items: template x variant, then successors
+    tv_t = np.repeat(np.arange(n_tmpl), n_var)
+    tv_v = np.tile(np.arange(n_var), n_tmpl)
+    n_base = len(tv_t)
+    base_ids = np.arange(ids.item, ids.item + n_base)
+    ids.item += n_base
+    created_day = var_created[tv_v].astype(np.float64)
+    old = created_day < 0
+    created_day[old] = -rng.uniform(20, 800, size=int(old.sum()))
+    created_day[~old] -= rng.uniform(0, 1, size=int((~old).sum()))  # the day before
+    item_lang = lang_of(n_base)
+    names = []
+    for k in range(n_base):
+        tp = vocab.TEMPLATES[tmpl[tv_t[k]]]
+        lang = item_lang[k]
+        base = tp.ja if lang == "ja" else tp.en
+        v = tv_v[k]
+        if prof.granularity == "department":
+            dept = vocab.DEPARTMENTS[depts[v]]
+            base = f"{base}（{dept[0]}）" if lang == "ja" else f"{base} - {dept[1]}"
+        elif prof.granularity == "project":
+            base = f"PJ-{101 + v:04d} {base}"
+        names.append(base)
+    item_factor = np.exp(rng.normal(0.0, 0.25, size=n_base))
+
+    # successors: a share of the items gets one, created during the history
+    n_succ = max(1, round(0.07 * n_base)) if prof.granularity != "project" else max(1, n_base // 25)
+    succ_of = rng.choice(n_base, size=n_succ, replace=False)
+    succ_day = rng.uniform(20, days, size=n_succ)
+    succ_day = np.maximum(succ_day, created_day[succ_of] + 15)
+    keep = succ_day < days
+    succ_of, succ_day = succ_of[keep], succ_day[keep]
+    n_succ = len(succ_of)
+    succ_ids = np.arange(ids.item, ids.item + n_succ)
+    ids.item += n_succ
+    suffix_ja = rng.choice(vocab.SUCCESSOR_SUFFIX_JA, size=n_succ)
+    suffix_en = rng.choice(vocab.SUCCESSOR_SUFFIX_EN, size=n_succ)
+    succ_names = [
+        names[j] + (suffix_ja[i] if item_lang[j] == "ja" else suffix_en[i])
+        for i, j in enumerate(succ_of)
+    ]
+    successor = np.full(n_base, -1, dtype=np.int64)  # base row -> successor row (in all items)
+    successor[succ_of] = n_base + np.arange(n_succ)
+
+    all_tmpl = np.concatenate([tv_t, tv_t[succ_of]])
+    all_created = np.concatenate([created_day, succ_day])
+    all_ids = np.concatenate([base_ids, succ_ids])
+    all_factor = np.concatenate([item_factor, item_factor[succ_of]])
+    active = np.ones(len(all_ids), dtype=bool)
+    active[succ_of[rng.random(n_succ) < 0.5]] = False  # half the replaced items get retired
+    acct = np.array([vocab.CATEGORIES[c].account_code for c in tmpl_cat[all_tmpl]])
+    items = pd.DataFrame(
+        {
+            "id": all_ids,
+            "tenant_id": tenant_id,
+            "code": [f"{a}-{i:05d}" for i, a in enumerate(acct)],
+            "name": names + succ_names,
+            "category_id": [cat_id_of[c] for c in tmpl_cat[all_tmpl].tolist()],
+            "created_at": _to_datetimes(start, all_created),
+            "active": active,
+        }
+    )
+
+    # --- employees
+    emp_ids = np.arange(ids.employee, ids.employee + n_emp)
+    ids.employee += n_emp
+    emp_dept = rng.choice(n_dept, size=n_emp)
+    emp_start = np.where(rng.random(n_emp) < 0.12, rng.uniform(30, days, n_emp), -1.0)
+    emp_rate = rng.gamma(2.0, 0.5, size=n_emp)
+    emp_lang = lang_of(n_emp)
+    employees = pd.DataFrame(
+        {
+            "id": emp_ids,
+            "tenant_id": tenant_id,
+            "name": [
+                f"社員{i:05d}" if lg == "ja" else f"Employee {i:05d}"
+                for i, lg in zip(emp_ids, emp_lang, strict=True)
+            ],
+            "department": [
+                vocab.DEPARTMENTS[depts[d]][0 if cat_lang == "ja" else 1] for d in emp_dept
+            ],
+        }
+    )
+    # habits: employee x template distribution around the department's affinities
+    aff = np.array(vocab.DEPT_CATEGORY_AFFINITY)[depts[emp_dept]][:, tmpl_cat]  # [E, T]
+    popularity = np.exp(rng.normal(0, 0.7, size=n_tmpl))
+    habits = rng.gamma(0.6 * aff * popularity + 0.02)
+    habits /= habits.sum(axis=1, keepdims=True)
+
+    # --- vendors: for each industry the tenant's templates use, one to four vendors
+    industries = sorted({ind for i in tmpl for ind, _ in vocab.TEMPLATES[i].industries})
+    v_names: list[str] = []
+    v_ind: list[str] = []
+    for ind in industries:
+        pool = vocab.VENDORS[ind]
+        k = int(rng.integers(1, min(4, len(pool)) + 1))
+        for j in rng.choice(len(pool), size=k, replace=False):
+            v_names.append(pool[j])
+            v_ind.append(ind)
+    n_ven = len(v_names)
+    ven_ids = np.arange(ids.vendor, ids.vendor + n_ven)
+    ids.vendor += n_ven
+    vendors = pd.DataFrame(
+        {"id": ven_ids, "tenant_id": tenant_id, "name": v_names, "industry": v_ind}
+    )
+    ind_index = {ind: j for j, ind in enumerate(industries)}
+    tmpl_ind = np.zeros((n_tmpl, len(industries)))
+    for a, i in enumerate(tmpl):
+        for ind, w in vocab.TEMPLATES[i].industries:
+            tmpl_ind[a, ind_index[ind]] = w
+    ven_ind = np.array([ind_index[x] for x in v_ind])
+    tmpl_ven = tmpl_ind[:, ven_ind] * np.exp(rng.normal(0, 0.5, size=n_ven))  # [T, V]
+    emp_ven = rng.gamma(0.7, size=(n_emp, n_ven))  # personal favourites
+
+    # --- expenses
+    n_exp = int(rng.poisson(cfg.expenses_per_employee_day * n_emp * days))
+    day_w = np.where((np.arange(days) + cfg.start.weekday()) % 7 >= 5, 0.2, 1.0)
+    day_w = day_w * np.linspace(0.85, 1.15, days)
+    e_all = rng.choice(n_emp, size=n_exp, p=emp_rate / emp_rate.sum())
+    d_all = rng.choice(days, size=n_exp, p=day_w / day_w.sum())
+    ok = d_all >= emp_start[e_all]
+    e: npt.NDArray[np.int64] = e_all[ok].astype(np.int64)
+    d: npt.NDArray[np.int64] = d_all[ok].astype(np.int64)
+    n_exp = len(e)
+    tt = _sample_rows(habits, e, rng)  # template per expense
+    vw = tmpl_ven[tt] * emp_ven[e]
+    vv = _sample_rows(vw / vw.sum(axis=1, keepdims=True), np.arange(n_exp), rng)
+
+    if prof.granularity == "department":
+        var = emp_dept[e]
+    elif prof.granularity == "project":
+        var = _current_project(rng, n_emp, proj_start, e, d)
+    else:
+        var = np.zeros(n_exp, dtype=np.int64)
+    row = tt * n_var + var  # base item row
+    nxt = successor[row]
+    switch = (nxt >= 0) & (rng.random(n_exp) < SUCCESSOR_ADOPTION)
+    switch &= all_created[np.maximum(nxt, 0)] <= d
+    row = np.where(switch, nxt, row)
+    noise = rng.random(n_exp) < NOISE
+    other = rng.integers(0, len(all_ids), size=n_exp)
+    noise &= all_created[other] <= d
+    row = np.where(noise, other, row)
+    tt_final = all_tmpl[row]
+
+    tp_amount = np.array([vocab.TEMPLATES[i].amount for i in tmpl])
+    price = float(np.exp(rng.normal(0, 0.15)))
+    mean = tp_amount[tt_final] * all_factor[row] * price
+    amount = np.round(mean * np.exp(rng.normal(0, 0.35, size=n_exp)))
+    amount = np.maximum(amount, 10.0)
+
+    desc = _descriptions(rng, tmpl[tt_final], emp_lang[e], np.asarray(v_names, dtype=object)[vv])
+    no_vendor = rng.random(n_exp) < 0.03  # sometimes no vendor is entered
+    vendor_id: list[int | None] = [
+        None if missing else int(v) for v, missing in zip(ven_ids[vv], no_vendor, strict=True)
+    ]
+    exp_dates = np.datetime64(cfg.start) + d.astype("timedelta64[D]")
+    created = exp_dates.astype("datetime64[s]") + rng.integers(8 * 3600, 22 * 3600, n_exp).astype(
+        "timedelta64[s]"
+    )
+    expenses = pd.DataFrame(
+        {
+            "tenant_id": tenant_id,
+            "employee_id": emp_ids[e],
+            "vendor_id": pd.Series(vendor_id, dtype=object),
+            "description": desc,
+            "amount": amount,
+            "expense_date": exp_dates.astype("datetime64[D]").astype(object),
+            "item_id": all_ids[row],
+            "created_at": pd.to_datetime(created).to_pydatetime(),
+        }
+    )
+    tenants = pd.DataFrame(
+        {
+            "id": [tenant_id],
+            "name": [f"テナント{t + 1}" if prof.lang != "en" else f"Tenant {t + 1}"],
+            "created_at": [start - timedelta(days=900)],
+        }
+    )
+    return {
+        "tenants": tenants,
+        "categories": categories,
+        "items": items,
+        "employees": employees,
+        "vendors": vendors,
+        "expenses": expenses,
+    }
+
+
+def _lang_picker(lang: str, rng: np.random.Generator) -> Any:
+    def pick(n: int) -> npt.NDArray[np.str_]:
+        if lang == "mixed":
+            return np.where(rng.random(n) < 0.5, "ja", "en")
+        return np.full(n, lang)
+
+    return pick
+
+
+def _sample_rows(
+    probs: npt.NDArray[np.float64], rows: npt.NDArray[np.int64], rng: np.random.Generator
+) -> npt.NDArray[np.int64]:
+    """One categorical draw per entry of ``rows`` from the distribution ``probs[row]``."""
+    cdf = np.cumsum(probs, axis=1)
+    u = rng.random(len(rows)) * cdf[rows, -1]
+    idx: npt.NDArray[np.int64] = (cdf[rows] < u[:, None]).sum(axis=1).astype(np.int64)
+    out: npt.NDArray[np.int64] = np.minimum(idx, probs.shape[1] - 1)
+    return out
+
+
+def _current_project(
+    rng: np.random.Generator,
+    n_emp: int,
+    proj_start: npt.NDArray[np.int64],
+    e: npt.NDArray[np.int64],
+    d: npt.NDArray[np.int64],
+) -> npt.NDArray[np.int64]:
+    """Each employee's project on each expense day: everyone starts on an initial project; each
+    new project takes a share of the employees from its start day on."""
+    initial = np.flatnonzero(proj_start < 0)
+    a_emp = [np.arange(n_emp)]
+    a_day = [np.full(n_emp, -1)]
+    a_proj = [rng.choice(initial, size=n_emp)]
+    for p in np.flatnonzero(proj_start >= 0):
+        k = max(1, round(n_emp * rng.uniform(0.06, 0.14)))
+        members = rng.choice(n_emp, size=k, replace=False)
+        a_emp.append(members)
+        a_day.append(np.full(k, proj_start[p]))
+        a_proj.append(np.full(k, p))
+    emp = np.concatenate(a_emp)
+    day = np.concatenate(a_day).astype(np.int64)
+    proj = np.concatenate(a_proj)
+    key = emp.astype(np.int64) * 1_000_000 + (day + 1)
+    order = np.argsort(key)
+    key, proj = key[order], proj[order]
+    q = e.astype(np.int64) * 1_000_000 + (d + 1)
+    pos = np.searchsorted(key, q, side="right") - 1
+    return proj[pos].astype(np.int64)
+
+
+def _descriptions(
+    rng: np.random.Generator,
+    tmpl: npt.NDArray[np.int64],
+    lang: npt.NDArray[np.str_],
+    vendor_names: npt.NDArray[np.object_],
+) -> npt.NDArray[np.object_]:
+    n = len(tmpl)
+    out = np.empty(n, dtype=object)
+    out[:] = ""
+    is_ja = lang == "ja"
+    r1, r2, r3, r4 = (rng.random(n) for _ in range(4))
+    for i in np.unique(tmpl):
+        tp = vocab.TEMPLATES[i]
+        for ja in (True, False):
+            m = (tmpl == i) & (is_ja == ja)
+            if not m.any():
+                continue
+            kws = np.asarray(tp.kw_ja if ja else tp.kw_en, dtype=object)
+            k = int(m.sum())
+            first = kws[rng.integers(0, len(kws), size=k)]
+            second = kws[rng.integers(0, len(kws), size=k)]
+            words = np.where(r1[m] < 0.55, first + " " + second, first)
+            out[m] = words
+    places = np.where(is_ja, rng.choice(vocab.PLACES_JA, n), rng.choice(vocab.PLACES_EN, n))
+    filler = np.where(is_ja, rng.choice(vocab.FILLER_JA, n), rng.choice(vocab.FILLER_EN, n))
+    out = np.where(r2 < 0.3, out + " " + places.astype(object), out)
+    out = np.where(r3 < 0.35, filler.astype(object) + " " + out, out)
+    out = np.where(r4 < 0.15, out + " " + vendor_names, out)
+    return out
+
+
+def _to_datetimes(start: datetime, day_offsets: npt.NDArray[np.float64]) -> list[datetime]:
+    secs = np.round(day_offsets * 86400).astype(np.int64)
+    base = np.datetime64(start, "s")
+    return list(pd.to_datetime(base + secs.astype("timedelta64[s]")).to_pydatetime())
+
+
+def write_world(db: ProductDB, world: World) -> dict[str, int]:
+    """Replace the product DB's rankswap tables with ``world``; returns row counts."""
+    db.create_schema(drop_existing=True)
+    counts: dict[str, int] = {}
+    for name, frame in world.frames().items():
+        t0 = time.perf_counter()
+        rows = _records(frame)
+        db.bulk_insert(name, rows)
+        counts[name] = len(rows)
+        log.info("inserted %d %s in %.1fs", len(rows), name, time.perf_counter() - t0)
+    db.sync_sequences()
+    return counts
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    cols = list(frame.columns)
+    arrays: list[list[Any]] = []
+    for c in cols:
+        s = frame[c]
+        if s.dtype.kind in "iu":
+            arrays.append([int(v) for v in s.to_numpy()])
+        elif s.dtype.kind == "f":
+            arrays.append([float(v) for v in s.to_numpy()])
+        elif s.dtype.kind == "b":
+            arrays.append([bool(v) for v in s.to_numpy()])
+        elif s.dtype.kind == "M":
+            arrays.append(list(s.dt.to_pydatetime()))
+        else:
+            arrays.append(list(s))
+    return [dict(zip(cols, vals, strict=True)) for vals in zip(*arrays, strict=True)]

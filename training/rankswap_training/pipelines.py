@@ -1,0 +1,453 @@
+"""The pipelines behind the CLI: datagen, daily features, weekly model, examples.
+
+Each function does its I/O through ``ProductDB`` and ``rankswap.artifacts``, maps their errors
+to ``TrainingError`` subclasses (one-line messages), and publishes only after every check
+passed: a failure leaves nothing (partial) in the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from sqlalchemy import select
+
+from rankswap import artifacts
+from rankswap import featurespec as fs
+from rankswap.productdb import ProductDB, ProductDBError, schema
+from rankswap_training import datagen, dataset, evaluate, features, model, report
+from rankswap_training.errors import NoData, SchemaMismatch, TrainingError, UpstreamError
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "line-items"
+
+
+@contextlib.contextmanager
+def upstream_errors() -> Iterator[None]:
+    """Map product DB and artifact store errors to ``UpstreamError`` (one line)."""
+    try:
+        yield
+    except ProductDBError as exc:
+        raise UpstreamError(str(exc)) from exc
+    except artifacts.SchemaMismatch as exc:
+        raise SchemaMismatch(str(exc)) from exc
+    except artifacts.ArtifactError as exc:
+        raise UpstreamError(f"artifact store: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _step(what: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    log.info("%s ...", what)
+    yield
+    log.info("%s: done in %.1fs", what, time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------- datagen
+
+
+def run_datagen(db_url: str, cfg: datagen.WorldConfig) -> dict[str, int]:
+    with upstream_errors():
+        db = ProductDB(db_url, create=True)
+        try:
+            with _step(f"generating world (seed {cfg.seed}, {cfg.tenants} tenants, {cfg.days} d)"):
+                world = datagen.generate_world(cfg)
+            with _step(f"writing to {db.url}"):
+                return datagen.write_world(db, world)
+        finally:
+            db.close()
+
+
+# ---------------------------------------------------------------------------- features
+
+
+def run_features_build(
+    db_url: str, as_of: date, store: str, *, force: bool = False
+) -> artifacts.Manifest:
+    """Build the feature tables as of ``as_of`` and publish them (kind=features)."""
+    with upstream_errors():
+        artifacts.parse_uri(store)  # a bad store URI fails before any work
+        db = ProductDB(db_url)
+        try:
+            with _step(f"loading history before {as_of}"):
+                since = as_of - timedelta(days=features.WINDOW_DAYS)
+                history = features.load_history(db, before=as_of, since=since)
+        finally:
+            db.close()
+        features.require_history(history, as_of)
+        with _step(f"building feature tables as of {as_of}"):
+            tables = features.build_tables(history, as_of)
+        with tempfile.TemporaryDirectory(prefix="rankswap-features-") as tmp:
+            tables.write(Path(tmp))
+            first = date.fromordinal(int(history.days.min()) + fs.EPOCH_ORDINAL)
+            with _step(f"publishing features {fs.FEATURE_SCHEMA_VERSION} {as_of} to {store}"):
+                return artifacts.publish_artifact(
+                    store,
+                    "features",
+                    fs.FEATURE_SCHEMA_VERSION,
+                    as_of,
+                    Path(tmp),
+                    data_window=(first, as_of - timedelta(days=1)),
+                    extra={"row_counts": tables.row_counts, "nbytes": tables.nbytes},
+                    force=force,
+                )
+
+
+# ---------------------------------------------------------------------------- model
+
+
+DEFAULT_CANDIDATES = (
+    model.ModelSpec("lgbm_lambdarank", 60, 15),
+    model.ModelSpec("sklearn_hgb", 60, 15),
+)
+SWEEP_CANDIDATES = (
+    model.ModelSpec("lgbm_lambdarank", 30, 7),
+    model.ModelSpec("lgbm_lambdarank", 60, 15),
+    model.ModelSpec("lgbm_lambdarank", 100, 15),
+    model.ModelSpec("lgbm_lambdarank", 150, 31),
+    model.ModelSpec("sklearn_hgb", 60, 15),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainOptions:
+    holdout_days: int = 28
+    train_days: int = 182
+    snapshot_every_days: int = 7
+    max_train_expenses: int = 12_000
+    max_eval_expenses: int = 1_500
+    negatives: int = 24
+    seed: int = 7
+    candidates: tuple[model.ModelSpec, ...] = DEFAULT_CANDIDATES
+    ndcg_tolerance: float = 0.005
+    """Candidates within this NDCG@5 of the best count as equal; the fastest of them wins."""
+    latency_budget_ms: float = 1.0
+    """Only graphs scoring 1,000 rows within this (1 thread) are eligible, when any is."""
+    latency_rows: int = 1000
+    force: bool = False
+    extra_metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def run_model_train(
+    db_url: str, as_of: date, store: str, opts: TrainOptions | None = None
+) -> artifacts.Manifest:
+    """Train, evaluate, export and publish the model as of ``as_of`` (kind=model)."""
+    opts = opts or TrainOptions()
+    rng = np.random.default_rng(opts.seed)
+    cutoff = as_of - timedelta(days=opts.holdout_days)
+    train_start = cutoff - timedelta(days=opts.train_days)
+    with upstream_errors():
+        artifacts.parse_uri(store)
+        db = ProductDB(db_url)
+        try:
+            with _step(f"loading history before {as_of}"):
+                history = features.load_history(
+                    db,
+                    before=as_of,
+                    since=train_start - timedelta(days=features.WINDOW_DAYS),
+                )
+        finally:
+            db.close()
+    days = history.days
+    c_day, a_day, s_day = fs.to_day(cutoff), fs.to_day(as_of), fs.to_day(train_start)
+    train_rows = np.flatnonzero((days >= s_day) & (days < c_day))
+    eval_rows = np.flatnonzero((days >= c_day) & (days < a_day))
+    if len(train_rows) < 50:
+        raise NoData(
+            f"only {len(train_rows)} expenses between {train_start} and {cutoff} to train on; "
+            "check --as-of (the hold-out is the last "
+            f"{opts.holdout_days} days before it) and that datagen ran"
+        )
+    if len(eval_rows) == 0:
+        raise NoData(f"no expenses in the hold-out {cutoff} .. {as_of - timedelta(days=1)}")
+    if len(train_rows) > opts.max_train_expenses:
+        train_rows = np.sort(rng.choice(train_rows, opts.max_train_expenses, replace=False))
+    eval_rows = _eval_sample(history, eval_rows, cutoff, opts, rng)
+
+    cache: dict[date, fs.FeatureTables] = {}
+
+    def tables_for(d: date) -> fs.FeatureTables:
+        if d not in cache:
+            cache[d] = features.build_tables(history, d)
+        return cache[d]
+
+    train_snaps = features.snapshot_dates(
+        train_start, cutoff - timedelta(days=1), opts.snapshot_every_days
+    )
+    if train_snaps[0] > train_start:
+        train_snaps.insert(0, train_start)
+    eval_snaps = [cutoff + timedelta(days=k) for k in range(opts.holdout_days)]
+    with _step(f"training pairs ({len(train_rows)} expenses, {len(train_snaps)} snapshots)"):
+        train = dataset.build_pairs(
+            history, train_rows, train_snaps, tables_for, negatives=opts.negatives, rng=rng
+        )
+    with _step(f"hold-out pairs ({len(eval_rows)} expenses, daily snapshots)"):
+        held = dataset.build_pairs(
+            history, eval_rows, eval_snaps, tables_for, negatives=None, rng=rng
+        )
+    log.info("train rows %d (%d groups), hold-out rows %d", len(train), train.n_groups, len(held))
+
+    item_created = dict(
+        zip(
+            history.items["id"].to_numpy(dtype=np.int64),
+            history.items["created_s"].to_numpy(dtype=np.int64),
+            strict=True,
+        )
+    )
+    cutoff_s = fs.to_day(cutoff) * 86400
+    true_items = history.expenses["item_id"].to_numpy(dtype=np.int64)[held.exp_rows]
+    cold = np.array([item_created[int(i)] >= cutoff_s for i in true_items], dtype=bool)
+    subsets = {"overall": np.ones(held.n_groups, dtype=bool), "cold_start": cold}
+
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    sweep: list[dict[str, Any]] = []
+    fitted: dict[str, tuple[Any, bytes]] = {}
+    train_frame = model.feature_frame(train.num, train.cat)
+    held_frame = model.feature_frame(held.num, held.cat)
+    for spec in opts.candidates:
+        with _step(f"fitting {spec.label}"):
+            pipe = model.fit(spec, train_frame, train.label, train.group_sizes(), opts.seed)
+        scores = model.native_scores(pipe, held_frame)
+        res = evaluate.evaluate_scores(scores, held, subsets)
+        onx = model.to_onnx(pipe).SerializeToString()
+        sess = model.session(onx)
+        lat = model.latency_ms(sess, held.num, held.cat, rows=opts.latency_rows)
+        results[spec.label] = res
+        fitted[spec.label] = (pipe, onx)
+        sweep.append(
+            {
+                "label": spec.label,
+                "kind": spec.kind,
+                "ndcg@5": res["overall"]["ndcg@5"],
+                "cold_recall@5": res["cold_start"]["recall@5"],
+                "latency_ms": lat,
+                "size_kb": len(onx) / 1024,
+            }
+        )
+        log.info(
+            "%s: NDCG@5 %.3f, ONNX %.3f ms / %d rows",
+            spec.label,
+            res["overall"]["ndcg@5"],
+            lat,
+            opts.latency_rows,
+        )
+
+    with _step("baselines"):
+        results["baseline: popularity"] = evaluate.evaluate_scores(
+            evaluate.popularity_scores(held), held, subsets
+        )
+        results["baseline: employee's recent item"] = evaluate.evaluate_scores(
+            evaluate.recent_item_scores(held), held, subsets
+        )
+        mc = evaluate.MulticlassBaseline().fit(history, train_rows)
+        results["baseline: multiclass over item ids"] = evaluate.evaluate_scores(
+            mc.scores(history, held), held, subsets
+        )
+
+    chosen, reason = _choose(sweep, opts.ndcg_tolerance, opts.latency_budget_ms)
+    pipe, onx = fitted[chosen]
+    with _step("ONNX parity check on hold-out rows"):
+        sess = model.session(onx)
+        take = np.sort(rng.choice(len(held), min(len(held), 50_000), replace=False))
+        max_diff = model.parity(pipe, sess, held.num[take], held.cat[take])
+    chosen_sweep = next(s for s in sweep if s["label"] == chosen)
+    metrics = {
+        "overall": results[chosen]["overall"],
+        "cold_start": results[chosen]["cold_start"],
+        "baselines": {k: v for k, v in results.items() if k.startswith("baseline")},
+        "candidates": {s["label"]: {k: v for k, v in s.items() if k != "label"} for s in sweep},
+        "parity_max_abs_diff": max_diff,
+        "onnx_latency_ms_per_1000": chosen_sweep["latency_ms"],
+    }
+    spec = next(s for s in opts.candidates if s.label == chosen)
+    facts = {
+        "as of": as_of.isoformat(),
+        "training window": f"{train_start} .. {cutoff - timedelta(days=1)}",
+        "hold-out": f"{cutoff} .. {as_of - timedelta(days=1)}",
+        "training pairs": f"{len(train)} rows, {train.n_groups} expenses",
+        "hold-out queries": f"{held.n_groups} ({int(cold.sum())} cold-start)",
+        "feature schema": fs.FEATURE_SCHEMA_VERSION,
+        "parity max abs diff": f"{max_diff:.2e}",
+    }
+    with tempfile.TemporaryDirectory(prefix="rankswap-model-") as tmp:
+        out = Path(tmp)
+        (out / "model.onnx").write_bytes(onx)
+        report.write_report(
+            out,
+            title=f"rankswap model {MODEL_NAME} as of {as_of}",
+            results=results,
+            sweep=sweep,
+            chosen=chosen,
+            reason=reason,
+            facts=facts,
+        )
+        (out / "evaluation.json").write_text(
+            json.dumps({"results": results, "sweep": sweep}, indent=2, ensure_ascii=False),
+            encoding="utf-8",
+        )
+        extra = {
+            "inputs": {
+                "num": {"dtype": "float32", "shape": ["N", len(fs.NUMERIC_FEATURES)]},
+                "cat": {"dtype": "string", "shape": ["N", len(fs.CATEGORICAL_FEATURES)]},
+            },
+            "output": {"name": "score", "dtype": "float32", "shape": ["N"]},
+            "numeric_features": list(fs.NUMERIC_FEATURES),
+            "categorical_features": list(fs.CATEGORICAL_FEATURES),
+            "encoder_categories": model.encoder_categories(pipe),
+            "parity_max_abs_diff": max_diff,
+            "choice": reason,
+        }
+        with upstream_errors(), _step(f"publishing model {MODEL_NAME} {as_of} to {store}"):
+            return artifacts.publish_artifact(
+                store,
+                "model",
+                MODEL_NAME,
+                as_of,
+                out,
+                data_window=(train_start, as_of - timedelta(days=1)),
+                requires_feature_schema=fs.FEATURE_SCHEMA_VERSION,
+                metrics=metrics,
+                params={
+                    **spec.params(),
+                    "negatives": opts.negatives,
+                    "holdout_days": opts.holdout_days,
+                    "train_days": opts.train_days,
+                    "snapshot_every_days": opts.snapshot_every_days,
+                    "seed": opts.seed,
+                },
+                extra=extra,
+                force=opts.force,
+            )
+
+
+def _eval_sample(
+    history: features.History,
+    rows: np.ndarray,
+    cutoff: date,
+    opts: TrainOptions,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Hold-out expenses to score (all cold-start ones first, up to half the budget)."""
+    items = history.items
+    created = dict(zip(items["id"].to_numpy(), items["created_s"].to_numpy(), strict=True))
+    true_items = history.expenses["item_id"].to_numpy()[rows]
+    cutoff_s = fs.to_day(cutoff) * 86400
+    cold = np.array([created.get(int(i), 0) >= cutoff_s for i in true_items], dtype=bool)
+    budget = opts.max_eval_expenses
+    cold_rows = rows[cold]
+    if len(cold_rows) > budget // 2:
+        cold_rows = rng.choice(cold_rows, budget // 2, replace=False)
+    warm_rows = rows[~cold]
+    room = budget - len(cold_rows)
+    if len(warm_rows) > room:
+        warm_rows = rng.choice(warm_rows, room, replace=False)
+    return np.sort(np.concatenate([cold_rows, warm_rows]))
+
+
+def _choose(sweep: list[dict[str, Any]], tolerance: float, budget_ms: float) -> tuple[str, str]:
+    """Best NDCG@5 among graphs within the latency budget; near-ties go to the fastest."""
+    eligible = [s for s in sweep if s["latency_ms"] <= budget_ms] or sweep
+    best = max(s["ndcg@5"] for s in eligible)
+    close = [s for s in eligible if s["ndcg@5"] >= best - tolerance]
+    pick = min(close, key=lambda s: s["latency_ms"])
+    others = ", ".join(f"{s['label']} {s['ndcg@5']:.3f} @ {s['latency_ms']:.2f} ms" for s in sweep)
+    reason = (
+        f"Kept {pick['label']}: best hold-out NDCG@5 among graphs scoring 1,000 rows within "
+        f"{budget_ms} ms (1 thread), the fastest of those within {tolerance} of the best "
+        f"({best:.3f}); candidates: {others}."
+    )
+    return str(pick["label"]), reason
+
+
+# ---------------------------------------------------------------------------- examples
+
+
+def run_examples(
+    db_url: str,
+    store: str,
+    *,
+    model_ref: date | Literal["latest"] = "latest",
+    features_ref: date | Literal["latest"] = "latest",
+    tenant: str | None = None,
+    n: int = 3,
+    top_k: int = 5,
+    cache_dir: Path | None = None,
+) -> str:
+    """Rank a few recent expenses from the DB with the published model + features."""
+    cache = cache_dir or Path(tempfile.gettempdir()) / "rankswap-examples-cache"
+    with upstream_errors():
+        m_uri = artifacts.artifact_uri(store, "model", MODEL_NAME, model_ref)
+        f_uri = artifacts.artifact_uri(store, "features", fs.FEATURE_SCHEMA_VERSION, features_ref)
+        m_manifest, m_dir = artifacts.fetch_artifact(m_uri, cache, expect_kind="model")
+        if m_manifest.requires_feature_schema != fs.FEATURE_SCHEMA_VERSION:
+            raise SchemaMismatch(
+                f"model {m_manifest.version} requires feature schema "
+                f"{m_manifest.requires_feature_schema}, this code builds "
+                f"{fs.FEATURE_SCHEMA_VERSION}; train a model for {fs.FEATURE_SCHEMA_VERSION}"
+            )
+        f_manifest, f_dir = artifacts.fetch_artifact(f_uri, cache, expect_kind="features")
+        artifacts.check_compatible(m_manifest, f_manifest)
+        tables = fs.FeatureTables.open(f_dir)
+        sess = model.session((m_dir / "model.onnx").read_bytes())
+        db = ProductDB(db_url)
+        try:
+            if tenant is not None and not db.has_tenant(tenant):
+                raise UpstreamError(f"unknown tenant {tenant!r}")
+            e = schema.expenses
+            stmt = select(e).order_by(e.c.expense_date.desc(), e.c.id.desc()).limit(n)
+            if tenant is not None:
+                stmt = stmt.where(e.c.tenant_id == tenant)
+            # prefer expenses the features have not seen (dated on/after their as-of date)
+            sample = db.frame(stmt.where(e.c.expense_date >= tables.as_of))
+            if sample.empty:
+                sample = db.frame(stmt)
+            if sample.empty:
+                raise NoData("no expenses to rank" + (f" for tenant {tenant}" if tenant else ""))
+            lines = [
+                f"model {MODEL_NAME} {m_manifest.version} (features {f_manifest.version}, "
+                f"schema {tables.schema_version}, as of {tables.as_of})"
+            ]
+            for rec in sample.to_dict("records"):
+                vendor_raw = rec["vendor_id"]
+                vendor = None if vendor_raw is None or vendor_raw != vendor_raw else int(vendor_raw)
+                ctx = db.make_context(
+                    str(rec["tenant_id"]),
+                    employee_id=int(rec["employee_id"]),
+                    vendor_id=vendor,
+                    description=str(rec["description"]),
+                    amount=float(rec["amount"]),
+                    expense_date=rec["expense_date"],
+                )
+                cands = db.candidates(ctx.tenant_id)
+                mi = fs.assemble(ctx, cands, tables)
+                scores = model.onnx_scores(sess, mi.num, mi.cat)
+                top = np.argsort(-scores, kind="stable")[:top_k]
+                lines.append(
+                    f"\n{ctx.tenant_id} {ctx.expense_date} employee {ctx.employee_id} "
+                    f"({ctx.employee_department}) vendor {ctx.vendor_id} ({ctx.vendor_industry}) "
+                    f"¥{ctx.amount:,.0f} {ctx.description!r}  [{len(cands)} candidates, "
+                    f"{mi.item_default_rows} without feature rows]"
+                )
+                for r, j in enumerate(top, 1):
+                    mark = "  <- chosen" if int(cands.item_ids[j]) == int(rec["item_id"]) else ""
+                    lines.append(
+                        f"  {r}. {cands.names[j]} [{cands.categories[j]}] "
+                        f"id={cands.item_ids[j]} score={scores[j]:.3f}{mark}"
+                    )
+            return "\n".join(lines)
+        finally:
+            db.close()
+
+
+def ensure_training_error(exc: BaseException) -> TrainingError:
+    return exc if isinstance(exc, TrainingError) else TrainingError(str(exc))
