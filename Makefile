@@ -26,7 +26,12 @@ venv: $(STAMP)
 postgres:
 	@bash scripts/ensure-postgres.sh
 
-test: venv postgres
+# Control-plane binaries (kube-apiserver, etcd, kubectl, helm) into $(RANKSWAP_CACHE): built or
+# unpacked only when missing (docs/CONTROL_PLANE.md).
+kube-tools:
+	@bash scripts/kube-tools.sh >/dev/null
+
+test: venv postgres kube-tools
 	$(VENV)/bin/pytest
 
 check: venv

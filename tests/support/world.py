@@ -69,30 +69,18 @@ def build_world(work: Path, *, seed: int = 11) -> World:
     store = work / "store"
     store.mkdir(parents=True)
     root = store.as_uri()
-    rankswap("datagen", "--db", f"sqlite:///{db}", "--seed", str(seed), "--size", "tiny")
+    url = f"sqlite:///{db}"
+    rankswap("datagen", "--db", url, "--seed", str(seed), "--tenants", "3", "--days", "150", "--scale", "0.3")
     last = _last_expense_date(db)
-    d1, d2 = last - timedelta(days=1), last
+    # As-of dates use the expenses *before* them: the day after the history, and the day before that.
+    d1, d2 = last, last + timedelta(days=1)
     for when in (d1, d2):
+        rankswap("features", "build", "--db", url, "--as-of", when.isoformat(), "--store", root)
         rankswap(
-            "features",
-            "build",
-            "--db",
-            f"sqlite:///{db}",
-            "--as-of",
-            when.isoformat(),
-            "--store",
-            root,
-        )
-        rankswap(
-            "model",
-            "train",
-            "--db",
-            f"sqlite:///{db}",
-            "--as-of",
-            when.isoformat(),
-            "--store",
-            root,
-        )
+            "model", "train", "--db", url, "--as-of", when.isoformat(), "--store", root,
+            "--holdout-days", "21", "--train-days", "120",
+            "--max-train-expenses", "1500", "--max-eval-expenses", "300",
+        )  # fmt: skip
     features_uri = _only_features_uri(root, d2)
     schema = read_manifest(features_uri).name
     model_uri = _only_model_uri(root, d2)

@@ -192,7 +192,6 @@ class Harness:
     # the operator -------------------------------------------------------------------------
     def start_operator(self) -> None:
         assert self.operator_kubeconfig is not None
-        log = (self.work / "operator.log").open("ab")
         env = {
             **os.environ,
             "KUBECONFIG": str(self.operator_kubeconfig),
@@ -200,24 +199,25 @@ class Harness:
             "RANKSWAP_OPERATOR_IDLE_INTERVAL_S": "3",
             "RANKSWAP_OPERATOR_WATCH_SERVER_TIMEOUT_S": "30",
         }
-        self.operator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rankswap.cli",
-                "--log-level",
-                "INFO",
-                "operator",
-                "-n",
-                self.namespace,
-                "--liveness",
-                f"http://127.0.0.1:{free_port()}/healthz",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with (self.work / "operator.log").open("ab") as log:
+            self.operator = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "rankswap.cli",
+                    "--log-level",
+                    "INFO",
+                    "operator",
+                    "-n",
+                    self.namespace,
+                    "--liveness",
+                    f"http://127.0.0.1:{free_port()}/healthz",
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def kill_operator(self) -> None:
         if self.operator is not None and self.operator.poll() is None:
