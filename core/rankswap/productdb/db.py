@@ -115,7 +115,14 @@ class ProductDB:
         return f"ProductDB({self.url!r})"
 
     def close(self) -> None:
+        """Close pooled connections (the object stays usable; it reconnects on demand)."""
         self.engine.dispose()
+
+    def __enter__(self) -> ProductDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ---------------------------------------------------------------- schema
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -19,8 +20,9 @@ from rankswap_training import datagen
 
 
 @pytest.fixture
-def db(small_db_url: str) -> ProductDB:
-    return ProductDB(small_db_url)
+def db(small_db_url: str) -> Iterator[ProductDB]:
+    with ProductDB(small_db_url) as db:
+        yield db
 
 
 def test_candidates_are_the_tenants_active_items_sorted(

@@ -1,0 +1,162 @@
+"""The shared feature definition: tables on disk (memory-mapped), assembly and its defaults."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tests.unit.training import handmade
+from tests.unit.training.handmade import AS_OF
+
+from rankswap import featurespec as fs
+from rankswap.productdb import ProductDB
+from rankswap_training import dataset, features
+from rankswap_training.features import build_tables
+
+
+@pytest.fixture(scope="module")
+def on_disk(tmp_path_factory: pytest.TempPathFactory) -> fs.FeatureTables:
+    directory = tmp_path_factory.mktemp("features")
+    build_tables(handmade.history(), AS_OF).write(directory)
+    return fs.FeatureTables.open(directory)
+
+
+def _candidates(ids: list[int]) -> fs.Candidates:
+    h = handmade.history()
+    all_items = dataset.history_candidates(h)
+    return all_items.take(np.searchsorted(all_items.item_ids, ids))
+
+
+def _col(mi: fs.ModelInput, name: str) -> np.ndarray:
+    return mi.num[:, fs.NUMERIC_FEATURES.index(name)]
+
+
+def test_tokenize() -> None:
+    assert fs.tokenize("Taxi  タクシー代 3月") == ["taxi", "タク", "クシ", "シー", "ー代", "3月"]
+    assert fs.tokenize("") == []
+    assert len(fs.tokenize(" ".join(f"w{i}" for i in range(40)))) == fs.MAX_TERMS
+
+
+def test_write_then_open_is_memory_mapped(tmp_path: Path) -> None:
+    built = build_tables(handmade.history(), AS_OF)
+    files = built.write(tmp_path)
+    assert {p.name for p in files} >= {"item.arrow", "terms.arrow", "tables.json"}
+    opened = fs.FeatureTables.open(tmp_path)
+    assert opened.as_of == AS_OF and opened.schema_version == fs.FEATURE_SCHEMA_VERSION
+    assert opened.row_counts == built.row_counts and opened.nbytes == built.nbytes
+    for name, t in built.tables.items():
+        o = opened.tables[name]
+        np.testing.assert_array_equal(o.keys, t.keys)
+        assert not o.keys.flags.owndata and not o.keys.flags.writeable  # a view on the map
+        for c in t.columns:
+            np.testing.assert_array_equal(o.columns[c], t.columns[c])
+            assert o.columns[c].dtype == np.float32
+
+
+def test_open_refuses_another_schema(tmp_path: Path) -> None:
+    build_tables(handmade.history(), AS_OF).write(tmp_path)
+    meta = json.loads((tmp_path / fs.META_FILE).read_text())
+    meta["schema_version"] = "9.9.9"
+    (tmp_path / fs.META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(fs.FeatureTablesError, match=r"9\.9\.9"):
+        fs.FeatureTables.open(tmp_path)
+    with pytest.raises(fs.FeatureTablesError, match="not a feature folder"):
+        fs.FeatureTables.open(tmp_path / "nowhere")
+
+
+def test_assemble_known_rows(on_disk: fs.FeatureTables) -> None:
+    ctx = fs.RankContext("a", 100, 200, "タクシー 移動", 2500.0, AS_OF, "営業部", "taxi")
+    mi = fs.assemble(ctx, _candidates([10, 11, 12]), on_disk)
+    assert mi.num.shape == (3, len(fs.NUMERIC_FEATURES)) and mi.num.dtype == np.float32
+    assert mi.cat.shape == (3, len(fs.CATEGORICAL_FEATURES))
+    assert list(mi.cat[0]) == ["旅費交通費", "6110", "taxi", "営業部"]
+    assert _col(mi, "emp_item_days_since_use")[0] == 11  # 2026-01-20 -> 2026-01-31
+    assert _col(mi, "emp_item_recency_rank")[1] == 1
+    assert _col(mi, "log_n_candidates")[0] == pytest.approx(np.log1p(3))
+    assert _col(mi, "desc_cat_max")[0] > _col(mi, "desc_cat_max")[2]  # taxi words -> cat 1
+    assert _col(mi, "industry_cat_share")[0] == pytest.approx(0.6)
+    assert (mi.item_default_rows, mi.unknown_employee_rows, mi.unknown_terms) == (0, 0, 0)
+
+
+def test_assemble_defaults_for_new_item_and_new_employee(on_disk: fs.FeatureTables) -> None:
+    ctx = fs.RankContext("a", 999, None, "zzz unseen", 800.0, AS_OF)
+    mi = fs.assemble(ctx, _candidates([10, 13]), on_disk)
+    new = 1  # item 13: created yesterday, never used
+    assert _col(mi, "item_cnt_365d")[new] == 0
+    assert _col(mi, "item_days_since_use")[new] == fs.DAYS_NEVER
+    assert _col(mi, "item_amount_z")[new] == 0
+    assert _col(mi, "item_age_days")[new] == 1
+    assert _col(mi, "emp_item_recency_rank").tolist() == [fs.RANK_NEVER, fs.RANK_NEVER]
+    assert _col(mi, "emp_cnt_365d").tolist() == [0, 0]
+    assert mi.item_default_rows == 1
+    assert mi.emp_item_default_rows == 2
+    assert mi.unknown_employee_rows == 2 and mi.unknown_vendor_rows == 2
+    assert mi.unknown_terms == 2
+    assert list(mi.cat[:, 2:].ravel()) == ["", "", "", ""]
+
+
+def test_new_item_gets_signal_through_its_category(on_disk: fs.FeatureTables) -> None:
+    ctx = fs.RankContext("a", 100, 200, "taxi", 2500.0, AS_OF, "営業部", "taxi")
+    mi = fs.assemble(ctx, _candidates([12, 13]), on_disk)  # 13 is new, in the taxi category
+    for name in ("emp_cat_share_365d", "vendor_cat_share_365d", "desc_cat_mean"):
+        assert _col(mi, name)[1] > _col(mi, name)[0], name
+
+
+def test_empty_candidates(on_disk: fs.FeatureTables) -> None:
+    ctx = fs.RankContext("a", 100, 200, "taxi", 1.0, AS_OF)
+    mi = fs.assemble(ctx, fs.Candidates.empty(), on_disk)
+    assert mi.num.shape == (0, len(fs.NUMERIC_FEATURES)) and mi.rows == 0
+
+
+def test_narrowed_lookup_equals_plain_searchsorted() -> None:
+    rng = np.random.default_rng(0)
+    keys = np.unique(fs.pair_key(rng.integers(0, 50, 5000), rng.integers(0, 2000, 5000)))
+    table = fs.Table(keys=keys, columns={})
+    for query in (
+        fs.pair_key(np.full(300, 7), rng.integers(0, 2100, 300)),  # one employee: narrowed
+        fs.pair_key(rng.integers(0, 60, 300), rng.integers(0, 2100, 300)),  # many
+        fs.pair_key(np.full(5, 999), np.arange(5)),  # employee not in table
+    ):
+        pos, found = table.lookup(query)
+        expect = np.isin(query, keys)
+        np.testing.assert_array_equal(found, expect)
+        np.testing.assert_array_equal(keys[pos[found]], query[found])
+
+
+def test_training_batch_equals_serving_assemble(small_db_url: str, tmp_path: Path) -> None:
+    """Rows built for training (many contexts at once, in-memory tables) equal what serving
+    computes for each expense alone from memory-mapped tables."""
+    with ProductDB(small_db_url) as db:
+        history = features.load_history(db, before=date(2026, 3, 31))
+    snap = date(2026, 3, 20)
+    built = features.build_tables(history, snap)
+    built.write(tmp_path)
+    served_tables = fs.FeatureTables.open(tmp_path)
+    days = history.days
+    rows = np.flatnonzero(days == fs.to_day(date(2026, 3, 24)))[:12]
+    assert len(rows) > 3
+    pairs = dataset.build_pairs(
+        history, rows, [snap], lambda d: built, negatives=None, rng=np.random.default_rng(0)
+    )
+    cands = dataset.history_candidates(history)
+    e = history.expenses
+    for g, r in enumerate(pairs.exp_rows):
+        sel = pairs.group == g
+        item_rows = np.searchsorted(cands.item_ids, pairs.item_ids[sel])
+        vendor = int(e["vendor_id"].iloc[r])
+        ctx = fs.RankContext(
+            tenant_id=str(e["tenant_id"].iloc[r]),
+            employee_id=int(e["employee_id"].iloc[r]),
+            vendor_id=None if vendor < 0 else vendor,
+            description=str(e["description"].iloc[r]),
+            amount=float(e["amount"].iloc[r]),
+            expense_date=date(2026, 3, 24),
+            employee_department=str(e["department"].iloc[r]),
+            vendor_industry=str(e["industry"].iloc[r]),
+        )
+        served = fs.assemble(ctx, cands.take(item_rows), served_tables)
+        np.testing.assert_array_equal(served.num, pairs.num[sel])
+        np.testing.assert_array_equal(served.cat, pairs.cat[sel])
