@@ -119,6 +119,7 @@ TERMS_FILE: Final = "terms.arrow"
 META_FILE: Final = "tables.json"
 _LOW32: Final = np.int64(0xFFFFFFFF)
 _AMT_STD_FLOOR: Final = 0.1
+_NEVER_DAY: Final = -1.0e9
 
 I64 = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
@@ -186,6 +187,13 @@ def pair_key(a: npt.ArrayLike, b: npt.ArrayLike) -> I64:
     if bool(np.any(bad)):
         key = np.where(bad, np.int64(-1), key)
     return key
+
+
+def _pk(a: I64, b: I64) -> I64:
+    """``pair_key`` for b >= 0 (item / category ids): a negative ``a`` (unknown employee,
+    vendor or term) gives a negative key, which matches no table row, so no fix-up is needed."""
+    out: I64 = (a << 32) | b
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,10 +335,11 @@ class Table:
         n = keys.shape[0]
         if n == 0 or query.size == 0:
             return np.zeros(query.shape, dtype=np.intp), np.zeros(query.shape, dtype=bool)
-        lo_key = query.min()
-        hi_key = query.max()
         offset = 0
-        if (lo_key >> 32) == (hi_key >> 32) and n > 64:
+        lo_key = hi_key = np.int64(0)
+        if n > 4096:
+            lo_key, hi_key = query.min(), query.max()
+        if n > 4096 and (lo_key >> 32) == (hi_key >> 32):
             offset = int(np.searchsorted(keys, lo_key))
             end = int(np.searchsorted(keys, hi_key, side="right"))
             keys = keys[offset:end]
@@ -347,13 +356,36 @@ class Table:
         self, column: str, pos: npt.NDArray[np.intp], found: npt.NDArray[np.bool_], default: float
     ) -> F32:
         """Values of ``column`` at ``pos``, ``default`` where the key was not found."""
+        return self.take(column, Hits.of(pos, found), default)
+
+    def find(self, query: I64) -> Hits:
+        """``lookup`` packaged for repeated ``take`` calls (the miss mask is computed once)."""
+        pos, found = self.lookup(query)
+        return Hits.of(pos, found)
+
+    def take(self, column: str, hits: Hits, default: float) -> F32:
         col = self.columns[column]
         if col.shape[0] == 0:
-            return np.full(pos.shape, default, dtype=np.float32)
-        out = col[pos]
-        if not bool(found.all()):
-            out[~found] = default
+            return np.full(hits.pos.shape, default, dtype=np.float32)
+        out = col[hits.pos]
+        if hits.misses:
+            out[hits.missing] = default
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Hits:
+    """Result of a key lookup: row positions, found flags, and the mask of misses."""
+
+    pos: npt.NDArray[np.intp]
+    found: npt.NDArray[np.bool_]
+    missing: npt.NDArray[np.bool_]
+    misses: int
+
+    @staticmethod
+    def of(pos: npt.NDArray[np.intp], found: npt.NDArray[np.bool_]) -> Hits:
+        missing = ~found
+        return Hits(pos=pos, found=found, missing=missing, misses=int(np.count_nonzero(missing)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -565,9 +597,11 @@ def assemble_batch(
     created_day = candidates.created_at.astype("datetime64[D]").astype(np.int64)
     num[:, col["item_age_days"]] = np.clip(day - created_day.astype(np.float32), 0.0, DAYS_NEVER)
 
-    def days_since(last: F32, found: npt.NDArray[np.bool_]) -> F32:
-        out = np.where(found, np.clip(day - last, 0.0, DAYS_NEVER), np.float32(DAYS_NEVER))
-        return out.astype(np.float32, copy=False)
+    def days_since(table: Table, hits: Hits) -> F32:
+        # a missing row reads as "last used infinitely long ago", clipped to DAYS_NEVER
+        last = table.take("last_day", hits, _NEVER_DAY)
+        out: F32 = np.clip(day - last, 0.0, DAYS_NEVER)
+        return out
 
     def zscore(mean: F32, std: F32, found: npt.NDArray[np.bool_]) -> F32:
         z = (log_amount - mean) / np.maximum(std, np.float32(_AMT_STD_FLOOR))
@@ -575,70 +609,72 @@ def assemble_batch(
 
     # item
     it = t["item"]
-    pos, found = it.lookup(items)
+    h = it.find(items)
     for c in ("cnt_30d", "cnt_90d", "cnt_365d", "share_90d", "n_users_90d"):
-        num[:, col[f"item_{c}"]] = it.get(c, pos, found, 0.0)
-    num[:, col["item_days_since_use"]] = days_since(it.get("last_day", pos, found, 0.0), found)
+        num[:, col[f"item_{c}"]] = it.take(c, h, 0.0)
+    num[:, col["item_days_since_use"]] = days_since(it, h)
     num[:, col["item_amount_z"]] = zscore(
-        it.get("amt_mean", pos, found, 0.0), it.get("amt_std", pos, found, 1.0), found
+        it.take("amt_mean", h, 0.0), it.take("amt_std", h, 1.0), h.found
     )
-    item_default = int(n - np.count_nonzero(found))
+    item_default = h.misses
 
     # employee x item
     ei = t["emp_item"]
-    pos, found = ei.lookup(pair_key(emp, items))
-    num[:, col["emp_item_cnt_365d"]] = ei.get("cnt_365d", pos, found, 0.0)
-    num[:, col["emp_item_share_365d"]] = ei.get("share_365d", pos, found, 0.0)
-    num[:, col["emp_item_days_since_use"]] = days_since(ei.get("last_day", pos, found, 0.0), found)
-    num[:, col["emp_item_recency_rank"]] = ei.get("recency_rank", pos, found, RANK_NEVER)
-    emp_item_default = int(n - np.count_nonzero(found))
+    h = ei.find(_pk(emp, items))
+    num[:, col["emp_item_cnt_365d"]] = ei.take("cnt_365d", h, 0.0)
+    num[:, col["emp_item_share_365d"]] = ei.take("share_365d", h, 0.0)
+    num[:, col["emp_item_days_since_use"]] = days_since(ei, h)
+    num[:, col["emp_item_recency_rank"]] = ei.take("recency_rank", h, RANK_NEVER)
+    emp_item_default = h.misses
 
     # vendor x item
     vi = t["vendor_item"]
-    pos, found = vi.lookup(pair_key(ven, items))
-    num[:, col["vendor_item_cnt_365d"]] = vi.get("cnt_365d", pos, found, 0.0)
-    num[:, col["vendor_item_share_365d"]] = vi.get("share_365d", pos, found, 0.0)
-    num[:, col["vendor_item_days_since_use"]] = days_since(
-        vi.get("last_day", pos, found, 0.0), found
-    )
+    h = vi.find(_pk(ven, items))
+    num[:, col["vendor_item_cnt_365d"]] = vi.take("cnt_365d", h, 0.0)
+    num[:, col["vendor_item_share_365d"]] = vi.take("share_365d", h, 0.0)
+    num[:, col["vendor_item_days_since_use"]] = days_since(vi, h)
 
     # context volume: looked up per context, then broadcast to rows
     et, vt = t["employee"], t["vendor"]
-    pos, emp_found = et.lookup(contexts.employee_ids)
-    num[:, col["emp_cnt_365d"]] = et.get("cnt_365d", pos, emp_found, 0.0)[ci]
-    pos, ven_found = vt.lookup(contexts.vendor_ids)
-    num[:, col["vendor_cnt_365d"]] = vt.get("cnt_365d", pos, ven_found, 0.0)[ci]
+    h = et.find(contexts.employee_ids)
+    emp_found = h.found
+    num[:, col["emp_cnt_365d"]] = et.take("cnt_365d", h, 0.0)[ci]
+    h = vt.find(contexts.vendor_ids)
+    ven_found = h.found
+    num[:, col["vendor_cnt_365d"]] = vt.take("cnt_365d", h, 0.0)[ci]
 
-    # category level
-    ec, vc, ct = t["emp_cat"], t["vendor_cat"], t["category"]
-    pos, found = ec.lookup(pair_key(emp, cats))
-    num[:, col["emp_cat_share_365d"]] = ec.get("share_365d", pos, found, 0.0)
-    pos, found = vc.lookup(pair_key(ven, cats))
-    num[:, col["vendor_cat_share_365d"]] = vc.get("share_365d", pos, found, 0.0)
-    pos, found = ct.lookup(cats)
-    num[:, col["cat_share_90d"]] = ct.get("share_90d", pos, found, 0.0)
-    num[:, col["cat_amount_z"]] = zscore(
-        ct.get("amt_mean", pos, found, 0.0), ct.get("amt_std", pos, found, 1.0), found
-    )
-
-    # description terms, industry and department x category (per unique (context, category))
-    term_ids, unknown_terms = _context_terms(contexts, tables.terms)
-    pair = pair_key(ci, cats)
+    # category level: computed once per distinct (context, category), then broadcast to rows
+    pair = _pk(ci, cats)
     upair, inv = np.unique(pair, return_inverse=True)
     u_ctx = upair >> 32
     u_cat = upair & _LOW32
+    ec, vc, ct = t["emp_cat"], t["vendor_cat"], t["category"]
+    pos, found = ec.lookup(_pk(contexts.employee_ids[u_ctx], u_cat))
+    num[:, col["emp_cat_share_365d"]] = ec.get("share_365d", pos, found, 0.0)[inv]
+    pos, found = vc.lookup(_pk(contexts.vendor_ids[u_ctx], u_cat))
+    num[:, col["vendor_cat_share_365d"]] = vc.get("share_365d", pos, found, 0.0)[inv]
+    pos, found = ct.lookup(u_cat)
+    num[:, col["cat_share_90d"]] = ct.get("share_90d", pos, found, 0.0)[inv]
+    u_log_amount = np.log1p(np.maximum(contexts.amounts[u_ctx], 0.0)).astype(np.float32)
+    cat_z = (u_log_amount - ct.get("amt_mean", pos, found, 0.0)) / np.maximum(
+        ct.get("amt_std", pos, found, 1.0), np.float32(_AMT_STD_FLOOR)
+    )
+    num[:, col["cat_amount_z"]] = np.where(found, np.clip(cat_z, -10.0, 10.0), 0.0).astype(
+        np.float32
+    )[inv]
+
+    # description terms, industry and department x category
+    term_ids, unknown_terms = _context_terms(contexts, tables.terms)
     tc = t["term_cat"]
     n_desc = term_ids.shape[1] - 2
     tids = term_ids[u_ctx]  # [U, n_desc + 2]
-    keys = pair_key(tids, u_cat[:, None])
+    keys = _pk(tids, u_cat[:, None])
     pos, found = tc.lookup(keys)
     share = tc.get("share", pos, found, 0.0)
-    desc_share = share[:, :n_desc]
-    desc_found = found[:, :n_desc]
+    desc_share = np.where(found[:, :n_desc], share[:, :n_desc], 0.0)
     n_known = (tids[:, :n_desc] >= 0).sum(axis=1)
-    desc_sum = np.where(desc_found, desc_share, 0.0).sum(axis=1)
-    desc_mean = np.where(n_known > 0, desc_sum / np.maximum(n_known, 1), 0.0)
-    desc_max = np.where(desc_found, desc_share, 0.0).max(axis=1) if n_desc else np.zeros(len(upair))
+    desc_mean = np.where(n_known > 0, desc_share.sum(axis=1) / np.maximum(n_known, 1), 0.0)
+    desc_max = desc_share.max(axis=1) if n_desc else np.zeros(len(upair))
     num[:, col["desc_cat_mean"]] = desc_mean.astype(np.float32)[inv]
     num[:, col["desc_cat_max"]] = desc_max.astype(np.float32)[inv]
     num[:, col["industry_cat_share"]] = share[:, n_desc][inv]
