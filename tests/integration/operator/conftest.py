@@ -112,9 +112,11 @@ class Harness:
         return ranker
 
     def kill_pod(self, name: str) -> None:
-        """The container dies and the pod object goes away (a Deployment would make a new one)."""
-        self.rankers.pop(name).kill()
+        """The pod goes away: it leaves the endpoints first (what a Service does on deletion, so
+        no new request is routed to it), then its container is killed outright."""
         self.kubelet.remove(name)
+        time.sleep(0.5)  # let requests already routed to it finish, as a preStop drain would
+        self.rankers.pop(name).kill()
 
     # the resource -------------------------------------------------------------------------
     def av_body(

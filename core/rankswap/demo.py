@@ -1,0 +1,322 @@
+"""``make demo``: the whole story on embedded defaults, in a few minutes.
+
+1. a synthetic product DB (SQLite) and the daily/weekly pipelines for two consecutive dates,
+   published to a local artifact store, with the offline evaluation;
+2. a real Kubernetes API server (etcd + kube-apiserver as local processes), the CRD, the
+   operator's RBAC, the operator itself (running as its ServiceAccount);
+3. three ranker "pods": Pod objects whose containers are local ``rankswap serve`` processes on
+   127.0.0.N (no kubelet here: a stand-in writes their status, probing /readyz);
+4. ``kubectl apply`` of an ArtifactVersion; a ranking; a new item ranked at once; a promotion to
+   the next date with per-pod status switching; a rollback; the Events.
+
+Everything lives under ``work/demo/`` (``RANKSWAP_DEMO_DIR``) and is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from rankswap.artifacts import artifact_uri, read_manifest
+from rankswap.localkube import ControlPlane, ensure_binaries
+from rankswap.localkube.pods import FakeKubelet, LocalRanker, next_pod_ip
+from rankswap.productdb import ProductDB
+
+REPO = Path(__file__).resolve().parents[2]
+NS, OPERATOR_NS = "rankswap", "rankswap-system"
+LABELS = {"app.kubernetes.io/name": "rankswap-ranker"}
+AV = "lineitems"
+
+
+def say(title: str) -> None:
+    print(f"\n\033[1m== {title}\033[0m", flush=True)
+
+
+def run(*args: str, env: dict[str, str] | None = None, quiet: bool = False) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "rankswap.cli", "--log-level", "WARNING", *args],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        print(result.stderr, file=sys.stderr)
+        raise SystemExit(f"rankswap {' '.join(args)} failed with exit code {result.returncode}")
+    if not quiet and result.stdout.strip():
+        print(result.stdout.rstrip())
+    return result.stdout
+
+
+def wait(what: str, check: Callable[[], bool], timeout: float = 90) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if check():
+            return time.monotonic() - start
+        time.sleep(0.2)
+    raise SystemExit(f"demo: {what} did not happen within {timeout:.0f}s")
+
+
+def main() -> int:
+    work = Path(os.environ.get("RANKSWAP_DEMO_DIR", REPO / "work" / "demo")).resolve()
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    db_url = f"sqlite:///{work / 'product.db'}"
+    store = (work / "store").as_uri()
+
+    say("1. Synthetic product DB: tenants, their own items (Japanese and English), expense history")
+    run("datagen", "--db", db_url, "--seed", "7")
+    db = ProductDB(db_url)
+    first, last = db.expense_date_range() or (date.today(), date.today())
+    d1, d2 = last, last + timedelta(days=1)
+    print(f"history {first} .. {last}; publishing versions as of {d1} and {d2}")
+
+    for when in (d1, d2):
+        say(
+            f"2. Daily features + weekly model as of {when} (ONNX graph with its encoders) -> {store}"
+        )
+        run("features", "build", "--db", db_url, "--as-of", when.isoformat(), "--store", store)
+        run("model", "train", "--db", db_url, "--as-of", when.isoformat(), "--store", store)
+    say("3. Example rankings scored by onnxruntime from the *published* artifacts")
+    run(
+        "examples",
+        "--db",
+        db_url,
+        "--store",
+        store,
+        "--model",
+        d2.isoformat(),
+        "--features",
+        d2.isoformat(),
+        "-n",
+        "2",
+    )
+
+    say(
+        "4. A real Kubernetes API server (etcd + kube-apiserver, local processes), CRD, RBAC, operator"
+    )
+    plane = ControlPlane(work / "kube", bin_dir=ensure_binaries(quiet=True))
+    rankers: list[LocalRanker] = []
+    kubelet: FakeKubelet | None = None
+    operator: subprocess.Popen[bytes] | None = None
+    try:
+        plane.start()
+        print(
+            f"kube-apiserver {plane.server} ready in {plane.startup_seconds:.1f}s; KUBECONFIG={plane.kubeconfig}"
+        )
+        kubectl = plane.kubectl
+        kubectl("apply", "--server-side", "-f", str(REPO / "manifests" / "crd"))
+        kubectl("wait", "--for=condition=Established", "crd/artifactversions.rankswap.io")
+        for ns in (NS, OPERATOR_NS):
+            kubectl("create", "namespace", ns)
+        kubectl("apply", "-f", str(REPO / "manifests" / "operator" / "rbac.yaml"))
+        token = secrets.token_hex(16)
+        kubectl(
+            "create",
+            "secret",
+            "generic",
+            "rankswap-ranker-admin",
+            "-n",
+            NS,
+            f"--from-literal=token={token}",
+        )
+        operator_kubeconfig = plane.service_account_kubeconfig(
+            OPERATOR_NS, "rankswap-operator", create=False
+        )
+        with (work / "operator.log").open("ab") as log:
+            operator = subprocess.Popen(
+                [sys.executable, "-m", "rankswap.cli", "operator", "-n", NS, "--liveness", "http://127.0.0.1:0/healthz"],
+                env={**os.environ, "KUBECONFIG": str(operator_kubeconfig), "RANKSWAP_OPERATOR_BUSY_INTERVAL_S": "0.3"},
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        print(
+            f"operator running as ServiceAccount {OPERATOR_NS}/rankswap-operator (RBAC: manifests/operator/rbac.yaml); log {work / 'operator.log'}"
+        )
+
+        say(
+            "5. Three ranker pods. NOTE: no kubelet here - each pod's container is a local `rankswap serve`"
+        )
+        print(
+            "   process on its own address 127.0.0.N; a stand-in writes the Pod status (IP, Ready from /readyz)."
+        )
+        print("   On a real cluster the same operator drives real pods: see docs/INSTALL.md.")
+        from kubernetes import client
+
+        api = plane.api_client()
+        kubelet = FakeKubelet(client.CoreV1Api(api), NS).start()
+        for i in range(3):
+            ranker = LocalRanker(
+                f"ranker-{i}", next_pod_ip(), work / f"ranker-{i}", db_url, [store], token
+            )
+            rankers.append(ranker.start())
+            kubelet.add(ranker, LABELS)
+        print(kubectl("get", "pods", "-n", NS, "-o", "wide").stdout)
+
+        def av(when: date) -> str:
+            return json.dumps({
+                "apiVersion": "rankswap.io/v1alpha1", "kind": "ArtifactVersion",
+                "metadata": {"name": AV, "namespace": NS},
+                "spec": {
+                    "selector": {"matchLabels": LABELS},
+                    "model": {"uri": artifact_uri(store, "model", "line-items", when)},
+                    "features": {"uri": artifact_uri(store, "features", read_manifest(artifact_uri(store, "features", "1.0.0", when)).name, when)},
+                    "admin": {"port": 18081, "tokenSecretRef": {"name": "rankswap-ranker-admin"}},
+                    "rollout": {"strategy": "Canary", "canaryPods": 1, "canaryVerifySeconds": 2},
+                },
+            })  # fmt: skip
+
+        def ready_on(when: date) -> Callable[[], bool]:
+            version = read_manifest(artifact_uri(store, "model", "line-items", when)).version
+
+            def check() -> bool:
+                out = kubectl("get", "av", AV, "-n", NS, "-o", "json", check=False)
+                if out.returncode != 0:
+                    return False
+                st = json.loads(out.stdout).get("status") or {}
+                ready = any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in st.get("conditions") or []
+                )
+                return ready and all(p.get("modelVersion") == version for p in st.get("pods") or [])
+
+            return check
+
+        say(f"6. kubectl apply -f artifactversion.yaml  (model + features as of {d1})")
+        kubectl("apply", "-f", "-", input=av(d1))
+        seconds = wait("first rollout", ready_on(d1))
+        print(f"all pods confirmed in {seconds:.1f}s")
+        print(kubectl("get", "av", "-n", NS).stdout)
+
+        say("7. POST /v1/rank on a pod")
+        request = sample_request(db, d2)
+        print(f"request: {json.dumps(request, ensure_ascii=False)}")
+        top = show_ranking(rankers[0], request)["items"][0]
+
+        tenant = request["tenant_id"]
+        say(f"8. A new item for tenant {tenant}, created now: rankable in the very next request")
+        # Same category as the best-ranked item: a brand-new item gets signal through its category.
+        item_id = db.add_item(
+            tenant, code="NEW-001", name=f"{top['category']} (new item, created now)",
+            category=top["category"], account_code="6100",
+        )  # fmt: skip
+        response = show_ranking(rankers[1], {**request, "top_k": 100}, limit=0)
+        position = next(
+            (i for i, it in enumerate(response["items"], 1) if it["id"] == item_id), None
+        )
+        print(
+            f"item {item_id} scored among {response['candidates']} candidates (no feature row, unseen name): rank {position}"
+        )
+
+        say(
+            f"9. Promote: kubectl apply with the {d2} URIs (canary: one pod first, verified, then the rest)"
+        )
+        kubectl("apply", "-f", "-", input=av(d2))
+        watch_rollout(kubectl, ready_on(d2))
+        print(kubectl("get", "av", "-n", NS).stdout)
+        show_ranking(rankers[2], request)
+
+        say(
+            f"10. Roll back: rankswap rollback {AV} --to {d1}  (the pods still hold it warm: a pointer swap)"
+        )
+        run(
+            "rollback",
+            AV,
+            "-n",
+            NS,
+            "--to",
+            d1.isoformat(),
+            env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)},
+        )
+        seconds = wait("rollback", ready_on(d1))
+        print(f"all pods back on {d1} and confirmed in {seconds:.1f}s")
+        run("status", AV, "-n", NS, env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)})
+
+        say("11. kubectl get events (what kubectl describe av shows)")
+        print(kubectl("get", "events", "-n", NS, "--field-selector", f"involvedObject.name={AV}",
+                      "--sort-by=.metadata.creationTimestamp", "-o",
+                      "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message").stdout)  # fmt: skip
+        api.close()
+    finally:
+        say("Stopping the pods, the operator and the control plane")
+        if kubelet is not None:
+            kubelet.stop()
+        for ranker in rankers:
+            ranker.stop()
+        if operator is not None and operator.poll() is None:
+            operator.terminate()
+            operator.wait(15)
+        plane.stop()
+    print(f"done. Artifacts, DB and logs are under {work}")
+    return 0
+
+
+def sample_request(db: ProductDB, when: date) -> dict[str, Any]:
+    import pandas as pd
+    import sqlalchemy as sa
+
+    frame: pd.DataFrame = db.frame(
+        sa.text(
+            "select tenant_id, employee_id, vendor_id, description, amount from expenses order by id desc limit 1"
+        )
+    )
+    row = frame.iloc[0]
+    return {
+        "tenant_id": str(row["tenant_id"]),
+        "context": {
+            "employee_id": int(row["employee_id"]),
+            "vendor_id": int(row["vendor_id"]),
+            "description": str(row["description"]),
+            "amount": float(row["amount"]),
+            "date": when.isoformat(),
+        },
+        "top_k": 5,
+    }
+
+
+def show_ranking(ranker: LocalRanker, request: dict[str, Any], *, limit: int = 5) -> dict[str, Any]:
+    response = httpx.post(f"{ranker.public_url}/v1/rank", json=request, timeout=10)
+    response.raise_for_status()
+    doc: dict[str, Any] = response.json()
+    print(
+        f"{ranker.name}: model {doc['model_version']} + features {doc['features_version']}, {doc['candidates']} candidates"
+    )
+    for i, item in enumerate(doc["items"][:limit], 1):
+        print(f"  {i}. {item['name']:<28} {item['category']:<12} score {item['score']:.3f}")
+    return doc
+
+
+def watch_rollout(
+    kubectl: Callable[..., subprocess.CompletedProcess[str]], done: Callable[[], bool]
+) -> None:
+    last = ""
+    start = time.monotonic()
+    while time.monotonic() - start < 120:
+        out = kubectl("get", "av", AV, "-n", NS, "-o", "json").stdout
+        st = json.loads(out).get("status") or {}
+        progressing: dict[str, Any] = next(
+            (c for c in st.get("conditions") or [] if c["type"] == "Progressing"), {}
+        )
+        pods = ", ".join(
+            f"{p['name']}={p.get('state')}@{(p.get('modelVersion') or '-')[:10]}"
+            for p in st.get("pods") or []
+        )
+        line = f"  {time.monotonic() - start:5.1f}s {progressing.get('reason', ''):<16} {st.get('updated', '')}  {pods}"
+        if line.split(maxsplit=1)[1] != last:
+            print(line)
+            last = line.split(maxsplit=1)[1]
+        if done():
+            return
+        time.sleep(0.3)
+    raise SystemExit("demo: the promotion did not finish within 120s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
