@@ -40,7 +40,7 @@ check: venv
 	$(VENV)/bin/mypy -p rankswap -p rankswap_training -p rankswap_ranker -p rankswap_operator
 	$(VENV)/bin/lint-imports
 
-demo: venv
+demo: venv kube-tools
 	$(PY) -m rankswap.demo
 
 bench: venv
