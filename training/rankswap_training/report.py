@@ -44,12 +44,15 @@ def write_report(
         md += [""]
     if sweep:
         md += ["## Tree budget: quality vs ONNX latency", ""]
-        md += ["| candidate | NDCG@5 | cold Recall@5 | ONNX ms / 1,000 rows (1 thread) | size KB |"]
-        md += ["|---|---|---|---|---|"]
+        md += [
+            "| candidate | leaves | NDCG@5 | cold Recall@5 | ONNX ms / 1,000 rows (1 thread) "
+            "| size KB |"
+        ]
+        md += ["|---|---|---|---|---|---|"]
         for s in sweep:
             md += [
-                f"| {s['label']} | {_fmt(s['ndcg@5'])} | {_fmt(s['cold_recall@5'])} | "
-                f"{s['latency_ms']:.3f} | {s['size_kb']:.0f} |"
+                f"| {s['label']} | {s['leaves']} | {_fmt(s['ndcg@5'])} | "
+                f"{_fmt(s['cold_recall@5'])} | {s['latency_ms']:.3f} | {s['size_kb']:.0f} |"
             ]
         md += [""]
     md += ["![metrics](report.png)", ""]
@@ -80,7 +83,8 @@ def _chart(
         ax.set_xticklabels(METRICS)
         ax.set_ylim(0, 1)
         ax.set_title(subset.replace("_", " "))
-    axes[0].legend(fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
     if sweep:
         ax = axes[2]
         ax.scatter([s["latency_ms"] for s in sweep], [s["ndcg@5"] for s in sweep])
@@ -89,6 +93,6 @@ def _chart(
         ax.set_xlabel("ONNX ms per 1,000 rows (1 thread)")
         ax.set_ylabel("NDCG@5")
         ax.set_title("tree budget")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
