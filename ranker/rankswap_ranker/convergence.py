@@ -10,18 +10,20 @@ then ``rename``), so a reader sees the old or the new content, never a mix::
 
 Each worker runs a :class:`WorkerSync` thread that polls ``desired.json`` and applies it: a
 pointer swap when the bundle is active or warm, else a load from the (already verified) cache.
+Loads take turns (a pod-wide file lock): while one worker loads, the others serve at full speed.
 The admin state and ``/readyz`` read the worker files through :class:`PodView`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,18 @@ class RunDir:
     @property
     def metrics(self) -> Path:
         return self.root / "metrics"
+
+    @contextlib.contextmanager
+    def load_slot(self) -> Iterator[None]:
+        """One bundle load at a time in the pod (an ``flock``), so while one worker loads, the
+        other workers keep their cores for requests."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / "load.lock").open("a") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def read_desired(self) -> dict[str, Any] | None:
         return read_json(self.desired)
@@ -245,7 +259,8 @@ class WorkerSync:
         self._state["loading"] = target
         self.write_state()
         try:
-            bundle = self.loader(ref)
+            with self.run_dir.load_slot():
+                bundle = self.loader(ref)
         except Exception as exc:
             self._failed(seq, ref, exc)
             return

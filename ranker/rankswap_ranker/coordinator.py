@@ -193,6 +193,12 @@ class Coordinator:
     def load_now(self, req: BundleRequest) -> BundleRef | None:
         """Resolve and validate ``req``, then record it as desired (blocking; loader thread)."""
         self.loading = req
+        try:
+            return self._load(req)
+        finally:
+            self.loading = None
+
+    def _load(self, req: BundleRequest) -> BundleRef | None:
         t0 = time.perf_counter()
         stage = "fetch"
         try:
@@ -207,19 +213,26 @@ class Coordinator:
         except Exception as exc:
             self._record_failure(req, stage, exc, time.perf_counter() - t0)
             return None
-        finally:
-            self.loading = None
         self.metrics.loads.labels("resolve").inc()
         self.metrics.load_duration.labels("resolve").observe(t2 - t0)
         changed = self.desired is None or self.desired.bundle_id != ref.bundle_id
+        # The same bundle again: rewrite it anyway if a worker does not serve it (a worker
+        # that failed to load it gets another chance; the others only note the new seq).
+        lagging = any(
+            (w.get("active") or {}).get("bundle_id") != ref.bundle_id
+            for w in self.pod.worker_states()
+        )
         with self._lock:
-            if changed or self.desired_request_id != req.request_id:
-                if changed:
-                    self.desired_seq += 1
-                self.desired = ref
-                self.desired_request_id = req.request_id
-                if changed:
-                    self.run_dir.write_desired(self.desired_seq, ref, request_id=req.request_id)
+            if changed or lagging:
+                self.desired_seq += 1
+                self.run_dir.write_desired(self.desired_seq, ref, request_id=req.request_id)
+            self.desired = ref
+            self.desired_request_id = req.request_id
+            if (
+                self.last_error is not None
+                and self.last_error.get("request_id", 0) <= req.request_id
+            ):
+                self.last_error = None
         self.last_load = {
             "request_id": req.request_id,
             "bundle_id": ref.bundle_id,
@@ -229,8 +242,6 @@ class Coordinator:
             "total_s": round(t2 - t0, 4),
             "finished_at": utc_now_iso(),
         }
-        if self.last_error is not None and self.last_error.get("request_id", 0) <= req.request_id:
-            self.last_error = None
         logs.event(log, logging.INFO, "bundle desired", seq=self.desired_seq, **self.last_load)
         return ref
 

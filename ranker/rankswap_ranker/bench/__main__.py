@@ -7,7 +7,9 @@ Sections (``--sections``, all by default):
                  ``get`` per candidate) against rankswap's memory-mapped columnar tables
 * ``http``       throughput and p50/p99 through uvicorn, 1 and 2 workers, 100 / 1,000 / 5,000
                  candidates, from a separate load-generator process; RSS/PSS per worker
-* ``swap``       a bundle swap every second for a minute under open-loop load
+* ``swap``       a bundle swap every second for a minute under open-loop load, rotating three
+                 bundles (one kept warm), so every swap is a real load in every worker
+* ``swap-warm``  the same alternating two bundles: every swap is a warm pointer swap
 
 The report (markdown) goes to stdout and the raw numbers to ``<workdir>/results.json``.
 Ratios are computed from numbers measured in the same run.
@@ -22,15 +24,15 @@ import os
 import platform
 import statistics
 import sys
-import threading
 import time
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-SECTIONS = ("breakdown", "baseline", "http", "swap")
+SECTIONS = ("breakdown", "baseline", "http", "swap", "swap-warm")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=6.0, help="seconds per HTTP load run")
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--swap-seconds", type=float, default=60.0)
-    p.add_argument("--steady-seconds", type=float, default=20.0)
+    p.add_argument(
+        "--swap-window",
+        type=float,
+        default=5.0,
+        help="seconds of each swapping window (steady windows alternate with them)",
+    )
     p.add_argument(
         "--swap-rate",
         type=float,
@@ -66,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.items, args.baseline_rows, args.iterations = 200_000, 50_000, 100
-        args.duration, args.swap_seconds, args.steady_seconds = 2.0, 10.0, 5.0
+        args.duration, args.swap_seconds = 2.0, 10.0
     sections = [s for s in args.sections.split(",") if s]
     results: dict[str, Any] = {
         "started_at": datetime.now().isoformat(timespec="seconds"),
@@ -80,14 +87,16 @@ def main(argv: list[str] | None = None) -> int:
         "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
     env = Environment(args)
+    runners: dict[str, Callable[[Environment, argparse.Namespace, dict[str, Any]], Any]] = {
+        "breakdown": section_breakdown,
+        "baseline": section_baseline,
+        "http": section_http,
+        "swap": section_swap,
+        "swap-warm": section_swap_warm,
+    }
     for section in sections:
         print(f"# running {section} ...", file=sys.stderr, flush=True)
-        results[section] = {
-            "breakdown": section_breakdown,
-            "baseline": section_baseline,
-            "http": section_http,
-            "swap": section_swap,
-        }[section](env, args, results)
+        results[section] = runners[section](env, args, results)
     results["machine"]["load_avg_at_end"] = os.getloadavg()
     out = args.workdir / "results.json"
     out.write_text(json.dumps(results, indent=2))
@@ -256,8 +265,14 @@ def section_http(env: Environment, args: argparse.Namespace, _: dict[str, Any]) 
     return out
 
 
-def section_swap(
+def section_swap_warm(
     env: Environment, args: argparse.Namespace, results: dict[str, Any]
+) -> dict[str, Any]:
+    return section_swap(env, args, results, rotate=2)
+
+
+def section_swap(
+    env: Environment, args: argparse.Namespace, results: dict[str, Any], rotate: int = 3
 ) -> dict[str, Any]:
     from rankswap_ranker.bench import harness
     from rankswap_ranker.bench.data import rank_body
@@ -268,7 +283,7 @@ def section_swap(
         rate = round(measured / 2) if measured else 100.0
     a = env.bundles[0]
     with harness.ranker_pod(
-        env.work / "pod-swap",
+        env.work / f"pod-swap-{rotate}",
         workers=2,
         database_url=env.db_url,
         root=env.root,
@@ -279,30 +294,45 @@ def section_swap(
         for b in (*env.bundles[1:], a):
             pod.push(b.model_uri, b.features_uri)
             harness.wait_until(lambda: pod.state()["converged"], 120, "warm-up swap")
-        total = args.steady_seconds + args.swap_seconds + 1
+        # Swap windows alternate with steady windows of the same length, so that the noise of
+        # a shared machine falls on both phases alike: (steady, swapping) x cycles.
+        window = args.swap_window
+        cycles = max(1, round(args.swap_seconds / window))
+        lead = 1.0
+        total = lead + 2 * window * cycles + 0.5
         gen = harness.loadgen(
             f"{pod.public}/v1/rank", rank_body("t1000"), duration=total, concurrency=32, rate=rate
         )
-        time.sleep(0.05 + args.steady_seconds)
+        t0 = time.monotonic() + 0.05  # the load generator's time zero (approximately)
         pushes = 0
-        start = time.monotonic()
-        stop = threading.Event()
-        while time.monotonic() - start < args.swap_seconds:
-            b = env.bundles[(pushes + 1) % 3]  # rotate 3 bundles: with 1 warm, each is a real load
-            pod.push(b.model_uri, b.features_uri)
-            pushes += 1
-            time.sleep(max(0.0, start + pushes - time.monotonic()))
-        stop.set()
+        for c in range(cycles):
+            start = t0 + lead + (2 * c + 1) * window
+            time.sleep(max(0.0, start - time.monotonic()))
+            for k in range(int(window)):
+                # Rotating 3 with 1 warm: each swap is a real load; rotating 2: a pointer swap.
+                b = env.bundles[(pushes + 1) % rotate]
+                pod.push(b.model_uri, b.features_uri)
+                pushes += 1
+                time.sleep(max(0.0, start + k + 1 - time.monotonic()))
         res = harness.load_result(gen)
         state = pod.state()
     reqs = res["requests"]
-    steady = [r for r in reqs if 1.0 <= r[0] < args.steady_seconds]
-    swaps = [
-        r for r in reqs if args.steady_seconds <= r[0] < args.steady_seconds + args.swap_seconds
-    ]
+
+    def phase(r: list[float]) -> str:
+        if r[0] < lead:
+            return "warm-up"
+        pos = (r[0] - lead) % (2 * window)
+        if pos >= window:
+            return "swaps"
+        return "steady" if pos >= 1.0 else "settling"  # 1 s after the last swap: excluded
+
+    steady = [r for r in reqs if phase(r) == "steady"]
+    swaps = [r for r in reqs if phase(r) == "swaps"]
     doc: dict[str, Any] = {
         "offered_rps": rate,
+        "rotate": rotate,
         "pushes": pushes,
+        "window_s": window,
         "worker_loads": [w.get("loads") for w in state["workers"]],
         "worker_rollbacks": [w.get("rollbacks") for w in state["workers"]],
         "worker_load_failures": [w.get("load_failures") for w in state["workers"]],
@@ -425,26 +455,34 @@ def report(r: dict[str, Any]) -> str:
             f"(ratio {two / one if one else float('nan'):.2f}).",
             "",
         ]
-    if "swap" in r:
-        s = r["swap"]
+    for key in ("swap", "swap-warm"):
+        if key not in r:
+            continue
+        s = r[key]
+        kind = (
+            "rotating 3 bundles with 1 kept warm, so every swap is a full load in every worker"
+            if s["rotate"] == 3
+            else "alternating 2 bundles, so every swap is a warm pointer swap"
+        )
         lines += [
-            "## Hot swap under load",
+            f"## Hot swap under load: {kind}",
             "",
-            f"{s['pushes']} bundle pushes, one per second, rotating 3 bundles (1 kept warm, so "
-            f"each swap is a real load), at {s['offered_rps']:.0f} req/s offered (open loop), "
-            f"1,000 candidates, 2 workers. Worker loads {s['worker_loads']}, failures "
-            f"{s['worker_load_failures']}.",
+            f"{s['pushes']} bundle pushes, one per second, in {s['window_s']:.0f} s windows "
+            f"alternating with steady windows of the same length (the first second after a "
+            f"swap window is not counted), {s['offered_rps']:.0f} req/s offered (open loop), "
+            f"1,000 candidates, 2 workers. Worker loads {s['worker_loads']}, warm switches "
+            f"{s['worker_rollbacks']}, failures {s['worker_load_failures']}.",
             "",
             "| phase | requests | errors | p50 ms | p99 ms | max ms |",
             "|---|---|---|---|---|---|",
         ]
-        for phase in ("steady", "swaps"):
-            d = s[phase]
+        for phase_name in ("steady", "swaps"):
+            d = s[phase_name]
             lines.append(
-                f"| {phase} | {d['requests']:.0f} | {d['errors']:.0f} | {d['p50_ms']:.2f} | {d['p99_ms']:.2f} | {d['max_ms']:.1f} |"
+                f"| {phase_name} | {d['requests']:.0f} | {d['errors']:.0f} | {d['p50_ms']:.2f} | {d['p99_ms']:.2f} | {d['max_ms']:.1f} |"
             )
         if "p99_ratio" in s:
-            lines += ["", f"p99 during swaps / steady: {s['p99_ratio']:.2f}"]
+            lines += ["", f"p99 during swaps / steady: {s['p99_ratio']:.2f}", ""]
     return "\n".join(lines)
 
 

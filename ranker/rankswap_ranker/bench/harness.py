@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,23 +28,25 @@ class Pod:
     admin: str
     run_dir: Path
     cache_dir: Path
+    # One client for every admin call: a new httpx client per call builds an SSL context,
+    # tens of milliseconds of CPU taken from the pod being measured.
+    client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10))
 
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {TOKEN}"}
 
     def state(self) -> dict[str, Any]:
-        r = httpx.get(f"{self.admin}/admin/v1/state", headers=self.auth, timeout=10)
+        r = self.client.get(f"{self.admin}/admin/v1/state", headers=self.auth)
         r.raise_for_status()
         doc: dict[str, Any] = r.json()
         return doc
 
     def push(self, model_uri: str, features_uri: str) -> int:
-        r = httpx.put(
+        r = self.client.put(
             f"{self.admin}/admin/v1/bundle",
             json={"model_uri": model_uri, "features_uri": features_uri},
             headers=self.auth,
-            timeout=10,
         )
         r.raise_for_status()
         return int(r.json()["request_id"])
@@ -105,8 +107,11 @@ def ranker_pod(
             run_dir,
             cache_dir,
         )
-        wait_until(lambda: _converged(pod), 180, "pod ready")
-        yield pod
+        try:
+            wait_until(lambda: _converged(pod), 180, "pod ready")
+            yield pod
+        finally:
+            pod.client.close()
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

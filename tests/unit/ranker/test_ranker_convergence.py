@@ -133,6 +133,13 @@ def test_a_worker_that_cannot_load_reports_it(pod: Pod, published: Published) ->
     assert state["desired"]["status"] == "failed"
     assert "disk on fire" in state["last_error"]["message"]
     assert state["workers"][1]["last_error"]["message"] == "disk on fire"
+    # Pushing the same bundle again gives the lagging worker another chance.
+    pod.syncs[1].loader = bundles.load
+    pod.push(published.model_uri, published.features_uri)
+    assert pod.active() == [published.bundle_id] * 2
+    state = pod.coordinator.state()
+    assert state["converged"] and state["desired"]["status"] == "loaded"
+    assert state["last_error"] is None
 
 
 def test_uris_outside_allowed_roots_or_malformed_are_refused(
