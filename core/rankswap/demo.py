@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
+import unicodedata
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from rankswap.artifacts import artifact_uri, read_manifest
+from rankswap.artifacts import artifact_uri, fetch_artifact, read_manifest
 from rankswap.localkube import ControlPlane, ensure_binaries
 from rankswap.localkube.pods import FakeKubelet, LocalRanker, next_pod_ip
 from rankswap.productdb import ProductDB
@@ -85,7 +86,10 @@ def main() -> int:
         )
         run("features", "build", "--db", db_url, "--as-of", when.isoformat(), "--store", store)
         run("model", "train", "--db", db_url, "--as-of", when.isoformat(), "--store", store)
-    say("3. Example rankings scored by onnxruntime from the *published* artifacts")
+    say(f"3. Offline evaluation on the time-split hold-out (from the published report of {d2})")
+    print_evaluation(store, d2, work / "cache")
+
+    say("4. Example rankings scored by onnxruntime from the *published* artifacts")
     run(
         "examples",
         "--db",
@@ -101,7 +105,7 @@ def main() -> int:
     )
 
     say(
-        "4. A real Kubernetes API server (etcd + kube-apiserver, local processes), CRD, RBAC, operator"
+        "5. A real Kubernetes API server (etcd + kube-apiserver, local processes), CRD, RBAC, operator"
     )
     plane = ControlPlane(work / "kube", bin_dir=ensure_binaries(quiet=True))
     rankers: list[LocalRanker] = []
@@ -142,7 +146,7 @@ def main() -> int:
         )
 
         say(
-            "5. Three ranker pods. NOTE: no kubelet here - each pod's container is a local `rankswap serve`"
+            "6. Three ranker pods. NOTE: no kubelet here - each pod's container is a local `rankswap serve`"
         )
         print(
             "   process on its own address 127.0.0.N; a stand-in writes the Pod status (IP, Ready from /readyz)."
@@ -189,19 +193,19 @@ def main() -> int:
 
             return check
 
-        say(f"6. kubectl apply -f artifactversion.yaml  (model + features as of {d1})")
+        say(f"7. kubectl apply -f artifactversion.yaml  (model + features as of {d1})")
         kubectl("apply", "-f", "-", input=av(d1))
         seconds = wait("first rollout", ready_on(d1))
         print(f"all pods confirmed in {seconds:.1f}s")
         print(kubectl("get", "av", "-n", NS).stdout)
 
-        say("7. POST /v1/rank on a pod")
+        say("8. POST /v1/rank on a pod")
         request = sample_request(db, d2)
         print(f"request: {json.dumps(request, ensure_ascii=False)}")
         top = show_ranking(rankers[0], request)["items"][0]
 
         tenant = request["tenant_id"]
-        say(f"8. A new item for tenant {tenant}, created now: rankable in the very next request")
+        say(f"9. A new item for tenant {tenant}, created now: rankable in the very next request")
         # Same category as the best-ranked item: a brand-new item gets signal through its category.
         item_id = db.add_item(
             tenant, code="NEW-001", name=f"{top['category']} (new item, created now)",
@@ -216,7 +220,7 @@ def main() -> int:
         )
 
         say(
-            f"9. Promote: kubectl apply with the {d2} URIs (canary: one pod first, verified, then the rest)"
+            f"10. Promote: kubectl apply with the {d2} URIs (canary: one pod first, verified, then the rest)"
         )
         kubectl("apply", "-f", "-", input=av(d2))
         watch_rollout(kubectl, ready_on(d2))
@@ -224,7 +228,7 @@ def main() -> int:
         show_ranking(rankers[2], request)
 
         say(
-            f"10. Roll back: rankswap rollback {AV} --to {d1}  (the pods still hold it warm: a pointer swap)"
+            f"11. Roll back: rankswap rollback {AV} --to {d1}  (the pods still hold it warm: a pointer swap)"
         )
         run(
             "rollback",
@@ -236,12 +240,14 @@ def main() -> int:
             env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)},
         )
         seconds = wait("rollback", ready_on(d1))
-        print(f"all pods back on {d1} and confirmed in {seconds:.1f}s")
+        print(
+            f"all pods back on {d1} and confirmed in {seconds:.1f}s (including the 2 s canary verification)"
+        )
         run("status", AV, "-n", NS, env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)})
 
-        say("11. kubectl get events (what kubectl describe av shows)")
+        say("12. kubectl get events (what kubectl describe av shows)")
         print(kubectl("get", "events", "-n", NS, "--field-selector", f"involvedObject.name={AV}",
-                      "--sort-by=.metadata.creationTimestamp", "-o",
+                      "--sort-by=.metadata.resourceVersion", "-o",
                       "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message").stdout)  # fmt: skip
         api.close()
     finally:
@@ -289,8 +295,27 @@ def show_ranking(ranker: LocalRanker, request: dict[str, Any], *, limit: int = 5
         f"{ranker.name}: model {doc['model_version']} + features {doc['features_version']}, {doc['candidates']} candidates"
     )
     for i, item in enumerate(doc["items"][:limit], 1):
-        print(f"  {i}. {item['name']:<28} {item['category']:<12} score {item['score']:.3f}")
+        print(
+            f"  {i}. {pad(item['name'], 34)} {pad(item['category'], 14)} score {item['score']:.3f}"
+        )
     return doc
+
+
+def pad(text: str, width: int) -> str:
+    """Left-align ``text`` in ``width`` terminal columns (CJK characters take two)."""
+    cols = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return text + " " * max(0, width - cols)
+
+
+def print_evaluation(store: str, when: date, cache: Path) -> None:
+    """The overall and cold-start tables of the model's published report (report.md)."""
+    _, local = fetch_artifact(artifact_uri(store, "model", "line-items", when), cache)
+    report = (local / "report.md").read_text(encoding="utf-8")
+    for section in ("## overall", "## cold start"):
+        if section in report:
+            block = report.split(section, 1)[1].split("\n## ", 1)[0]
+            print(section.removeprefix("## ").capitalize() + ":" + block.rstrip())
+    print(f"(full report with chart: {local / 'report.md'})")
 
 
 def watch_rollout(
