@@ -70,7 +70,19 @@ def build_world(work: Path, *, seed: int = 11) -> World:
     store.mkdir(parents=True)
     root = store.as_uri()
     url = f"sqlite:///{db}"
-    rankswap("datagen", "--db", url, "--seed", str(seed), "--tenants", "3", "--days", "150", "--scale", "0.3")
+    rankswap(
+        "datagen",
+        "--db",
+        url,
+        "--seed",
+        str(seed),
+        "--tenants",
+        "3",
+        "--days",
+        "150",
+        "--scale",
+        "0.3",
+    )
     last = _last_expense_date(db)
     # As-of dates use the expenses *before* them: the day after the history, and the day before that.
     d1, d2 = last, last + timedelta(days=1)
