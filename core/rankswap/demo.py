@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -30,13 +29,13 @@ from typing import Any
 import httpx
 
 from rankswap.artifacts import artifact_uri, fetch_artifact, read_manifest
-from rankswap.localkube import ControlPlane, ensure_binaries
-from rankswap.localkube.pods import FakeKubelet, LocalRanker, next_pod_ip
+from rankswap.localkube.pods import LocalRanker
+from rankswap.localkube.stack import NAMESPACE as NS
+from rankswap.localkube.stack import OPERATOR_NAMESPACE as OPERATOR_NS
+from rankswap.localkube.stack import LocalStack
 from rankswap.productdb import ProductDB
 
 REPO = Path(__file__).resolve().parents[2]
-NS, OPERATOR_NS = "rankswap", "rankswap-system"
-LABELS = {"app.kubernetes.io/name": "rankswap-ranker"}
 AV = "lineitems"
 
 
@@ -107,40 +106,13 @@ def main() -> int:
     say(
         "5. A real Kubernetes API server (etcd + kube-apiserver, local processes), CRD, RBAC, operator"
     )
-    plane = ControlPlane(work / "kube", bin_dir=ensure_binaries(quiet=True))
-    rankers: list[LocalRanker] = []
-    kubelet: FakeKubelet | None = None
-    operator: subprocess.Popen[bytes] | None = None
+    stack = LocalStack(work, database_url=db_url, store=store)
     try:
-        plane.start()
+        stack.start()
+        plane, kubectl = stack.plane, stack.kubectl
         print(
             f"kube-apiserver {plane.server} ready in {plane.startup_seconds:.1f}s; KUBECONFIG={plane.kubeconfig}"
         )
-        kubectl = plane.kubectl
-        kubectl("apply", "--server-side", "-f", str(REPO / "manifests" / "crd"))
-        kubectl("wait", "--for=condition=Established", "crd/artifactversions.rankswap.io")
-        for ns in (NS, OPERATOR_NS):
-            kubectl("create", "namespace", ns)
-        kubectl("apply", "-f", str(REPO / "manifests" / "operator" / "rbac.yaml"))
-        token = secrets.token_hex(16)
-        kubectl(
-            "create",
-            "secret",
-            "generic",
-            "rankswap-ranker-admin",
-            "-n",
-            NS,
-            f"--from-literal=token={token}",
-        )
-        operator_kubeconfig = plane.service_account_kubeconfig(
-            OPERATOR_NS, "rankswap-operator", create=False
-        )
-        with (work / "operator.log").open("ab") as log:
-            operator = subprocess.Popen(
-                [sys.executable, "-m", "rankswap.cli", "operator", "-n", NS, "--liveness", "http://127.0.0.1:0/healthz"],
-                env={**os.environ, "KUBECONFIG": str(operator_kubeconfig), "RANKSWAP_OPERATOR_BUSY_INTERVAL_S": "0.3"},
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
         print(
             f"operator running as ServiceAccount {OPERATOR_NS}/rankswap-operator (RBAC: manifests/operator/rbac.yaml); log {work / 'operator.log'}"
         )
@@ -152,46 +124,16 @@ def main() -> int:
             "   process on its own address 127.0.0.N; a stand-in writes the Pod status (IP, Ready from /readyz)."
         )
         print("   On a real cluster the same operator drives real pods: see docs/INSTALL.md.")
-        from kubernetes import client
-
-        api = plane.api_client()
-        kubelet = FakeKubelet(client.CoreV1Api(api), NS).start()
-        for i in range(3):
-            ranker = LocalRanker(
-                f"ranker-{i}", next_pod_ip(), work / f"ranker-{i}", db_url, [store], token
-            )
-            rankers.append(ranker.start())
-            kubelet.add(ranker, LABELS)
+        rankers = [stack.add_ranker(f"ranker-{i}") for i in range(3)]
         print(kubectl("get", "pods", "-n", NS, "-o", "wide").stdout)
+        canary = {"strategy": "Canary", "canaryPods": 1, "canaryVerifySeconds": 2}
 
         def av(when: date) -> str:
-            return json.dumps({
-                "apiVersion": "rankswap.io/v1alpha1", "kind": "ArtifactVersion",
-                "metadata": {"name": AV, "namespace": NS},
-                "spec": {
-                    "selector": {"matchLabels": LABELS},
-                    "model": {"uri": artifact_uri(store, "model", "line-items", when)},
-                    "features": {"uri": artifact_uri(store, "features", read_manifest(artifact_uri(store, "features", "1.0.0", when)).name, when)},
-                    "admin": {"port": 18081, "tokenSecretRef": {"name": "rankswap-ranker-admin"}},
-                    "rollout": {"strategy": "Canary", "canaryPods": 1, "canaryVerifySeconds": 2},
-                },
-            })  # fmt: skip
+            return json.dumps(stack.artifact_version(AV, when, rollout=canary))
 
         def ready_on(when: date) -> Callable[[], bool]:
             version = read_manifest(artifact_uri(store, "model", "line-items", when)).version
-
-            def check() -> bool:
-                out = kubectl("get", "av", AV, "-n", NS, "-o", "json", check=False)
-                if out.returncode != 0:
-                    return False
-                st = json.loads(out.stdout).get("status") or {}
-                ready = any(
-                    c["type"] == "Ready" and c["status"] == "True"
-                    for c in st.get("conditions") or []
-                )
-                return ready and all(p.get("modelVersion") == version for p in st.get("pods") or [])
-
-            return check
+            return lambda: stack.serving(AV, version, pods=len(rankers))
 
         say(f"7. kubectl apply -f artifactversion.yaml  (model + features as of {d1})")
         kubectl("apply", "-f", "-", input=av(d1))
@@ -249,17 +191,9 @@ def main() -> int:
         print(kubectl("get", "events", "-n", NS, "--field-selector", f"involvedObject.name={AV}",
                       "--sort-by=.metadata.resourceVersion", "-o",
                       "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message").stdout)  # fmt: skip
-        api.close()
     finally:
         say("Stopping the pods, the operator and the control plane")
-        if kubelet is not None:
-            kubelet.stop()
-        for ranker in rankers:
-            ranker.stop()
-        if operator is not None and operator.poll() is None:
-            operator.terminate()
-            operator.wait(15)
-        plane.stop()
+        stack.stop()
     print(f"done. Artifacts, DB and logs are under {work}")
     return 0
 

@@ -1,0 +1,173 @@
+"""The whole of rankswap on one machine: control plane, CRD, RBAC, operator, local ranker pods.
+
+Used by ``make demo`` and the rollout benchmark. The operator runs as its ServiceAccount with
+the RBAC of manifests/operator/rbac.yaml (never as cluster admin); ranker pods are Pod objects
+whose containers are local ``rankswap serve`` processes (see :mod:`rankswap.localkube.pods`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from rankswap.artifacts import artifact_uri, read_manifest
+from rankswap.localkube import ControlPlane, ensure_binaries
+from rankswap.localkube.pods import FakeKubelet, LocalRanker, next_pod_ip
+
+REPO = Path(__file__).resolve().parents[3]
+NAMESPACE, OPERATOR_NAMESPACE = "rankswap", "rankswap-system"
+LABELS = {"app.kubernetes.io/name": "rankswap-ranker"}
+TOKEN_SECRET = "rankswap-ranker-admin"
+
+
+class LocalStack:
+    def __init__(self, work: Path, *, database_url: str, store: str) -> None:
+        self.work = work
+        self.database_url = database_url
+        self.store = store
+        self.plane = ControlPlane(work / "kube", bin_dir=ensure_binaries(quiet=True))
+        self.token = secrets.token_hex(16)
+        self.rankers: list[LocalRanker] = []
+        self.kubelet: FakeKubelet | None = None
+        self.operator: subprocess.Popen[bytes] | None = None
+        self._api: Any = None
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.plane.kubectl(*args, input=input, check=check)
+
+    def start(self) -> LocalStack:
+        from kubernetes import client
+
+        self.plane.start()
+        self.kubectl("apply", "--server-side", "-f", str(REPO / "manifests" / "crd"))
+        self.kubectl("wait", "--for=condition=Established", "crd/artifactversions.rankswap.io")
+        for ns in (NAMESPACE, OPERATOR_NAMESPACE):
+            self.kubectl("create", "namespace", ns)
+        self.kubectl("apply", "-f", str(REPO / "manifests" / "operator" / "rbac.yaml"))
+        self.kubectl(
+            "create",
+            "secret",
+            "generic",
+            TOKEN_SECRET,
+            "-n",
+            NAMESPACE,
+            f"--from-literal=token={self.token}",
+        )
+        self.start_operator()
+        self._api = self.plane.api_client()
+        self.kubelet = FakeKubelet(client.CoreV1Api(self._api), NAMESPACE).start()
+        return self
+
+    def start_operator(self) -> None:
+        kubeconfig = self.plane.service_account_kubeconfig(
+            OPERATOR_NAMESPACE, "rankswap-operator", create=False
+        )
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "RANKSWAP_OPERATOR_BUSY_INTERVAL_S": "0.3",
+        }
+        with (self.work / "operator.log").open("ab") as log:
+            self.operator = subprocess.Popen(
+                [sys.executable, "-m", "rankswap.cli", "operator", "-n", NAMESPACE, "--liveness", "http://127.0.0.1:0/healthz"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+    def add_ranker(self, name: str, *, workers: int = 1) -> LocalRanker:
+        assert self.kubelet is not None, "start() first"
+        ranker = LocalRanker(
+            name,
+            next_pod_ip(),
+            self.work / name,
+            self.database_url,
+            [self.store],
+            self.token,
+            workers=workers,
+        ).start()
+        self.rankers.append(ranker)
+        self.kubelet.add(ranker, LABELS)
+        return ranker
+
+    def artifact_version(
+        self, name: str, when: Any, *, rollout: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        features = read_manifest(artifact_uri(self.store, "features", "1.0.0", when))
+        return {
+            "apiVersion": "rankswap.io/v1alpha1",
+            "kind": "ArtifactVersion",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {
+                "selector": {"matchLabels": LABELS},
+                "model": {"uri": artifact_uri(self.store, "model", "line-items", when)},
+                "features": {"uri": artifact_uri(self.store, "features", features.name, when)},
+                "admin": {"port": 18081, "tokenSecretRef": {"name": TOKEN_SECRET}},
+                "rollout": rollout or {"strategy": "AllAtOnce"},
+            },
+        }
+
+    def apply(self, body: dict[str, Any]) -> None:
+        self.kubectl("apply", "-f", "-", input=json.dumps(body))
+
+    def status(self, name: str) -> dict[str, Any]:
+        out = self.kubectl("get", "av", name, "-n", NAMESPACE, "-o", "json", check=False)
+        if out.returncode != 0:
+            return {}
+        doc: dict[str, Any] = json.loads(out.stdout).get("status") or {}
+        return doc
+
+    def serving(self, name: str, model_version: str, *, pods: int) -> bool:
+        """Ready, and every one of ``pods`` pods confirmed on ``model_version``."""
+        st = self.status(name)
+        ready = any(
+            c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions") or []
+        )
+        listed = st.get("pods") or []
+        return (
+            ready
+            and len(listed) == pods
+            and all(p.get("modelVersion") == model_version for p in listed)
+        )
+
+    def wait_serving(
+        self, name: str, model_version: str, *, pods: int, timeout: float = 120
+    ) -> float:
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if self.serving(name, model_version, pods=pods):
+                return time.monotonic() - start
+            time.sleep(0.05)
+        raise TimeoutError(
+            f"{name}: {pods} pods not on {model_version} within {timeout:.0f}s: {self.status(name)}"
+        )
+
+    def stop(self) -> None:
+        if self.kubelet is not None:
+            self.kubelet.stop()
+        for ranker in self.rankers:
+            ranker.stop()
+        if self.operator is not None and self.operator.poll() is None:
+            self.operator.terminate()
+            try:
+                self.operator.wait(15)
+            except subprocess.TimeoutExpired:
+                self.operator.kill()
+        if self._api is not None:
+            self._api.close()
+        self.plane.stop()

@@ -1,0 +1,113 @@
+"""Rollout latency: ``kubectl apply`` of an ArtifactVersion -> every pod confirmed on the bundle.
+
+Runs the whole stack locally (real API server, the operator as its ServiceAccount, ranker pods as
+local processes) and times, for 3 and for 10 pods:
+
+* a promotion to a bundle the pods have never loaded (download + verify + load + smoke test),
+* a rollback to the previous bundle, still warm in every worker (a pointer swap),
+* a promotion back to a warm bundle.
+
+``python -m rankswap_operator.bench [--work DIR] [--repeat N]``; results go to docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+from rankswap.artifacts import artifact_uri, read_manifest
+from rankswap.localkube.stack import LocalStack
+from rankswap.productdb import ProductDB
+
+AV = "bench"
+
+
+def rankswap(*args: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "rankswap.cli", "--log-level", "WARNING", *args], check=True
+    )
+
+
+def publish(work: Path) -> tuple[str, str, list[date]]:
+    db_url, store = f"sqlite:///{work / 'product.db'}", (work / "store").as_uri()
+    rankswap("datagen", "--db", db_url, "--seed", "3")
+    rng = ProductDB(db_url).expense_date_range()
+    assert rng is not None
+    days = [rng[1] + timedelta(days=i) for i in range(3)]
+    for when in days:
+        rankswap("features", "build", "--db", db_url, "--as-of", when.isoformat(), "--store", store)
+        rankswap("model", "train", "--db", db_url, "--as-of", when.isoformat(), "--store", store,
+                 "--max-train-expenses", "3000", "--max-eval-expenses", "300")  # fmt: skip
+    return db_url, store, days
+
+
+def timed_apply(stack: LocalStack, when: date, pods: int) -> float:
+    version = read_manifest(artifact_uri(stack.store, "model", "line-items", when)).version
+    body = stack.artifact_version(AV, when)
+    start = time.monotonic()
+    stack.apply(body)
+    stack.wait_serving(AV, version, pods=pods)
+    return time.monotonic() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m rankswap_operator.bench", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--work", type=Path, default=Path("work/bench-rollout"))
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    work = args.work.resolve()
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    print("publishing three dated bundles ...", flush=True)
+    db_url, store, (d0, d1, d2) = publish(work)
+    sizes = {
+        "model": read_manifest(artifact_uri(store, "model", "line-items", d1)).total_bytes,
+        "features": read_manifest(artifact_uri(store, "features", "1.0.0", d1)).total_bytes,
+    }
+    # One cycle, starting on d0 (each worker keeps 1 warm bundle, the default):
+    cycle = [
+        (d1, "promotion, not warm"),
+        (d0, "rollback, warm"),
+        (d1, "promotion, warm"),
+        (d2, "promotion, not warm"),
+        (d0, "promotion, not warm"),
+    ]
+    results: dict[str, dict[str, list[float]]] = {}
+    with LocalStack(work, database_url=db_url, store=store) as stack:
+        for n_pods in (3, 10):
+            while len(stack.rankers) < n_pods:
+                stack.add_ranker(f"ranker-{len(stack.rankers)}")
+            row: dict[str, list[float]] = {
+                "first load (download)": [timed_apply(stack, d0, n_pods)]
+            }
+            for turn in range(args.repeat):
+                for when, scenario in cycle:
+                    seconds = timed_apply(stack, when, n_pods)
+                    if turn == 0 and scenario.endswith("not warm") and n_pods == 3:
+                        scenario = "first load (download)"  # d1, d2 were never fetched before
+                    row.setdefault(scenario, []).append(seconds)
+            results[f"{n_pods} pods"] = row
+    print(
+        f"\nartifact sizes: model {sizes['model'] / 1e3:.0f} kB, features {sizes['features'] / 1e6:.1f} MB"
+    )
+    print(f"{'pods':<8} {'scenario':<24} {'median s':>9} {'min s':>7} {'max s':>7}  runs")
+    for label, row in results.items():
+        for scenario, values in row.items():
+            print(
+                f"{label:<8} {scenario:<24} {statistics.median(values):9.2f} {min(values):7.2f} {max(values):7.2f}  {len(values)}"
+            )
+    (work / "results.json").write_text(json.dumps({"sizes": sizes, "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
