@@ -1,0 +1,147 @@
+"""The Helm chart: lint, the CRD copy, the values schema, and every environment's objects
+validated by the real API server (server-side dry run)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import yaml
+from tests.integration.deploy.layout import CHART, CRD, ENVIRONMENTS
+
+from rankswap.localkube import Cluster
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+def render(
+    cluster: Cluster, namespace: str, *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return cluster.helm(
+        "template", "rankswap", str(CHART), "--namespace", namespace, *args, check=check
+    )
+
+
+def test_chart_crd_is_the_manifests_crd() -> None:
+    chart_crd = CHART / "crds" / CRD.name
+    assert [p.name for p in (CHART / "crds").iterdir()] == [CRD.name]
+    assert chart_crd.read_text() == CRD.read_text(), (
+        f"{chart_crd} differs from the single source {CRD}: cp {CRD} {chart_crd}"
+    )
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_lint_strict(control_plane: Cluster, env: str) -> None:
+    done = control_plane.helm(
+        "lint", "--strict", str(CHART), "-f", str(CHART / f"values-{env}.yaml")
+    )
+    assert "0 chart(s) failed" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_environment_is_valid_for_the_api_server(
+    control_plane: Cluster, namespace: str, crd_applied: None, env: str
+) -> None:
+    rendered = render(control_plane, namespace, "-f", str(CHART / f"values-{env}.yaml")).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    kinds = {d["kind"] for d in docs}
+    assert {
+        "ClusterRole",
+        "ConfigMap",
+        "Deployment",
+        "NetworkPolicy",
+        "Pod",  # the helm test hook
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+        "ArtifactVersion",
+    } <= kinds, kinds
+    done = control_plane.kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", "-", input=rendered
+    )
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == len(docs) and all("(server dry run)" in x for x in lines), done.stdout
+    # Selectors never carry the chart version (it would make every upgrade a new selector).
+    for doc in docs:
+        if doc["kind"] == "Deployment":
+            assert set(doc["spec"]["selector"]["matchLabels"]) == {
+                "app.kubernetes.io/name",
+                "app.kubernetes.io/instance",
+            }
+            annotations = doc["spec"]["template"]["metadata"]["annotations"]
+            assert "checksum/store" in annotations
+
+
+def test_configuration_change_rolls_the_pods(control_plane: Cluster, namespace: str) -> None:
+    values = str(CHART / "values-staging.yaml")
+
+    def pod_annotations(*extra: str) -> dict[str, str]:
+        docs = yaml.safe_load_all(render(control_plane, namespace, "-f", values, *extra).stdout)
+        ranker = next(
+            d
+            for d in docs
+            if d and d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-ranker")
+        )
+        return dict(ranker["spec"]["template"]["metadata"]["annotations"])
+
+    before = pod_annotations()
+    assert pod_annotations() == before  # stable when nothing changes
+    assert (
+        pod_annotations("--set", "ranker.warmBundles=2")["checksum/config"]
+        != before["checksum/config"]
+    )
+    assert (
+        pod_annotations("--set", "store.region=eu-west-1")["checksum/store"]
+        != before["checksum/store"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--set", "ranker.replica=3"], "additional properties 'replica' not allowed"),
+        (["--set", "bogus=1"], "additional properties 'bogus' not allowed"),
+        (["--set", "ranker.replicas=three"], "/ranker/replicas"),
+        (["--set-json", 'operator.watchNamespaces="ns"'], "/operator/watchNamespaces"),
+        (
+            ["--set", "artifactVersion.rollout.strategy=BlueGreen"],
+            "/artifactVersion/rollout/strategy",
+        ),
+        (["--set", "ranker.ports.admin=70000"], "/ranker/ports/admin"),
+        (
+            ["--set", "artifactVersion.model.uri=http://example.com/m.onnx"],
+            "/artifactVersion/model/uri",
+        ),
+        (["--set", "ranker.database.secretName="], "ranker.database.secretName is required"),
+    ],
+)
+def test_values_schema_refuses_bad_values(
+    control_plane: Cluster, namespace: str, args: list[str], says: str
+) -> None:
+    done = render(
+        control_plane, namespace, "-f", str(CHART / "values-staging.yaml"), *args, check=False
+    )
+    assert done.returncode != 0
+    assert says in done.stderr, done.stderr
+
+
+def test_operator_watching_namespaces_gets_no_cluster_wide_binding(
+    control_plane: Cluster, namespace: str
+) -> None:
+    rendered = render(
+        control_plane,
+        namespace,
+        "-f",
+        str(CHART / "values-staging.yaml"),
+        "--set-json",
+        f"operator.watchNamespaces={json.dumps([namespace])}",
+    ).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    assert not [d for d in docs if d["kind"] == "ClusterRoleBinding"]
+    operator = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-operator")
+    )
+    args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert f"--namespace={namespace}" in args and "--all-namespaces" not in args

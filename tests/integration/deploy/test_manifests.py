@@ -1,0 +1,75 @@
+"""manifests/: the kustomize build and the sample ArtifactVersion, validated by the API server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from tests.integration.deploy.layout import MANIFESTS, SAMPLE
+
+from rankswap.localkube import ControlPlane
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+@pytest.fixture(scope="module")
+def fixed_namespaces(local_control_plane: ControlPlane) -> None:
+    """The namespaces manifests/ names (rankswap, rankswap-system) must exist for a dry run of
+    the objects in them; created for real, on the local control plane only."""
+    for name in ("rankswap", "rankswap-system"):
+        local_control_plane.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+        )
+
+
+def test_kustomize_build_is_valid_for_the_api_server(
+    local_control_plane: ControlPlane, crd_applied: None, fixed_namespaces: None
+) -> None:
+    rendered = local_control_plane.kubectl("kustomize", str(MANIFESTS)).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    by_kind: dict[str, list[dict[str, object]]] = {}
+    for doc in docs:
+        by_kind.setdefault(doc["kind"], []).append(doc)
+    assert set(by_kind) == {
+        "Namespace",
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    }
+    done = local_control_plane.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered)
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == len(docs) and all("(server dry run)" in x for x in lines), done.stdout
+
+    deployments = {d["metadata"]["name"]: d for d in by_kind["Deployment"]}  # type: ignore[index]
+    operator = deployments["rankswap-operator"]["spec"]  # type: ignore[index]
+    assert operator["replicas"] == 1 and operator["strategy"] == {"type": "Recreate"}
+    ranker = deployments["rankswap-ranker"]["spec"]["template"]["spec"]  # type: ignore[index]
+    # The configMapGenerator's hashed name is what the pods reference.
+    (env_cm,) = [
+        c for c in by_kind["ConfigMap"] if c["metadata"]["name"].startswith("rankswap-ranker-env-")
+    ]  # type: ignore[index]
+    refs = [
+        e["configMapRef"]["name"] for e in ranker["containers"][0]["envFrom"] if "configMapRef" in e
+    ]
+    assert refs == [env_cm["metadata"]["name"]]  # type: ignore[index]
+
+
+def test_sample_artifactversion_is_accepted(
+    local_control_plane: ControlPlane, crd_applied: None, fixed_namespaces: None
+) -> None:
+    done = local_control_plane.kubectl("apply", "--dry-run=server", "-o", "json", "-f", str(SAMPLE))
+    spec = json.loads(done.stdout)["spec"]
+    assert spec["rollout"]["strategy"] == "Canary"
+    assert spec["features"]["refreshIntervalSeconds"] == 300  # defaulted by the schema
