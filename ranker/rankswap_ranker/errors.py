@@ -3,6 +3,7 @@
 ::
 
     RankerError                     (500) base; ``code`` is the machine-readable name
+    ├── InternalError               (500) anything unforeseen (details only in the logs)
     ├── InvalidRequest              (422) a body that does not validate (names the field)
     ├── BadBundleRequest            (400) an admin bundle request that can never work
     │   └── URINotAllowed           (400) a URI outside the configured allowed roots
@@ -52,6 +53,12 @@ class RankerError(Exception):
         if self.detail is not None:
             doc["detail"] = self.detail
         return doc
+
+
+class InternalError(RankerError):
+    """A bug or an unforeseen failure; the traceback is in the logs, not in the answer."""
+
+    code = "internal_error"
 
 
 class InvalidRequest(RankerError):
@@ -120,15 +127,15 @@ def translate(exc: BaseException) -> RankerError:
 
     if isinstance(exc, productdb.UnknownTenant):
         return TenantNotFound(str(exc) or "unknown tenant")
-    if isinstance(exc, productdb.DatabaseUnavailable):
-        return DatabaseUnavailable(
-            f"the product database is unreachable; retry later ({exc})".rstrip()
-        )
+    if isinstance(exc, productdb.DatabaseUnavailable | productdb.SchemaMissing):
+        return DatabaseUnavailable(f"the product database is unavailable; retry later ({exc})")
     if isinstance(exc, SchemaMismatch | WrongKind):
         return BundleIncompatible(str(exc))
     if isinstance(exc, ArtifactError):
         return ArtifactUnusable(str(exc))
-    return RankerError(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, productdb.ProductDBError):
+        return InternalError(f"product database error: {exc}")
+    return InternalError(f"{type(exc).__name__}: {exc}")
 
 
 def error_record(exc: BaseException) -> dict[str, Any]:

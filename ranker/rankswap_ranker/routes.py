@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -10,12 +11,14 @@ from fastapi.responses import JSONResponse
 from rankswap_ranker import logs
 from rankswap_ranker.bundle import Bundle
 from rankswap_ranker.convergence import PodView
-from rankswap_ranker.errors import InvalidRequest, translate
+from rankswap_ranker.errors import InternalError, InvalidRequest, translate
 from rankswap_ranker.metrics import RankerMetrics
 from rankswap_ranker.ranking import CandidateSource, RankQuery, rank, record
 from rankswap_ranker.registry import BundleRegistry
 from rankswap_ranker.schemas import ErrorBody, RankRequest, RankResponse
 from rankswap_ranker.settings import RankerSettings
+
+log = logging.getLogger("rankswap.ranker.rank")
 
 HEADER_BUNDLE = "X-Rankswap-Bundle"
 HEADER_MODEL = "X-Rankswap-Model-Version"
@@ -75,7 +78,11 @@ def public_router(
             try:
                 outcome = rank(bundle, source, query)
             except Exception as exc:
-                raise translate(exc) from exc
+                err = translate(exc)
+                if isinstance(err, InternalError):
+                    log.exception("rank failed", extra={"ctx": {"tenant_id": body.tenant_id}})
+                    raise InternalError("internal error; the ranker logs have the details") from exc
+                raise err from exc
             record(metrics, outcome)
         finally:
             logs.request_bundle.reset(token)

@@ -225,6 +225,13 @@ def serve(settings: RankerSettings, *, json_logs: bool = True) -> int:
     logs.configure(settings.log_level, json_lines=json_logs)
     logs.set_process("supervisor")
     logs.event(log, logging.INFO, "effective configuration", config=settings.masked())
+    if settings.read_admin_token() is None:
+        logs.event(
+            log,
+            logging.WARNING,
+            "no admin token (RANKSWAP_ADMIN_TOKEN_FILE / RANKSWAP_ADMIN_TOKEN): the admin API "
+            "refuses every call",
+        )
     if not metrics_mod.multiprocess_enabled():
         raise RuntimeError(
             "prometheus_client was imported before the ranker set PROMETHEUS_MULTIPROC_DIR; "

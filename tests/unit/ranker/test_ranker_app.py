@@ -183,3 +183,21 @@ async def test_metrics_and_readiness(client: httpx.AsyncClient, loaded: Bundle) 
     assert 'rankswap_ranker_requests_total{route="/v1/rank",status="200"} 1.0' in text
     assert 'rankswap_ranker_requests_total{route="/v1/rank",status="404"} 1.0' in text
     assert "rankswap_ranker_request_duration_seconds_bucket" in text
+
+
+class _BrokenSource(LazyProductDB):
+    """A product DB whose candidate query hits a bug (not a DB outage)."""
+
+    def candidates(self, tenant_id: str, *, with_names: bool = True) -> Any:
+        raise RuntimeError("secret internals")
+
+
+async def test_unexpected_failure_is_500_without_details(
+    settings: RankerSettings, registry: BundleRegistry[Bundle], db_url: str
+) -> None:
+    app = create_app(settings, registry, _BrokenSource(db_url))
+    async with _client(app) as c:
+        r = await c.post("/v1/rank", json=BODY)
+    assert r.status_code == 500
+    assert r.json()["error"] == "internal_error"
+    assert "secret" not in r.text
