@@ -1,0 +1,42 @@
+"""The benchmark's own parts work (the numbers are in docs/BENCHMARKS.md, not asserted)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from rankswap import featurespec as fs
+from rankswap_ranker.bench import harness, seed
+from rankswap_ranker.bench.data import feature_tables
+from rankswap_ranker.bench.model import tree_model
+from rankswap_ranker.bundle import check_signature
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_synthetic_model_has_the_ranker_signature() -> None:
+    session = ort.InferenceSession(tree_model(trees=3, leaves=4))
+    check_signature(session, "synthetic")
+    n = 7
+    num = np.zeros((n, len(fs.NUMERIC_FEATURES)), dtype=np.float32)
+    cat = np.full((n, len(fs.CATEGORICAL_FEATURES)), "v1", dtype=object)
+    (scores,) = session.run(["score"], {"num": num, "cat": cat})
+    assert scores.shape == (n,)
+
+
+def test_seed_comparison_runs_on_a_small_table(tmp_path: Path) -> None:
+    tables = feature_tables(3000)
+    tables.write(tmp_path / "features")
+    result = seed.compare(tmp_path / "features", rows=2000)
+    assert result["rows"] == 2000
+    assert result["lookup_ratio"] > 0 and result["reload_ratio"] > 0
+
+
+def test_summarise_counts_errors_and_percentiles() -> None:
+    reqs = [[0.0, 0.001, 200], [0.1, 0.002, 200], [0.2, 0.010, 503]]
+    doc = harness.summarise(reqs, elapsed=1.0)  # type: ignore[arg-type]
+    assert doc["requests"] == 3 and doc["errors"] == 1 and doc["rps"] == 3
+    assert 1.0 <= doc["p50_ms"] <= 10.0
