@@ -37,6 +37,6 @@ def test_seed_comparison_runs_on_a_small_table(tmp_path: Path) -> None:
 
 def test_summarise_counts_errors_and_percentiles() -> None:
     reqs = [[0.0, 0.001, 200], [0.1, 0.002, 200], [0.2, 0.010, 503]]
-    doc = harness.summarise(reqs, elapsed=1.0)  # type: ignore[arg-type]
+    doc = harness.summarise(reqs, elapsed=1.0)
     assert doc["requests"] == 3 and doc["errors"] == 1 and doc["rps"] == 3
     assert 1.0 <= doc["p50_ms"] <= 10.0
