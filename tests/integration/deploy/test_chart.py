@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 import yaml
-from tests.integration.deploy.layout import CHART, CRD, ENVIRONMENTS
+from tests.integration.deploy.layout import CHART, CRD, ENVIRONMENTS, admin_port_peers, matches
 
 from rankswap.localkube import Cluster
 
@@ -72,6 +72,21 @@ def test_environment_is_valid_for_the_api_server(
             }
             annotations = doc["spec"]["template"]["metadata"]["annotations"]
             assert "checksum/store" in annotations
+    # The admin port admits the operator's pods in the release namespace, and nothing else.
+    (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    (peer,) = admin_port_peers(policy)
+    assert peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+    (operator,) = [
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-operator")
+    ]
+    operator_labels = operator["spec"]["template"]["metadata"]["labels"]
+    assert matches(peer["podSelector"]["matchLabels"], operator_labels)
+    (ranker,) = [
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-ranker")
+    ]
+    assert not matches(
+        peer["podSelector"]["matchLabels"], ranker["spec"]["template"]["metadata"]["labels"]
+    )
 
 
 def test_configuration_change_rolls_the_pods(control_plane: Cluster, namespace: str) -> None:

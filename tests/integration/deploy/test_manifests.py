@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import yaml
-from tests.integration.deploy.layout import MANIFESTS, SAMPLE
+from tests.integration.deploy.layout import MANIFESTS, SAMPLE, admin_port_peers, matches
 
 from rankswap.localkube import ControlPlane
 
@@ -31,7 +32,7 @@ def test_kustomize_build_is_valid_for_the_api_server(
 ) -> None:
     rendered = local_control_plane.kubectl("kustomize", str(MANIFESTS)).stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d]
-    by_kind: dict[str, list[dict[str, object]]] = {}
+    by_kind: dict[str, list[dict[str, Any]]] = {}
     for doc in docs:
         by_kind.setdefault(doc["kind"], []).append(doc)
     assert set(by_kind) == {
@@ -52,18 +53,26 @@ def test_kustomize_build_is_valid_for_the_api_server(
     lines = done.stdout.strip().splitlines()
     assert len(lines) == len(docs) and all("(server dry run)" in x for x in lines), done.stdout
 
-    deployments = {d["metadata"]["name"]: d for d in by_kind["Deployment"]}  # type: ignore[index]
-    operator = deployments["rankswap-operator"]["spec"]  # type: ignore[index]
+    deployments = {d["metadata"]["name"]: d for d in by_kind["Deployment"]}
+    operator = deployments["rankswap-operator"]["spec"]
     assert operator["replicas"] == 1 and operator["strategy"] == {"type": "Recreate"}
-    ranker = deployments["rankswap-ranker"]["spec"]["template"]["spec"]  # type: ignore[index]
+    ranker = deployments["rankswap-ranker"]["spec"]["template"]["spec"]
     # The configMapGenerator's hashed name is what the pods reference.
     (env_cm,) = [
         c for c in by_kind["ConfigMap"] if c["metadata"]["name"].startswith("rankswap-ranker-env-")
-    ]  # type: ignore[index]
+    ]
     refs = [
         e["configMapRef"]["name"] for e in ranker["containers"][0]["envFrom"] if "configMapRef" in e
     ]
-    assert refs == [env_cm["metadata"]["name"]]  # type: ignore[index]
+    assert refs == [env_cm["metadata"]["name"]]
+    # The admin port admits the operator's pods in rankswap-system, and nothing else.
+    (policy,) = by_kind["NetworkPolicy"]
+    (peer,) = admin_port_peers(policy)
+    assert peer["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "rankswap-system"}
+    }
+    op_labels = deployments["rankswap-operator"]["spec"]["template"]["metadata"]["labels"]
+    assert matches(peer["podSelector"]["matchLabels"], op_labels)
 
 
 def test_sample_artifactversion_is_accepted(
