@@ -78,6 +78,7 @@ def _ranked(pod: RankerProcess, n: int = 24) -> set[tuple[str, str]]:
     for _ in range(n):
         r = pod.rank(BODY)
         assert r.status_code == 200, r.text
+        assert r.json()["bundle_id"] == r.headers["x-rankswap-bundle"]
         seen.add((r.headers["x-rankswap-worker"], r.headers["x-rankswap-bundle"]))
     return seen
 
@@ -131,6 +132,37 @@ def test_04_swap_and_immediate_rollback_from_warm(pod: RankerProcess, store: Sto
     metrics = httpx.get(f"{pod.public}/metrics").text
     assert f"rankswap_ranker_bundle_rollbacks_total {float(WORKERS)}" in metrics
     assert f'bundle_id="{store.a.bundle_id}"' in metrics
+
+
+def test_04b_requests_during_swaps_all_succeed_with_one_bundle_each(
+    pod: RankerProcess, store: Store
+) -> None:
+    import threading
+
+    answers: list[httpx.Response] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set():
+                answers.append(client.post(f"{pod.public}/v1/rank", json=BODY))
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    try:
+        for bundle in (store.b, store.a, store.b, store.a):
+            pod.push_and_settle(bundle.model_uri, bundle.features_uri)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert answers and all(r.status_code == 200 for r in answers)
+    seen = set()
+    for r in answers:
+        doc = r.json()
+        assert doc["bundle_id"] == r.headers["x-rankswap-bundle"]
+        assert doc["model_version"] == r.headers["x-rankswap-model-version"]
+        seen.add(doc["bundle_id"])
+    assert seen <= {store.a.bundle_id, store.b.bundle_id}
 
 
 @pytest.mark.parametrize(
