@@ -187,7 +187,11 @@ class Coordinator:
             self.loading = req
         if req is None:
             return False
-        self.load_now(req)
+        try:
+            self.load_now(req)
+        except Exception as exc:  # a bug or a full disk must not stop the loader for good
+            log.exception("bundle request failed unexpectedly")
+            self._record_failure(req, "record", exc, 0.0)
         return True
 
     def load_now(self, req: BundleRequest) -> BundleRef | None:
@@ -224,8 +228,8 @@ class Coordinator:
         )
         with self._lock:
             if changed or lagging:
+                self.run_dir.write_desired(self.desired_seq + 1, ref, request_id=req.request_id)
                 self.desired_seq += 1
-                self.run_dir.write_desired(self.desired_seq, ref, request_id=req.request_id)
             self.desired = ref
             self.desired_request_id = req.request_id
             if (
@@ -401,7 +405,10 @@ class Refresher:
             if time.monotonic() - last < self.current_interval_s():
                 continue
             last = time.monotonic()
-            await loop.run_in_executor(None, self.poll_once)
+            try:
+                await loop.run_in_executor(None, self.poll_once)
+            except Exception:  # keep polling; the next poll may succeed
+                log.exception("refresher poll failed")
 
     def poll_once(self) -> bool:
         """One poll; True when it asked for a reload."""

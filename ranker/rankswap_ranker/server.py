@@ -139,29 +139,35 @@ class WorkerPool:
             self.start(slot)
 
     async def watch(self) -> None:
-        from rankswap_ranker.metrics import mark_process_dead
-
         while not self.stopping:
             await asyncio.sleep(0.5)
-            for slot, proc in list(self.procs.items()):
-                if proc.is_alive() or self.stopping:
-                    continue
-                count = self.restarts.get(slot, 0)
-                logs.event(
-                    log,
-                    logging.ERROR,
-                    "worker died; restarting it",
-                    worker_slot=slot,
-                    worker_pid=proc.pid,
-                    exitcode=proc.exitcode,
-                    restarts=count,
-                )
-                if proc.pid is not None:
-                    mark_process_dead(proc.pid)
-                await asyncio.sleep(RESTART_BACKOFF_S[min(count, len(RESTART_BACKOFF_S) - 1)])
-                self.restarts[slot] = count + 1
-                if not self.stopping:
-                    self.start(slot)
+            try:
+                await self._check()
+            except Exception:  # keep watching
+                log.exception("worker watch failed")
+
+    async def _check(self) -> None:
+        from rankswap_ranker.metrics import mark_process_dead
+
+        for slot, proc in list(self.procs.items()):
+            if proc.is_alive() or self.stopping:
+                continue
+            count = self.restarts.get(slot, 0)
+            logs.event(
+                log,
+                logging.ERROR,
+                "worker died; restarting it",
+                worker_slot=slot,
+                worker_pid=proc.pid,
+                exitcode=proc.exitcode,
+                restarts=count,
+            )
+            if proc.pid is not None:
+                mark_process_dead(proc.pid)
+            await asyncio.sleep(RESTART_BACKOFF_S[min(count, len(RESTART_BACKOFF_S) - 1)])
+            self.restarts[slot] = count + 1
+            if not self.stopping:
+                self.start(slot)
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stopping = True

@@ -215,3 +215,18 @@ def test_loader_nice_and_poll_thread_start_and_stop(pod: Pod, published: Publish
         assert sync.registry.active is not None
     finally:
         sync.stop()
+
+
+def test_an_unexpected_failure_is_recorded_and_the_loader_goes_on(
+    tmp_path: Path, file_root: str, cache_dir: Path, published: Published
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the run folder should be")
+    pod = Pod(tmp_path / "run", [file_root], cache_dir, workers=0)
+    pod.coordinator.run_dir = RunDir(blocker / "run")  # writing desired.json will fail
+    pod.coordinator.request(published.model_uri, published.features_uri, "admin")
+    assert pod.coordinator.process_pending() is True
+    state = pod.coordinator.state()
+    assert state["desired"]["status"] == "failed"
+    assert state["last_error"]["stage"] == "record"
+    assert pod.coordinator.process_pending() is False  # nothing left, nothing stuck
