@@ -110,6 +110,8 @@ class RankerSettings(BaseSettings):
     def _check(self) -> RankerSettings:
         if self.top_k_default > self.top_k_max:
             raise ValueError("top_k_default must not exceed top_k_max")
+        if self.public_port and self.public_port == self.admin_port:
+            raise ValueError("public_port and admin_port must differ")
         if (self.model_uri is None) != (self.features_uri is None):
             raise ValueError("model_uri and features_uri are given together or not at all")
         return self

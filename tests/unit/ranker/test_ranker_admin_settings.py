@@ -138,6 +138,7 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         {"top_k_default": 50, "top_k_max": 10},
         {"model_uri": "file:///x/models/m/latest"},
         {"allowed_roots": ["http://nope"]},
+        {"public_port": 9000, "admin_port": 9000},
     ],
 )
 def test_settings_refuse_nonsense(bad: dict[str, object]) -> None:
