@@ -60,8 +60,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.client_timeout = config.watch_client_timeout_s
     settings.watching.connect_timeout = 10
     settings.networking.error_backoffs = [1, 2, 5, 10]
-    # Our own Events are explicit (kopf.event); do not turn every log line into one.
-    settings.posting.level = logging.WARNING
+    # Events are posted explicitly (kopf.event), once each; no log line becomes an Event
+    # (otherwise every warning we log next to its Event would be posted twice).
+    settings.posting.level = logging.CRITICAL + 1
     settings.persistence.finalizer = "rankswap.io/operator"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="rankswap.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="rankswap.io")
