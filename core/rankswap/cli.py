@@ -50,17 +50,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
+    """The error hierarchies whose messages are shown as one line (exit code 2).
+
+    Evaluated when an exception propagates, so only modules already loaded are consulted: an
+    error of a module never imported cannot have been raised, and the CLI stays light.
+    """
     errors: list[type[BaseException]] = [ArtifactError]
     for module_name, attr in (
-        ("rankswap.productdb", "ProductDBError"),
+        ("rankswap.productdb.errors", "ProductDBError"),
         ("rankswap_training.errors", "TrainingError"),
         ("rankswap_ranker.errors", "RankerError"),
         ("rankswap_operator.errors", "OperatorError"),
     ):
-        try:
-            errors.append(getattr(importlib.import_module(module_name), attr))
-        except (ModuleNotFoundError, AttributeError):
-            continue
+        error = getattr(sys.modules.get(module_name), attr, None)
+        if isinstance(error, type) and issubclass(error, BaseException):
+            errors.append(error)
     return tuple(errors)
 
 

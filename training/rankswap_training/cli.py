@@ -14,8 +14,10 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from rankswap_training import datagen, pipelines
 from rankswap_training.errors import TrainingError
+
+# The pipelines (pandas, scikit-learn, LightGBM, ONNX) are imported by the commands that use
+# them, not here: every `rankswap` command builds this parser, the operator's among them.
 
 log = logging.getLogger("rankswap_training")
 
@@ -52,8 +54,14 @@ def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
 
 @_guarded
 def cmd_datagen(args: argparse.Namespace) -> int:
+    from rankswap_training import datagen, pipelines
+
     cfg = datagen.WorldConfig(
-        seed=args.seed, tenants=args.tenants, days=args.days, end=args.end, scale=args.scale
+        seed=args.seed,
+        tenants=args.tenants,
+        days=args.days if args.days is not None else datagen.DEFAULT_DAYS,
+        end=args.end if args.end is not None else datagen.DEFAULT_END,
+        scale=args.scale,
     )
     counts = pipelines.run_datagen(args.db, cfg)
     print(" ".join(f"{k}={v}" for k, v in counts.items()))
@@ -62,6 +70,8 @@ def cmd_datagen(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_features_build(args: argparse.Namespace) -> int:
+    from rankswap_training import pipelines
+
     m = pipelines.run_features_build(args.db, args.as_of, args.store, force=args.force)
     print(f"published features {m.name} {m.version}")
     return 0
@@ -69,6 +79,8 @@ def cmd_features_build(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_model_train(args: argparse.Namespace) -> int:
+    from rankswap_training import pipelines
+
     opts = pipelines.TrainOptions(
         holdout_days=args.holdout_days,
         train_days=args.train_days,
@@ -90,6 +102,8 @@ def cmd_model_train(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_examples(args: argparse.Namespace) -> int:
+    from rankswap_training import pipelines
+
     print(
         pipelines.run_examples(
             args.db,
@@ -108,11 +122,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add ``datagen``, ``features build``, ``model train`` and ``examples``."""
     p = subparsers.add_parser("datagen", help="generate the synthetic product DB")
     p.add_argument("--db", required=True, help="SQLAlchemy URL, e.g. sqlite:///work/product.db")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--tenants", type=int, default=6)
-    p.add_argument("--days", type=int, default=datagen.DEFAULT_DAYS)
-    p.add_argument("--end", type=_date, default=datagen.DEFAULT_END, help="last history day")
-    p.add_argument("--scale", type=float, default=1.0, help="employees/expenses multiplier")
+    p.add_argument(
+        "--seed", type=int, default=7, help="random seed: same seed, same world (default 7)"
+    )
+    p.add_argument("--tenants", type=int, default=6, help="number of tenants (default 6)")
+    p.add_argument("--days", type=int, default=None, help="days of history (default 400)")
+    p.add_argument("--end", type=_date, default=None, help="last history day (default 2026-06-30)")
+    p.add_argument(
+        "--scale", type=float, default=1.0, help="employees/expenses multiplier (default 1.0)"
+    )
     p.set_defaults(func=cmd_datagen)
 
     f = subparsers.add_parser("features", help="daily feature pipeline")
