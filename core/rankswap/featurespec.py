@@ -19,6 +19,7 @@ Days are integer days since 1970-01-01 (``date.toordinal() - EPOCH_ORDINAL``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import unicodedata
@@ -225,9 +226,29 @@ class Candidates:
     categories: OBJ
     account_codes: OBJ
     created_at: npt.NDArray[np.datetime64]  # datetime64[s], UTC
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """Arrays derived from the candidates alone (distinct categories, creation days), computed
+    once per object: a candidate list cached by the product DB serves many requests."""
 
     def __len__(self) -> int:
         return int(self.item_ids.shape[0])
+
+    def created_days(self) -> F32:
+        """Creation date as float32 days since 1970-01-01 (memoised)."""
+        out = self._memo.get("created_days")
+        if out is None:
+            days = self.created_at.astype("datetime64[D]").astype(np.int64).astype(np.float32)
+            out = self._memo.setdefault("created_days", days)
+        return out  # type: ignore[no-any-return]
+
+    def distinct_categories(self) -> tuple[I64, npt.NDArray[np.intp]]:
+        """``np.unique(category_ids, return_inverse=True)`` (memoised)."""
+        out = self._memo.get("distinct_categories")
+        if out is None:
+            out = self._memo.setdefault(
+                "distinct_categories", np.unique(self.category_ids, return_inverse=True)
+            )
+        return out  # type: ignore[no-any-return]
 
     @staticmethod
     def empty() -> Candidates:
@@ -317,10 +338,18 @@ class ModelInput:
 
 @dataclass(frozen=True, slots=True)
 class Table:
-    """One feature table: sorted int64 keys and float32 value columns (memory-mapped views)."""
+    """One feature table: sorted int64 keys and float32 value columns (memory-mapped views).
+
+    ``matrix`` is the same values as one float32 [columns, rows] array (row ``j`` is column
+    ``j`` of ``TABLES[name]``), so that a lookup gathers every column in one call
+    (:meth:`gather`). Built by :meth:`FeatureTables.from_arrays` (the columns are its rows) and
+    by :meth:`FeatureTables.open` as a zero-copy strided view over the mapped file when its
+    column buffers are evenly spaced (they are, as ``write`` lays them out); ``None`` otherwise,
+    and :meth:`gather` then gathers column by column (same result)."""
 
     keys: I64
     columns: Mapping[str, F32]
+    matrix: F32 | None = None
 
     def __len__(self) -> int:
         return int(self.keys.shape[0])
@@ -352,6 +381,30 @@ class Table:
             pos += offset
         return pos, found
 
+    def lookup_pairs(
+        self, high: int, low: I64
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
+        """``lookup(pair_key(high, low))`` for one ``high`` id (``low`` >= 0): the key range of
+        ``high`` is found with two scalar searches, then only ``low`` is searched in it. A
+        negative ``high`` (unknown) finds nothing."""
+        keys = self.keys
+        if high < 0 or keys.shape[0] == 0 or low.size == 0:
+            return np.zeros(low.shape, dtype=np.intp), np.zeros(low.shape, dtype=bool)
+        base = np.int64(high) << 32
+        query: I64 = base | low
+        if keys.shape[0] <= 4096:
+            return self.lookup(query)
+        offset = int(np.searchsorted(keys, base))
+        end = int(np.searchsorted(keys, base | _LOW32, side="right"))
+        if end == offset:
+            return np.zeros(low.shape, dtype=np.intp), np.zeros(low.shape, dtype=bool)
+        part = keys[offset:end]
+        pos = np.searchsorted(part, query)
+        np.minimum(pos, part.shape[0] - 1, out=pos)
+        found = part[pos] == query
+        pos += offset
+        return pos, found
+
     def get(
         self, column: str, pos: npt.NDArray[np.intp], found: npt.NDArray[np.bool_], default: float
     ) -> F32:
@@ -370,6 +423,23 @@ class Table:
         out = col[hits.pos]
         if hits.misses:
             out[hits.missing] = default
+        return out
+
+    def gather(self, pos: npt.NDArray[np.intp], found: npt.NDArray[np.bool_], defaults: F32) -> F32:
+        """Every column at ``pos`` (1-D) as float32 [columns, len(pos)], ``defaults[j]`` in
+        column ``j`` where the key was not found: one gather for the whole table."""
+        k = defaults.shape[0]
+        if self.keys.shape[0] == 0:
+            return np.repeat(defaults[:, None], pos.shape[0], axis=1)
+        if self.matrix is not None:
+            out: F32 = np.take(self.matrix, pos, axis=1)
+        else:
+            out = np.empty((k, pos.shape[0]), dtype=np.float32)
+            for j, col in enumerate(self.columns.values()):
+                np.take(col, pos, out=out[j])
+        if not found.all():
+            missing = ~found
+            out[:, missing] = defaults[:, None]
         return out
 
 
@@ -398,6 +468,17 @@ class FeatureTables:
     terms: OBJ  # sorted vocabulary (str), term id = position
     directory: Path | None = None
     _keepalive: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def term_index(self) -> dict[str, int]:
+        """{term: term id} for the vocabulary (memoised; the first position of a term, as a
+        left ``searchsorted`` in the sorted vocabulary would find it)."""
+        index = self._memo.get("term_index")
+        if index is None:
+            terms = self.terms.tolist()
+            built = {str(t): i for i, t in reversed(list(enumerate(terms)))}
+            index = self._memo.setdefault("term_index", built)
+        return index  # type: ignore[no-any-return]
 
     @property
     def row_counts(self) -> dict[str, int]:
@@ -433,10 +514,11 @@ class FeatureTables:
             keys = np.ascontiguousarray(keys[order])
             if keys.shape[0] > 1 and bool(np.any(keys[1:] == keys[:-1])):
                 raise FeatureTablesError(f"feature table {name!r} has duplicate keys")
-            values = {
-                c: np.ascontiguousarray(np.asarray(src[c], dtype=np.float32)[order]) for c in cols
-            }
-            built[name] = Table(keys=keys, columns=values)
+            matrix = np.empty((len(cols), keys.shape[0]), dtype=np.float32)
+            for j, c in enumerate(cols):
+                matrix[j] = np.asarray(src[c], dtype=np.float32)[order]
+            values = {c: matrix[j] for j, c in enumerate(cols)}
+            built[name] = Table(keys=keys, columns=values, matrix=matrix)
         vocab = np.empty(len(terms), dtype=object)
         vocab[:] = list(terms)
         if vocab.shape[0] > 1 and not bool(np.all(vocab[1:] > vocab[:-1])):
@@ -504,7 +586,7 @@ class FeatureTables:
                 raise FeatureTablesError(f"{path}: missing columns {missing}")
             keys = _zero_copy(table, "key", np.int64, path)
             values = {c: _zero_copy(table, c, np.float32, path) for c in cols}
-            tables[name] = Table(keys=keys, columns=values)
+            tables[name] = Table(keys=keys, columns=values, matrix=_strided_matrix(values))
         terms_tab = _read_ipc_mmap(directory / TERMS_FILE, keepalive)
         terms = np.empty(terms_tab.num_rows, dtype=object)
         terms[:] = terms_tab.column("term").to_pylist()
@@ -531,6 +613,28 @@ def _read_ipc_mmap(path: Path, keepalive: list[Any]) -> pa.Table:
         raise FeatureTablesError(f"{path}: cannot open as Arrow IPC ({exc})") from exc
     keepalive.append(source)
     return table
+
+
+def _strided_matrix(columns: Mapping[str, F32]) -> F32 | None:
+    """The columns as one read-only [columns, rows] view when they lie in memory at evenly
+    spaced addresses (``write`` puts equal-length float32 buffers one after the other), so one
+    ``np.take`` gathers a row of every column; ``None`` when they do not."""
+    cols = list(columns.values())
+    if not cols or cols[0].shape[0] == 0:
+        return None
+    first = cols[0]
+    if len(cols) == 1:
+        return first[None, :]
+    if any(c.shape != first.shape or c.strides != first.strides for c in cols):
+        return None
+    addresses = [int(c.__array_interface__["data"][0]) for c in cols]
+    step = addresses[1] - addresses[0]
+    if step < first.nbytes or any(b - a != step for a, b in itertools.pairwise(addresses)):
+        return None
+    view: F32 = np.lib.stride_tricks.as_strided(
+        first, shape=(len(cols), first.shape[0]), strides=(step, first.strides[0]), writeable=False
+    )
+    return view
 
 
 def _zero_copy(table: pa.Table, column: str, dtype: type, path: Path) -> Any:
@@ -569,122 +673,132 @@ def assemble_batch(
 
     ``n_candidates`` (per row) is the size of the candidate list the row was drawn from; by
     default it is the number of rows per context (right for serving, where every candidate of
-    the tenant is scored; training passes the catalogue size at the expense's time)."""
+    the tenant is scored; training passes the catalogue size at the expense's time).
+
+    Per-context values are computed once per context and broadcast; each table is read with
+    one gather of all its columns (:meth:`Table.gather`). With a single context (serving) its
+    values are scalars, pair tables are searched within that employee's / vendor's key range,
+    and the candidates' distinct categories are memoised on the ``Candidates`` object."""
     n = len(candidates)
     ci = np.asarray(ctx_index, dtype=np.int64)
     if ci.shape[0] != n:
         raise FeatureSpecError("ctx_index must have one entry per candidate row")
-    f = len(NUMERIC_FEATURES)
-    num = np.empty((n, f), dtype=np.float32)
-    col = {name: j for j, name in enumerate(NUMERIC_FEATURES)}
+    single = len(contexts) == 1
+    num = np.empty((n, len(NUMERIC_FEATURES)), dtype=np.float32)
     t = tables.tables
-
-    emp = contexts.employee_ids[ci]
-    ven = contexts.vendor_ids[ci]
-    day = contexts.expense_days[ci].astype(np.float32)
-    amount = contexts.amounts[ci]
-    log_amount = np.log1p(np.maximum(amount, 0.0)).astype(np.float32)
     items = candidates.item_ids
-    cats = candidates.category_ids
 
+    # per-context values, as arrays over contexts (the same ufunc loops for one or many)
+    ctx_log_amount = np.log1p(np.maximum(contexts.amounts, 0.0)).astype(np.float32)
+    ctx_day = contexts.expense_days.astype(np.float32)
     if n_candidates is None:
-        per_ctx = np.bincount(ci, minlength=len(contexts))
-        ncand = per_ctx[ci].astype(np.float32)
+        per_ctx = np.bincount(ci, minlength=len(contexts)).astype(np.float32)
+        ctx_log_ncand = np.log1p(per_ctx)
+        log_ncand: Any = ctx_log_ncand[0] if single else ctx_log_ncand[ci]
     else:
-        ncand = np.asarray(n_candidates, dtype=np.float32)
-    num[:, col["log_amount"]] = log_amount
-    num[:, col["log_n_candidates"]] = np.log1p(ncand)
-    created_day = candidates.created_at.astype("datetime64[D]").astype(np.int64)
-    num[:, col["item_age_days"]] = np.clip(day - created_day.astype(np.float32), 0.0, DAYS_NEVER)
+        log_ncand = np.log1p(np.asarray(n_candidates, dtype=np.float32))
+    # One context: scalars broadcast over the rows; many: one value per row.
+    day: Any = ctx_day[0] if single else ctx_day[ci]
+    log_amount: Any = ctx_log_amount[0] if single else ctx_log_amount[ci]
+    num[:, _C_LOG_AMOUNT] = log_amount
+    num[:, _C_LOG_NCAND] = log_ncand
+    age = num[:, _C_ITEM_AGE]
+    np.subtract(day, candidates.created_days(), out=age)
+    np.clip(age, 0.0, DAYS_NEVER, out=age)
 
-    def days_since(table: Table, hits: Hits) -> F32:
+    def days_since(last: F32, out: F32) -> None:
         # a missing row reads as "last used infinitely long ago", clipped to DAYS_NEVER
-        last = table.take("last_day", hits, _NEVER_DAY)
-        out: F32 = np.clip(day - last, 0.0, DAYS_NEVER)
-        return out
+        np.subtract(day, last, out=out)
+        np.clip(out, 0.0, DAYS_NEVER, out=out)
 
-    def zscore(mean: F32, std: F32, found: npt.NDArray[np.bool_]) -> F32:
-        z = (log_amount - mean) / np.maximum(std, np.float32(_AMT_STD_FLOOR))
-        return np.where(found, np.clip(z, -10.0, 10.0), np.float32(0.0)).astype(np.float32)
+    def pair_lookup(table: Table, ids: I64, low: I64, index: Any) -> Any:
+        if single:
+            return table.lookup_pairs(int(ids[0]), low)
+        return table.lookup(_pk(ids[index], low))
 
     # item
-    it = t["item"]
-    h = it.find(items)
-    for c in ("cnt_30d", "cnt_90d", "cnt_365d", "share_90d", "n_users_90d"):
-        num[:, col[f"item_{c}"]] = it.take(c, h, 0.0)
-    num[:, col["item_days_since_use"]] = days_since(it, h)
-    num[:, col["item_amount_z"]] = zscore(
-        it.take("amt_mean", h, 0.0), it.take("amt_std", h, 1.0), h.found
-    )
-    item_default = h.misses
+    pos, found = t["item"].lookup(items)
+    m = t["item"].gather(pos, found, _ITEM_DEFAULTS)
+    num[:, _C_ITEM : _C_ITEM + 5] = m[:5].T  # cnt_30d .. n_users_90d
+    days_since(m[5], num[:, _C_ITEM + 5])
+    z = (log_amount - m[6]) / np.maximum(m[7], np.float32(_AMT_STD_FLOOR))
+    num[:, _C_ITEM + 6] = np.where(found, np.clip(z, -10.0, 10.0), np.float32(0.0))
+    item_default = n - int(np.count_nonzero(found))
 
     # employee x item
-    ei = t["emp_item"]
-    h = ei.find(_pk(emp, items))
-    num[:, col["emp_item_cnt_365d"]] = ei.take("cnt_365d", h, 0.0)
-    num[:, col["emp_item_share_365d"]] = ei.take("share_365d", h, 0.0)
-    num[:, col["emp_item_days_since_use"]] = days_since(ei, h)
-    num[:, col["emp_item_recency_rank"]] = ei.take("recency_rank", h, RANK_NEVER)
-    emp_item_default = h.misses
+    pos, found = pair_lookup(t["emp_item"], contexts.employee_ids, items, ci)
+    m = t["emp_item"].gather(pos, found, _EMP_ITEM_DEFAULTS)
+    num[:, _C_EMP_ITEM : _C_EMP_ITEM + 2] = m[:2].T
+    days_since(m[2], num[:, _C_EMP_ITEM + 2])
+    num[:, _C_EMP_ITEM + 3] = m[3]
+    emp_item_default = n - int(np.count_nonzero(found))
 
     # vendor x item
-    vi = t["vendor_item"]
-    h = vi.find(_pk(ven, items))
-    num[:, col["vendor_item_cnt_365d"]] = vi.take("cnt_365d", h, 0.0)
-    num[:, col["vendor_item_share_365d"]] = vi.take("share_365d", h, 0.0)
-    num[:, col["vendor_item_days_since_use"]] = days_since(vi, h)
+    pos, found = pair_lookup(t["vendor_item"], contexts.vendor_ids, items, ci)
+    m = t["vendor_item"].gather(pos, found, _VENDOR_ITEM_DEFAULTS)
+    num[:, _C_VENDOR_ITEM : _C_VENDOR_ITEM + 2] = m[:2].T
+    days_since(m[2], num[:, _C_VENDOR_ITEM + 2])
 
     # context volume: looked up per context, then broadcast to rows
-    et, vt = t["employee"], t["vendor"]
-    h = et.find(contexts.employee_ids)
-    emp_found = h.found
-    num[:, col["emp_cnt_365d"]] = et.take("cnt_365d", h, 0.0)[ci]
-    h = vt.find(contexts.vendor_ids)
-    ven_found = h.found
-    num[:, col["vendor_cnt_365d"]] = vt.take("cnt_365d", h, 0.0)[ci]
+    pos, emp_found = t["employee"].lookup(contexts.employee_ids)
+    emp_cnt = t["employee"].gather(pos, emp_found, _ZERO1)[0]
+    pos, ven_found = t["vendor"].lookup(contexts.vendor_ids)
+    ven_cnt = t["vendor"].gather(pos, ven_found, _ZERO1)[0]
+    num[:, _C_CTX] = emp_cnt[0] if single else emp_cnt[ci]
+    num[:, _C_CTX + 1] = ven_cnt[0] if single else ven_cnt[ci]
 
     # category level: computed once per distinct (context, category), then broadcast to rows
-    pair = _pk(ci, cats)
-    upair, inv = np.unique(pair, return_inverse=True)
-    u_ctx = upair >> 32
-    u_cat = upair & _LOW32
-    ec, vc, ct = t["emp_cat"], t["vendor_cat"], t["category"]
-    pos, found = ec.lookup(_pk(contexts.employee_ids[u_ctx], u_cat))
-    num[:, col["emp_cat_share_365d"]] = ec.get("share_365d", pos, found, 0.0)[inv]
-    pos, found = vc.lookup(_pk(contexts.vendor_ids[u_ctx], u_cat))
-    num[:, col["vendor_cat_share_365d"]] = vc.get("share_365d", pos, found, 0.0)[inv]
-    pos, found = ct.lookup(u_cat)
-    num[:, col["cat_share_90d"]] = ct.get("share_90d", pos, found, 0.0)[inv]
-    u_log_amount = np.log1p(np.maximum(contexts.amounts[u_ctx], 0.0)).astype(np.float32)
-    cat_z = (u_log_amount - ct.get("amt_mean", pos, found, 0.0)) / np.maximum(
-        ct.get("amt_std", pos, found, 1.0), np.float32(_AMT_STD_FLOOR)
-    )
-    num[:, col["cat_amount_z"]] = np.where(found, np.clip(cat_z, -10.0, 10.0), 0.0).astype(
-        np.float32
-    )[inv]
+    if single:
+        u_cat, inv = candidates.distinct_categories()
+        u_ctx: Any = 0
+    else:
+        upair, inv = np.unique(_pk(ci, candidates.category_ids), return_inverse=True)
+        u_ctx = upair >> 32
+        u_cat = upair & _LOW32
+    u = u_cat.shape[0]
+    block = np.empty((u, 8), dtype=np.float32)  # the features emp_cat_share .. dept_cat_share
+    pos, found = pair_lookup(t["emp_cat"], contexts.employee_ids, u_cat, u_ctx)
+    block[:, 0] = t["emp_cat"].gather(pos, found, _ZERO1)[0]
+    pos, found = pair_lookup(t["vendor_cat"], contexts.vendor_ids, u_cat, u_ctx)
+    block[:, 1] = t["vendor_cat"].gather(pos, found, _ZERO1)[0]
+    pos, found = t["category"].lookup(u_cat)
+    m = t["category"].gather(pos, found, _CATEGORY_DEFAULTS)
+    block[:, 2] = m[0]
+    u_log_amount = ctx_log_amount[u_ctx]
+    cat_z = (u_log_amount - m[1]) / np.maximum(m[2], np.float32(_AMT_STD_FLOOR))
+    block[:, 3] = np.where(found, np.clip(cat_z, -10.0, 10.0), 0.0)
 
     # description terms, industry and department x category
-    term_ids, unknown_terms = _context_terms(contexts, tables.terms)
+    term_ids, unknown_terms = _context_terms(contexts, tables)
     tc = t["term_cat"]
     n_desc = term_ids.shape[1] - 2
-    tids = term_ids[u_ctx]  # [U, n_desc + 2]
+    tids = term_ids[0][None, :] if single else term_ids[u_ctx]  # [1 or U, n_desc + 2]
     keys = _pk(tids, u_cat[:, None])
     pos, found = tc.lookup(keys)
     share = tc.get("share", pos, found, 0.0)
     desc_share = np.where(found[:, :n_desc], share[:, :n_desc], 0.0)
     n_known = (tids[:, :n_desc] >= 0).sum(axis=1)
     desc_mean = np.where(n_known > 0, desc_share.sum(axis=1) / np.maximum(n_known, 1), 0.0)
-    desc_max = desc_share.max(axis=1) if n_desc else np.zeros(len(upair))
-    num[:, col["desc_cat_mean"]] = desc_mean.astype(np.float32)[inv]
-    num[:, col["desc_cat_max"]] = desc_max.astype(np.float32)[inv]
-    num[:, col["industry_cat_share"]] = share[:, n_desc][inv]
-    num[:, col["dept_cat_share"]] = share[:, n_desc + 1][inv]
+    desc_max = desc_share.max(axis=1) if n_desc else np.zeros(u)
+    block[:, 4] = desc_mean
+    block[:, 5] = desc_max
+    block[:, 6] = share[:, n_desc]
+    block[:, 7] = share[:, n_desc + 1]
+    num[:, _C_CAT : _C_CAT + 8] = block[inv]
 
     cat = np.empty((n, len(CATEGORICAL_FEATURES)), dtype=object)
     cat[:, 0] = candidates.categories
     cat[:, 1] = candidates.account_codes
-    cat[:, 2] = contexts.industries[ci]
-    cat[:, 3] = contexts.departments[ci]
+    if single:
+        cat[:, 2] = contexts.industries[0]
+        cat[:, 3] = contexts.departments[0]
+        unknown_employee_rows = 0 if emp_found[0] else n
+        unknown_vendor_rows = 0 if ven_found[0] else n
+    else:
+        cat[:, 2] = contexts.industries[ci]
+        cat[:, 3] = contexts.departments[ci]
+        unknown_employee_rows = int(np.count_nonzero(~emp_found[ci]))
+        unknown_vendor_rows = int(np.count_nonzero(~ven_found[ci]))
 
     return ModelInput(
         num=num,
@@ -692,40 +806,83 @@ def assemble_batch(
         rows=n,
         item_default_rows=item_default,
         emp_item_default_rows=emp_item_default,
-        unknown_employee_rows=int(np.count_nonzero(~emp_found[ci])),
-        unknown_vendor_rows=int(np.count_nonzero(~ven_found[ci])),
+        unknown_employee_rows=unknown_employee_rows,
+        unknown_vendor_rows=unknown_vendor_rows,
         unknown_terms=unknown_terms,
     )
 
 
-def _context_terms(contexts: ContextBatch, vocab: OBJ) -> tuple[I64, int]:
+def _column(name: str, *following: str) -> int:
+    """Index of ``name`` in ``NUMERIC_FEATURES``, checking that ``following`` come right after
+    it (``assemble_batch`` writes such runs of columns with one slice assignment)."""
+    start = NUMERIC_FEATURES.index(name)
+    run = NUMERIC_FEATURES[start + 1 : start + 1 + len(following)]
+    if run != following:
+        raise AssertionError(f"NUMERIC_FEATURES: {following} must follow {name}")
+    return start
+
+
+_C_LOG_AMOUNT: Final = _column("log_amount")
+_C_LOG_NCAND: Final = _column("log_n_candidates")
+_C_ITEM_AGE: Final = _column("item_age_days")
+_C_ITEM: Final = _column(
+    "item_cnt_30d",
+    "item_cnt_90d",
+    "item_cnt_365d",
+    "item_share_90d",
+    "item_n_users_90d",
+    "item_days_since_use",
+    "item_amount_z",
+)
+_C_EMP_ITEM: Final = _column(
+    "emp_item_cnt_365d",
+    "emp_item_share_365d",
+    "emp_item_days_since_use",
+    "emp_item_recency_rank",
+)
+_C_VENDOR_ITEM: Final = _column(
+    "vendor_item_cnt_365d", "vendor_item_share_365d", "vendor_item_days_since_use"
+)
+_C_CTX: Final = _column("emp_cnt_365d", "vendor_cnt_365d")
+_C_CAT: Final = _column(
+    "emp_cat_share_365d",
+    "vendor_cat_share_365d",
+    "cat_share_90d",
+    "cat_amount_z",
+    "desc_cat_mean",
+    "desc_cat_max",
+    "industry_cat_share",
+    "dept_cat_share",
+)
+
+
+def _defaults(table: str, **values: float) -> F32:
+    """Value per column of ``table`` for a key that is not in it (0 unless given)."""
+    return np.array([values.get(c, 0.0) for c in TABLES[table]], dtype=np.float32)
+
+
+_ITEM_DEFAULTS: Final = _defaults("item", last_day=_NEVER_DAY, amt_std=1.0)
+_EMP_ITEM_DEFAULTS: Final = _defaults("emp_item", last_day=_NEVER_DAY, recency_rank=RANK_NEVER)
+_VENDOR_ITEM_DEFAULTS: Final = _defaults("vendor_item", last_day=_NEVER_DAY)
+_CATEGORY_DEFAULTS: Final = _defaults("category", amt_std=1.0)
+_ZERO1: Final = np.zeros(1, dtype=np.float32)
+
+
+def _context_terms(contexts: ContextBatch, tables: FeatureTables) -> tuple[I64, int]:
     """Term ids per context, [n_ctx, MAX_TERMS + 2]: description terms (-1 padded), then the
-    industry term, then the department term (-1 when unknown). Loops over contexts only."""
-    n_ctx = len(contexts)
+    industry term, then the department term (-1 when unknown; also -1 for terms not in the
+    vocabulary). Loops over contexts only; returns the count of unknown description terms."""
+    index = tables.term_index()
     width = MAX_TERMS + 2
-    words: list[str] = []
-    rows: list[int] = []
-    cols: list[int] = []
-    for i in range(n_ctx):
-        terms = tokenize(str(contexts.descriptions[i]))
-        words.extend(terms)
-        rows.extend([i] * len(terms))
-        cols.extend(range(len(terms)))
-        words.append(industry_term(str(contexts.industries[i])))
-        words.append(department_term(str(contexts.departments[i])))
-        rows.extend((i, i))
-        cols.extend((MAX_TERMS, MAX_TERMS + 1))
-    out = np.full((n_ctx, width), -1, dtype=np.int64)
-    if not words or vocab.shape[0] == 0:
-        return out, sum(1 for c in cols if c < MAX_TERMS)
-    query = np.empty(len(words), dtype=object)
-    query[:] = words
-    pos = np.searchsorted(vocab, query)
-    np.minimum(pos, vocab.shape[0] - 1, out=pos)
-    found = vocab[pos] == query
-    ids = np.where(found, pos, -1).astype(np.int64)
-    r = np.asarray(rows, dtype=np.int64)
-    c = np.asarray(cols, dtype=np.int64)
-    out[r, c] = ids
-    unknown = int(np.count_nonzero(~found & (c < MAX_TERMS)))
-    return out, unknown
+    rows: list[list[int]] = []
+    unknown = 0
+    for i in range(len(contexts)):
+        row = [index.get(term, -1) for term in tokenize(str(contexts.descriptions[i]))]
+        unknown += row.count(-1)
+        row.extend([-1] * (MAX_TERMS - len(row)))
+        row.append(index.get(industry_term(str(contexts.industries[i])), -1))
+        row.append(index.get(department_term(str(contexts.departments[i])), -1))
+        rows.append(row)
+    if not rows:
+        return np.full((0, width), -1, dtype=np.int64), 0
+    return np.array(rows, dtype=np.int64), unknown

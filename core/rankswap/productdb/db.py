@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -77,7 +79,14 @@ class ProductDB:
     For SQLite, a missing file is an error (``DatabaseUnavailable``) unless ``create=True``;
     SQLite would otherwise silently create an empty database."""
 
-    def __init__(self, url: str, *, create: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        create: bool = False,
+        cache_candidates: bool = True,
+        cache_size: int = 256,
+    ) -> None:
         try:
             parsed = make_url(url)
         except ArgumentError as exc:
@@ -110,12 +119,26 @@ class ProductDB:
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_on_connect)
         self._dbapi_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
+        # SQLite: candidate lists cached per (tenant, with_names), valid while the database is
+        # unchanged (``PRAGMA data_version`` on a connection of its own sees every commit made
+        # by any other connection, in this process or another). PostgreSQL: no cache.
+        self._cache_size = cache_size
+        self._cache: dict[tuple[str, bool], tuple[int, Candidates]] = {}
+        self._probe: Any = None
+        self._probe_lock = threading.Lock()
+        self._cache_on = cache_candidates and self.dialect == "sqlite" and cache_size > 0
+        self._sqlite_path = parsed.database or ""
 
     def __repr__(self) -> str:
         return f"ProductDB({self.url!r})"
 
     def close(self) -> None:
         """Close pooled connections (the object stays usable; it reconnects on demand)."""
+        with self._probe_lock:
+            probe, self._probe = self._probe, None
+            self._cache.clear()
+        if probe is not None:
+            probe.close()
         self.engine.dispose()
 
     def __enter__(self) -> ProductDB:
@@ -142,6 +165,52 @@ class ProductDB:
         empty ``Candidates``. ``with_names=False`` skips codes and names (about half the cost;
         ``codes``/``names`` are then empty strings) for callers that fetch the names of the
         top-k only, with ``item_labels``."""
+        if not self._cache_on:
+            return self._read_candidates(tenant_id, with_names)
+        version = self._data_version()
+        if version is None:  # no probe (e.g. the file does not exist yet): plain query
+            return self._read_candidates(tenant_id, with_names)
+        key = (tenant_id, with_names)
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        # Read after taking the version: a commit in between makes the next probe differ, so
+        # the entry is at worst re-read once, never served stale.
+        cands = self._read_candidates(tenant_id, with_names)
+        arrays: tuple[Any, ...] = (
+            cands.item_ids,
+            cands.codes,
+            cands.names,
+            cands.category_ids,
+            cands.categories,
+            cands.account_codes,
+            cands.created_at,
+        )
+        for arr in arrays:
+            arr.flags.writeable = False  # shared by every request until the DB changes
+        with self._probe_lock:
+            if key not in self._cache and len(self._cache) >= self._cache_size:
+                self._cache.pop(next(iter(self._cache)))  # the oldest entry
+            self._cache[key] = (version, cands)
+        return cands
+
+    def _data_version(self) -> int | None:
+        """SQLite ``PRAGMA data_version`` on the probe connection (opened on first use); None
+        when the probe cannot be opened or read (the query then runs uncached and reports the
+        problem with the usual error mapping)."""
+        with self._probe_lock:
+            try:
+                if self._probe is None:
+                    uri = Path(self._sqlite_path).resolve().as_uri() + "?mode=rw"
+                    self._probe = sqlite3.connect(uri, uri=True, check_same_thread=False)
+                return int(self._probe.execute("PRAGMA data_version").fetchone()[0])
+            except sqlite3.Error:
+                if self._probe is not None:
+                    self._probe.close()
+                    self._probe = None
+                return None
+
+    def _read_candidates(self, tenant_id: str, with_names: bool) -> Candidates:
         sql = _CANDIDATES_SQL[self.dialect].format(
             names=_NAMES_SQL[self.dialect] if with_names else ""
         )

@@ -10,6 +10,11 @@ Sections (``--sections``, all by default):
 * ``swap``       a bundle swap every second for a minute under open-loop load, rotating three
                  bundles (one kept warm), so every swap is a real load in every worker
 * ``swap-warm``  the same alternating two bundles: every swap is a warm pointer swap
+* ``real``       the real pipelines' model and features (built with ``rankswap datagen``,
+                 ``features build``, ``model train`` unless ``--db``/``--store`` are given) and
+                 the real product DB: in-process breakdown and HTTP throughput for tenants of
+                 ~100, ~1,000 and the most items, side by side with the synthetic model
+                 (``--real`` runs this section alone)
 
 The report (markdown) goes to stdout and the raw numbers to ``<workdir>/results.json``.
 Ratios are computed from numbers measured in the same run.
@@ -18,6 +23,7 @@ Ratios are computed from numbers measured in the same run.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -32,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-SECTIONS = ("breakdown", "baseline", "http", "swap", "swap-warm")
+SECTIONS = ("breakdown", "baseline", "http", "swap", "swap-warm", "real")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         "(0: half the 2-worker throughput measured by 'http', else 100)",
     )
     p.add_argument("--quick", action="store_true", help="small sizes, short runs (development)")
+    p.add_argument(
+        "--real", action="store_true", help="only the real-artifact section (= --sections real)"
+    )
+    p.add_argument("--db", default=None, help="product DB URL for 'real' (default: generate one)")
+    p.add_argument(
+        "--store", default=None, help="artifact store URI for 'real' (default: build one)"
+    )
     args = p.parse_args(argv)
+    if args.real:
+        args.sections = "real"
     if args.quick:
         args.items, args.baseline_rows, args.iterations = 200_000, 50_000, 100
         args.duration, args.swap_seconds = 2.0, 10.0
@@ -86,18 +101,21 @@ def main(argv: list[str] | None = None) -> int:
         },
         "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
-    env = Environment(args)
+    synthetic = [s for s in sections if s != "real"]
+    env = Environment(args) if synthetic else None
     runners: dict[str, Callable[[Environment, argparse.Namespace, dict[str, Any]], Any]] = {
         "breakdown": section_breakdown,
         "baseline": section_baseline,
         "http": section_http,
         "swap": section_swap,
         "swap-warm": section_swap_warm,
+        "real": section_real,
     }
     for section in sections:
         print(f"# running {section} ...", file=sys.stderr, flush=True)
-        results[section] = runners[section](env, args, results)
+        results[section] = runners[section](env, args, results)  # type: ignore[arg-type]
     results["machine"]["load_avg_at_end"] = os.getloadavg()
+    args.workdir.mkdir(parents=True, exist_ok=True)
     out = args.workdir / "results.json"
     out.write_text(json.dumps(results, indent=2))
     print(report(results))
@@ -156,53 +174,20 @@ def _median_ms(values: list[float]) -> float:
 def section_breakdown(
     env: Environment, args: argparse.Namespace, _: dict[str, Any]
 ) -> dict[str, Any]:
-    from rankswap_ranker import bundle as bundles
     from rankswap_ranker.bench.data import rank_body
-    from rankswap_ranker.candidates import LazyProductDB
-    from rankswap_ranker.ranking import RankQuery, rank
-    from rankswap_ranker.schemas import RankRequest
 
     def measure(b: Any, tenants: tuple[str, ...]) -> dict[str, Any]:
-        ref = bundles.resolve(b.model_uri, b.features_uri, env.work / "inproc-cache")
-        bundle = bundles.load(ref, prefault=True)
-        source = LazyProductDB(env.db_url)
-        out: dict[str, Any] = {}
-        for tenant in tenants:
-            stages: dict[str, list[float]] = {}
-            totals, parse = [], []
-            iterations = args.iterations if tenant == "t1000" else max(30, args.iterations // 5)
-            for i in range(iterations + 10):
-                raw = json.dumps(rank_body(tenant, i)).encode()
-                t0 = time.perf_counter()
-                req = RankRequest.model_validate_json(raw)
-                t1 = time.perf_counter()
-                ctx = req.context
-                query = RankQuery(
-                    tenant_id=req.tenant_id,
-                    employee_id=ctx.employee_id,
-                    vendor_id=ctx.vendor_id,
-                    description=ctx.description,
-                    amount=ctx.amount,
-                    expense_date=ctx.date,
-                    top_k=5,
-                )
-                outcome = rank(bundle, source, query)
-                t2 = time.perf_counter()
-                if i < 10:
-                    continue  # warm-up
-                parse.append(t1 - t0)
-                totals.append(t2 - t0)
-                for k, v in outcome.timings.items():
-                    stages.setdefault(k, []).append(v)
-            doc = {"candidates": outcome.candidates, "parse_ms": _median_ms(parse)}
-            doc.update({f"{k}_ms": _median_ms(v) for k, v in stages.items()})
-            doc["total_ms"] = _median_ms(totals)
-            doc["total_p99_ms"] = float(np.percentile(totals, 99) * 1000)
-            no_model = [t - m for t, m in zip(totals, stages["model"], strict=True)]
-            doc["total_without_model_ms"] = _median_ms(no_model)
-            out[tenant] = doc
-        source.close()
-        return out
+        return breakdown(
+            env.work / "inproc-cache",
+            b.model_uri,
+            b.features_uri,
+            env.db_url,
+            {t: functools.partial(rank_body, t) for t in tenants},
+            {
+                t: args.iterations if t == "t1000" else max(30, args.iterations // 5)
+                for t in tenants
+            },
+        )
 
     result = measure(env.bundles[0], ("t100", "t1000", "t5000"))
     result["model"] = (
@@ -214,6 +199,128 @@ def section_breakdown(
             f"synthetic GBDT {args.small_model.replace('x', ' trees x ')} leaves"
         )
     return result
+
+
+def breakdown(
+    cache: Path,
+    model_uri: str,
+    features_uri: str,
+    db_url: str,
+    bodies: dict[str, Callable[[int], dict[str, Any]]],
+    iterations: dict[str, int],
+) -> dict[str, Any]:
+    """In-process stage times of ``ranking.rank`` per tenant (medians, ms), after 10 warm-up
+    calls; request ``i`` of a tenant is ``bodies[tenant](i)``."""
+    from rankswap_ranker import bundle as bundles
+    from rankswap_ranker.candidates import LazyProductDB
+    from rankswap_ranker.ranking import RankQuery, rank
+    from rankswap_ranker.schemas import RankRequest
+
+    ref = bundles.resolve(model_uri, features_uri, cache)
+    bundle = bundles.load(ref, prefault=True)
+    source = LazyProductDB(db_url)
+    out: dict[str, Any] = {}
+    for tenant, body in bodies.items():
+        stages: dict[str, list[float]] = {}
+        totals, parse = [], []
+        for i in range(iterations[tenant] + 10):
+            raw = json.dumps(body(i)).encode()
+            t0 = time.perf_counter()
+            req = RankRequest.model_validate_json(raw)
+            t1 = time.perf_counter()
+            ctx = req.context
+            query = RankQuery(
+                tenant_id=req.tenant_id,
+                employee_id=ctx.employee_id,
+                vendor_id=ctx.vendor_id,
+                description=ctx.description,
+                amount=ctx.amount,
+                expense_date=ctx.date,
+                top_k=5,
+            )
+            outcome = rank(bundle, source, query)
+            t2 = time.perf_counter()
+            if i < 10:
+                continue  # warm-up
+            parse.append(t1 - t0)
+            totals.append(t2 - t0)
+            for k, v in outcome.timings.items():
+                stages.setdefault(k, []).append(v)
+        doc = {"candidates": outcome.candidates, "parse_ms": _median_ms(parse)}
+        doc.update({f"{k}_ms": _median_ms(v) for k, v in stages.items()})
+        doc["total_ms"] = _median_ms(totals)
+        doc["total_p99_ms"] = float(np.percentile(totals, 99) * 1000)
+        no_model = [t - m for t, m in zip(totals, stages["model"], strict=True)]
+        doc["total_without_model_ms"] = _median_ms(no_model)
+        out[tenant] = doc
+    source.close()
+    return out
+
+
+def _cycle(items: list[dict[str, Any]], i: int) -> dict[str, Any]:
+    return items[i % len(items)]
+
+
+def section_real(_: Any, args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
+    from rankswap_ranker.bench import harness, real
+
+    work = args.workdir.resolve() / "real"
+    t0 = time.perf_counter()
+    world = real.build_world(work, args.db, args.store)
+    print(f"# real world ready in {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
+    sizes = real.tenant_sizes(world.db_url)
+    picked = real.pick_tenants(sizes)
+    bodies = {
+        t: real.rank_bodies(world.db_url, t, world.as_of, real.REQUESTS_PER_TENANT)
+        for t in dict.fromkeys(picked.values())
+    }
+    doc: dict[str, Any] = {
+        "db_url": world.db_url,
+        "store": world.store,
+        "as_of": world.as_of.isoformat(),
+        "build_s": world.build_s,
+        "tenant_sizes": sizes,
+        "picked": picked,
+        "model": real.model_info(world, work / "inproc-cache"),
+    }
+    iterations = {t: args.iterations for t in bodies}
+    doc["breakdown"] = breakdown(
+        work / "inproc-cache",
+        world.model_uri,
+        world.features_uri,
+        world.db_url,
+        {t: functools.partial(_cycle, b) for t, b in bodies.items()},
+        iterations,
+    )
+    doc["db_uncached_ms"] = {
+        t: real.db_miss_ms(world.db_url, t, max(50, args.iterations // 2)) for t in bodies
+    }
+    root = Path(world.store.removeprefix("file://"))
+    http: dict[str, Any] = {}
+    for workers in (1, 2):
+        with harness.ranker_pod(
+            work / f"pod-{workers}w",
+            workers=workers,
+            database_url=world.db_url,
+            root=root,
+            model_uri=world.model_uri,
+            features_uri=world.features_uri,
+        ) as pod:
+            runs: dict[str, Any] = {}
+            for tenant in bodies:
+                body = bodies[tenant][0]
+                url = f"{pod.public}/v1/rank"
+                harness.load_result(
+                    harness.loadgen(url, body, duration=1.0, concurrency=args.concurrency)
+                )  # warm-up
+                gen = harness.loadgen(
+                    url, body, duration=args.duration, concurrency=args.concurrency
+                )
+                res = harness.load_result(gen)
+                runs[tenant] = harness.summarise(res["requests"], res["elapsed_s"])
+            http[f"{workers}w"] = runs
+    doc["http"] = http
+    return doc
 
 
 def section_baseline(
@@ -483,7 +590,85 @@ def report(r: dict[str, Any]) -> str:
             )
         if "p99_ratio" in s:
             lines += ["", f"p99 during swaps / steady: {s['p99_ratio']:.2f}", ""]
+    if "real" in r:
+        lines += _report_real(r["real"], r.get("breakdown"), r.get("http"))
     return "\n".join(lines)
+
+
+_STAGES = (
+    "parse_ms",
+    "db_ms",
+    "features_ms",
+    "inputs_ms",
+    "model_ms",
+    "topk_ms",
+    "serialise_ms",
+    "total_ms",
+    "total_p99_ms",
+    "total_without_model_ms",
+)
+
+
+def _report_real(
+    x: dict[str, Any], synth: dict[str, Any] | None, synth_http: dict[str, Any] | None
+) -> list[str]:
+    m = x["model"]
+    label = {t: lab for lab, t in reversed(list(x["picked"].items()))}
+    lines = [
+        f"## Real artifacts: {m['kind']} {m['trees']} trees x {m['leaves']} leaves "
+        f"(model {m['model_version']}, features {m['features_version']}, as of {x['as_of']})",
+        "",
+        f"Product DB {x['db_url']}; tenants' active items: "
+        + ", ".join(f"{t} {n:,}" for t, n in sorted(x["tenant_sizes"].items()))
+        + ". Built in "
+        + (", ".join(f"{k} {v:.0f} s" for k, v in x["build_s"].items()) or "(given)")
+        + ".",
+        "",
+        "| tenant | candidates | parse | db | features | inputs | model | top-k | serialise | total (p50) | total p99 | total without model | db, cache off |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t, d in x["breakdown"].items():
+        lines.append(
+            f"| {t} ({label.get(t, '')}) | {d['candidates']:,} | "
+            + " | ".join(f"{d[k]:.3f}" for k in _STAGES)
+            + f" | {x['db_uncached_ms'][t]:.3f} |"
+        )
+    lines += [
+        "",
+        "(milliseconds, medians; requests are the tenant's latest expenses; *db, cache off* is "
+        "`ProductDB.candidates` with `cache_candidates=False`, i.e. the query on every call)",
+        "",
+    ]
+    mid = x["picked"]["~1000"]
+    if synth is not None and "t1000" in synth:
+        s, d = synth["t1000"], x["breakdown"][mid]
+        lines += [
+            f"Same run, synthetic model (1,000 candidates) vs real model ({mid}, "
+            f"{d['candidates']:,} candidates): model {s['model_ms']:.3f} vs {d['model_ms']:.3f} ms "
+            f"(synthetic / real {s['model_ms'] / d['model_ms']:.2f}x), features "
+            f"{s['features_ms']:.3f} vs {d['features_ms']:.3f} ms, total {s['total_ms']:.3f} vs "
+            f"{d['total_ms']:.3f} ms ({s['total_ms'] / d['total_ms']:.2f}x).",
+            "",
+        ]
+    lines += [
+        "| workers | tenant | candidates | req/s | p50 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for w in ("1w", "2w"):
+        for t, d in x["http"][w].items():
+            lines.append(
+                f"| {w[0]} | {t} ({label.get(t, '')}) | {x['breakdown'][t]['candidates']:,} | "
+                f"{d['rps']:.0f} | {d['p50_ms']:.2f} | {d['p99_ms']:.2f} | {d['errors']:.0f} |"
+            )
+    if synth_http is not None and "2w" in synth_http:
+        a, b = synth_http["2w"]["t1000"]["rps"], x["http"]["2w"][mid]["rps"]
+        lines += [
+            "",
+            f"Same run, 2 workers: synthetic model at 1,000 candidates {a:.0f} req/s, real model "
+            f"at {mid} {b:.0f} req/s (real / synthetic {b / a:.2f}x).",
+        ]
+    lines.append("")
+    return lines
 
 
 def _fmt_load(load: Any) -> str:

@@ -40,3 +40,11 @@ def test_summarise_counts_errors_and_percentiles() -> None:
     doc = harness.summarise(reqs, elapsed=1.0)
     assert doc["requests"] == 3 and doc["errors"] == 1 and doc["rps"] == 3
     assert 1.0 <= doc["p50_ms"] <= 10.0
+
+
+def test_real_section_picks_tenants_by_ratio() -> None:
+    from rankswap_ranker.bench.real import pick_tenants
+
+    sizes = {"t001": 1371, "t002": 248, "t003": 33, "t004": 28, "t005": 188, "t006": 770, "t7": 0}
+    assert pick_tenants(sizes) == {"~100": "t005", "~1000": "t006", "largest": "t001"}
+    assert pick_tenants({"a": 5}) == {"~100": "a", "~1000": "a", "largest": "a"}

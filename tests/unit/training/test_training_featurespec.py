@@ -160,3 +160,83 @@ def test_training_batch_equals_serving_assemble(small_db_url: str, tmp_path: Pat
         served = fs.assemble(ctx, cands.take(item_rows), served_tables)
         np.testing.assert_array_equal(served.num, pairs.num[sel])
         np.testing.assert_array_equal(served.cat, pairs.cat[sel])
+
+
+def test_opened_tables_gather_through_a_zero_copy_matrix(on_disk: fs.FeatureTables) -> None:
+    rng = np.random.default_rng(3)
+    for name, table in on_disk.tables.items():
+        assert table.matrix is not None, name
+        assert not table.matrix.flags.writeable and not table.matrix.flags.owndata
+        for j, c in enumerate(fs.TABLES[name]):
+            np.testing.assert_array_equal(table.matrix[j], table.columns[c])
+        query = np.concatenate([table.keys[rng.integers(0, len(table), 20)], [-5, 2**40]])
+        pos, found = table.lookup(query)
+        defaults = np.arange(1, len(fs.TABLES[name]) + 1, dtype=np.float32) * -7
+        got = table.gather(pos, found, defaults)
+        per_column = fs.Table(keys=table.keys, columns=table.columns)  # no matrix: fallback
+        np.testing.assert_array_equal(per_column.gather(pos, found, defaults), got)
+        for j, c in enumerate(fs.TABLES[name]):
+            np.testing.assert_array_equal(got[j], table.get(c, pos, found, float(defaults[j])))
+
+
+def test_assemble_is_the_same_with_and_without_matrices(on_disk: fs.FeatureTables) -> None:
+    plain = fs.FeatureTables(
+        as_of=on_disk.as_of,
+        schema_version=on_disk.schema_version,
+        tables={n: fs.Table(keys=t.keys, columns=t.columns) for n, t in on_disk.tables.items()},
+        terms=on_disk.terms,
+    )
+    cands = _candidates([10, 11, 12, 13])
+    for ctx in (
+        fs.RankContext("a", 100, 200, "タクシー 移動", 2500.0, AS_OF, "営業部", "taxi"),
+        fs.RankContext("a", None, None, "", 0.0, AS_OF),
+    ):
+        a, b = fs.assemble(ctx, cands, on_disk), fs.assemble(ctx, cands, plain)
+        np.testing.assert_array_equal(a.num, b.num)
+        assert a.unknown_terms == b.unknown_terms
+
+
+def test_single_context_equals_the_batch_path(on_disk: fs.FeatureTables) -> None:
+    """Serving (one context: scalars, pair-range lookups, memoised categories) and training
+    (many contexts) compute bit-identical rows."""
+    cands = _candidates([10, 11, 12, 13])
+    contexts = [
+        fs.RankContext("a", 100, 200, "タクシー 移動", 2500.0, AS_OF, "営業部", "taxi"),
+        fs.RankContext("a", 999, None, "zzz unseen", 800.0, AS_OF),
+        fs.RankContext("a", None, 200, "", -3.0, AS_OF, "", "taxi"),
+    ]
+    batch = fs.assemble_batch(
+        fs.ContextBatch.from_contexts(contexts),
+        np.repeat(np.arange(3), len(cands)),
+        cands.take(np.tile(np.arange(len(cands)), 3)),
+        on_disk,
+    )
+    for i, ctx in enumerate(contexts):
+        one = fs.assemble(ctx, cands, on_disk)
+        rows = slice(i * len(cands), (i + 1) * len(cands))
+        assert one.num.tobytes() == batch.num[rows].tobytes()
+        assert (one.cat == batch.cat[rows]).all()
+    assert fs.assemble(contexts[0], cands, on_disk).num.tobytes() == (
+        fs.assemble(contexts[0], cands, on_disk).num.tobytes()  # memoised second call
+    )
+
+
+def test_lookup_pairs_equals_lookup_of_pair_keys() -> None:
+    rng = np.random.default_rng(1)
+    for size in (300, 20_000):  # below and above the narrowing threshold
+        keys = np.unique(fs.pair_key(rng.integers(0, 40, size), rng.integers(0, 3000, size)))
+        table = fs.Table(keys=keys, columns={})
+        low = rng.integers(0, 3100, 500)
+        for high in (0, 7, 39, 41, -1):
+            pos, found = table.lookup_pairs(high, low)
+            expect_pos, expect_found = table.lookup(fs.pair_key(np.full(500, high), low))
+            np.testing.assert_array_equal(found, expect_found)
+            np.testing.assert_array_equal(pos[found], expect_pos[expect_found])
+            assert ((pos >= 0) & (pos < len(keys))).all()
+
+
+def test_term_index_is_the_sorted_position(on_disk: fs.FeatureTables) -> None:
+    index = on_disk.term_index()
+    assert index is on_disk.term_index()
+    for i, term in enumerate(on_disk.terms):
+        assert index[term] == i

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -112,3 +113,47 @@ def test_bad_url() -> None:
         ProductDB("mysql://x/y")
     with pytest.raises(ProductDBError):
         ProductDB("not a url")
+
+
+def _copy_db(url: str, tmp_path: Path) -> str:
+    target = tmp_path / "copy.db"
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    return f"sqlite:///{target}"
+
+
+def test_candidate_cache_sees_every_commit(small_db_url: str, tmp_path: Path) -> None:
+    """Cached candidate lists are served only while the database is unchanged: an item added
+    (by this object or any other connection) or deactivated is in the very next answer."""
+    small_db_url = _copy_db(small_db_url, tmp_path)
+    db, other = ProductDB(small_db_url), ProductDB(small_db_url)
+    try:
+        first = db.candidates("t002", with_names=False)
+        assert db.candidates("t002", with_names=False) is first  # cache hit
+        assert not first.item_ids.flags.writeable  # shared between requests: read-only
+        new_id = other.add_item("t002", code="CACHE1", name="n", category="c", account_code="9")
+        second = db.candidates("t002", with_names=False)
+        assert new_id in second.item_ids and new_id not in first.item_ids
+        own_id = db.add_item("t002", code="CACHE2", name="n2", category="c", account_code="9")
+        assert own_id in db.candidates("t002").item_ids
+        other.set_item_active(own_id, False)
+        assert own_id not in db.candidates("t002", with_names=False).item_ids
+        uncached = ProductDB(small_db_url, cache_candidates=False)
+        for with_names in (False, True):
+            a = db.candidates("t002", with_names=with_names)
+            b = uncached.candidates("t002", with_names=with_names)
+            np.testing.assert_array_equal(a.item_ids, b.item_ids)
+            assert list(a.names) == list(b.names) and list(a.categories) == list(b.categories)
+        uncached.close()
+        with pytest.raises(UnknownTenant):
+            db.candidates("nobody")
+    finally:
+        db.close()
+        other.close()
+
+
+def test_candidate_cache_is_bounded(small_db_url: str) -> None:
+    with ProductDB(small_db_url, cache_size=2) as db:
+        for tenant in ("t001", "t002", "t003", "t001"):
+            db.candidates(tenant, with_names=False)
+        assert len(db._cache) == 2
