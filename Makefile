@@ -7,7 +7,7 @@ STAMP := $(VENV)/.rankswap-installed
 ROOTS := core training ranker operator
 export RANKSWAP_CACHE ?= $(HOME)/.cache/rankswap
 
-.PHONY: venv test check demo bench kube-tools postgres clean
+.PHONY: venv test check demo bench bench-rollout kube-tools postgres clean
 
 # The virtual environment is rebuilt only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -45,6 +45,10 @@ demo: venv kube-tools
 
 bench: venv
 	$(PY) -m rankswap_ranker.bench
+
+# kubectl apply -> every pod confirmed, for 3 and 10 local ranker pods (docs/OPERATOR.md).
+bench-rollout: venv kube-tools
+	$(PY) -m rankswap_operator.bench
 
 clean:
 	rm -rf $(VENV) work .mypy_cache .ruff_cache .pytest_cache
