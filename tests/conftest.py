@@ -12,6 +12,9 @@ import pytest
 from rankswap.artifacts.store import reset_s3_client
 from tests.support.services import PostgresServer, moto_server, postgres_server
 
+# The real-API-server fixtures (control_plane, namespace, ...): one plugin, registered once.
+pytest_plugins = ["rankswap.localkube.testing"]
+
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:

@@ -1,22 +1,23 @@
-"""Fixtures for every integration test: the published test world, and the real API server.
+"""Fixtures for every integration test: the published test world, the CRD, the real API server.
 
-The session-scoped Kubernetes fixtures are imported once, here, so one control plane serves
-every integration test of the session (see rankswap.localkube.testing).
+The Kubernetes fixtures (``control_plane``, ``local_control_plane``, ``kube_api``,
+``namespace``) come from the plugin ``rankswap.localkube.testing``, registered once in
+tests/conftest.py, so one control plane serves every integration test of the session.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from tests.support.world import World, build_world, mirror_to_s3
 
-from rankswap.localkube.testing import (  # noqa: F401 - fixtures
-    control_plane,
-    kube_api,
-    local_control_plane,
-    namespace,
-    prepare_kube_binaries,
+from rankswap.localkube import Cluster
+from rankswap.localkube.testing import prepare_kube_binaries
+
+CRD = (
+    Path(__file__).resolve().parents[2] / "manifests" / "crd" / "artifactversions.rankswap.io.yaml"
 )
 
 
@@ -34,3 +35,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 def world_s3(world: World, s3_root: str) -> Iterator[World]:
     """The same world, also mirrored to a fresh bucket on the moto S3 server."""
     yield mirror_to_s3(world, s3_root)
+
+
+@pytest.fixture(scope="session")
+def crd_installed(control_plane: Cluster) -> None:
+    """The ArtifactVersion CRD from manifests/crd/ (the single source), Established."""
+    control_plane.kubectl("apply", "--server-side", "-f", str(CRD))
+    control_plane.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd/artifactversions.rankswap.io"
+    )

@@ -241,7 +241,7 @@ class Installed:
 def installed(
     local_control_plane: ControlPlane,
     namespace: str,
-    crd_applied: None,
+    crd_installed: None,
     world: World,
     tmp_path: Path,
 ) -> Iterator[Installed]:

@@ -28,7 +28,7 @@ def fixed_namespaces(local_control_plane: ControlPlane) -> None:
 
 
 def test_kustomize_build_is_valid_for_the_api_server(
-    local_control_plane: ControlPlane, crd_applied: None, fixed_namespaces: None
+    local_control_plane: ControlPlane, crd_installed: None, fixed_namespaces: None
 ) -> None:
     rendered = local_control_plane.kubectl("kustomize", str(MANIFESTS)).stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d]
@@ -76,7 +76,7 @@ def test_kustomize_build_is_valid_for_the_api_server(
 
 
 def test_sample_artifactversion_is_accepted(
-    local_control_plane: ControlPlane, crd_applied: None, fixed_namespaces: None
+    local_control_plane: ControlPlane, crd_installed: None, fixed_namespaces: None
 ) -> None:
     done = local_control_plane.kubectl("apply", "--dry-run=server", "-o", "json", "-f", str(SAMPLE))
     spec = json.loads(done.stdout)["spec"]

@@ -27,7 +27,7 @@ from tests.support.services import free_port, stop_process
 from tests.support.world import World
 
 from rankswap.artifacts import artifact_uri
-from rankswap.localkube import Cluster, ControlPlane
+from rankswap.localkube import ControlPlane
 from rankswap.localkube.pods import FakeKubelet, LocalRanker, next_pod_ip
 
 REPO = Path(__file__).resolve().parents[3]
@@ -36,14 +36,6 @@ RBAC = REPO / "manifests" / "operator" / "rbac.yaml"
 TOKEN_SECRET = "rankswap-ranker-admin"
 LABELS = {"app.kubernetes.io/name": "rankswap-ranker"}
 GROUP, VERSION, PLURAL = "rankswap.io", "v1alpha1", "artifactversions"
-
-
-@pytest.fixture(scope="session")
-def crd_installed(control_plane: Cluster) -> None:
-    control_plane.kubectl("apply", "--server-side", "-f", str(CRD))
-    control_plane.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/artifactversions.rankswap.io"
-    )
 
 
 def _namespaced_rbac(namespace: str) -> str:
