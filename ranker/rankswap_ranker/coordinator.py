@@ -30,6 +30,7 @@ from rankswap.artifacts import (
 )
 from rankswap_ranker import logs
 from rankswap_ranker.bundle import Bundle, BundleRef, utc_now_iso
+from rankswap_ranker.cache import CacheKeeper
 from rankswap_ranker.convergence import PodView, RunDir
 from rankswap_ranker.errors import BadBundleRequest, URINotAllowed, error_record, translate
 from rankswap_ranker.metrics import RankerMetrics
@@ -96,6 +97,7 @@ class Coordinator:
         resolver: Resolver,
         validator: Validator,
         nice: int = 0,
+        cache: CacheKeeper | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.pod = pod
@@ -122,6 +124,7 @@ class Coordinator:
         self.last_error: dict[str, Any] | None = None
         self.last_load: dict[str, Any] | None = None
         self._validated: set[str] = set()
+        self._cache = cache
         self._recover()
 
     def _recover(self) -> None:
@@ -133,6 +136,8 @@ class Coordinator:
             self.desired = BundleRef.from_json(doc["bundle"])
             self.desired_seq = int(doc["seq"])
             self._validated.add(self.desired.bundle_id)
+            if self._cache is not None:
+                self._cache.desired(self.desired)
             self.desired_request_id = 0
             self.requested = BundleRequest(
                 0, self.desired.model.uri, self.desired.features.uri, "restart"
@@ -247,6 +252,15 @@ class Coordinator:
             "finished_at": utc_now_iso(),
         }
         logs.event(log, logging.INFO, "bundle desired", seq=self.desired_seq, **self.last_load)
+        if self._cache is not None and changed:
+            removed = self._cache.desired(ref)
+            if removed:
+                logs.event(
+                    log,
+                    logging.INFO,
+                    "pruned the artifact cache",
+                    removed=[str(p) for p in removed],
+                )
         return ref
 
     def _record_failure(

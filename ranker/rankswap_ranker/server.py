@@ -269,6 +269,7 @@ async def _supervise(settings: RankerSettings, public: socket.socket, admin: soc
     from rankswap.artifacts import read_manifest
     from rankswap_ranker import bundle as bundles
     from rankswap_ranker.admin import create_admin_app
+    from rankswap_ranker.cache import CacheKeeper
     from rankswap_ranker.convergence import PodView, RunDir
     from rankswap_ranker.coordinator import Coordinator, Refresher
     from rankswap_ranker.metrics import RankerMetrics
@@ -286,6 +287,7 @@ async def _supervise(settings: RankerSettings, public: socket.socket, admin: soc
         resolver=lambda m, f: bundles.resolve(m, f, cache_dir),
         validator=functools.partial(bundles.load, intra_op_threads=1),
         nice=settings.loader_nice,
+        cache=CacheKeeper(cache_dir, keep=settings.warm_bundles + 2),
     )
     refresher = Refresher(
         coordinator, settings.refresh_interval_s, lambda uri: read_manifest(uri).version

@@ -1,0 +1,53 @@
+"""The pod-local artifact cache stays bounded: versions no worker can need are removed.
+
+A worker only ever loads the pod's desired bundle, and keeps as warm only bundles that were
+desired before. So after each new desired bundle the supervisor keeps the files of the last
+``keep`` distinct desired bundles (``warm_bundles + 2``: the new one, the ones that may be warm,
+and one spare for a worker still finishing a swap) and removes every other version folder.
+A removed folder that a worker still has memory-mapped stays readable until it is unmapped
+(the kernel keeps the inode), so an in-flight request never loses its data.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import deque
+from collections.abc import Iterable
+from pathlib import Path
+
+from rankswap_ranker.bundle import BundleRef
+
+
+class CacheKeeper:
+    """Remembers the recently desired bundles and prunes the cache to them."""
+
+    def __init__(self, cache_dir: Path, keep: int) -> None:
+        if keep < 1:
+            raise ValueError("keep must be >= 1")
+        self.cache_dir = cache_dir
+        self._recent: deque[BundleRef] = deque(maxlen=keep)
+
+    def desired(self, ref: BundleRef) -> list[Path]:
+        """Record ``ref`` as the newest desired bundle; return the folders removed."""
+        if any(r.bundle_id == ref.bundle_id for r in self._recent):
+            self._recent = deque(
+                (r for r in self._recent if r.bundle_id != ref.bundle_id),
+                maxlen=self._recent.maxlen,
+            )
+        self._recent.append(ref)
+        keep = {Path(a.local_dir).resolve() for r in self._recent for a in (r.model, r.features)}
+        return prune(self.cache_dir, keep)
+
+
+def version_dirs(cache_dir: Path) -> Iterable[Path]:
+    """Completed version folders: ``<cache>/<kind>/<name>/<version>/`` holding ``.complete``."""
+    return (p.parent for p in cache_dir.glob("*/*/*/.complete"))
+
+
+def prune(cache_dir: Path, keep: set[Path]) -> list[Path]:
+    removed = []
+    for folder in sorted(version_dirs(cache_dir)):
+        if folder.resolve() not in keep:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
