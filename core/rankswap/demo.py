@@ -138,7 +138,9 @@ def main() -> int:
         say(f"7. kubectl apply -f artifactversion.yaml  (model + features as of {d1})")
         kubectl("apply", "-f", "-", input=av(d1))
         seconds = wait("first rollout", ready_on(d1))
-        print(f"all pods confirmed in {seconds:.1f}s")
+        print(
+            f"all pods confirmed {seconds:.1f}s after the apply (most of it the operator's own start-up)"
+        )
         print(kubectl("get", "av", "-n", NS).stdout)
 
         say("8. POST /v1/rank on a pod")
