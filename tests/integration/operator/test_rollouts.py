@@ -43,6 +43,10 @@ def test_promote_then_roll_back_to_a_warm_version(harness: Harness) -> None:
     for i in range(3):
         h.add_pod(f"ranker-{i}")
     h.apply(h.av_body("lineitems", d1))
+    # What a user or a pipeline runs: the Ready condition works with kubectl wait.
+    h.cluster.kubectl(
+        "wait", "--for=condition=Ready", "av/lineitems", "-n", h.namespace, "--timeout=90s"
+    )
     h.wait_ready_on("lineitems", d1, pods=3)
     load = h.load()
 
