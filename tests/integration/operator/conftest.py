@@ -177,6 +177,17 @@ class Harness:
 
         return self.wait_for(name, ok, timeout=timeout, what=f"all {pods} pods Ready on {when}")
 
+    def serving(
+        self, pods: int, when: date, *, root: str | None = None, **pod_options: Any
+    ) -> LoadGenerator:
+        """``pods`` ranker pods serving ``when`` through the resource ``lineitems``, with a
+        load generator sending requests to them from then on."""
+        for i in range(pods):
+            self.add_pod(f"ranker-{i}", **pod_options)
+        self.apply(self.av_body("lineitems", when, root=root))
+        self.wait_ready_on("lineitems", when, pods=pods)
+        return self.load()
+
     def events(self, name: str) -> list[tuple[str, str, str]]:
         found = self.core.list_namespaced_event(
             self.namespace, field_selector=f"involvedObject.name={name}"

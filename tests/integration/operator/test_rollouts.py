@@ -81,11 +81,7 @@ def test_promote_then_roll_back_to_a_warm_version(harness: Harness) -> None:
 def test_canary_goes_first_and_is_verified_before_the_rest(harness: Harness) -> None:
     h = harness
     d1, d2 = h.world.dates
-    for i in range(4):
-        h.add_pod(f"ranker-{i}")
-    h.apply(h.av_body("lineitems", d1))
-    h.wait_ready_on("lineitems", d1, pods=4)
-    load = h.load()
+    load = h.serving(4, d1)
 
     canary = {"strategy": "Canary", "canaryPods": 1, "canaryVerifySeconds": 4, "batchSize": 2}
     h.apply(h.av_body("lineitems", d2, rollout=canary))
@@ -110,11 +106,7 @@ def test_canary_goes_first_and_is_verified_before_the_rest(harness: Harness) -> 
 def test_bad_versions_are_refused_and_pods_keep_the_last_good_bundle(harness: Harness) -> None:
     h = harness
     d1, d2 = h.world.dates
-    for i in range(2):
-        h.add_pod(f"ranker-{i}")
-    h.apply(h.av_body("lineitems", d2))
-    h.wait_ready_on("lineitems", d2, pods=2)
-    load = h.load()
+    load = h.serving(2, d2)
     good = h.world.versions[d2]
 
     # A corrupt model: the pods refuse it (checksum), the operator rolls back, says so, keeps the spec.
@@ -196,11 +188,7 @@ def test_pods_that_appear_during_and_after_a_rollout_get_the_bundle(harness: Har
 def test_operator_restarted_mid_rollout_resumes(harness: Harness) -> None:
     h = harness
     d1, d2 = h.world.dates
-    for i in range(3):
-        h.add_pod(f"ranker-{i}")
-    h.apply(h.av_body("lineitems", d1))
-    h.wait_ready_on("lineitems", d1, pods=3)
-    load = h.load()
+    load = h.serving(3, d1)
 
     h.apply(
         h.av_body(
@@ -227,11 +215,7 @@ def test_operator_restarted_mid_rollout_resumes(harness: Harness) -> None:
 def test_roll_back_to_a_version_no_longer_warm(harness: Harness) -> None:
     h = harness
     d1, d2 = h.world.dates
-    for i in range(2):
-        h.add_pod(f"ranker-{i}", env={"RANKSWAP_WARM_BUNDLES": "0"})
-    h.apply(h.av_body("lineitems", d1))
-    h.wait_ready_on("lineitems", d1, pods=2)
-    load = h.load()
+    load = h.serving(2, d1, env={"RANKSWAP_WARM_BUNDLES": "0"})
     h.apply(h.av_body("lineitems", d2))
     h.wait_ready_on("lineitems", d2, pods=2)
     assert all(r.admin_state()["warm"] == [] for r in h.rankers.values())
@@ -245,11 +229,7 @@ def test_rollout_from_an_s3_store(harness: Harness, world_s3: Any) -> None:
     h = harness
     h.world = world_s3
     d1, d2 = h.world.dates
-    for i in range(2):
-        h.add_pod(f"ranker-{i}", workers=2)
-    h.apply(h.av_body("lineitems", d1, root=world_s3.s3_root))
-    h.wait_ready_on("lineitems", d1, pods=2)
-    load = h.load()
+    load = h.serving(2, d1, root=world_s3.s3_root, workers=2)
     h.apply(h.av_body("lineitems", d2, root=world_s3.s3_root))
     h.wait_ready_on("lineitems", d2, pods=2)
     load.stop()
