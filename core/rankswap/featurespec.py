@@ -250,6 +250,26 @@ class Candidates:
             )
         return out  # type: ignore[no-any-return]
 
+    def context_free(self, tables: FeatureTables) -> _ContextFree:
+        """The context-independent part of ``assemble`` for these candidates and ``tables``
+        (memoised per tables object: keyed by the tables' identity token, which the entry holds,
+        so a bundle swap never reuses another table's values; the last ``_CONTEXT_FREE_KEEP``
+        tables are kept). Like the other memoised values it assumes the arrays are not mutated
+        in place (the product DB's cached arrays are read-only)."""
+        token = tables.token()
+        memo: dict[_Token, _ContextFree] | None = self._memo.get("context_free")
+        if memo is None:
+            memo = self._memo.setdefault("context_free", {})
+        out = memo.get(token)
+        if out is None:
+            out = memo.setdefault(token, _ContextFree.build(self, tables))
+            while len(memo) > _CONTEXT_FREE_KEEP:
+                try:
+                    memo.pop(next(iter(memo)), None)
+                except (RuntimeError, StopIteration):  # another thread changed it; fine
+                    break
+        return out
+
     @staticmethod
     def empty() -> Candidates:
         obj = np.empty(0, dtype=object)
@@ -431,15 +451,25 @@ class Table:
         k = defaults.shape[0]
         if self.keys.shape[0] == 0:
             return np.repeat(defaults[:, None], pos.shape[0], axis=1)
+        hit = np.flatnonzero(found)
+        if hit.shape[0] != pos.shape[0]:
+            # some keys missing: start from the defaults and gather only the hits (cheaper
+            # than gathering every row and then masking a [columns, rows] block)
+            pos = pos[hit]
+            out: F32 = np.empty((k, found.shape[0]), dtype=np.float32)
+            out[:] = defaults[:, None]
+            if hit.shape[0]:
+                out[:, hit] = self._take(pos)
+            return out
+        return self._take(pos)
+
+    def _take(self, pos: npt.NDArray[np.intp]) -> F32:
         if self.matrix is not None:
             out: F32 = np.take(self.matrix, pos, axis=1)
-        else:
-            out = np.empty((k, pos.shape[0]), dtype=np.float32)
-            for j, col in enumerate(self.columns.values()):
-                np.take(col, pos, out=out[j])
-        if not found.all():
-            missing = ~found
-            out[:, missing] = defaults[:, None]
+            return out
+        out = np.empty((len(self.columns), pos.shape[0]), dtype=np.float32)
+        for j, col in enumerate(self.columns.values()):
+            np.take(col, pos, out=out[j])
         return out
 
 
@@ -469,6 +499,15 @@ class FeatureTables:
     directory: Path | None = None
     _keepalive: tuple[Any, ...] = field(default=(), repr=False, compare=False)
     _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def token(self) -> _Token:
+        """This object's identity for memos held elsewhere (``Candidates.context_free``): unlike
+        ``id(self)`` it is never reused by another tables object while a memo holds it, and
+        holding it does not keep the (memory-mapped) tables alive."""
+        token = self._memo.get("token")
+        if token is None:
+            token = self._memo.setdefault("token", _Token())
+        return token  # type: ignore[no-any-return]
 
     def term_index(self) -> dict[str, int]:
         """{term: term id} for the vocabulary (memoised; the first position of a term, as a
@@ -649,6 +688,74 @@ def _zero_copy(table: pa.Table, column: str, dtype: type, path: Path) -> Any:
     return arr
 
 
+class _Token:
+    """An identity: compared and hashed by ``id`` (no other state)."""
+
+    __slots__ = ()
+
+
+_CONTEXT_FREE_KEEP: Final = 2
+"""Context-free assembly parts kept per ``Candidates``: one per ``FeatureTables`` object, for
+the active bundle and the one before it (a rollout serves both for a while). ~70 bytes per
+candidate each."""
+
+
+@dataclass(frozen=True, slots=True)
+class _ContextFree:
+    """What ``assemble`` computes from the candidates and feature tables alone, whatever the
+    request: item-table and category-table values, the candidates' categorical columns. The
+    request's date, employee, vendor, description and amount are applied per request."""
+
+    item_counts: F32
+    """[N, 5]: ``item_cnt_30d .. item_n_users_90d``."""
+    cat: OBJ
+    """[N, C] with ``category`` and ``account_code`` filled (the rest of each request's copy
+    is overwritten)."""
+    item_last: F32
+    item_amt_mean: F32
+    item_amt_den: F32
+    """``max(amt_std, floor)``, the divisor of ``item_amount_z``."""
+    item_found: npt.NDArray[np.bool_]
+    item_default: int
+    block: F32
+    """[U, 8] category block (distinct categories) with ``cat_share_90d`` filled."""
+    cat_amt_mean: F32
+    cat_amt_den: F32
+    cat_found: npt.NDArray[np.bool_]
+
+    @staticmethod
+    def build(candidates: Candidates, tables: FeatureTables) -> _ContextFree:
+        n = len(candidates)
+        t = tables.tables
+        pos, found = t["item"].lookup(candidates.item_ids)
+        m = t["item"].gather(pos, found, _ITEM_DEFAULTS)
+        cat = np.empty((n, len(CATEGORICAL_FEATURES)), dtype=object)
+        cat[:, 0] = candidates.categories
+        cat[:, 1] = candidates.account_codes
+        u_cat, _ = candidates.distinct_categories()
+        block = np.zeros((u_cat.shape[0], 8), dtype=np.float32)
+        cpos, cfound = t["category"].lookup(u_cat)
+        cm = t["category"].gather(cpos, cfound, _CATEGORY_DEFAULTS)
+        block[:, 2] = cm[0]
+        out = _ContextFree(
+            item_counts=np.ascontiguousarray(m[:5].T),  # cnt_30d .. n_users_90d
+            cat=cat,
+            item_last=m[5].copy(),
+            item_amt_mean=m[6].copy(),
+            item_amt_den=np.maximum(m[7], np.float32(_AMT_STD_FLOOR)),
+            item_found=found,
+            item_default=n - int(np.count_nonzero(found)),
+            block=block,
+            cat_amt_mean=cm[1].copy(),
+            cat_amt_den=np.maximum(cm[2], np.float32(_AMT_STD_FLOOR)),
+            cat_found=cfound,
+        )
+        for value in (getattr(out, name) for name in out.__slots__):
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False  # shared by every request
+        return out
+
+
 # --------------------------------------------------------------------------------------------
 # Assembly
 
@@ -678,12 +785,17 @@ def assemble_batch(
     Per-context values are computed once per context and broadcast; each table is read with
     one gather of all its columns (:meth:`Table.gather`). With a single context (serving) its
     values are scalars, pair tables are searched within that employee's / vendor's key range,
-    and the candidates' distinct categories are memoised on the ``Candidates`` object."""
+    and everything that does not depend on the context (item- and category-table values, the
+    candidates' distinct categories and categorical columns) is memoised on the ``Candidates``
+    object per ``FeatureTables`` object (:meth:`Candidates.context_free`); the request's date,
+    employee, vendor, description and amount are applied per call."""
     n = len(candidates)
     ci = np.asarray(ctx_index, dtype=np.int64)
     if ci.shape[0] != n:
         raise FeatureSpecError("ctx_index must have one entry per candidate row")
     single = len(contexts) == 1
+    # one context (serving): the context-free part is memoised per (candidates, tables)
+    pre = candidates.context_free(tables) if single else None
     num = np.empty((n, len(NUMERIC_FEATURES)), dtype=np.float32)
     t = tables.tables
     items = candidates.item_ids
@@ -717,13 +829,20 @@ def assemble_batch(
         return table.lookup(_pk(ids[index], low))
 
     # item
-    pos, found = t["item"].lookup(items)
-    m = t["item"].gather(pos, found, _ITEM_DEFAULTS)
-    num[:, _C_ITEM : _C_ITEM + 5] = m[:5].T  # cnt_30d .. n_users_90d
-    days_since(m[5], num[:, _C_ITEM + 5])
-    z = (log_amount - m[6]) / np.maximum(m[7], np.float32(_AMT_STD_FLOOR))
+    if pre is None:
+        pos, found = t["item"].lookup(items)
+        m = t["item"].gather(pos, found, _ITEM_DEFAULTS)
+        num[:, _C_ITEM : _C_ITEM + 5] = m[:5].T  # cnt_30d .. n_users_90d
+        item_last, item_amt_mean = m[5], m[6]
+        item_amt_den = np.maximum(m[7], np.float32(_AMT_STD_FLOOR))
+        item_default = n - int(np.count_nonzero(found))
+    else:
+        num[:, _C_ITEM : _C_ITEM + 5] = pre.item_counts
+        item_last, item_amt_mean, item_amt_den = pre.item_last, pre.item_amt_mean, pre.item_amt_den
+        found, item_default = pre.item_found, pre.item_default
+    days_since(item_last, num[:, _C_ITEM + 5])
+    z = (log_amount - item_amt_mean) / item_amt_den
     num[:, _C_ITEM + 6] = np.where(found, np.clip(z, -10.0, 10.0), np.float32(0.0))
-    item_default = n - int(np.count_nonzero(found))
 
     # employee x item
     pos, found = pair_lookup(t["emp_item"], contexts.employee_ids, items, ci)
@@ -756,17 +875,23 @@ def assemble_batch(
         u_ctx = upair >> 32
         u_cat = upair & _LOW32
     u = u_cat.shape[0]
-    block = np.empty((u, 8), dtype=np.float32)  # the features emp_cat_share .. dept_cat_share
+    # the features emp_cat_share .. dept_cat_share
+    block = np.empty((u, 8), dtype=np.float32) if pre is None else pre.block.copy()
     pos, found = pair_lookup(t["emp_cat"], contexts.employee_ids, u_cat, u_ctx)
     block[:, 0] = t["emp_cat"].gather(pos, found, _ZERO1)[0]
     pos, found = pair_lookup(t["vendor_cat"], contexts.vendor_ids, u_cat, u_ctx)
     block[:, 1] = t["vendor_cat"].gather(pos, found, _ZERO1)[0]
-    pos, found = t["category"].lookup(u_cat)
-    m = t["category"].gather(pos, found, _CATEGORY_DEFAULTS)
-    block[:, 2] = m[0]
+    if pre is None:
+        pos, found = t["category"].lookup(u_cat)
+        m = t["category"].gather(pos, found, _CATEGORY_DEFAULTS)
+        block[:, 2] = m[0]
+        cat_amt_mean, cat_found = m[1], found
+        cat_amt_den = np.maximum(m[2], np.float32(_AMT_STD_FLOOR))
+    else:  # cat_share_90d is in the copied block
+        cat_amt_mean, cat_amt_den, cat_found = pre.cat_amt_mean, pre.cat_amt_den, pre.cat_found
     u_log_amount = ctx_log_amount[u_ctx]
-    cat_z = (u_log_amount - m[1]) / np.maximum(m[2], np.float32(_AMT_STD_FLOOR))
-    block[:, 3] = np.where(found, np.clip(cat_z, -10.0, 10.0), 0.0)
+    cat_z = (u_log_amount - cat_amt_mean) / cat_amt_den
+    block[:, 3] = np.where(cat_found, np.clip(cat_z, -10.0, 10.0), 0.0)
 
     # description terms, industry and department x category
     term_ids, unknown_terms = _context_terms(contexts, tables)
@@ -784,11 +909,14 @@ def assemble_batch(
     block[:, 5] = desc_max
     block[:, 6] = share[:, n_desc]
     block[:, 7] = share[:, n_desc + 1]
-    num[:, _C_CAT : _C_CAT + 8] = block[inv]
+    num[:, _C_CAT : _C_CAT + 8] = block.take(inv, axis=0)
 
-    cat = np.empty((n, len(CATEGORICAL_FEATURES)), dtype=object)
-    cat[:, 0] = candidates.categories
-    cat[:, 1] = candidates.account_codes
+    if pre is None:
+        cat = np.empty((n, len(CATEGORICAL_FEATURES)), dtype=object)
+        cat[:, 0] = candidates.categories
+        cat[:, 1] = candidates.account_codes
+    else:
+        cat = pre.cat.copy()
     if single:
         cat[:, 2] = contexts.industries[0]
         cat[:, 3] = contexts.departments[0]

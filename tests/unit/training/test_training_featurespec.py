@@ -240,3 +240,102 @@ def test_term_index_is_the_sorted_position(on_disk: fs.FeatureTables) -> None:
     assert index is on_disk.term_index()
     for i, term in enumerate(on_disk.terms):
         assert index[term] == i
+
+
+def _reference(
+    ctx: fs.RankContext, cands: fs.Candidates, tables: fs.FeatureTables
+) -> fs.ModelInput:
+    """``assemble`` without the per-(candidates, tables) memo: the many-context path (never
+    memoised) on a fresh copy of the candidates, every row drawn from ``ctx`` (the second
+    context, with no description, adds no unknown terms)."""
+    fresh = cands.take(np.arange(len(cands)))
+    unused = fs.RankContext(ctx.tenant_id, None, None, "", 0.0, ctx.expense_date)
+    batch = fs.ContextBatch.from_contexts([ctx, unused])
+    return fs.assemble_batch(batch, np.zeros(len(fresh), np.int64), fresh, tables)
+
+
+def _assert_same(got: fs.ModelInput, want: fs.ModelInput) -> None:
+    assert got.num.dtype == want.num.dtype == np.float32
+    assert got.num.shape == want.num.shape
+    assert got.num.tobytes() == want.num.tobytes()  # bit-identical, NaN/-0.0 included
+    assert got.cat.shape == want.cat.shape and (got.cat == want.cat).all()
+    for name in (
+        "rows",
+        "item_default_rows",
+        "emp_item_default_rows",
+        "unknown_employee_rows",
+        "unknown_vendor_rows",
+        "unknown_terms",
+    ):
+        assert getattr(got, name) == getattr(want, name), name
+
+
+def test_memoised_context_free_part_is_bit_identical_across_contexts_tenants_and_swaps(
+    small_db_url: str, tmp_path: Path
+) -> None:
+    """The context-free part of ``assemble`` (item/category table values, categorical columns)
+    is memoised on the DB's cached ``Candidates`` per tables object: every context, tenant and
+    table swap (A -> B -> A, new tables at a reused address) gives exactly the unmemoised rows."""
+    with ProductDB(small_db_url) as db:
+        history = features.load_history(db, before=date(2026, 3, 31))
+        tenants = db.tenant_ids()
+        assert len(tenants) >= 2
+        snaps = [date(2026, 3, 1), date(2026, 3, 20)]
+        for i, snap in enumerate(snaps):
+            features.build_tables(history, snap).write(tmp_path / str(i))
+        opened = [fs.FeatureTables.open(tmp_path / str(i)) for i in range(len(snaps))]
+        in_memory = features.build_tables(history, snaps[1])
+        e = history.expenses
+        contexts: dict[str, list[fs.RankContext]] = {}
+        for tenant in tenants:
+            rows = np.flatnonzero((e["tenant_id"] == tenant).to_numpy())[-6:]
+            ctxs = [
+                fs.RankContext(
+                    tenant_id=tenant,
+                    employee_id=int(e["employee_id"].iloc[r]),
+                    vendor_id=None
+                    if int(e["vendor_id"].iloc[r]) < 0
+                    else int(e["vendor_id"].iloc[r]),
+                    description=str(e["description"].iloc[r]),
+                    amount=float(e["amount"].iloc[r]),
+                    expense_date=date(2026, 3, 20 + k),
+                    employee_department=str(e["department"].iloc[r]),
+                    vendor_industry=str(e["industry"].iloc[r]),
+                )
+                for k, r in enumerate(rows)
+            ]
+            ctxs.append(fs.RankContext(tenant, None, None, "", 0.0, date(2026, 3, 21)))
+            ctxs.append(fs.RankContext(tenant, 10**6, 10**6, "zzz", -5.0, date(2019, 1, 1)))
+            contexts[tenant] = ctxs
+        for tables in (opened[0], opened[1], in_memory, opened[0], opened[1]):  # swaps, back
+            for tenant in tenants:
+                cands = db.candidates(tenant)
+                assert cands is db.candidates(tenant)  # the DB's cached object: memo in play
+                for ctx in contexts[tenant]:
+                    _assert_same(fs.assemble(ctx, cands, tables), _reference(ctx, cands, tables))
+        cands = db.candidates(tenants[0])
+        memo = cands._memo["context_free"]
+        assert len(memo) == fs._CONTEXT_FREE_KEEP == 2  # the last two tables objects
+        for entry in memo.values():  # holds values, not the (memory-mapped) tables themselves
+            assert not any(isinstance(getattr(entry, f), fs.FeatureTables) for f in entry.__slots__)
+        # many short-lived tables (addresses get reused): still exact, and the memo stays small
+        ctx = contexts[tenants[0]][0]
+        for i in range(8):
+            tables = fs.FeatureTables.open(tmp_path / str(i % 2))
+            _assert_same(fs.assemble(ctx, cands, tables), _reference(ctx, cands, tables))
+            del tables
+        assert len(memo) <= fs._CONTEXT_FREE_KEEP
+
+
+def test_gather_fills_defaults_where_keys_are_missing(on_disk: fs.FeatureTables) -> None:
+    table = on_disk.tables["emp_item"]
+    plain = fs.Table(keys=table.keys, columns=table.columns)  # column-by-column fallback
+    defaults = np.array([0.0, 0.0, -1.0e9, 1000.0], dtype=np.float32)
+    query = np.concatenate([table.keys[:3], np.array([-1, 2**40], np.int64), table.keys[-1:]])
+    for q in (query, query[:0], query[3:5], table.keys[:2]):  # mixed, empty, none found, all
+        pos, found = table.lookup(q)
+        expect = np.stack([c[pos] for c in table.columns.values()]).astype(np.float32)
+        expect[:, ~found] = defaults[:, None]
+        for t in (table, plain):
+            got = t.gather(pos, found, defaults)
+            assert got.shape == expect.shape and got.tobytes() == expect.tobytes()
