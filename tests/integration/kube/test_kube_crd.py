@@ -1,4 +1,4 @@
-"""A CRD's structural schema is enforced by the real API server."""
+"""A CRD's structural schema is enforced by the real API server (a minimal CRD of its own)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from rankswap.localkube import Cluster, KubectlError
 pytestmark = pytest.mark.integration
 
 CRD = Path(__file__).parent / "data" / "artifactversion-crd.yaml"
-GROUP, VERSION, PLURAL = "rankswap.io", "v1alpha1", "artifactversions"
+# A group of its own: this smoke-test CRD shares the session's API server with the real
+# ArtifactVersion CRD (manifests/crd) and must not replace it.
+GROUP, VERSION, PLURAL = "smoke.localkube.rankswap.io", "v1alpha1", "artifactversions"
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def test_valid_object_is_accepted_and_listed_by_short_name(
 ) -> None:
     manifest = json.dumps(_av("v1", {"modelUri": "s3://models/2026-11-27/"}))
     control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
-    out = control_plane.kubectl("get", "av", "-n", namespace, "-o", "json").stdout
+    out = control_plane.kubectl("get", "smokeav", "-n", namespace, "-o", "json").stdout
     items = json.loads(out)["items"]
     assert [i["spec"]["modelUri"] for i in items] == ["s3://models/2026-11-27/"]
 
@@ -70,7 +72,7 @@ def test_schema_rejects_invalid_object(
     assert "Invalid value" in err.value.stderr or "Required value" in err.value.stderr
     assert expected in err.value.stderr
     # and nothing was stored
-    got = control_plane.kubectl("get", "av", "-n", namespace, "-o", "name").stdout
+    got = control_plane.kubectl("get", "smokeav", "-n", namespace, "-o", "name").stdout
     assert got.strip() == ""
 
 
@@ -113,5 +115,5 @@ def test_status_subresource(
         )
     assert err.value.status == 422
     # kubectl shows the printer columns
-    table = control_plane.kubectl("get", "av", "v2", "-n", namespace).stdout
+    table = control_plane.kubectl("get", "smokeav", "v2", "-n", namespace).stdout
     assert "file:///tmp/m" in table and "Ready" in table
