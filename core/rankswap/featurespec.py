@@ -312,6 +312,19 @@ class ContextBatch:
     def __len__(self) -> int:
         return int(self.employee_ids.shape[0])
 
+    def take(self, idx: npt.ArrayLike) -> ContextBatch:
+        """Rows ``idx`` (any integer index array), e.g. the contexts of one feature snapshot."""
+        i = np.asarray(idx, dtype=np.int64)
+        return ContextBatch(
+            employee_ids=self.employee_ids[i],
+            vendor_ids=self.vendor_ids[i],
+            descriptions=self.descriptions[i],
+            amounts=self.amounts[i],
+            expense_days=self.expense_days[i],
+            departments=self.departments[i],
+            industries=self.industries[i],
+        )
+
     @staticmethod
     def from_contexts(contexts: Sequence[RankContext]) -> ContextBatch:
         def objs(values: list[str]) -> OBJ:

@@ -193,15 +193,7 @@ def build_pairs(
         sel = np.flatnonzero(row_snap == s)
         groups = np.unique(grp[sel])
         local = np.searchsorted(groups, grp[sel])
-        sub_ctx = fs.ContextBatch(
-            employee_ids=ctx.employee_ids[groups],
-            vendor_ids=ctx.vendor_ids[groups],
-            descriptions=ctx.descriptions[groups],
-            amounts=ctx.amounts[groups],
-            expense_days=ctx.expense_days[groups],
-            departments=ctx.departments[groups],
-            industries=ctx.industries[groups],
-        )
+        sub_ctx = ctx.take(groups)
         mi = fs.assemble_batch(
             sub_ctx,
             local.astype(np.int64),
