@@ -10,12 +10,16 @@ A removed folder that a worker still has memory-mapped stays readable until it i
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 
+from rankswap.artifacts import UnsafePath, resolve_within
 from rankswap_ranker.bundle import BundleRef
+
+log = logging.getLogger("rankswap.ranker.cache")
 
 
 class CacheKeeper:
@@ -45,9 +49,20 @@ def version_dirs(cache_dir: Path) -> Iterable[Path]:
 
 
 def prune(cache_dir: Path, keep: set[Path]) -> list[Path]:
+    """Remove every completed version folder not in ``keep`` (resolved paths).
+
+    A folder reached through a symlink that leaves the cache is never removed (nor what it
+    points at): only folders that resolve inside ``cache_dir`` are.
+    """
     removed = []
     for folder in sorted(version_dirs(cache_dir)):
-        if folder.resolve() not in keep:
-            shutil.rmtree(folder, ignore_errors=True)
+        rel = folder.relative_to(cache_dir).as_posix()
+        try:
+            real = resolve_within(cache_dir, rel, where=str(cache_dir), what="cache folder")
+        except UnsafePath as exc:
+            log.warning("not pruning: %s", exc)
+            continue
+        if real not in keep:
+            shutil.rmtree(real, ignore_errors=True)
             removed.append(folder)
     return removed

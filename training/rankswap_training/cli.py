@@ -168,7 +168,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     e.add_argument("--features", type=_ref, default="latest", help="YYYY-MM-DD or latest")
     e.add_argument("--tenant", default=None)
     e.add_argument("-n", type=int, default=3)
-    e.add_argument("--cache-dir", type=Path, default=None)
+    e.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="local artifact cache (default $XDG_CACHE_HOME/rankswap/examples or ~/.cache/...)",
+    )
     e.set_defaults(func=cmd_examples)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -392,8 +393,12 @@ def run_examples(
     top_k: int = 5,
     cache_dir: Path | None = None,
 ) -> str:
-    """Rank a few recent expenses from the DB with the published model + features."""
-    cache = cache_dir or Path(tempfile.gettempdir()) / "rankswap-examples-cache"
+    """Rank a few recent expenses from the DB with the published model + features.
+
+    The default cache is per user (``$XDG_CACHE_HOME/rankswap/examples``, else
+    ``~/.cache/rankswap/examples``): a fixed folder in the shared temp folder could be planted
+    by another user."""
+    cache = cache_dir or default_examples_cache()
     with upstream_errors():
         m_uri = artifacts.artifact_uri(store, "model", MODEL_NAME, model_ref)
         f_uri = artifacts.artifact_uri(store, "features", fs.FEATURE_SCHEMA_VERSION, features_ref)
@@ -456,6 +461,11 @@ def run_examples(
             return "\n".join(lines)
         finally:
             db.close()
+
+
+def default_examples_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "rankswap" / "examples"
 
 
 def ensure_training_error(exc: BaseException) -> TrainingError:

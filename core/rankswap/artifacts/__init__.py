@@ -7,12 +7,14 @@ from rankswap.artifacts.errors import (
     AlreadyPublished,
     ArtifactError,
     ArtifactNotFound,
+    CacheFull,
     ChecksumMismatch,
     InvalidURI,
     ManifestInvalid,
     ManifestMissing,
     SchemaMismatch,
     StoreUnavailable,
+    UnsafePath,
     WrongKind,
 )
 from rankswap.artifacts.layout import LATEST, ArtifactRef, artifact_uri, parse_artifact_uri
@@ -24,6 +26,7 @@ from rankswap.artifacts.operations import (
     publish_artifact,
     read_manifest,
 )
+from rankswap.artifacts.paths import check_relpath, resolve_within
 from rankswap.artifacts.uri import ArtifactURI, parse_uri
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "ArtifactNotFound",
     "ArtifactRef",
     "ArtifactURI",
+    "CacheFull",
     "ChecksumMismatch",
     "FileEntry",
     "InvalidURI",
@@ -42,13 +46,16 @@ __all__ = [
     "ManifestMissing",
     "SchemaMismatch",
     "StoreUnavailable",
+    "UnsafePath",
     "WrongKind",
     "artifact_uri",
     "check_compatible",
+    "check_relpath",
     "fetch_artifact",
     "list_versions",
     "parse_artifact_uri",
     "parse_uri",
     "publish_artifact",
     "read_manifest",
+    "resolve_within",
 ]

@@ -8,9 +8,13 @@ The whole tree, so a caller can choose what to catch::
     ├── ArtifactNotFound            nothing at that path
     │   └── ManifestMissing         files may be there, but no manifest.json (never committed)
     ├── ManifestInvalid             manifest.json is not a manifest this code understands
+    ├── UnsafePath                  a name that would leave its folder (absolute, '..', a
+    │                               symlink out of the store or cache...); ``file`` names it
     ├── ChecksumMismatch            a listed file is missing or its size/sha256 differ
     ├── WrongKind                   a features artifact where a model was expected, or vice versa
     ├── SchemaMismatch              the model needs another feature schema version
+    ├── CacheFull                   the local cache's filesystem has no room (names the
+    │                               local path and its free space, not the store)
     └── AlreadyPublished            that dated path exists; pass force=True to replace it
 
 Every message names the URI (and the file, where one is at fault), so it can be shown as is.
@@ -47,6 +51,19 @@ class ChecksumMismatch(ArtifactError):
     def __init__(self, message: str, *, file: str) -> None:
         super().__init__(message)
         self.file = file
+
+
+class UnsafePath(ArtifactError):
+    def __init__(self, message: str, *, file: str) -> None:
+        super().__init__(message)
+        self.file = file
+
+
+class CacheFull(ArtifactError):
+    def __init__(self, message: str, *, path: str, free_bytes: int) -> None:
+        super().__init__(message)
+        self.path = path
+        self.free_bytes = free_bytes
 
 
 class WrongKind(ArtifactError):

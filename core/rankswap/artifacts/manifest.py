@@ -15,10 +15,15 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from rankswap.artifacts.errors import ManifestInvalid
+from rankswap.artifacts.errors import ManifestInvalid, UnsafePath
+from rankswap.artifacts.paths import check_component, check_relpath, resolve_within
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+COMPLETE_MARKER = ".complete"
+RESERVED_NAMES = frozenset({MANIFEST_NAME, COMPLETE_MARKER})
+"""Top-level names of an artifact folder that belong to the contract, never to its files."""
+MAX_FILES = 10_000
 Kind = Literal["model", "features"]
 KINDS: tuple[Kind, ...] = ("model", "features")
 
@@ -72,8 +77,35 @@ class Manifest:
         )
         return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n"
 
+    def check_paths(self, *, where: str) -> None:
+        """Raise UnsafePath unless every name used as a path or key is a safe relative path.
+
+        ``name`` and ``version`` become folders of a pod's cache, ``content_dir`` and the
+        ``files`` names become keys in the store and files in the cache.
+        """
+        check_component(self.name, where=where, what="name")
+        check_component(self.version, where=where, what="version")
+        if self.content_dir:
+            check_relpath(self.content_dir.removesuffix("/"), where=where, what="content_dir")
+        if len(self.files) > MAX_FILES:
+            raise ManifestInvalid(f"{where}: lists {len(self.files)} files, at most {MAX_FILES}")
+        for rel in self.files:
+            check_relpath(rel, where=where, what="files entry")
+            if rel in RESERVED_NAMES:
+                raise UnsafePath(
+                    f"{where}: files entry {rel!r} refused: a reserved name of the contract",
+                    file=rel,
+                )
+
     @classmethod
     def from_json(cls, raw: bytes, *, where: str) -> Manifest:
+        """Parse and check a manifest (ManifestInvalid; UnsafePath for a name that is unsafe)."""
+        manifest = cls._parse(raw, where=where)
+        manifest.check_paths(where=where)
+        return manifest
+
+    @classmethod
+    def _parse(cls, raw: bytes, *, where: str) -> Manifest:
         try:
             doc = json.loads(raw)
             if not isinstance(doc, dict):
@@ -117,12 +149,18 @@ def sha256_file(path: Path) -> str:
 
 
 def scan_files(src_dir: Path) -> dict[str, FileEntry]:
-    """Size and sha256 of every regular file below ``src_dir`` (posix relative names)."""
+    """Size and sha256 of every regular file below ``src_dir`` (posix relative names).
+
+    Every name must pass :func:`~rankswap.artifacts.paths.check_relpath`, and a symlink is
+    followed only while it stays inside ``src_dir`` (UnsafePath otherwise).
+    """
     entries: dict[str, FileEntry] = {}
+    where = str(src_dir)
     for path in sorted(src_dir.rglob("*")):
-        if path.is_file() and path.name != MANIFEST_NAME:
-            rel = path.relative_to(src_dir).as_posix()
-            entries[rel] = FileEntry(size=path.stat().st_size, sha256=sha256_file(path))
+        rel = path.relative_to(src_dir).as_posix()
+        real = resolve_within(src_dir, rel, where=where, what="file")
+        if real.is_file() and not (path.parent == src_dir and path.name in RESERVED_NAMES):
+            entries[rel] = FileEntry(size=real.stat().st_size, sha256=sha256_file(real))
     return entries
 
 

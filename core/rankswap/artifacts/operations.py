@@ -14,14 +14,17 @@ from typing import Any
 
 from rankswap.artifacts.errors import (
     AlreadyPublished,
+    ArtifactError,
     ArtifactNotFound,
     ChecksumMismatch,
+    InvalidURI,
     ManifestMissing,
     SchemaMismatch,
     WrongKind,
 )
-from rankswap.artifacts.layout import LATEST, artifact_location, check_name
+from rankswap.artifacts.layout import LATEST, artifact_location, check_name, parse_artifact_uri
 from rankswap.artifacts.manifest import (
+    COMPLETE_MARKER,
     MANIFEST_NAME,
     Kind,
     Manifest,
@@ -30,11 +33,37 @@ from rankswap.artifacts.manifest import (
     scan_files,
     sha256_file,
 )
+from rankswap.artifacts.paths import check_relpath, resolve_within
 from rankswap.artifacts.store import store_for
 from rankswap.artifacts.uri import ArtifactURI, parse_uri
 
 log = logging.getLogger(__name__)
-_COMPLETE = ".complete"
+
+
+def _store_root(loc: ArtifactURI) -> ArtifactURI:
+    """The root a location must stay in: ``<root>`` of a layout path, else the location itself."""
+    with contextlib.suppress(InvalidURI):
+        return parse_artifact_uri(str(loc)).root
+    return loc
+
+
+def _folder(loc: ArtifactURI) -> ArtifactURI:
+    """The artifact folder at ``loc``; for file:// resolved, and refused outside its store root."""
+    if loc.scheme != "file":
+        return loc
+    root = _store_root(loc)
+    below = loc.path[len(root.path) :].strip("/")
+    real = resolve_within(Path(root.path), below, where=str(loc), what="artifact folder")
+    return ArtifactURI("file", "", str(real))
+
+
+def _inside(folder: ArtifactURI, rel: str, *, what: str) -> ArtifactURI:
+    """``folder/rel``, with ``rel`` checked (:mod:`rankswap.artifacts.paths`); for file:// with
+    symlinks resolved, and refused when they leave ``folder``."""
+    if folder.scheme != "file":
+        return folder.join(check_relpath(rel, where=str(folder), what=what))
+    real = resolve_within(Path(folder.path), rel, where=str(folder), what=what)
+    return ArtifactURI("file", "", str(real))
 
 
 def read_manifest(uri: str, *, expect_kind: Kind | None = None) -> Manifest:
@@ -42,7 +71,7 @@ def read_manifest(uri: str, *, expect_kind: Kind | None = None) -> Manifest:
     loc = parse_uri(uri)
     store = store_for(loc)
     try:
-        raw = store.read(loc.join(MANIFEST_NAME))
+        raw = store.read(_inside(_folder(loc), MANIFEST_NAME, what="manifest"))
     except ArtifactNotFound as exc:
         raise ManifestMissing(
             f"{loc}: no {MANIFEST_NAME} (not published, or publishing did not finish)"
@@ -128,15 +157,24 @@ def publish_artifact(
     return manifest
 
 
+def _content(loc: ArtifactURI, manifest: Manifest) -> ArtifactURI:
+    """Where the files of the artifact at ``loc`` sit (checked: inside its folder and root)."""
+    folder = _folder(loc)
+    where = str(loc.join(MANIFEST_NAME))
+    manifest.check_paths(where=where)
+    content_dir = manifest.content_dir.removesuffix("/")
+    return _inside(folder, content_dir, what="content_dir") if content_dir else folder
+
+
 def _upload_and_commit(src_dir: Path, dest: ArtifactURI, manifest: Manifest) -> None:
     store = store_for(dest)
-    content = dest.join(manifest.content_dir)
+    content = _content(dest, manifest)
     for rel in manifest.files:
-        store.upload(content.join(rel), src_dir / rel)
+        store.upload(_inside(content, rel, what="files entry"), src_dir / rel)
     # Verify what the store now holds before committing: read every file back.
     with tempfile.TemporaryDirectory(prefix="rankswap-verify-") as tmp:
         _download_verified(manifest, content, Path(tmp))
-    store.write(dest.join(MANIFEST_NAME), manifest.to_json())
+    store.write(_inside(_folder(dest), MANIFEST_NAME, what="manifest"), manifest.to_json())
 
 
 def _prune_latest(latest: ArtifactURI, keep: set[str]) -> None:
@@ -149,6 +187,11 @@ def _prune_latest(latest: ArtifactURI, keep: set[str]) -> None:
     by_version: dict[str, list[ArtifactURI]] = {}
     for obj in store.list(latest):
         rel = obj.path[len(latest.path) :].strip("/")
+        try:
+            check_relpath(rel, where=str(latest), what="stored key")
+        except ArtifactError as exc:
+            log.warning("not pruning %s: %s", obj, exc)
+            continue
         if "/" in rel:
             by_version.setdefault(rel.split("/", 1)[0], []).append(obj)
     stale = sorted(v for v in by_version if v not in keep)
@@ -158,12 +201,18 @@ def _prune_latest(latest: ArtifactURI, keep: set[str]) -> None:
 
 
 def _download_verified(manifest: Manifest, content: ArtifactURI, dest: Path) -> None:
+    """Download every listed file of ``content`` into ``dest`` and check size and sha256.
+
+    Names are checked (:mod:`rankswap.artifacts.paths`) on both sides: a file is read only
+    from inside ``content`` and written only inside ``dest``."""
     store = store_for(content)
     for rel, entry in manifest.files.items():
-        target = dest / rel
+        source = _inside(content, rel, what="files entry")
+        target = resolve_within(dest, rel, where=str(dest), what="files entry")
         target.parent.mkdir(parents=True, exist_ok=True)
+        target = resolve_within(dest, rel, where=str(dest), what="files entry")
         try:
-            store.download(content.join(rel), target)
+            store.download(source, target)
         except ArtifactNotFound as exc:
             raise ChecksumMismatch(
                 f"{content.join(rel)}: listed in the manifest but missing", file=rel
@@ -192,20 +241,24 @@ def fetch_artifact(
     """
     loc = parse_uri(uri)
     manifest = read_manifest(uri, expect_kind=expect_kind)
-    final = cache_dir / manifest.kind / manifest.name / manifest.version
-    if (final / _COMPLETE).is_file():
+    content = _content(loc, manifest)
+    rel = f"{manifest.kind}/{manifest.name}/{manifest.version}"
+    final = cache_dir / rel
+    resolve_within(cache_dir, rel, where=str(cache_dir), what="cache folder")
+    if (final / COMPLETE_MARKER).is_file():
         return manifest, final
     final.parent.mkdir(parents=True, exist_ok=True)
+    resolve_within(cache_dir, rel, where=str(cache_dir), what="cache folder")
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".download-"))
     try:
-        _download_verified(manifest, loc.join(manifest.content_dir), tmp)
+        _download_verified(manifest, content, tmp)
         (tmp / MANIFEST_NAME).write_bytes(manifest.to_json())
-        (tmp / _COMPLETE).touch()
+        (tmp / COMPLETE_MARKER).touch()
         try:
             os.rename(tmp, final)
         except OSError:
             # Another process (a sibling worker) finished the same download first.
-            if not (final / _COMPLETE).is_file():
+            if not (final / COMPLETE_MARKER).is_file():
                 raise
     finally:
         with contextlib.suppress(FileNotFoundError):

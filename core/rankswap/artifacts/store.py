@@ -94,12 +94,17 @@ class FileStore:
         root = Path(uri.path)
         if not root.is_dir():
             return []
+        found: list[ArtifactURI] = []
         with self._io(uri):
-            return sorted(
-                ArtifactURI("file", "", str(p))
-                for p in root.rglob("*")
-                if p.is_file() and not p.name.startswith(".tmp-")
-            )
+            # Symlinked folders are not entered: what is listed may be deleted, and deleting
+            # through a symlink would remove files outside the store.
+            for folder, _dirs, names in os.walk(root, followlinks=False):
+                found.extend(
+                    ArtifactURI("file", "", os.path.join(folder, name))
+                    for name in names
+                    if not name.startswith(".tmp-")
+                )
+        return sorted(found)
 
     def delete(self, uri: ArtifactURI) -> None:
         with self._io(uri), contextlib.suppress(FileNotFoundError):

