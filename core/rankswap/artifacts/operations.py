@@ -34,7 +34,7 @@ from rankswap.artifacts.manifest import (
     sha256_file,
 )
 from rankswap.artifacts.paths import check_relpath, resolve_within
-from rankswap.artifacts.store import store_for
+from rankswap.artifacts.store import folder_mode, store_for
 from rankswap.artifacts.uri import ArtifactURI, parse_uri
 
 log = logging.getLogger(__name__)
@@ -251,6 +251,7 @@ def fetch_artifact(
     resolve_within(cache_dir, rel, where=str(cache_dir), what="cache folder")
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".download-"))
     try:
+        os.chmod(tmp, folder_mode())  # mkdtemp gives 0700; the version folder keeps this mode
         _download_verified(manifest, content, tmp)
         (tmp / MANIFEST_NAME).write_bytes(manifest.to_json())
         (tmp / COMPLETE_MARKER).touch()

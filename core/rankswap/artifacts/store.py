@@ -37,8 +37,34 @@ class Store(Protocol):
     def delete(self, uri: ArtifactURI) -> None: ...
 
 
+def umask() -> int:
+    """The process umask, read without changing it (Linux), else by setting it back at once."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        with open("/proc/self/status", "rb") as fh:
+            line = next(ln for ln in fh if ln.startswith(b"Umask:"))
+        return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """Mode of a published or cached file: ``0666`` under the umask (0644 under 022)."""
+    return 0o666 & ~umask()
+
+
+def folder_mode() -> int:
+    """Mode of a published or cached folder: ``0777`` under the umask (0755 under 022)."""
+    return 0o777 & ~umask()
+
+
 class FileStore:
-    """``file://`` URIs. Writes go to a temporary file first and are renamed into place."""
+    """``file://`` URIs. Writes go to a temporary file first and are renamed into place.
+
+    Files get the usual permissions (``0666`` under the process umask; ``mkstemp`` alone would
+    give ``0600``), so a reader running as another user (the ranker's uid 10001 on a volume the
+    training job wrote) can read them.
+    """
 
     @contextlib.contextmanager
     def _io(self, uri: ArtifactURI) -> Iterator[None]:
@@ -60,6 +86,7 @@ class FileStore:
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
             try:
                 with os.fdopen(fd, "wb") as fh:
+                    os.fchmod(fh.fileno(), file_mode())
                     fh.write(data)
                     fh.flush()
                     os.fsync(fh.fileno())
@@ -74,8 +101,9 @@ class FileStore:
             target = Path(uri.path)
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-            os.close(fd)
             try:
+                with os.fdopen(fd, "wb") as fh:
+                    os.fchmod(fh.fileno(), file_mode())
                 shutil.copyfile(source, tmp)
                 os.replace(tmp, target)
             except BaseException:
