@@ -72,8 +72,14 @@ def cmd_datagen(args: argparse.Namespace) -> int:
 def cmd_features_build(args: argparse.Namespace) -> int:
     from rankswap_training import pipelines
 
-    m = pipelines.run_features_build(args.db, args.as_of, args.store, force=args.force)
-    print(f"published features {m.name} {m.version}")
+    done = pipelines.run_features_build(
+        args.db,
+        args.as_of,
+        args.store,
+        force=args.force,
+        move_latest_backwards=args.move_latest_backwards,
+    )
+    print(done.describe())
     return 0
 
 
@@ -89,14 +95,17 @@ def cmd_model_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         candidates=pipelines.SWEEP_CANDIDATES if args.sweep else pipelines.DEFAULT_CANDIDATES,
         force=args.force,
+        move_latest_backwards=args.move_latest_backwards,
     )
-    m = pipelines.run_model_train(args.db, args.as_of, args.store, opts)
+    done = pipelines.run_model_train(args.db, args.as_of, args.store, opts)
+    m = done.manifest
     o, c = m.metrics["overall"], m.metrics["cold_start"]
     print(
         f"published model {m.name} {m.version}: NDCG@5 {o['ndcg@5']:.3f} "
         f"Recall@5 {o['recall@5']:.3f} cold-start Recall@5 {c['recall@5']:.3f} "
         f"parity {m.metrics['parity_max_abs_diff']:.1e}"
     )
+    print(done.describe())
     return 0
 
 
@@ -116,6 +125,12 @@ def cmd_examples(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+LATEST_BACKWARDS_HELP = (
+    "point latest/ at this artifact even when it holds a newer as-of date (by default a "
+    "backfill leaves latest/ where it is, so pods that follow it never roll back)"
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -140,6 +155,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     fb.add_argument("--as-of", type=_date, required=True, help="use expenses before this date")
     fb.add_argument("--store", required=True, help="artifact root: file:///abs or s3://b/p")
     fb.add_argument("--force", action="store_true", help="replace an existing dated artifact")
+    fb.add_argument("--move-latest-backwards", action="store_true", help=LATEST_BACKWARDS_HELP)
     fb.set_defaults(func=cmd_features_build)
 
     m = subparsers.add_parser("model", help="weekly model pipeline")
@@ -157,6 +173,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--sweep", action="store_true", help="also try smaller/larger tree budgets (slower)"
     )
     mt.add_argument("--force", action="store_true")
+    mt.add_argument("--move-latest-backwards", action="store_true", help=LATEST_BACKWARDS_HELP)
     mt.set_defaults(func=cmd_model_train)
 
     e = subparsers.add_parser(

@@ -73,9 +73,16 @@ def run_datagen(db_url: str, cfg: datagen.WorldConfig) -> dict[str, int]:
 
 
 def run_features_build(
-    db_url: str, as_of: date, store: str, *, force: bool = False
-) -> artifacts.Manifest:
-    """Build the feature tables as of ``as_of`` and publish them (kind=features)."""
+    db_url: str,
+    as_of: date,
+    store: str,
+    *,
+    force: bool = False,
+    move_latest_backwards: bool = False,
+) -> artifacts.Publication:
+    """Build the feature tables as of ``as_of`` and publish them (kind=features).
+
+    ``latest/`` moves only forward unless ``move_latest_backwards`` (see publish_artifact)."""
     with upstream_errors():
         artifacts.parse_uri(store)  # a bad store URI fails before any work
         db = ProductDB(db_url)
@@ -101,6 +108,7 @@ def run_features_build(
                     data_window=(first, as_of - timedelta(days=1)),
                     extra={"row_counts": tables.row_counts, "nbytes": tables.nbytes},
                     force=force,
+                    move_latest_backwards=move_latest_backwards,
                 )
 
 
@@ -138,12 +146,14 @@ class TrainOptions:
     docs/DATA.md); a deterministic proxy, where measured latency is noisy."""
     latency_rows: int = 1000
     force: bool = False
+    move_latest_backwards: bool = False
+    """Point ``latest/`` at this model even when it holds a newer one (a backfill)."""
     extra_metrics: dict[str, Any] = field(default_factory=dict)
 
 
 def run_model_train(
     db_url: str, as_of: date, store: str, opts: TrainOptions | None = None
-) -> artifacts.Manifest:
+) -> artifacts.Publication:
     """Train, evaluate, export and publish the model as of ``as_of`` (kind=model)."""
     opts = opts or TrainOptions()
     rng = np.random.default_rng(opts.seed)
@@ -335,6 +345,7 @@ def run_model_train(
                 },
                 extra=extra,
                 force=opts.force,
+                move_latest_backwards=opts.move_latest_backwards,
             )
 
 

@@ -20,9 +20,11 @@ from rankswap.artifacts.errors import (
 from rankswap.artifacts.layout import LATEST, ArtifactRef, artifact_uri, parse_artifact_uri
 from rankswap.artifacts.manifest import FileEntry, Kind, Manifest
 from rankswap.artifacts.operations import (
+    Publication,
     check_compatible,
     fetch_artifact,
     list_versions,
+    moves_latest,
     publish_artifact,
     read_manifest,
 )
@@ -44,6 +46,7 @@ __all__ = [
     "Manifest",
     "ManifestInvalid",
     "ManifestMissing",
+    "Publication",
     "SchemaMismatch",
     "StoreUnavailable",
     "UnsafePath",
@@ -53,6 +56,7 @@ __all__ = [
     "check_relpath",
     "fetch_artifact",
     "list_versions",
+    "moves_latest",
     "parse_artifact_uri",
     "parse_uri",
     "publish_artifact",

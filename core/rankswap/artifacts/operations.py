@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rankswap.artifacts.errors import (
     AlreadyPublished,
@@ -20,6 +20,7 @@ from rankswap.artifacts.errors import (
     InvalidURI,
     ManifestMissing,
     SchemaMismatch,
+    StoreUnavailable,
     WrongKind,
 )
 from rankswap.artifacts.layout import LATEST, artifact_location, check_name, parse_artifact_uri
@@ -111,7 +112,8 @@ def publish_artifact(
     params: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     force: bool = False,
-) -> Manifest:
+    move_latest_backwards: bool = False,
+) -> Publication:
     """Publish ``src_dir`` to the dated path, verify it, then point ``latest/`` at it.
 
     The dated path gets its files first and ``manifest.json`` last: a failure midway leaves no
@@ -119,6 +121,9 @@ def publish_artifact(
     folder of its own and is switched by one write of its manifest, so a failure midway leaves
     the previous ``latest/`` intact and readable. Re-publishing a date raises AlreadyPublished
     unless ``force``.
+
+    ``latest/`` only moves forward (:func:`moves_latest`): publishing an older date (a
+    backfill) leaves it where it is, unless ``move_latest_backwards``. The result says which.
     """
     root = parse_uri(root_uri)
     check_name(name)
@@ -150,11 +155,71 @@ def publish_artifact(
     log.info("published %s %s to %s", kind, manifest.version, dated)
 
     latest = artifact_location(root, kind, name, LATEST)
-    latest_manifest = dataclasses.replace(manifest, content_dir=f"{manifest.version}/")
-    _upload_and_commit(src_dir, latest, latest_manifest)
-    _prune_latest(latest, keep={manifest.version})
-    log.info("pointed %s at %s", latest, manifest.version)
-    return manifest
+    previous = _current_latest(latest, kind)
+    forward = moves_latest(previous, manifest)
+    if not forward and not move_latest_backwards:
+        assert previous is not None
+        result = Publication(manifest, str(latest), "kept", previous)
+    else:
+        latest_manifest = dataclasses.replace(manifest, content_dir=f"{manifest.version}/")
+        _upload_and_commit(src_dir, latest, latest_manifest)
+        _prune_latest(latest, keep={manifest.version})
+        result = Publication(
+            manifest, str(latest), "moved" if forward else "moved-backwards", previous
+        )
+    log.info("%s", result.describe())
+    return result
+
+
+LatestAction = Literal["moved", "kept", "moved-backwards"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Publication:
+    """What :func:`publish_artifact` did: the artifact published, and what became of ``latest/``."""
+
+    manifest: Manifest
+    latest_uri: str
+    latest: LatestAction
+    """``moved`` (forward), ``kept`` (it points at a newer artifact), ``moved-backwards``."""
+    previous: Manifest | None
+    """What ``latest/`` pointed at before (None: nothing, or nothing readable)."""
+
+    def describe(self) -> str:
+        """One line for a person: what was published and what ``latest/`` points at now."""
+        m, prev = self.manifest, self.previous
+        head = f"published {m.kind} {m.name} {m.version} (as of {m.as_of})"
+        if self.latest == "moved":
+            return f"{head}; {self.latest_uri} -> {m.version}"
+        assert prev is not None
+        if self.latest == "kept":
+            return (
+                f"{head}; {self.latest_uri} kept at {prev.version} (as of {prev.as_of}, newer): "
+                "latest/ never moves backwards unless asked (--move-latest-backwards)"
+            )
+        return f"{head}; {self.latest_uri} moved BACKWARDS from {prev.version} to {m.version}"
+
+
+def moves_latest(current: Manifest | None, new: Manifest) -> bool:
+    """True when ``new`` is not older than what ``latest/`` holds: a later as-of date, or the
+    same date created at the same time or later (a re-publish). Nothing there: True."""
+    if current is None:
+        return True
+    return (new.as_of, new.created_at) >= (current.as_of, current.created_at)
+
+
+def _current_latest(latest: ArtifactURI, kind: Kind) -> Manifest | None:
+    """The manifest ``latest/`` holds now; None if there is none or it cannot be used (it is
+    replaced then). An unavailable store raises: the decision needs it."""
+    try:
+        return read_manifest(str(latest), expect_kind=kind)
+    except ManifestMissing:
+        return None
+    except StoreUnavailable:
+        raise
+    except ArtifactError as exc:
+        log.warning("%s holds no usable manifest (%s); replacing it", latest, exc)
+        return None
 
 
 def _content(loc: ArtifactURI, manifest: Manifest) -> ArtifactURI:

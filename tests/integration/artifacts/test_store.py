@@ -11,6 +11,7 @@ import pytest
 from rankswap.artifacts import (
     AlreadyPublished,
     ChecksumMismatch,
+    Manifest,
     ManifestMissing,
     SchemaMismatch,
     StoreUnavailable,
@@ -37,10 +38,16 @@ def make_src(tmp_path: Path, tag: str) -> Path:
     return src
 
 
-def publish_model(root: str, src: Path, when: date, **kw: object) -> object:
+def publish_model(root: str, src: Path, when: date, **kw: object) -> Manifest:
     return publish_artifact(
-        root, "model", "line-items", when, src, requires_feature_schema="1.0.0", **kw
-    )  # type: ignore[arg-type]
+        root,
+        "model",
+        "line-items",
+        when,
+        src,
+        requires_feature_schema="1.0.0",
+        **kw,  # type: ignore[arg-type]
+    ).manifest
 
 
 def test_publish_then_fetch_dated_and_latest(store_root: str, tmp_path: Path) -> None:
@@ -53,7 +60,7 @@ def test_publish_then_fetch_dated_and_latest(store_root: str, tmp_path: Path) ->
         requires_feature_schema="1.0.0",
         metrics={"ndcg@5": 0.5},
         data_window=(date(2026, 1, 1), D1),
-    )
+    ).manifest
     m2 = publish_artifact(
         store_root,
         "model",
@@ -61,7 +68,7 @@ def test_publish_then_fetch_dated_and_latest(store_root: str, tmp_path: Path) ->
         D2,
         make_src(tmp_path, "b"),
         requires_feature_schema="1.0.0",
-    )
+    ).manifest
     assert m1.version != m2.version and m1.version.startswith("2026-05-01-")
 
     latest = artifact_uri(store_root, "model", "line-items", "latest")
@@ -89,7 +96,7 @@ def test_republish_refused_unless_forced(store_root: str, tmp_path: Path) -> Non
     forced = publish_model(store_root, make_src(tmp_path, "c"), D1, force=True)
     assert (
         read_manifest(artifact_uri(store_root, "model", "line-items", D1)).version == forced.version
-    )  # type: ignore[attr-defined]
+    )
 
 
 def test_corrupt_file_is_named(store_root: str, tmp_path: Path) -> None:
@@ -139,7 +146,7 @@ def test_partial_upload_leaves_latest_intact(
     monkeypatch.undo()
     latest = artifact_uri(store_root, "model", "line-items", "latest")
     manifest, local = fetch_artifact(latest, tmp_path / "cache")
-    assert manifest.version == good.version  # type: ignore[attr-defined]
+    assert manifest.version == good.version
     assert (local / "model.onnx").read_bytes() == b"onnx-a" * 100
 
 
@@ -168,8 +175,8 @@ def test_wrong_kind_and_schema_mismatch(store_root: str, tmp_path: Path) -> None
         D1,
         make_src(tmp_path, "m"),
         requires_feature_schema="2.0.0",
-    )
-    feats = publish_artifact(store_root, "features", "1.0.0", D1, make_src(tmp_path, "f"))
+    ).manifest
+    feats = publish_artifact(store_root, "features", "1.0.0", D1, make_src(tmp_path, "f")).manifest
     with pytest.raises(WrongKind, match="expected a model"):
         fetch_artifact(
             artifact_uri(store_root, "features", "1.0.0", D1), tmp_path / "c", expect_kind="model"

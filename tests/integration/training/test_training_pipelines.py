@@ -49,7 +49,7 @@ def test_datagen_features_model_examples(
     assert f_latest.as_of == AS_OF and f_latest.extra["row_counts"]["item"] > 0
     assert {"item.arrow", "term_cat.arrow", "terms.arrow", "tables.json"} <= set(f_latest.files)
 
-    m = pipelines.run_model_train(url, AS_OF, store, SMALL_TRAIN)
+    m = pipelines.run_model_train(url, AS_OF, store, SMALL_TRAIN).manifest
     assert m.requires_feature_schema == fs.FEATURE_SCHEMA_VERSION
     assert {"model.onnx", "report.md", "report.png", "evaluation.json"} <= set(m.files)
     assert m.metrics["parity_max_abs_diff"] <= model.PARITY_TOLERANCE

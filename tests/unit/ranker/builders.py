@@ -143,7 +143,9 @@ def publish_features(
 ) -> Manifest:
     src = work / f"features-{as_of}-{id(tables)}"
     tables.write(src)
-    return publish_artifact(root, "features", fs.FEATURE_SCHEMA_VERSION, as_of, src, force=True)
+    return publish_artifact(
+        root, "features", fs.FEATURE_SCHEMA_VERSION, as_of, src, force=True
+    ).manifest
 
 
 def publish_model(
@@ -173,7 +175,7 @@ def publish_model(
         requires_feature_schema=requires,
         extra={"encoder_categories": vocab},
         force=True,
-    )
+    ).manifest
 
 
 def publish_bundle(
