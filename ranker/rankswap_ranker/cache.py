@@ -4,6 +4,7 @@ A worker only ever loads the pod's desired bundle, and keeps as warm only bundle
 desired before. So after each new desired bundle the supervisor keeps the files of the last
 ``keep`` distinct desired bundles (``warm_bundles + 2``: the new one, the ones that may be warm,
 and one spare for a worker still finishing a swap) and removes every other version folder.
+After a failed load the same pruning runs, so failed pushes do not make the cache grow.
 A removed folder that a worker still has memory-mapped stays readable until it is unmapped
 (the kernel keeps the inode), so an in-flight request never loses its data.
 """
@@ -39,6 +40,14 @@ class CacheKeeper:
                 maxlen=self._recent.maxlen,
             )
         self._recent.append(ref)
+        return self.prune()
+
+    def prune(self) -> list[Path]:
+        """Remove every version folder outside the recently desired bundles; return them.
+
+        Also run after a failed load: the artifacts it downloaded (one that verified, beside
+        one that did not fit or failed its checks) are not desired, so they do not stay.
+        """
         keep = {Path(a.local_dir).resolve() for r in self._recent for a in (r.model, r.features)}
         return prune(self.cache_dir, keep)
 

@@ -221,6 +221,7 @@ class Coordinator:
             t2 = time.perf_counter()
         except Exception as exc:
             self._record_failure(req, stage, exc, time.perf_counter() - t0)
+            self._prune_cache()
             return None
         self.metrics.loads.labels("resolve").inc()
         self.metrics.load_duration.labels("resolve").observe(t2 - t0)
@@ -253,15 +254,20 @@ class Coordinator:
         }
         logs.event(log, logging.INFO, "bundle desired", seq=self.desired_seq, **self.last_load)
         if self._cache is not None and changed:
-            removed = self._cache.desired(ref)
-            if removed:
-                logs.event(
-                    log,
-                    logging.INFO,
-                    "pruned the artifact cache",
-                    removed=[str(p) for p in removed],
-                )
+            self._log_pruned(self._cache.desired(ref))
         return ref
+
+    def _prune_cache(self) -> None:
+        """After a failed load: drop what it downloaded (nothing desired needs it)."""
+        if self._cache is not None:
+            self._log_pruned(self._cache.prune())
+
+    @staticmethod
+    def _log_pruned(removed: list[Any]) -> None:
+        if removed:
+            logs.event(
+                log, logging.INFO, "pruned the artifact cache", removed=[str(p) for p in removed]
+            )
 
     def _record_failure(
         self, req: BundleRequest, stage: str, exc: Exception, seconds: float

@@ -16,6 +16,7 @@ from rankswap.artifacts.errors import (
     AlreadyPublished,
     ArtifactError,
     ArtifactNotFound,
+    CacheFull,
     ChecksumMismatch,
     InvalidURI,
     ManifestMissing,
@@ -35,7 +36,7 @@ from rankswap.artifacts.manifest import (
     sha256_file,
 )
 from rankswap.artifacts.paths import check_relpath, resolve_within
-from rankswap.artifacts.store import folder_mode, store_for
+from rankswap.artifacts.store import DISK_FULL, folder_mode, store_for
 from rankswap.artifacts.uri import ArtifactURI, parse_uri
 
 log = logging.getLogger(__name__)
@@ -303,6 +304,10 @@ def fetch_artifact(
     The local folder is ``<cache_dir>/<kind>/<name>/<version>/``: content already cached (from a
     dated path or from ``latest/``) is reused without downloading again. A folder appears only
     complete and verified (downloaded beside it, then renamed into place).
+
+    A cache whose filesystem is full raises :class:`CacheFull` naming the cache folder and its
+    free space — before downloading when the manifest's total size does not fit, or when the
+    filesystem fills up midway; the partial download is removed either way.
     """
     loc = parse_uri(uri)
     manifest = read_manifest(uri, expect_kind=expect_kind)
@@ -312,8 +317,22 @@ def fetch_artifact(
     resolve_within(cache_dir, rel, where=str(cache_dir), what="cache folder")
     if (final / COMPLETE_MARKER).is_file():
         return manifest, final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    resolve_within(cache_dir, rel, where=str(cache_dir), what="cache folder")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        resolve_within(cache_dir, rel, where=str(cache_dir), what="cache folder")
+        free, _ = _free_space(final.parent)
+        if free < manifest.total_bytes:
+            raise _cache_full(cache_dir, manifest, uri, "does not fit")
+        _download_into(final, manifest, content)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        raise _cache_full(cache_dir, manifest, uri, f"filled it ({exc.strerror})") from exc
+    return manifest, final
+
+
+def _download_into(final: Path, manifest: Manifest, content: ArtifactURI) -> None:
+    """Download beside ``final``, verify, rename into place; the partial download is removed."""
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".download-"))
     try:
         os.chmod(tmp, folder_mode())  # mkdtemp gives 0700; the version folder keeps this mode
@@ -329,7 +348,27 @@ def fetch_artifact(
     finally:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(tmp)
-    return manifest, final
+
+
+def _free_space(path: Path) -> tuple[int, int]:
+    """Bytes and inodes available to this process on the filesystem of ``path`` (or of its
+    nearest existing parent)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize, st.f_favail
+
+
+def _cache_full(cache_dir: Path, manifest: Manifest, uri: str, what: str) -> CacheFull:
+    free, inodes = _free_space(cache_dir)
+    return CacheFull(
+        f"local cache {cache_dir} is full: {free} bytes and {inodes} inodes free on its "
+        f"filesystem; {manifest.kind} {manifest.name} {manifest.version} "
+        f"({manifest.total_bytes} bytes, {len(manifest.files)} files) {what}; "
+        f"the partial download was removed (from {uri})",
+        path=str(cache_dir),
+        free_bytes=free,
+    )
 
 
 def list_versions(root_uri: str, kind: Kind, name: str) -> list[date]:

@@ -7,6 +7,7 @@ only :mod:`rankswap.artifacts.errors` exceptions: callers never see ``OSError`` 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -22,8 +23,16 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""errno values of a full local filesystem (no space, no inodes, over quota)."""
+
+
 class Store(Protocol):
-    """What the artifact contract needs from a back end."""
+    """What the artifact contract needs from a back end.
+
+    ``download`` lets an ``OSError`` whose errno is in :data:`DISK_FULL` through as it is: the
+    destination is full, which says nothing about the store; the caller names the local path.
+    """
 
     def read(self, uri: ArtifactURI) -> bytes: ...
     def write(self, uri: ArtifactURI, data: bytes) -> None: ...
@@ -67,12 +76,14 @@ class FileStore:
     """
 
     @contextlib.contextmanager
-    def _io(self, uri: ArtifactURI) -> Iterator[None]:
+    def _io(self, uri: ArtifactURI, *, local_dest: bool = False) -> Iterator[None]:
         try:
             yield
         except FileNotFoundError as exc:
             raise ArtifactNotFound(f"{uri}: not found") from exc
         except OSError as exc:
+            if local_dest and exc.errno in DISK_FULL:
+                raise  # the download's destination is full, not the store
             raise StoreUnavailable(f"{uri}: {exc.strerror or exc}") from exc
 
     def read(self, uri: ArtifactURI) -> bytes:
@@ -112,7 +123,7 @@ class FileStore:
                 raise
 
     def download(self, uri: ArtifactURI, dest: Path) -> None:
-        with self._io(uri):
+        with self._io(uri, local_dest=True):
             shutil.copyfile(uri.path, dest)
 
     def exists(self, uri: ArtifactURI) -> bool:

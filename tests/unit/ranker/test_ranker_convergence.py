@@ -16,6 +16,7 @@ from tests.unit.ranker.builders import Published, publish_bundle
 
 from rankswap.artifacts import parse_uri, read_manifest
 from rankswap_ranker import bundle as bundles
+from rankswap_ranker.cache import CacheKeeper
 from rankswap_ranker.convergence import PodView, RunDir, WorkerSync
 from rankswap_ranker.coordinator import Coordinator, Refresher
 from rankswap_ranker.errors import BadBundleRequest, URINotAllowed
@@ -28,7 +29,9 @@ pytestmark = pytest.mark.timeout(60)
 class Pod:
     """A supervisor's coordinator and two workers' syncs over one run folder, in-process."""
 
-    def __init__(self, root: Path, allowed: list[str], cache: Path, workers: int = 2) -> None:
+    def __init__(
+        self, root: Path, allowed: list[str], cache: Path, workers: int = 2, keep: int = 0
+    ) -> None:
         self.run_dir = RunDir(root)
         self.metrics = RankerMetrics(CollectorRegistry())
         self.view = PodView(self.run_dir, workers)
@@ -39,6 +42,7 @@ class Pod:
             allowed_roots=[parse_uri(a) for a in allowed],
             resolver=lambda m, f: bundles.resolve(m, f, cache),
             validator=bundles.load,
+            cache=CacheKeeper(cache, keep=keep) if keep else None,  # as the server wires it
         )
         self.registries: list[BundleRegistry[bundles.Bundle]] = []
         self.syncs: list[WorkerSync] = []
