@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from rankswap.artifacts import (
@@ -25,8 +26,10 @@ from rankswap.artifacts import (
     ArtifactURI,
     InvalidURI,
     StoreUnavailable,
+    UnsafePath,
     parse_artifact_uri,
     parse_uri,
+    resolve_within,
 )
 from rankswap_ranker import logs
 from rankswap_ranker.bundle import Bundle, BundleRef, utc_now_iso
@@ -52,9 +55,23 @@ def check_bundle_uris(model_uri: str, features_uri: str, allowed_roots: list[Art
             raise BadBundleRequest(f"{want}_uri: {exc}") from exc
         if ref.kind != want:
             raise BadBundleRequest(f"{want}_uri: {uri!r} is a {ref.kind} path, not a {want} path")
-        if not any(loc.is_within(root) for root in allowed_roots):
+        if not any(_within(loc, root) for root in allowed_roots):
             allowed = ", ".join(str(r) for r in allowed_roots) or "(none configured)"
             raise URINotAllowed(f"{want}_uri: {uri!r} is outside the allowed roots: {allowed}")
+
+
+def _within(loc: ArtifactURI, root: ArtifactURI) -> bool:
+    """``loc`` is below ``root`` as written and, for file://, with symlinks resolved too (a
+    link inside an allowed root must not lead out of it; the fetch checks the store root)."""
+    if not loc.is_within(root):
+        return False
+    if loc.scheme != "file":
+        return True
+    try:
+        resolve_within(Path(root.path), loc.path[len(root.path) :].strip("/"), where=str(loc))
+    except UnsafePath:
+        return False
+    return True
 
 
 def is_latest(uri: str) -> bool:

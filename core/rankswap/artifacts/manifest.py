@@ -24,6 +24,8 @@ COMPLETE_MARKER = ".complete"
 RESERVED_NAMES = frozenset({MANIFEST_NAME, COMPLETE_MARKER})
 """Top-level names of an artifact folder that belong to the contract, never to its files."""
 MAX_FILES = 10_000
+MAX_MANIFEST_BYTES = 16 << 20
+"""A manifest.json larger than this is refused unread (ManifestInvalid)."""
 Kind = Literal["model", "features"]
 KINDS: tuple[Kind, ...] = ("model", "features")
 

@@ -19,6 +19,7 @@ from rankswap.artifacts.errors import (
     CacheFull,
     ChecksumMismatch,
     InvalidURI,
+    ManifestInvalid,
     ManifestMissing,
     SchemaMismatch,
     StoreUnavailable,
@@ -28,6 +29,7 @@ from rankswap.artifacts.layout import LATEST, artifact_location, check_name, par
 from rankswap.artifacts.manifest import (
     COMPLETE_MARKER,
     MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
     Kind,
     Manifest,
     content_version,
@@ -73,11 +75,17 @@ def read_manifest(uri: str, *, expect_kind: Kind | None = None) -> Manifest:
     loc = parse_uri(uri)
     store = store_for(loc)
     try:
-        raw = store.read(_inside(_folder(loc), MANIFEST_NAME, what="manifest"))
+        raw = store.read(
+            _inside(_folder(loc), MANIFEST_NAME, what="manifest"), limit=MAX_MANIFEST_BYTES
+        )
     except ArtifactNotFound as exc:
         raise ManifestMissing(
             f"{loc}: no {MANIFEST_NAME} (not published, or publishing did not finish)"
         ) from exc
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ManifestInvalid(
+            f"{loc.join(MANIFEST_NAME)}: larger than {MAX_MANIFEST_BYTES} bytes; not read"
+        )
     manifest = Manifest.from_json(raw, where=str(loc.join(MANIFEST_NAME)))
     if expect_kind is not None and manifest.kind != expect_kind:
         raise WrongKind(

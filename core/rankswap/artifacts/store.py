@@ -34,7 +34,11 @@ class Store(Protocol):
     destination is full, which says nothing about the store; the caller names the local path.
     """
 
-    def read(self, uri: ArtifactURI) -> bytes: ...
+    def read(self, uri: ArtifactURI, *, limit: int | None = None) -> bytes:
+        """The object's bytes; with ``limit``, at most ``limit + 1`` of them (so a caller can
+        tell "too large" without reading an unbounded object into memory)."""
+        ...
+
     def write(self, uri: ArtifactURI, data: bytes) -> None: ...
     def upload(self, uri: ArtifactURI, source: Path) -> None: ...
     def download(self, uri: ArtifactURI, dest: Path) -> None: ...
@@ -86,9 +90,9 @@ class FileStore:
                 raise  # the download's destination is full, not the store
             raise StoreUnavailable(f"{uri}: {exc.strerror or exc}") from exc
 
-    def read(self, uri: ArtifactURI) -> bytes:
-        with self._io(uri):
-            return Path(uri.path).read_bytes()
+    def read(self, uri: ArtifactURI, *, limit: int | None = None) -> bytes:
+        with self._io(uri), open(uri.path, "rb") as fh:
+            return fh.read(-1 if limit is None else limit + 1)
 
     def write(self, uri: ArtifactURI, data: bytes) -> None:
         with self._io(uri):
@@ -193,9 +197,13 @@ class S3Store:
         except BotoCoreError as exc:
             raise StoreUnavailable(f"{uri}: S3 unreachable: {exc}") from exc
 
-    def read(self, uri: ArtifactURI) -> bytes:
+    def read(self, uri: ArtifactURI, *, limit: int | None = None) -> bytes:
         with self._io(uri):
-            return _s3_client().get_object(Bucket=uri.bucket, Key=uri.path)["Body"].read()
+            body = _s3_client().get_object(Bucket=uri.bucket, Key=uri.path)["Body"]
+            try:
+                return body.read() if limit is None else body.read(limit + 1)
+            finally:
+                body.close()
 
     def write(self, uri: ArtifactURI, data: bytes) -> None:
         with self._io(uri):

@@ -149,3 +149,14 @@ def test_a_symlinked_cache_folder_leaving_the_cache_is_refused(
     with pytest.raises(UnsafePath, match="cache folder"):
         fetch_artifact(artifact_uri(store_root, "model", "line-items", D1), cache)
     assert not any((tmp_path / "elsewhere").iterdir())
+
+
+def test_an_oversized_manifest_is_refused_unread(store_root: str, tmp_path: Path) -> None:
+    from rankswap.artifacts import ManifestInvalid
+    from rankswap.artifacts.manifest import MAX_MANIFEST_BYTES
+
+    good = publish(store_root, tmp_path)
+    padded = dataclasses.replace(good, extra={"pad": "x" * MAX_MANIFEST_BYTES})
+    uri = plant(store_root, "2026-05-02", padded, {})
+    with pytest.raises(ManifestInvalid, match=f"larger than {MAX_MANIFEST_BYTES} bytes"):
+        read_manifest(uri)

@@ -69,3 +69,22 @@ def test_a_model_file_symlinked_out_of_the_store_is_not_served(
     err = pod.coordinator.state()["last_error"]
     assert err["type"] == "UnsafePath" and err["file"] == "model.onnx"
     assert "outside" in err["message"]
+
+
+def test_a_symlink_out_of_a_narrow_allowed_root_is_not_allowed(
+    tmp_path: Path, file_root: str, cache_dir: Path, published: Published
+) -> None:
+    """Allowed: <store>/models/ranker only; <store>/models/ranker/2026-11-23 links elsewhere."""
+    from rankswap_ranker.errors import URINotAllowed
+
+    models = Path(parse_uri(published.model_uri).path).parent
+    features = Path(parse_uri(published.features_uri).path).parent
+    narrow = Pod(tmp_path / "run2", [models.as_uri(), features.as_uri()], cache_dir)
+    narrow.coordinator.request(published.model_uri, published.features_uri, "admin")  # allowed
+    elsewhere = models.parent / "other"
+    elsewhere.mkdir()
+    (models / "2026-11-23").symlink_to(elsewhere)
+    with pytest.raises(URINotAllowed, match="model_uri: .* outside the allowed roots"):
+        narrow.coordinator.request(
+            (models / "2026-11-23").as_uri(), published.features_uri, "admin"
+        )
