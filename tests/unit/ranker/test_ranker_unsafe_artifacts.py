@@ -84,7 +84,7 @@ def test_a_symlink_out_of_a_narrow_allowed_root_is_not_allowed(
     elsewhere = models.parent / "other"
     elsewhere.mkdir()
     (models / "2026-11-23").symlink_to(elsewhere)
-    with pytest.raises(URINotAllowed, match="model_uri: .* outside the allowed roots"):
+    with pytest.raises(URINotAllowed, match=r"model_uri: .* outside the allowed roots"):
         narrow.coordinator.request(
             (models / "2026-11-23").as_uri(), published.features_uri, "admin"
         )
