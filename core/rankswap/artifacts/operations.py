@@ -330,12 +330,17 @@ def fetch_artifact(
         resolve_within(cache_dir, rel, where=str(cache_dir), what="cache folder")
         free, _ = _free_space(final.parent)
         if free < manifest.total_bytes:
-            raise _cache_full(cache_dir, manifest, uri, "does not fit")
+            raise _cache_full(cache_dir, manifest, uri, "does not fit; nothing was downloaded")
         _download_into(final, manifest, content)
     except OSError as exc:
         if exc.errno not in DISK_FULL:
             raise
-        raise _cache_full(cache_dir, manifest, uri, f"filled it ({exc.strerror})") from exc
+        raise _cache_full(
+            cache_dir,
+            manifest,
+            uri,
+            f"filled it ({exc.strerror}); the partial download was removed",
+        ) from exc
     return manifest, final
 
 
@@ -372,8 +377,7 @@ def _cache_full(cache_dir: Path, manifest: Manifest, uri: str, what: str) -> Cac
     return CacheFull(
         f"local cache {cache_dir} is full: {free} bytes and {inodes} inodes free on its "
         f"filesystem; {manifest.kind} {manifest.name} {manifest.version} "
-        f"({manifest.total_bytes} bytes, {len(manifest.files)} files) {what}; "
-        f"the partial download was removed (from {uri})",
+        f"({manifest.total_bytes} bytes, {len(manifest.files)} files) {what} (from {uri})",
         path=str(cache_dir),
         free_bytes=free,
     )
