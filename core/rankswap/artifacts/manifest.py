@@ -104,6 +104,13 @@ class Manifest:
         """Parse and check a manifest (ManifestInvalid; UnsafePath for a name that is unsafe)."""
         manifest = cls._parse(raw, where=where)
         manifest.check_paths(where=where)
+        derived = content_version(manifest.kind, manifest.name, manifest.as_of, manifest.files)
+        if manifest.version != derived:
+            # The cache is keyed by version: a manifest claiming another artifact's version
+            # must not be able to fill (poison) that version's cache folder.
+            raise ManifestInvalid(
+                f"{where}: version {manifest.version!r} does not match its content ({derived})"
+            )
         return manifest
 
     @classmethod

@@ -21,6 +21,7 @@ from rankswap.artifacts import (
     publish_artifact,
     read_manifest,
 )
+from rankswap.artifacts.manifest import content_version
 from rankswap.artifacts.store import store_for
 
 pytestmark = pytest.mark.integration
@@ -106,7 +107,9 @@ def test_a_symlinked_file_leaving_the_store_is_not_served(file_root: str, tmp_pa
     folder = Path(parse_uri(artifact_uri(file_root, "model", "line-items", D1)).path)
     (folder / "model.onnx").unlink()
     (folder / "model.onnx").symlink_to(secret)
-    crafted = dataclasses.replace(good, files={"model.onnx": entry(PAYLOAD)})
+    files = {"model.onnx": entry(PAYLOAD)}
+    version = content_version(good.kind, good.name, good.as_of, files)
+    crafted = dataclasses.replace(good, files=files, version=version)
     (folder / "manifest.json").write_bytes(crafted.to_json())
     with pytest.raises(UnsafePath, match=r"'model\.onnx' refused: resolves to .*secret\.key"):
         fetch_artifact(str(parse_uri(folder.as_uri())), tmp_path / "cache")

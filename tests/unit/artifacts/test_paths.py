@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 import pytest
 
-from rankswap.artifacts import Manifest, UnsafePath, check_relpath, resolve_within
-from rankswap.artifacts.manifest import scan_files
+from rankswap.artifacts import (
+    FileEntry,
+    Manifest,
+    ManifestInvalid,
+    UnsafePath,
+    check_relpath,
+    resolve_within,
+)
+from rankswap.artifacts.manifest import content_version, scan_files
 from rankswap.artifacts.paths import MAX_COMPONENT_BYTES, MAX_DEPTH, MAX_PATH_CHARS
 
 
@@ -74,13 +82,14 @@ def test_a_root_that_is_itself_a_symlink_is_fine(tmp_path: Path) -> None:
 
 
 def manifest_doc(**overrides: object) -> bytes:
+    files = {"model.onnx": FileEntry(1, "0" * 64)}
     doc: dict[str, object] = {
         "format_version": 1,
         "kind": "model",
         "name": "line-items",
         "as_of": "2026-07-01",
         "created_at": "2026-07-01T00:00:00+00:00",
-        "version": "2026-07-01-abcdef12",
+        "version": content_version("model", "line-items", date(2026, 7, 1), files),
         "files": {"model.onnx": {"size": 1, "sha256": "0" * 64}},
         "content_dir": "",
     }
@@ -110,6 +119,12 @@ def test_a_manifest_with_an_unsafe_name_is_refused(override: dict[str, object], 
 def test_the_latest_content_dir_form_is_accepted() -> None:
     m = Manifest.from_json(manifest_doc(content_dir="2026-07-01-abcdef12/"), where="w")
     assert m.content_dir == "2026-07-01-abcdef12/"
+
+
+def test_a_version_that_is_not_derived_from_the_content_is_refused() -> None:
+    """The cache is keyed by version: another artifact's version must not be claimable."""
+    with pytest.raises(ManifestInvalid, match="does not match its content"):
+        Manifest.from_json(manifest_doc(version="2026-07-01-00000000"), where="w")
 
 
 def test_publishing_refuses_a_symlink_that_leaves_the_source(tmp_path: Path) -> None:

