@@ -1,8 +1,9 @@
 """Request and response bodies of the ranker's HTTP API (public and admin).
 
 Request bodies are strict: a number must be a JSON number (``"2480"`` and ``true`` are refused),
-an integer a JSON integer, a date a ``YYYY-MM-DD`` string (``0`` is not 1970-01-01), and unknown
-fields are refused.
+an integer a JSON number without a fraction (``12`` or, as JSON Schema has it, ``12.0``; not
+``12.5``, ``"12"`` or ``true``), a date a ``YYYY-MM-DD`` string (``0`` is not 1970-01-01), and
+unknown fields are refused.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import datetime as dt
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 MAX_ID = 2**31 - 1
 TOP_K_LIMIT = 1000
@@ -33,6 +34,14 @@ def _iso_date(value: Any) -> Any:
 IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
 
 
+def _json_integer(value: Any) -> Any:
+    """JSON Schema's integer: ``12.0`` is one (a generated client may send it); the strict
+    validator then refuses what is not (``12.5``, ``"12"``, ``true``)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class ExpenseContext(BaseModel):
     """The expense being filed."""
 
@@ -43,6 +52,9 @@ class ExpenseContext(BaseModel):
     description: str = Field("", max_length=2000, description="Free text the user entered.")
     amount: float = Field(ge=0, le=1e12, allow_inf_nan=False, description="Amount (yen).")
     date: IsoDate = Field(description="Expense date (YYYY-MM-DD).")
+
+    # A validator of the model, not an Annotated one: that would hide ge/le from the schema.
+    _integral = field_validator("employee_id", "vendor_id", mode="before")(_json_integer)
 
 
 class RankRequest(BaseModel):
@@ -75,6 +87,8 @@ class RankRequest(BaseModel):
         description="How many items to return (default and maximum are configured; 5 and 100 "
         "unless set otherwise).",
     )
+
+    _integral = field_validator("top_k", mode="before")(_json_integer)
 
 
 class RankedItem(BaseModel):

@@ -149,7 +149,8 @@ def _with(context: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:
         (_with({"amount": True}), "context.amount"),
         (_with(top_k=True), "top_k"),
         (_with(top_k="5"), "top_k"),
-        (_with(top_k=5.0), "top_k"),
+        (_with(top_k=5.5), "top_k"),
+        (_with(top_k=1e300), "top_k"),
         (_with({"employee_id": "12"}), "context.employee_id"),
         (_with({"vendor_id": 4.5}), "context.vendor_id"),
         (_with({"date": 0}), "context.date"),
@@ -174,6 +175,9 @@ async def test_a_valid_body_passes_validation(public: httpx.AsyncClient) -> None
     _envelope(
         await public.post("/v1/rank", json=_with({"amount": 2480.5})), 503, "no_active_bundle"
     )
+    # JSON Schema's integer includes 12.0 (generated clients send it).
+    r = await public.post("/v1/rank", json=_with({"employee_id": 12.0}, top_k=5.0))
+    _envelope(r, 503, "no_active_bundle")
 
 
 # Body limits ------------------------------------------------------------------------------
