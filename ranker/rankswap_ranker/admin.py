@@ -2,17 +2,22 @@
 
 Every route needs ``Authorization: Bearer <token>``; the token comes from a file (a mounted
 Kubernetes Secret, re-read when it changes) or a variable, and is compared in constant time.
+The OpenAPI document (``/admin/v1/openapi.json``) is served without the token: it holds no
+secret and is the same as the published docs/openapi-ranker.json.
 """
 
 from __future__ import annotations
 
 import hmac
+import re
 from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Depends, FastAPI, Security
+from fastapi import APIRouter, Depends, FastAPI, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from rankswap_ranker.errors import Unauthorized, install_error_handlers
+from rankswap_ranker.limits import BodyLimit
+from rankswap_ranker.routes import BODY_ERRORS
 from rankswap_ranker.schemas import BundleAccepted, BundleSpec, ErrorBody
 from rankswap_ranker.settings import RankerSettings
 
@@ -28,7 +33,28 @@ class AdminBackend(Protocol):
     def state(self) -> dict[str, Any]: ...
 
 
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization`` header of the Bearer scheme, or None.
+
+    RFC 6750 §2.1 (``"Bearer" 1*SP token``) with RFC 9110: the scheme is case-insensitive
+    (``bearer`` is fine), one or more spaces may separate it from the token, and whitespace
+    around the field value is not part of it. The token is one run of visible ASCII characters:
+    a tab separator, a space inside the token, another scheme or an empty token give None.
+    """
+    if header is None:
+        return None
+    scheme, sep, rest = header.strip(" \t").partition(" ")
+    token = rest.lstrip(" ")
+    if not sep or scheme.lower() != "bearer" or not _TOKEN.fullmatch(token):
+        return None
+    return token
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    **BODY_ERRORS,
     400: {"model": ErrorBody, "description": "A URI that is invalid or outside the allowed roots."},
     401: {"model": ErrorBody, "description": "Missing or wrong bearer token."},
     422: {"model": ErrorBody, "description": "Invalid body; the message names the field."},
@@ -39,14 +65,16 @@ _bearer = HTTPBearer(auto_error=False, description="The admin token (a Kubernete
 
 def admin_router(settings: RankerSettings, backend: AdminBackend) -> APIRouter:
     def require_token(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+        request: Request,
+        # Declares the scheme in the OpenAPI document; the header is parsed by bearer_token.
+        _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     ) -> None:
         expected = settings.read_admin_token()
         if expected is None:
             raise Unauthorized("no admin token is configured on this pod; admin API disabled")
-        given = credentials.credentials if credentials is not None else ""
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise Unauthorized("missing bearer token")
+        given = bearer_token(request.headers.get("authorization"))
+        if given is None:
+            raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise Unauthorized("wrong bearer token")
 
@@ -92,4 +120,7 @@ def create_admin_app(settings: RankerSettings, backend: AdminBackend) -> FastAPI
     )
     install_error_handlers(app)
     app.include_router(admin_router(settings, backend))
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.admin_max_body_bytes, timeout_s=settings.body_timeout_s
+    )
     return app

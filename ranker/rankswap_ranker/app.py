@@ -17,7 +17,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from rankswap_ranker.bundle import Bundle
 from rankswap_ranker.convergence import LocalPodView, PodView
 from rankswap_ranker.errors import install_error_handlers
+from rankswap_ranker.limits import BodyLimit
 from rankswap_ranker.metrics import RankerMetrics
+from rankswap_ranker.openapi import state_top_k_bound
 from rankswap_ranker.ranking import CandidateSource
 from rankswap_ranker.registry import BundleRegistry
 from rankswap_ranker.routes import public_router
@@ -55,6 +57,19 @@ class RequestMetrics:
             self.metrics.requests.labels(route, str(status)).inc()
 
 
+class RankerAPI(FastAPI):
+    """The public app; its OpenAPI document states the configured ``top_k`` bound."""
+
+    def __init__(self, settings: RankerSettings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.top_k = (settings.top_k_default, settings.top_k_max)
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = state_top_k_bound(super().openapi(), *self.top_k)
+        return self.openapi_schema
+
+
 def create_app(
     settings: RankerSettings,
     registry: BundleRegistry[Bundle],
@@ -65,7 +80,8 @@ def create_app(
     worker_slot: int = 0,
 ) -> FastAPI:
     metrics = metrics if metrics is not None else RankerMetrics(CollectorRegistry())
-    app = FastAPI(
+    app = RankerAPI(
+        settings,
         title="rankswap ranker",
         version="1",
         summary="Ranks a tenant's own expense line items with the bundle the pod serves.",
@@ -83,7 +99,10 @@ def create_app(
             worker_slot,
         )
     )
-    app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.public_max_body_bytes, timeout_s=settings.body_timeout_s
+    )
+    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts 413 and 408 too
     state: Any = app.state
     state.metrics = metrics
     state.registry = registry

@@ -29,6 +29,20 @@ class _SchemaOnly:
         raise NotImplementedError
 
 
+def state_top_k_bound(doc: dict[str, Any], top_k_default: int, top_k_max: int) -> dict[str, Any]:
+    """``doc`` with ``RankRequest.top_k`` bounded by the configured maximum, which the server
+    enforces (the model's static bound is only the outer limit of that setting)."""
+    top_k = doc["components"]["schemas"]["RankRequest"]["properties"]["top_k"]
+    for branch in top_k.get("anyOf", [top_k]):
+        if branch.get("type") == "integer":
+            branch["maximum"] = top_k_max
+    top_k["description"] = (
+        f"How many items to return: {top_k_default} when absent or null, at most {top_k_max} "
+        "(RANKSWAP_TOP_K_DEFAULT, RANKSWAP_TOP_K_MAX)."
+    )
+    return doc
+
+
 def document() -> dict[str, Any]:
     from rankswap_ranker.admin import create_admin_app
     from rankswap_ranker.app import create_app
@@ -44,7 +58,10 @@ def document() -> dict[str, Any]:
         "version": "1",
         "description": (
             "Public port (RANKSWAP_PUBLIC_PORT, 8080): /v1/rank, /healthz, /readyz, /metrics. "
-            "Admin port (RANKSWAP_ADMIN_PORT, 8081): /admin/v1/*, bearer token required."
+            "Admin port (RANKSWAP_ADMIN_PORT, 8081): /admin/v1/*, bearer token required "
+            "(its document, /admin/v1/openapi.json, is served without the token: it holds no "
+            "secret and is this published file). Every error of both ports is the ErrorBody "
+            "envelope; bodies over the port's limit are answered 413 before they are read."
         ),
     }
     doc["paths"] = {**public["paths"], **admin["paths"]}

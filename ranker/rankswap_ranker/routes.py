@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from rankswap_ranker import logs
 from rankswap_ranker.bundle import Bundle
@@ -15,7 +15,7 @@ from rankswap_ranker.errors import InternalError, InvalidRequest, translate
 from rankswap_ranker.metrics import RankerMetrics
 from rankswap_ranker.ranking import CandidateSource, RankQuery, rank, record
 from rankswap_ranker.registry import BundleRegistry
-from rankswap_ranker.schemas import ErrorBody, RankRequest, RankResponse
+from rankswap_ranker.schemas import ErrorBody, Health, RankRequest, RankResponse, Readiness
 from rankswap_ranker.settings import RankerSettings
 
 log = logging.getLogger("rankswap.ranker.rank")
@@ -25,9 +25,20 @@ HEADER_MODEL = "X-Rankswap-Model-Version"
 HEADER_FEATURES = "X-Rankswap-Features-Version"
 HEADER_WORKER = "X-Rankswap-Worker"
 
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    408: {"model": ErrorBody, "description": "The body did not arrive in time; closed."},
+    413: {"model": ErrorBody, "description": "The body is over the port's limit; closed."},
+    422: {
+        "model": ErrorBody,
+        "description": "Invalid body (the message names the field), not UTF-8 JSON, or nested "
+        "too deeply.",
+    },
+}
+"""Errors of every route that takes a body, on both ports."""
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    **BODY_ERRORS,
     404: {"model": ErrorBody, "description": "Unknown tenant."},
-    422: {"model": ErrorBody, "description": "Invalid body; the message names the field."},
     503: {
         "model": ErrorBody,
         "description": "No bundle loaded yet, or the product database is unreachable.",
@@ -99,14 +110,15 @@ def public_router(
         )
 
     @router.get("/healthz", summary="Liveness: the process answers", tags=["health"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> Health:
+        return Health(status="ok")
 
     @router.get(
         "/readyz",
         summary="Readiness: a bundle is active in every worker of the pod",
         tags=["health"],
-        responses={503: {"description": "Not every worker has a bundle yet."}},
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "Not every worker has a bundle yet."}},
     )
     def readyz() -> JSONResponse:
         active = registry.active
@@ -122,7 +134,18 @@ def public_router(
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @router.get("/metrics", summary="Prometheus metrics of the whole pod", tags=["health"])
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics of the whole pod",
+        tags=["health"],
+        response_class=PlainTextResponse,
+        responses={
+            200: {
+                "description": "Prometheus text exposition format (not JSON).",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+    )
     async def metrics_route() -> Response:
         payload, content_type = metrics.exposition()
         return Response(content=payload, media_type=content_type)

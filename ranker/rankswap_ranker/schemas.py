@@ -1,32 +1,66 @@
-"""Request and response bodies of the ranker's HTTP API (public and admin)."""
+"""Request and response bodies of the ranker's HTTP API (public and admin).
+
+Request bodies are strict: a number must be a JSON number (``"2480"`` and ``true`` are refused),
+an integer a JSON number without a fraction (``12`` or, as JSON Schema has it, ``12.0``; not
+``12.5``, ``"12"`` or ``true``), a date a ``YYYY-MM-DD`` string (``0`` is not 1970-01-01), and
+unknown fields are refused.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 MAX_ID = 2**31 - 1
 TOP_K_LIMIT = 1000
-"""Hard upper bound of ``top_k`` in the schema; the configured ``top_k_max`` is usually lower."""
+"""Outer bound of ``top_k`` (and of the ``top_k_max`` setting); each app's OpenAPI document states
+the configured ``top_k_max`` instead (:func:`rankswap_ranker.openapi.state_top_k_bound`)."""
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_date(value: Any) -> Any:
+    """Only a ``YYYY-MM-DD`` string is a date (pydantic alone also takes 0, "0", datetimes)."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+        raise ValueError("must be a date string YYYY-MM-DD")
+    return dt.date.fromisoformat(value)  # ValueError for 2026-02-30
+
+
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
+
+
+def _json_integer(value: Any) -> Any:
+    """JSON Schema's integer: ``12.0`` is one (a generated client may send it); the strict
+    validator then refuses what is not (``12.5``, ``"12"``, ``true``)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 class ExpenseContext(BaseModel):
     """The expense being filed."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     employee_id: int | None = Field(None, ge=0, le=MAX_ID, description="Employee filing it.")
     vendor_id: int | None = Field(None, ge=0, le=MAX_ID, description="Vendor, when known.")
     description: str = Field("", max_length=2000, description="Free text the user entered.")
     amount: float = Field(ge=0, le=1e12, allow_inf_nan=False, description="Amount (yen).")
-    date: dt.date = Field(description="Expense date (YYYY-MM-DD).")
+    date: IsoDate = Field(description="Expense date (YYYY-MM-DD).")
+
+    # A validator of the model, not an Annotated one: that would hide ge/le from the schema.
+    _integral = field_validator("employee_id", "vendor_id", mode="before")(_json_integer)
 
 
 class RankRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -54,6 +88,8 @@ class RankRequest(BaseModel):
         "unless set otherwise).",
     )
 
+    _integral = field_validator("top_k", mode="before")(_json_integer)
+
 
 class RankedItem(BaseModel):
     id: int
@@ -72,6 +108,21 @@ class RankResponse(BaseModel):
     features_version: str
 
 
+class Health(BaseModel):
+    status: str = Field(description="Always ``ok`` while the process answers.")
+
+
+class WorkerReadiness(BaseModel):
+    slot: int | None
+    bundle_id: str | None = Field(description="The worker's active bundle, if any.")
+
+
+class Readiness(BaseModel):
+    ready: bool
+    bundle_id: str | None = Field(description="This worker's active bundle, if any.")
+    workers: list[WorkerReadiness]
+
+
 class ErrorBody(BaseModel):
     error: str = Field(description="Machine-readable code, e.g. unknown_tenant.")
     message: str = Field(description="What went wrong and what to do, for people.")
@@ -83,6 +134,7 @@ class BundleSpec(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {

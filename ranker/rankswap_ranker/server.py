@@ -63,6 +63,7 @@ def worker_main(settings: RankerSettings, slot: int, sock: socket.socket, parent
     from rankswap_ranker.app import create_app
     from rankswap_ranker.candidates import LazyProductDB
     from rankswap_ranker.convergence import PodView, RunDir, WorkerSync
+    from rankswap_ranker.limits import header_timeout_protocol
     from rankswap_ranker.metrics import RankerMetrics
     from rankswap_ranker.registry import BundleRegistry
 
@@ -91,7 +92,8 @@ def worker_main(settings: RankerSettings, slot: int, sock: socket.socket, parent
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        http=header_timeout_protocol(settings.header_timeout_s),
+        timeout_keep_alive=settings.keep_alive_timeout_s,
         lifespan="off",
         access_log=settings.access_log,
         log_config=None,
@@ -272,6 +274,7 @@ async def _supervise(settings: RankerSettings, public: socket.socket, admin: soc
     from rankswap_ranker.cache import CacheKeeper
     from rankswap_ranker.convergence import PodView, RunDir
     from rankswap_ranker.coordinator import Coordinator, Refresher
+    from rankswap_ranker.limits import header_timeout_protocol
     from rankswap_ranker.metrics import RankerMetrics
 
     run_dir = RunDir(settings.effective_run_dir)
@@ -303,7 +306,8 @@ async def _supervise(settings: RankerSettings, public: socket.socket, admin: soc
             log_config=None,
             access_log=settings.access_log,
             server_header=False,
-            http="httptools",
+            http=header_timeout_protocol(settings.header_timeout_s),
+            timeout_keep_alive=settings.keep_alive_timeout_s,
         )
     )
     # uvicorn restores the previous handlers and re-raises a captured signal when it stops:

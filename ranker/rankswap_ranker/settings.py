@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rankswap.artifacts import ArtifactURI, InvalidURI, parse_uri
+from rankswap_ranker.schemas import TOP_K_LIMIT
 
 
 class RankerSettings(BaseSettings):
@@ -30,6 +31,20 @@ class RankerSettings(BaseSettings):
     """Interface of the admin port; keep it reachable only from the operator (NetworkPolicy)."""
     admin_port: int = Field(8081, ge=0, le=65535)
     """Admin port (bundle push, pod state). 0 picks a free port."""
+    public_max_body_bytes: int = Field(65536, ge=1024, le=2**30)
+    """Largest request body the public port reads; larger → 413 before the body is read
+    (chunked bodies: as soon as they pass it). The largest valid ``/v1/rank`` body (128-char
+    tenant, 2,000-char description, every character JSON-escaped) is about 26 KB."""
+    admin_max_body_bytes: int = Field(65536, ge=1024, le=2**30)
+    """Largest request body the admin port reads (the largest valid bundle push, two 2,048-char
+    URIs every character JSON-escaped, is about 50 KB)."""
+    header_timeout_s: float = Field(10.0, gt=0, le=3600)
+    """A connection that has not sent its request line and headers this long after opening (or
+    after starting its next request) is closed, on both ports."""
+    body_timeout_s: float = Field(10.0, gt=0, le=3600)
+    """A request body that has not fully arrived this long after its headers → 408, closed."""
+    keep_alive_timeout_s: int = Field(5, ge=1, le=3600)
+    """An idle keep-alive connection is closed after this long without a new request."""
     workers: int = Field(2, ge=1, le=64)
     """Number of uvicorn worker processes serving the public port. They share the listening
     socket, memory-map the same feature files and converge on the same bundle."""
@@ -74,8 +89,8 @@ class RankerSettings(BaseSettings):
 
     top_k_default: int = Field(5, ge=1)
     """``top_k`` when a request does not give one."""
-    top_k_max: int = Field(100, ge=1)
-    """Largest ``top_k`` a request may ask for (larger → 422)."""
+    top_k_max: int = Field(100, ge=1, le=TOP_K_LIMIT)
+    """Largest ``top_k`` a request may ask for (larger → 422); the OpenAPI document states it."""
     ort_intra_op_threads: int = Field(1, ge=1, le=64)
     """onnxruntime threads per session. 1 per worker process is best on small pods."""
 
