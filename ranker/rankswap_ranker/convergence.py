@@ -107,6 +107,19 @@ class RunDir:
         )
 
 
+def pod_ready(workers: list[dict[str, Any]]) -> bool:
+    """The pod's readiness (``/readyz`` and the admin state's ``ready``), defined once.
+
+    Ready while at least one live worker serves a bundle: the desired one, or the one it
+    served before while it switches to a new desired bundle (a failed switch changes nothing
+    that serves). A worker that is restarting or loading its first bundle does not count, and
+    does not make the pod unready while another one serves; it takes no connection before it
+    has applied the desired bundle. Stricter ``converged`` (every expected worker serves the
+    target) is what a rollout waits for.
+    """
+    return any(w.get("alive") and w.get("active") for w in workers)
+
+
 class PodView:
     """What the worker files say about the whole pod (any process may read it)."""
 
@@ -124,8 +137,8 @@ class PodView:
         return states
 
     def ready(self) -> bool:
-        """Every worker is alive and has an active bundle."""
-        return all(s["alive"] and s.get("active") for s in self.worker_states())
+        """See :func:`pod_ready`."""
+        return pod_ready(self.worker_states())
 
 
 class LocalPodView(PodView):

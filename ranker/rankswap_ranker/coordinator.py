@@ -31,7 +31,7 @@ from rankswap.artifacts import (
 from rankswap_ranker import logs
 from rankswap_ranker.bundle import Bundle, BundleRef, utc_now_iso
 from rankswap_ranker.cache import CacheKeeper
-from rankswap_ranker.convergence import PodView, RunDir
+from rankswap_ranker.convergence import PodView, RunDir, pod_ready
 from rankswap_ranker.errors import BadBundleRequest, URINotAllowed, error_record, translate
 from rankswap_ranker.metrics import RankerMetrics
 
@@ -337,7 +337,7 @@ class Coordinator:
                 desired["status"] = "pending"
         return {
             "workers_expected": self.pod.workers,
-            "ready": bool(workers) and all(w.get("alive") and w.get("active") for w in workers),
+            "ready": pod_ready(workers),
             "converged": converged,
             "desired": desired,
             "loading": loading.public() if loading is not None else None,

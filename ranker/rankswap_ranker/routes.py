@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from rankswap_ranker import logs
 from rankswap_ranker.bundle import Bundle
-from rankswap_ranker.convergence import PodView
+from rankswap_ranker.convergence import PodView, pod_ready
 from rankswap_ranker.errors import InternalError, InvalidRequest, translate
 from rankswap_ranker.metrics import RankerMetrics
 from rankswap_ranker.ranking import CandidateSource, RankQuery, rank, record
@@ -104,14 +104,17 @@ def public_router(
 
     @router.get(
         "/readyz",
-        summary="Readiness: a bundle is active in every worker of the pod",
+        summary="Readiness: at least one worker of the pod serves its bundle",
         tags=["health"],
-        responses={503: {"description": "Not every worker has a bundle yet."}},
+        responses={503: {"description": "No worker serves a bundle (yet)."}},
     )
     def readyz() -> JSONResponse:
+        """Ready while at least one live worker serves the pod's bundle (the desired one, or
+        the previous one while it switches); a worker that is restarting does not make the pod
+        unready. See docs/RANKER.md, "Readiness"."""
         active = registry.active
         workers = pod.worker_states()
-        ready = active is not None and all(w.get("alive") and w.get("active") for w in workers)
+        ready = pod_ready(workers)
         body = {
             "ready": ready,
             "bundle_id": active.bundle_id if active is not None else None,

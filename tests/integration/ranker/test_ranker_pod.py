@@ -287,3 +287,28 @@ def test_10_a_dead_worker_is_replaced_and_converges(pod: RankerProcess) -> None:
     text = httpx.get(f"{pod.public}/metrics").text
     active_lines = [x for x in text.splitlines() if x.startswith("rankswap_ranker_active_bundle{")]
     assert any(x.endswith(f" {float(WORKERS)}") for x in active_lines), active_lines
+
+
+def test_11_the_pod_stays_ready_and_serving_while_a_worker_restarts(pod: RankerProcess) -> None:
+    """Readiness is "at least one worker serves the pod's bundle"; `converged` stays strict."""
+    import os
+    import signal
+
+    victim = pod.state()["workers"][0]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    window = []  # states seen while the replacement was not serving yet
+
+    def replaced() -> bool:
+        ready = httpx.get(f"{pod.public}/readyz", timeout=5)
+        assert ready.status_code == 200, ready.text
+        r = pod.rank(BODY)
+        assert r.status_code == 200, r.text
+        s = pod.state()
+        assert s["ready"], s
+        if not s["converged"]:
+            window.append(s)
+        return bool(s["workers"][0]["pid"] != victim and s["converged"])
+
+    pod.wait(replaced, 90, "worker 0 replaced")
+    assert window, "the replacement was never seen restarting"
+    assert any(not w["workers"][0].get("active") or not w["workers"][0]["alive"] for w in window)

@@ -129,7 +129,8 @@ def test_a_worker_that_cannot_load_reports_it(pod: Pod, published: Published) ->
     pod.push(published.model_uri, published.features_uri)
     assert pod.active() == [published.bundle_id, None]
     state = pod.coordinator.state()
-    assert not state["converged"] and not state["ready"]
+    assert not state["converged"]
+    assert state["ready"]  # worker 0 serves the desired bundle: the pod stays ready
     assert state["desired"]["status"] == "failed"
     assert "disk on fire" in state["last_error"]["message"]
     assert state["workers"][1]["last_error"]["message"] == "disk on fire"
@@ -230,3 +231,30 @@ def test_an_unexpected_failure_is_recorded_and_the_loader_goes_on(
     assert state["desired"]["status"] == "failed"
     assert state["last_error"]["stage"] == "record"
     assert pod.coordinator.process_pending() is False  # nothing left, nothing stuck
+
+
+def test_ready_needs_one_serving_worker_and_converged_needs_all(
+    pod: Pod, published: Published, second: Published
+) -> None:
+    """A worker that is restarting (its state file names a dead pid, then a fresh one with no
+    bundle) leaves the pod ready while the other serves; the pod is not converged meanwhile."""
+    assert not pod.coordinator.state()["ready"]  # no bundle anywhere yet
+    assert not pod.view.ready()
+    pod.push(published.model_uri, published.features_uri)
+    dead = WorkerSync(pod.run_dir, 1, BundleRegistry(1), pod.metrics, bundles.load)
+    dead._state["pid"] = 2**22 + 1  # beyond pid_max: no such process
+    dead.write_state()
+    state = pod.coordinator.state()
+    assert state["ready"] and pod.view.ready()
+    assert not state["converged"] and not state["workers"][1]["alive"]
+    fresh = WorkerSync(pod.run_dir, 1, BundleRegistry(1), pod.metrics, bundles.load)
+    fresh.write_state()  # alive, nothing loaded yet
+    state = pod.coordinator.state()
+    assert state["ready"] and not state["converged"]
+    fresh.poll_once()
+    assert pod.coordinator.state()["converged"]
+    # While every worker switches to a new bundle, each keeps serving the previous one: ready.
+    pod.coordinator.request(second.model_uri, second.features_uri, "admin")
+    assert pod.coordinator.process_pending()
+    state = pod.coordinator.state()
+    assert state["ready"] and not state["converged"]
