@@ -110,14 +110,17 @@ class RunDir:
 def pod_ready(workers: list[dict[str, Any]]) -> bool:
     """The pod's readiness (``/readyz`` and the admin state's ``ready``), defined once.
 
-    Ready while at least one live worker serves a bundle: the desired one, or the one it
+    Ready while at least one live worker serves a bundle — the desired one, or the one it
     served before while it switches to a new desired bundle (a failed switch changes nothing
-    that serves). A worker that is restarting or loading its first bundle does not count, and
-    does not make the pod unready while another one serves; it takes no connection before it
-    has applied the desired bundle. Stricter ``converged`` (every expected worker serves the
-    target) is what a rollout waits for.
+    that serves) — and no live worker takes connections without a bundle. A restarted worker
+    applies the desired bundle before it takes connections (``accepting``), so while it
+    restarts or loads, the pod stays ready on the others. ``converged`` (every expected worker
+    serves the target) is the strict notion a rollout waits for.
     """
-    return any(w.get("alive") and w.get("active") for w in workers)
+    live = [w for w in workers if w.get("alive")]
+    return any(w.get("active") for w in live) and all(
+        w.get("active") for w in live if w.get("accepting", True)
+    )
 
 
 class PodView:
@@ -155,6 +158,7 @@ class LocalPodView(PodView):
                 "slot": 0,
                 "pid": os.getpid(),
                 "alive": True,
+                "accepting": True,
                 "active": active.ref.public() if active else None,
                 "warm": [b.ref.public() for b in self._registry.warm_bundles()],
             }
@@ -193,6 +197,7 @@ class WorkerSync:
             "pid": os.getpid(),
             "started_at": utc_now_iso(),
             "applied_seq": None,
+            "accepting": False,
             "loading": None,
             "last_error": None,
             "last_load": None,
@@ -204,6 +209,11 @@ class WorkerSync:
         self.orphan_check: Callable[[], bool] | None = None
         """Returns True when the supervisor is gone; then ``on_orphan`` runs and sync stops."""
         self.on_orphan: Callable[[], None] | None = None
+
+    def accepting(self) -> None:
+        """Record that this worker takes connections from now on (see :func:`pod_ready`)."""
+        self._state["accepting"] = True
+        self.write_state()
 
     # Thread ---------------------------------------------------------------------------------
 

@@ -105,7 +105,12 @@ def worker_main(settings: RankerSettings, slot: int, sock: socket.socket, parent
         nice=settings.loader_nice,
     )
     app = create_app(
-        settings, registry, source, metrics=metrics, pod=PodView(run_dir, settings.workers)
+        settings,
+        registry,
+        source,
+        metrics=metrics,
+        pod=PodView(run_dir, settings.workers),
+        worker_slot=slot,
     )
     config = uvicorn.Config(
         app,
@@ -127,6 +132,7 @@ def worker_main(settings: RankerSettings, slot: int, sock: socket.socket, parent
         sync.poll_once()
     except Exception:  # serve anyway (503 until a later poll succeeds); the error is logged
         log.exception("applying the desired bundle at start failed")
+    sync.accepting()
     sync.start()
     try:
         server.run(sockets=[sock])

@@ -236,8 +236,9 @@ def test_an_unexpected_failure_is_recorded_and_the_loader_goes_on(
 def test_ready_needs_one_serving_worker_and_converged_needs_all(
     pod: Pod, published: Published, second: Published
 ) -> None:
-    """A worker that is restarting (its state file names a dead pid, then a fresh one with no
-    bundle) leaves the pod ready while the other serves; the pod is not converged meanwhile."""
+    """A worker that is restarting (its state file names a dead pid, then a fresh one loading
+    before it takes connections) leaves the pod ready while the other serves; the pod is not
+    converged meanwhile. A worker taking connections without a bundle makes it unready."""
     assert not pod.coordinator.state()["ready"]  # no bundle anywhere yet
     assert not pod.view.ready()
     pod.push(published.model_uri, published.features_uri)
@@ -251,6 +252,8 @@ def test_ready_needs_one_serving_worker_and_converged_needs_all(
     fresh.write_state()  # alive, nothing loaded yet
     state = pod.coordinator.state()
     assert state["ready"] and not state["converged"]
+    fresh.accepting()  # were it to take connections without a bundle: not ready
+    assert not pod.coordinator.state()["ready"] and not pod.view.ready()
     fresh.poll_once()
     assert pod.coordinator.state()["converged"]
     # While every worker switches to a new bundle, each keeps serving the previous one: ready.
