@@ -12,6 +12,7 @@ from typing import Annotated, Any, Protocol
 from fastapi import APIRouter, Depends, FastAPI, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from rankswap.podstate import PodState
 from rankswap_ranker.errors import Unauthorized, install_error_handlers
 from rankswap_ranker.schemas import BundleAccepted, BundleSpec, ErrorBody
 from rankswap_ranker.settings import RankerSettings
@@ -25,7 +26,7 @@ class AdminBackend(Protocol):
     def request_bundle(
         self, model_uri: str, features_uri: str, refresh_interval_s: float | None
     ) -> int: ...
-    def state(self) -> dict[str, Any]: ...
+    def state(self) -> PodState: ...
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -72,10 +73,11 @@ def admin_router(settings: RankerSettings, backend: AdminBackend) -> APIRouter:
 
     @router.get(
         "/state",
+        response_model=PodState,
         responses=_ERRORS,
         summary="Desired, active and warm bundles; per-worker state; last error; timings",
     )
-    def get_state() -> dict[str, Any]:
+    def get_state() -> PodState:
         """See docs/RANKER.md, "Reading the state"."""
         return backend.state()
 

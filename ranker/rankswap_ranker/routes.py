@@ -8,9 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
+from rankswap.podstate import pod_ready
 from rankswap_ranker import logs
 from rankswap_ranker.bundle import Bundle
-from rankswap_ranker.convergence import PodView, pod_ready
+from rankswap_ranker.convergence import PodView
 from rankswap_ranker.errors import InternalError, InvalidRequest, translate
 from rankswap_ranker.metrics import RankerMetrics
 from rankswap_ranker.ranking import CandidateSource, RankQuery, rank, record
@@ -119,7 +120,7 @@ def public_router(
             "ready": ready,
             "bundle_id": active.bundle_id if active is not None else None,
             "workers": [
-                {"slot": w.get("slot"), "bundle_id": (w.get("active") or {}).get("bundle_id")}
+                {"slot": w.slot, "bundle_id": w.active.bundle_id if w.active else None}
                 for w in workers
             ],
         }

@@ -30,12 +30,13 @@ import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rankswap_ranker import logs
 from rankswap_ranker.settings import RankerSettings
 
 if TYPE_CHECKING:
+    from rankswap.podstate import PodState
     from rankswap_ranker.coordinator import Coordinator, Refresher
 
 log = logging.getLogger("rankswap.ranker")
@@ -254,13 +255,18 @@ class PodAdmin:
         )
         return req.request_id
 
-    def state(self) -> dict[str, Any]:
-        doc: dict[str, Any] = self.coordinator.state()
-        doc["refresher"] = self.refresher.state()
-        doc["supervisor_pid"] = os.getpid()
-        if self.pool is not None:
-            doc["worker_restarts"] = {str(k): v for k, v in self.pool.restarts.items()}
-        return doc
+    def state(self) -> PodState:
+        return self.coordinator.pod_state().model_copy(
+            update={
+                "refresher": self.refresher.state(),
+                "supervisor_pid": os.getpid(),
+                "worker_restarts": (
+                    {str(k): v for k, v in self.pool.restarts.items()}
+                    if self.pool is not None
+                    else None
+                ),
+            }
+        )
 
 
 def enable_multiprocess_metrics(directory: Path) -> None:

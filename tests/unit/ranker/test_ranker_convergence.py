@@ -96,7 +96,7 @@ def test_switch_and_switch_back_uses_the_warm_bundle(
     assert [w["bundle_id"] for w in state["warm"]] == [published.bundle_id]
     pod.push(published.model_uri, published.features_uri)  # roll back
     assert [r.active for r in pod.registries] == first_objects  # same objects: no reload
-    assert all(s.state()["rollbacks"] == 1 for s in pod.syncs)
+    assert all(s.state().rollbacks == 1 for s in pod.syncs)
     assert pod.coordinator.state()["converged"]
 
 
@@ -191,7 +191,7 @@ def test_refresher_follows_latest_and_pins_dated(
     c.request(published.model_uri, published.features_uri, "admin")
     assert c.process_pending()
     assert refresher.poll_once() is False
-    assert refresher.state()["following"] == []
+    assert refresher.state().following == []
 
 
 def test_loader_nice_and_poll_thread_start_and_stop(pod: Pod, published: Published) -> None:
@@ -261,3 +261,26 @@ def test_ready_needs_one_serving_worker_and_converged_needs_all(
     assert pod.coordinator.process_pending()
     state = pod.coordinator.state()
     assert state["ready"] and not state["converged"]
+
+
+def test_the_operator_reads_the_state_the_coordinator_builds(
+    pod: Pod, published: Published, second: Published
+) -> None:
+    """The real coordinator's document, through JSON, parsed by the operator's pod client."""
+    import json
+
+    from rankswap.podstate import PodState
+    from rankswap_operator.podclient import admin_state_from_json
+
+    pod.push(published.model_uri, published.features_uri)
+    doc = json.loads(json.dumps(pod.coordinator.state()))
+    assert PodState.model_validate(doc).converged
+    seen = admin_state_from_json(doc)
+    assert seen.converged and not seen.loading and seen.error is None
+    assert seen.active_versions == (published.model.version, published.features.version)
+    assert seen.desired_uris == (published.model_uri, published.features_uri)
+    pod.coordinator.request(second.model_uri, second.features_uri, "admin")
+    assert pod.coordinator.process_pending()  # validated; no worker has switched yet
+    seen = admin_state_from_json(json.loads(json.dumps(pod.coordinator.state())))
+    assert not seen.converged
+    assert seen.active_versions == (published.model.version, published.features.version)
