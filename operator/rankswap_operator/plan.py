@@ -51,7 +51,7 @@ class AdminState:
 
     desired_uris: tuple[str, str] | None
     active_versions: tuple[str, str] | None
-    converged: bool  # every worker process serves ``active_versions``
+    converged: bool  # the pod's own rankswap.podstate.pod_converged: every worker serves its target
     loading: bool
     error: str | None  # last load error for the desired bundle, if it failed
     warm_versions: tuple[tuple[str, str], ...] = ()

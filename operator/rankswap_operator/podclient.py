@@ -5,55 +5,45 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
+from rankswap.podstate import PodState
 from rankswap_operator.errors import PodUnreachable
 from rankswap_operator.plan import AdminState, Bundle
 
 
-def admin_state_from_json(doc: dict[str, Any]) -> AdminState:
-    """Read the ranker's ``GET /admin/v1/state`` document into what the planner needs.
+def admin_state_from_json(doc: Any) -> AdminState:
+    """Parse the ranker's ``GET /admin/v1/state`` document (:class:`rankswap.podstate.PodState`)
+    into what the planner needs; a document that is not one raises :class:`PodUnreachable`."""
+    try:
+        state = PodState.model_validate(doc)
+    except ValidationError as exc:
+        raise PodUnreachable(f"the pod's state is not a ranker state document: {exc}") from exc
+    return admin_state(state)
 
-    ``active`` is set by the ranker only while every live worker serves the same bundle; the pod
-    is *converged* when that holds and no worker is missing. The load error counts only when the
-    pod's latest request failed (``desired.status == "failed"``): an older failure is not news.
+
+def admin_state(state: PodState) -> AdminState:
+    """What the planner needs from a pod's state.
+
+    ``converged`` is the ranker's own (:func:`rankswap.podstate.pod_converged`: every expected
+    worker alive, serving the target, at the current desired ``seq``). The load error counts
+    only when the pod's latest request failed (``desired.status == "failed"``): an older
+    failure is not news.
     """
-    desired = doc.get("desired") or {}
-    desired_uris = (
-        (str(desired["model_uri"]), str(desired["features_uri"]))
-        if desired.get("model_uri") and desired.get("features_uri")
-        else None
-    )
-    workers = doc.get("workers") or []
-    live = [w for w in workers if w.get("alive", True)]
-    expected = int(doc.get("workers_expected") or len(workers))
-    active = _versions(doc.get("active"))
-    converged = active is not None and len(live) == expected > 0
-    status = desired.get("status")
+    desired = state.desired
+    status = desired.status if desired is not None else None
     error: str | None = None
     if status == "failed":
-        last = doc.get("last_error") or {}
-        error = (
-            f"{last.get('type', 'Error')}: {last.get('message', 'load failed')}"
-            if isinstance(last, dict)
-            else str(last)
-        )
+        last = state.last_error
+        error = f"{last.type}: {last.message}" if last is not None else "Error: load failed"
     return AdminState(
-        desired_uris=desired_uris,
-        active_versions=active,
-        converged=converged,
-        loading=status in ("loading", "pending") or bool(doc.get("loading")),
+        desired_uris=(desired.model_uri, desired.features_uri) if desired is not None else None,
+        active_versions=state.active.versions if state.active is not None else None,
+        converged=state.converged,
+        loading=status in ("loading", "pending") or state.loading is not None,
         error=error,
-        warm_versions=tuple(v for v in (_versions(x) for x in doc.get("warm") or []) if v),
+        warm_versions=tuple(b.versions for b in state.warm),
     )
-
-
-def _versions(bundle: Any) -> tuple[str, str] | None:
-    if not isinstance(bundle, dict):
-        return None
-    model, features = bundle.get("model") or {}, bundle.get("features") or {}
-    if model.get("version") and features.get("version"):
-        return (str(model["version"]), str(features["version"]))
-    return None
 
 
 class PodClient:
@@ -65,7 +55,10 @@ class PodClient:
 
     async def state(self, ip: str, port: int) -> AdminState:
         doc = await self._call("GET", f"http://{ip}:{port}/admin/v1/state")
-        return admin_state_from_json(doc)
+        try:
+            return admin_state_from_json(doc)
+        except PodUnreachable as exc:
+            raise PodUnreachable(f"GET http://{ip}:{port}/admin/v1/state: {exc}") from exc
 
     async def push(self, ip: str, port: int, bundle: Bundle, refresh_interval_s: int) -> None:
         await self._call(

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Protocol
 from fastapi import APIRouter, Depends, FastAPI, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from rankswap.podstate import PodState
 from rankswap_ranker.errors import Unauthorized, install_error_handlers
 from rankswap_ranker.limits import BodyLimit
 from rankswap_ranker.routes import BODY_ERRORS
@@ -30,7 +31,7 @@ class AdminBackend(Protocol):
     def request_bundle(
         self, model_uri: str, features_uri: str, refresh_interval_s: float | None
     ) -> int: ...
-    def state(self) -> dict[str, Any]: ...
+    def state(self) -> PodState: ...
 
 
 _TOKEN = re.compile(r"[\x21-\x7e]+")
@@ -100,10 +101,11 @@ def admin_router(settings: RankerSettings, backend: AdminBackend) -> APIRouter:
 
     @router.get(
         "/state",
+        response_model=PodState,
         responses=_ERRORS,
         summary="Desired, active and warm bundles; per-worker state; last error; timings",
     )
-    def get_state() -> dict[str, Any]:
+    def get_state() -> PodState:
         """See docs/RANKER.md, "Reading the state"."""
         return backend.state()
 

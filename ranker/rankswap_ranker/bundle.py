@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 from rankswap import featurespec as fs
 from rankswap.artifacts import ArtifactError, Manifest, check_compatible, fetch_artifact
+from rankswap.podstate import ArtifactState, BundleState, ResolvedBundle
 from rankswap_ranker.errors import BundleIncompatible, ModelInvalid, SmokeScoringFailed
 
 MODEL_FILE = "model.onnx"
@@ -56,15 +57,15 @@ class ArtifactInfo:
             local_dir=str(local_dir),
         )
 
-    def public(self) -> dict[str, str]:
+    def public(self) -> ArtifactState:
         """What the admin state shows (no local path)."""
-        return {
-            "uri": self.uri,
-            "name": self.name,
-            "version": self.version,
-            "as_of": self.as_of,
-            "created_at": self.created_at,
-        }
+        return ArtifactState(
+            uri=self.uri,
+            name=self.name,
+            version=self.version,
+            as_of=self.as_of,
+            created_at=self.created_at,
+        )
 
 
 @dataclass(frozen=True)
@@ -79,21 +80,21 @@ class BundleRef:
         """Content-derived: ``<model version>+<features version>``."""
         return bundle_id(self.model.version, self.features.version)
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    def resolved(self) -> ResolvedBundle:
+        """As recorded in ``desired.json``."""
+        return ResolvedBundle.model_validate(asdict(self))
 
     @staticmethod
-    def from_json(doc: dict[str, Any]) -> BundleRef:
+    def of(resolved: ResolvedBundle) -> BundleRef:
         return BundleRef(
-            model=ArtifactInfo(**doc["model"]), features=ArtifactInfo(**doc["features"])
+            model=ArtifactInfo(**resolved.model.model_dump()),
+            features=ArtifactInfo(**resolved.features.model_dump()),
         )
 
-    def public(self) -> dict[str, Any]:
-        return {
-            "bundle_id": self.bundle_id,
-            "model": self.model.public(),
-            "features": self.features.public(),
-        }
+    def public(self) -> BundleState:
+        return BundleState(
+            bundle_id=self.bundle_id, model=self.model.public(), features=self.features.public()
+        )
 
 
 def bundle_id(model_version: str, features_version: str) -> str:

@@ -26,8 +26,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
+
+from rankswap.podstate import DesiredBundle, WorkerState, pod_ready
 from rankswap_ranker import logs
 from rankswap_ranker.bundle import Bundle, BundleRef, utc_now_iso
 from rankswap_ranker.errors import error_record, translate
@@ -35,6 +38,7 @@ from rankswap_ranker.metrics import RankerMetrics
 from rankswap_ranker.registry import BundleRegistry
 
 log = logging.getLogger("rankswap.ranker.sync")
+M = TypeVar("M", bound=BaseModel)
 
 
 def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
@@ -92,19 +96,25 @@ class RunDir:
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
-    def read_desired(self) -> dict[str, Any] | None:
-        return read_json(self.desired)
+    def read_desired(self) -> DesiredBundle | None:
+        return _read_model(self.desired, DesiredBundle)
 
     def write_desired(self, seq: int, ref: BundleRef, *, request_id: int | None) -> None:
-        write_json_atomic(
-            self.desired,
-            {
-                "seq": seq,
-                "request_id": request_id,
-                "set_at": utc_now_iso(),
-                "bundle": ref.to_json(),
-            },
+        doc = DesiredBundle(
+            seq=seq, request_id=request_id, set_at=utc_now_iso(), bundle=ref.resolved()
         )
+        write_json_atomic(self.desired, doc.model_dump(mode="json"))
+
+
+def _read_model(path: Path, model: type[M]) -> M | None:
+    doc = read_json(path)
+    if doc is None:
+        return None
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        log.warning("invalid state file", extra={"ctx": {"path": str(path), "error": str(exc)}})
+        return None
 
 
 class PodView:
@@ -114,18 +124,17 @@ class PodView:
         self.run_dir = run_dir
         self.workers = workers
 
-    def worker_states(self) -> list[dict[str, Any]]:
+    def worker_states(self) -> list[WorkerState]:
         states = []
         for slot in range(self.workers):
-            doc = read_json(self.run_dir.worker(slot)) or {"slot": slot, "pid": None}
-            pid = doc.get("pid")
-            doc["alive"] = isinstance(pid, int) and pid_alive(pid)
-            states.append(doc)
+            state = _read_model(self.run_dir.worker(slot), WorkerState) or WorkerState(slot=slot)
+            state.alive = state.pid is not None and pid_alive(state.pid)
+            states.append(state)
         return states
 
     def ready(self) -> bool:
-        """Every worker is alive and has an active bundle."""
-        return all(s["alive"] and s.get("active") for s in self.worker_states())
+        """See :func:`rankswap.podstate.pod_ready`."""
+        return pod_ready(self.worker_states())
 
 
 class LocalPodView(PodView):
@@ -135,16 +144,16 @@ class LocalPodView(PodView):
         self._registry = registry
         self.workers = 1
 
-    def worker_states(self) -> list[dict[str, Any]]:
+    def worker_states(self) -> list[WorkerState]:
         active = self._registry.active
         return [
-            {
-                "slot": 0,
-                "pid": os.getpid(),
-                "alive": True,
-                "active": active.ref.public() if active else None,
-                "warm": [b.ref.public() for b in self._registry.warm_bundles()],
-            }
+            WorkerState(
+                slot=0,
+                pid=os.getpid(),
+                alive=True,
+                active=active.ref.public() if active else None,
+                warm=[b.ref.public() for b in self._registry.warm_bundles()],
+            )
         ]
 
 
@@ -180,6 +189,7 @@ class WorkerSync:
             "pid": os.getpid(),
             "started_at": utc_now_iso(),
             "applied_seq": None,
+            "accepting": False,
             "loading": None,
             "last_error": None,
             "last_load": None,
@@ -191,6 +201,11 @@ class WorkerSync:
         self.orphan_check: Callable[[], bool] | None = None
         """Returns True when the supervisor is gone; then ``on_orphan`` runs and sync stops."""
         self.on_orphan: Callable[[], None] | None = None
+
+    def accepting(self) -> None:
+        """Record that this worker takes connections from now on (see :func:`pod_ready`)."""
+        self._state["accepting"] = True
+        self.write_state()
 
     # Thread ---------------------------------------------------------------------------------
 
@@ -235,11 +250,9 @@ class WorkerSync:
             return False
         self._stamp = stamp
         desired = self.run_dir.read_desired()
-        if desired is None:
+        if desired is None or desired.seq == self._state["applied_seq"]:
             return False
-        if desired.get("seq") == self._state["applied_seq"]:
-            return False
-        self.apply(int(desired["seq"]), BundleRef.from_json(desired["bundle"]))
+        self.apply(desired.seq, BundleRef.of(desired.bundle))
         return True
 
     def apply(self, seq: int, ref: BundleRef) -> None:
@@ -336,13 +349,18 @@ class WorkerSync:
             self.metrics.feature_age.set(now - active.features_created_at)
         self._age_published = now
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> WorkerState:
+        """This worker's truth, as its state file records it (``alive`` is the reader's)."""
         active = self.registry.active
-        doc = {k: v for k, v in self._state.items() if k != "active_labels"}
-        doc["active"] = active.ref.public() if active is not None else None
-        doc["warm"] = [b.ref.public() for b in self.registry.warm_bundles()]
-        doc["updated_at"] = utc_now_iso()
-        return doc
+        return WorkerState.model_validate(
+            {
+                **{k: v for k, v in self._state.items() if k != "active_labels"},
+                "active": active.ref.public() if active is not None else None,
+                "warm": [b.ref.public() for b in self.registry.warm_bundles()],
+                "updated_at": utc_now_iso(),
+            }
+        )
 
     def write_state(self) -> None:
-        write_json_atomic(self.run_dir.worker(self.slot), self.state())
+        doc = self.state().model_dump(mode="json", exclude={"alive"})
+        write_json_atomic(self.run_dir.worker(self.slot), doc)

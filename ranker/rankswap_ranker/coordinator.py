@@ -31,6 +31,18 @@ from rankswap.artifacts import (
     parse_uri,
     resolve_within,
 )
+from rankswap.podstate import (
+    BundleRequestState,
+    BundleState,
+    DesiredState,
+    LoadError,
+    PodState,
+    RefresherState,
+    TargetState,
+    WorkerState,
+    pod_converged,
+    pod_ready,
+)
 from rankswap_ranker import logs
 from rankswap_ranker.bundle import Bundle, BundleRef, utc_now_iso
 from rankswap_ranker.cache import CacheKeeper
@@ -149,16 +161,15 @@ class Coordinator:
         doc = self.run_dir.read_desired()
         if doc is None:
             return
-        with contextlib.suppress(KeyError, TypeError, ValueError):
-            self.desired = BundleRef.from_json(doc["bundle"])
-            self.desired_seq = int(doc["seq"])
-            self._validated.add(self.desired.bundle_id)
-            if self._cache is not None:
-                self._cache.desired(self.desired)
-            self.desired_request_id = 0
-            self.requested = BundleRequest(
-                0, self.desired.model.uri, self.desired.features.uri, "restart"
-            )
+        self.desired = BundleRef.of(doc.bundle)
+        self.desired_seq = doc.seq
+        self._validated.add(self.desired.bundle_id)
+        if self._cache is not None:
+            self._cache.desired(self.desired)
+        self.desired_request_id = 0
+        self.requested = BundleRequest(
+            0, self.desired.model.uri, self.desired.features.uri, "restart"
+        )
 
     # Requests -------------------------------------------------------------------------------
 
@@ -246,7 +257,7 @@ class Coordinator:
         # The same bundle again: rewrite it anyway if a worker does not serve it (a worker
         # that failed to load it gets another chance; the others only note the new seq).
         lagging = any(
-            (w.get("active") or {}).get("bundle_id") != ref.bundle_id
+            w.active is None or w.active.bundle_id != ref.bundle_id
             for w in self.pod.worker_states()
         )
         with self._lock:
@@ -313,6 +324,10 @@ class Coordinator:
     # State ----------------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
+        """:meth:`pod_state` as its JSON document."""
+        return self.pod_state().model_dump(mode="json")
+
+    def pod_state(self) -> PodState:
         """The pod's state as the admin API reports it (see docs/RANKER.md, "Reading the state").
 
         ``desired`` is the bundle the pod was last asked for (URIs as given) and how that ask
@@ -321,82 +336,77 @@ class Coordinator:
         for an immediate switch back.
         """
         workers = self.pod.worker_states()
-        live = [w for w in workers if w.get("alive")]
+        live = [w for w in workers if w.alive]
         target = self.desired
         target_id = target.bundle_id if target is not None else None
-        actives = {(w.get("active") or {}).get("bundle_id") for w in live}
+        actives = {w.active.bundle_id if w.active else None for w in live}
         active = None
         if live and len(actives) == 1 and None not in actives:
-            active = live[0].get("active")
-        converged = (
-            target_id is not None
-            and len(live) == len(workers)
-            and all(
-                (w.get("active") or {}).get("bundle_id") == target_id
-                and w.get("applied_seq") == self.desired_seq
-                for w in live
-            )
-        )
-        warm: dict[str, Any] = {}
+            active = live[0].active
+        warm: dict[str, BundleState] = {}
         for w in live:
-            for b in w.get("warm") or []:
-                if isinstance(b, dict) and b.get("bundle_id") != (active or {}).get("bundle_id"):
-                    warm.setdefault(str(b.get("bundle_id")), b)
+            for b in w.warm:
+                if b.bundle_id != (active.bundle_id if active else None):
+                    warm.setdefault(b.bundle_id, b)
         requested, loading = self.requested, self.loading
-        desired: dict[str, Any] | None = None
+        desired: DesiredState | None = None
+        worker_error = self._worker_error(live)
         if requested is not None:
-            desired = requested.public()
             failed_id = (self.last_error or {}).get("request_id", -1)
             loaded_id = self.desired_request_id if target is not None else None
+            bundle: str | None = None
+            status: Literal["pending", "loading", "loaded", "failed"]
             if loading is not None or self._pending is not None:
-                desired["status"] = "loading"
+                status = "loading"
             elif failed_id >= requested.request_id and (loaded_id is None or failed_id > loaded_id):
-                desired["status"] = "failed"
+                status = "failed"
             elif loaded_id is not None and loaded_id >= requested.request_id:
                 # Validated by the supervisor; "failed" still if a worker could not apply it.
-                desired["status"] = "failed" if self._worker_error(live) else "loaded"
-                desired["bundle_id"] = target_id
+                status = "failed" if worker_error else "loaded"
+                bundle = target_id
             else:
-                desired["status"] = "pending"
-        return {
-            "workers_expected": self.pod.workers,
-            "ready": bool(workers) and all(w.get("alive") and w.get("active") for w in workers),
-            "converged": converged,
-            "desired": desired,
-            "loading": loading.public() if loading is not None else None,
-            "target": (
-                {"seq": self.desired_seq, "request_id": self.desired_request_id, **target.public()}
+                status = "pending"
+            desired = DesiredState(**requested.public(), status=status, bundle_id=bundle)
+        last_error = self.last_error or worker_error
+        return PodState(
+            workers_expected=self.pod.workers,
+            ready=pod_ready(workers),
+            converged=pod_converged(workers, self.pod.workers, target_id, self.desired_seq),
+            desired=desired,
+            loading=BundleRequestState(**loading.public()) if loading is not None else None,
+            target=(
+                TargetState(
+                    seq=self.desired_seq,
+                    request_id=self.desired_request_id,
+                    **target.public().model_dump(),
+                )
                 if target is not None
                 else None
             ),
-            "active": active,
-            "warm": list(warm.values()),
-            "workers": [_public_worker(w) for w in workers],
-            "last_error": self.last_error or self._worker_error(live),
-            "last_load": self.last_load,
-        }
+            active=active,
+            warm=list(warm.values()),
+            workers=workers,
+            last_error=LoadError.model_validate(last_error) if last_error else None,
+            last_load=self.last_load,
+        )
 
-    def _worker_error(self, live: list[dict[str, Any]]) -> dict[str, Any] | None:
+    def _worker_error(self, live: list[WorkerState]) -> dict[str, Any] | None:
         """A worker that failed to apply the current target (the supervisor validated it)."""
         target = self.desired
         if target is None:
             return None
         for w in live:
-            err = w.get("last_error")
-            if isinstance(err, dict) and err.get("seq") == self.desired_seq:
+            err = w.last_error
+            if err is not None and err.seq == self.desired_seq:
                 return {
-                    **err,
-                    "stage": f"worker {w.get('slot')}",
+                    **err.model_dump(exclude_none=True),
+                    "stage": f"worker {w.slot}",
                     "model_uri": self.requested.model_uri if self.requested else target.model.uri,
                     "features_uri": (
                         self.requested.features_uri if self.requested else target.features.uri
                     ),
                 }
         return None
-
-
-def _public_worker(doc: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in doc.items() if k not in ("started_at",)}
 
 
 def _lower_priority(nice: int) -> None:
@@ -488,13 +498,11 @@ class Refresher:
         c.request(req.model_uri, req.features_uri, "refresher")
         return True
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> RefresherState:
         req = self.coordinator.requested
-        return {
-            "interval_s": self.current_interval_s(),
-            "following": [u for u in (req.model_uri, req.features_uri) if is_latest(u)]
-            if req
-            else [],
-            "last_poll_at": self.last_poll_at,
-            "last_error": self.last_error,
-        }
+        return RefresherState(
+            interval_s=self.current_interval_s(),
+            following=[u for u in (req.model_uri, req.features_uri) if is_latest(u)] if req else [],
+            last_poll_at=self.last_poll_at,
+            last_error=LoadError.model_validate(self.last_error) if self.last_error else None,
+        )

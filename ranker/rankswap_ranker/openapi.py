@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rankswap.podstate import PodState
 from rankswap_ranker.settings import RankerSettings
 
 DOC_PATH = Path("docs") / "openapi-ranker.json"
@@ -25,7 +26,7 @@ class _SchemaOnly:
     ) -> int:
         raise NotImplementedError
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> PodState:
         raise NotImplementedError
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from rankswap.podstate import pod_ready
 from rankswap_ranker import logs
 from rankswap_ranker.bundle import Bundle
 from rankswap_ranker.convergence import PodView
@@ -115,20 +116,23 @@ def public_router(
 
     @router.get(
         "/readyz",
-        summary="Readiness: a bundle is active in every worker of the pod",
+        summary="Readiness: at least one worker of the pod serves its bundle",
         tags=["health"],
         response_model=Readiness,
-        responses={503: {"model": Readiness, "description": "Not every worker has a bundle yet."}},
+        responses={503: {"model": Readiness, "description": "No worker serves a bundle (yet)."}},
     )
     def readyz() -> JSONResponse:
+        """Ready while at least one live worker serves the pod's bundle (the desired one, or
+        the previous one while it switches); a worker that is restarting does not make the pod
+        unready. See docs/RANKER.md, "Readiness"."""
         active = registry.active
         workers = pod.worker_states()
-        ready = active is not None and all(w.get("alive") and w.get("active") for w in workers)
+        ready = pod_ready(workers)
         body = {
             "ready": ready,
             "bundle_id": active.bundle_id if active is not None else None,
             "workers": [
-                {"slot": w.get("slot"), "bundle_id": (w.get("active") or {}).get("bundle_id")}
+                {"slot": w.slot, "bundle_id": w.active.bundle_id if w.active else None}
                 for w in workers
             ],
         }

@@ -27,19 +27,39 @@ import shutil
 import signal
 import socket
 import time
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rankswap_ranker import logs
 from rankswap_ranker.settings import RankerSettings
 
 if TYPE_CHECKING:
+    from rankswap.podstate import PodState
     from rankswap_ranker.coordinator import Coordinator, Refresher
 
 log = logging.getLogger("rankswap.ranker")
 
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+"""Delays before restarting a worker that keeps dying: the n-th death in a row waits the n-th."""
+HEALTHY_AFTER_S = 30.0
+"""A worker that lived this long was healthy: its next death starts the back-off afresh."""
+
+
+def restart_delay(
+    streak: int, uptime_s: float, *, healthy_after_s: float = HEALTHY_AFTER_S
+) -> tuple[float, int]:
+    """How long to wait before restarting a worker that died after ``uptime_s`` seconds of
+    life, given ``streak`` deaths in a row before it; returns (delay, the new streak).
+
+    Deaths in a row each come soon after their start; a worker that lived ``healthy_after_s``
+    or longer resets the streak, so an occasional death costs the shortest delay however many
+    came before in the pod's lifetime.
+    """
+    if uptime_s >= healthy_after_s:
+        streak = 0
+    return RESTART_BACKOFF_S[min(streak, len(RESTART_BACKOFF_S) - 1)], streak + 1
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -87,7 +107,12 @@ def worker_main(settings: RankerSettings, slot: int, sock: socket.socket, parent
         nice=settings.loader_nice,
     )
     app = create_app(
-        settings, registry, source, metrics=metrics, pod=PodView(run_dir, settings.workers)
+        settings,
+        registry,
+        source,
+        metrics=metrics,
+        pod=PodView(run_dir, settings.workers),
+        worker_slot=slot,
     )
     config = uvicorn.Config(
         app,
@@ -103,6 +128,14 @@ def worker_main(settings: RankerSettings, slot: int, sock: socket.socket, parent
     server = uvicorn.Server(config)
     sync.orphan_check = lambda: os.getppid() != parent
     sync.on_orphan = lambda: setattr(server, "should_exit", True)
+    # Apply the desired bundle before taking connections: a restarted worker must not answer
+    # 503 no_active_bundle while the other workers serve (the pod stays ready meanwhile).
+    sync.write_state()
+    try:
+        sync.poll_once()
+    except Exception:  # serve anyway (503 until a later poll succeeds); the error is logged
+        log.exception("applying the desired bundle at start failed")
+    sync.accepting()
     sync.start()
     try:
         server.run(sockets=[sock])
@@ -115,14 +148,24 @@ def worker_main(settings: RankerSettings, slot: int, sock: socket.socket, parent
 
 
 class WorkerPool:
-    """Starts the workers and restarts any that dies (with a growing delay if it keeps dying)."""
+    """Starts the workers and restarts any that dies (see :func:`restart_delay`)."""
 
-    def __init__(self, settings: RankerSettings, sock: socket.socket) -> None:
+    def __init__(
+        self,
+        settings: RankerSettings,
+        sock: socket.socket,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.sock = sock
         self.ctx = multiprocessing.get_context("spawn")
+        self.clock = clock
         self.procs: dict[int, BaseProcess] = {}
         self.restarts: dict[int, int] = {}
+        """Restarts per slot over the pod's lifetime (reported in the admin state)."""
+        self._started_at: dict[int, float] = {}
+        self._streak: dict[int, int] = {}
+        self._due: dict[int, float] = {}
         self.stopping = False
 
     def start(self, slot: int) -> None:
@@ -134,6 +177,7 @@ class WorkerPool:
         )
         proc.start()
         self.procs[slot] = proc
+        self._started_at[slot] = self.clock()
         logs.event(log, logging.INFO, "worker started", worker_slot=slot, worker_pid=proc.pid)
 
     def start_all(self) -> None:
@@ -144,31 +188,41 @@ class WorkerPool:
         while not self.stopping:
             await asyncio.sleep(0.5)
             try:
-                await self._check()
+                self.check()
             except Exception:  # keep watching
                 log.exception("worker watch failed")
 
-    async def _check(self) -> None:
+    def check(self) -> None:
+        """Schedule the restart of each worker found dead; start those whose delay is over.
+
+        Each slot waits on its own, so one worker's back-off never delays another's restart."""
         from rankswap_ranker.metrics import mark_process_dead
 
+        now = self.clock()
         for slot, proc in list(self.procs.items()):
             if proc.is_alive() or self.stopping:
                 continue
-            count = self.restarts.get(slot, 0)
-            logs.event(
-                log,
-                logging.ERROR,
-                "worker died; restarting it",
-                worker_slot=slot,
-                worker_pid=proc.pid,
-                exitcode=proc.exitcode,
-                restarts=count,
-            )
-            if proc.pid is not None:
-                mark_process_dead(proc.pid)
-            await asyncio.sleep(RESTART_BACKOFF_S[min(count, len(RESTART_BACKOFF_S) - 1)])
-            self.restarts[slot] = count + 1
-            if not self.stopping:
+            due = self._due.get(slot)
+            if due is None:
+                uptime = now - self._started_at.get(slot, now)
+                delay, self._streak[slot] = restart_delay(self._streak.get(slot, 0), uptime)
+                self._due[slot] = now + delay
+                logs.event(
+                    log,
+                    logging.ERROR,
+                    "worker died; restarting it",
+                    worker_slot=slot,
+                    worker_pid=proc.pid,
+                    exitcode=proc.exitcode,
+                    uptime_s=round(uptime, 1),
+                    restart_in_s=delay,
+                    restarts=self.restarts.get(slot, 0),
+                )
+                if proc.pid is not None:
+                    mark_process_dead(proc.pid)
+            elif now >= due:
+                del self._due[slot]
+                self.restarts[slot] = self.restarts.get(slot, 0) + 1
                 self.start(slot)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -203,13 +257,18 @@ class PodAdmin:
         )
         return req.request_id
 
-    def state(self) -> dict[str, Any]:
-        doc: dict[str, Any] = self.coordinator.state()
-        doc["refresher"] = self.refresher.state()
-        doc["supervisor_pid"] = os.getpid()
-        if self.pool is not None:
-            doc["worker_restarts"] = {str(k): v for k, v in self.pool.restarts.items()}
-        return doc
+    def state(self) -> PodState:
+        return self.coordinator.pod_state().model_copy(
+            update={
+                "refresher": self.refresher.state(),
+                "supervisor_pid": os.getpid(),
+                "worker_restarts": (
+                    {str(k): v for k, v in self.pool.restarts.items()}
+                    if self.pool is not None
+                    else None
+                ),
+            }
+        )
 
 
 def enable_multiprocess_metrics(directory: Path) -> None:

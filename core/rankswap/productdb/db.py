@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -98,6 +99,7 @@ class ProductDB:
                 f"unsupported database {self.url}: use sqlite:/// or postgresql+psycopg://"
             )
         connect_args: dict[str, Any] = {}
+        db_path = ""
         if self.dialect == "sqlite":
             db_path = parsed.database or ""
             if db_path in ("", ":memory:"):
@@ -107,6 +109,11 @@ class ProductDB:
                 raise DatabaseUnavailable(f"product DB {self.url}: file {path} does not exist")
             if create:
                 path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch(exist_ok=True)  # an empty file is an empty SQLite database
+            else:  # never create it: a file that went away must stay "unavailable"
+                parsed = parsed.set(
+                    database=path.resolve().as_uri(), query={"mode": "rw", "uri": "true"}
+                )
             connect_args["check_same_thread"] = False
         else:
             connect_args["connect_timeout"] = 5
@@ -127,7 +134,47 @@ class ProductDB:
         self._probe: Any = None
         self._probe_lock = threading.Lock()
         self._cache_on = cache_candidates and self.dialect == "sqlite" and cache_size > 0
-        self._sqlite_path = parsed.database or ""
+        self._sqlite_path = db_path if self.dialect == "sqlite" else ""
+        # SQLite: the identity (device, inode) of the file the connections have open. A file
+        # replaced under its name (a restore from backup, ``mv`` of a new file) has another
+        # one; the connections, the probe and the cache then still read the old, deleted file.
+        self._file_id = self._stat_file() if self.dialect == "sqlite" else None
+
+    def _stat_file(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self._sqlite_path)
+        except FileNotFoundError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def _follow_file(self) -> None:
+        """SQLite: notice a database file replaced or removed under its name (one ``stat``).
+
+        Replaced: close every connection to the old file (and drop the cached candidates)
+        before the next one opens the new file. Removed: the same, then
+        ``DatabaseUnavailable`` until a file is back (SQLite would create an empty one)."""
+        if self.dialect != "sqlite":
+            return
+        now = self._stat_file()
+        if now == self._file_id and now is not None:
+            return
+        with self._probe_lock:
+            if now != self._file_id:
+                probe, self._probe = self._probe, None
+                self._cache.clear()
+                if probe is not None:
+                    probe.close()
+                self.engine.dispose()
+                log.warning(
+                    "product DB file %s %s; its connections are closed",
+                    self._sqlite_path,
+                    "is gone" if now is None else "was replaced (reopened)",
+                )
+                self._file_id = now
+        if now is None:
+            raise DatabaseUnavailable(
+                f"product DB {self.url}: file {self._sqlite_path} does not exist"
+            )
 
     def __repr__(self) -> str:
         return f"ProductDB({self.url!r})"
@@ -167,6 +214,7 @@ class ProductDB:
         top-k only, with ``item_labels``."""
         if not self._cache_on:
             return self._read_candidates(tenant_id, with_names)
+        self._follow_file()
         version = self._data_version()
         if version is None:  # no probe (e.g. the file does not exist yet): plain query
             return self._read_candidates(tenant_id, with_names)
@@ -425,6 +473,7 @@ class ProductDB:
     @contextlib.contextmanager
     def _raw(self) -> Iterator[Any]:
         """A raw DBAPI cursor from the pool (the hot path skips SQLAlchemy's result layer)."""
+        self._follow_file()
         with self._errors():
             conn = self.engine.raw_connection()
             try:

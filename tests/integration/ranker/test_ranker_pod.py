@@ -287,3 +287,87 @@ def test_10_a_dead_worker_is_replaced_and_converges(pod: RankerProcess) -> None:
     text = httpx.get(f"{pod.public}/metrics").text
     active_lines = [x for x in text.splitlines() if x.startswith("rankswap_ranker_active_bundle{")]
     assert any(x.endswith(f" {float(WORKERS)}") for x in active_lines), active_lines
+
+
+def test_11_the_pod_stays_ready_and_serving_while_a_worker_restarts(pod: RankerProcess) -> None:
+    """Readiness is "at least one worker serves the pod's bundle"; `converged` stays strict."""
+    import os
+    import signal
+
+    victim = pod.state()["workers"][0]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    window = []  # states seen while the replacement was not serving yet
+
+    def replaced() -> bool:
+        ready = httpx.get(f"{pod.public}/readyz", timeout=5)
+        assert ready.status_code == 200, ready.text
+        r = pod.rank(BODY)
+        assert r.status_code == 200, r.text
+        s = pod.state()
+        assert s["ready"], s
+        if not s["converged"]:
+            window.append(s)
+        return bool(s["workers"][0]["pid"] != victim and s["converged"])
+
+    pod.wait(replaced, 90, "worker 0 replaced")
+    assert window, "the replacement was never seen restarting"
+    assert any(not w["workers"][0].get("active") or not w["workers"][0]["alive"] for w in window)
+
+
+def test_12_a_replaced_or_removed_sqlite_file_is_followed_by_every_worker(
+    store: Store,
+    start_ranker: Callable[..., RankerProcess],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A restore from backup (`mv` of a new file) is served at once by every worker; a missing
+    file answers 503 database_unavailable and the pod recovers when it is back."""
+    import os
+    import signal
+
+    work = tmp_path_factory.mktemp("db-replace")
+    db_path = work / "product.db"
+    product_db(f"sqlite:///{db_path}", {"acme": 300}).close()
+    own = start_ranker(
+        database_url=f"sqlite:///{db_path}",
+        allowed_roots=store.root,
+        model_uri=store.a.model_uri,
+        features_uri=store.a.features_uri,
+    )
+    own.wait(lambda: httpx.get(f"{own.public}/readyz").status_code == 200, 60, "ready")
+    own.wait(lambda: own.state()["converged"], 60, "every worker serves")
+
+    def answers() -> dict[int, set[tuple[int, Any]]]:
+        """Per worker slot: (status, candidates or error) of a few requests. The kernel gives
+        an idle pod's connections to one worker, so the others are paused (SIGSTOP) meanwhile."""
+        pids = [w["pid"] for w in own.state()["workers"]]
+        seen: dict[int, set[tuple[int, Any]]] = {}
+        for slot in range(len(pids)):
+            others = [pid for i, pid in enumerate(pids) if i != slot]
+            for pid in others:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                for _ in range(3):
+                    r = own.rank(BODY)
+                    doc = r.json()
+                    if r.status_code == 200:
+                        assert r.headers["x-rankswap-worker"] == str(slot)
+                    seen.setdefault(slot, set()).add(
+                        (r.status_code, doc.get("candidates", doc.get("error")))
+                    )
+            finally:
+                for pid in others:
+                    os.kill(pid, signal.SIGCONT)
+        return seen
+
+    every = range(WORKERS)
+    assert answers() == {slot: {(200, 300)} for slot in every}
+    staged = work / "restored.db"
+    product_db(f"sqlite:///{staged}", {"acme": 301}).close()
+    os.replace(staged, db_path)  # what a restore from backup does
+    assert answers() == {slot: {(200, 301)} for slot in every}
+
+    db_path.rename(work / "away.db")
+    assert answers() == {slot: {(503, "database_unavailable")} for slot in every}
+    assert not db_path.exists()  # the ranker never creates an empty database in its place
+    (work / "away.db").rename(db_path)
+    assert answers() == {slot: {(200, 301)} for slot in every}

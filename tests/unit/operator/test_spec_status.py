@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import pytest
 
-from rankswap_operator.errors import InvalidSpec
+from rankswap.podstate import (
+    ArtifactState,
+    BundleState,
+    DesiredState,
+    LoadError,
+    PodState,
+    TargetState,
+    WorkerState,
+    pod_converged,
+    pod_ready,
+)
+from rankswap_operator.errors import InvalidSpec, PodUnreachable
 from rankswap_operator.kube import merge_patch
-from rankswap_operator.plan import Condition, RolloutRecord
+from rankswap_operator.plan import AdminState, Condition, RolloutRecord
 from rankswap_operator.podclient import admin_state_from_json
 from rankswap_operator.spec import parse_spec
 from rankswap_operator.status import conditions_to_json, rollout_from_json, rollout_to_json
@@ -88,25 +101,59 @@ def test_merge_patch_nulls_what_disappears() -> None:
     assert merge_patch(old, new) == {"rollout": {"pushed": {"b": None}, "phase": "Complete"}}
 
 
-def _bundle(mv: str, fv: str, uri_suffix: str = "") -> dict[str, object]:
-    return {
-        "model": {"version": mv, "uri": f"m{uri_suffix}"},
-        "features": {"version": fv, "uri": f"f{uri_suffix}"},
-    }
+def _bundle(mv: str, fv: str, uri_suffix: str = "") -> BundleState:
+    def artifact(uri: str, version: str) -> ArtifactState:
+        return ArtifactState(
+            uri=f"{uri}{uri_suffix}",
+            name=uri,
+            version=version,
+            as_of="2026-05-01",
+            created_at="2026-05-01T00:00:00+00:00",
+        )
+
+    return BundleState(bundle_id=f"{mv}+{fv}", model=artifact("m", mv), features=artifact("f", fv))
+
+
+def _desired(status: Literal["pending", "loading", "loaded", "failed"]) -> DesiredState:
+    return DesiredState(
+        request_id=3, model_uri="m", features_uri="f", source="admin", at="t", status=status
+    )
+
+
+def _pod(
+    workers: list[WorkerState],
+    *,
+    target: BundleState | None,
+    desired: DesiredState | None,
+    expected: int = 2,
+    last_error: LoadError | None = None,
+) -> AdminState:
+    """The state as the ranker builds it (ready and converged by the shared definitions),
+    through its JSON document, parsed as the operator does."""
+    live = [w for w in workers if w.alive]
+    actives = {w.active.bundle_id if w.active else None for w in live}
+    state = PodState(
+        workers_expected=expected,
+        ready=pod_ready(workers),
+        converged=pod_converged(workers, expected, target.bundle_id if target else None, 7),
+        desired=desired,
+        target=TargetState(seq=7, request_id=3, **target.model_dump()) if target else None,
+        active=live[0].active if live and len(actives) == 1 and None not in actives else None,
+        warm=[_bundle("m0", "f0")],
+        workers=workers,
+        last_error=last_error,
+    )
+    return admin_state_from_json(json.loads(state.model_dump_json()))
+
+
+def _worker(slot: int, bundle: BundleState | None, *, alive: bool = True) -> WorkerState:
+    return WorkerState(slot=slot, pid=100 + slot, alive=alive, active=bundle, applied_seq=7)
 
 
 def test_admin_state_reads_the_ranker_document() -> None:
-    doc = {
-        "workers_expected": 2,
-        "desired": {"model_uri": "m", "features_uri": "f", "status": "loaded"},
-        "active": _bundle("m1", "f1"),
-        "workers": [
-            {"alive": True, "active": _bundle("m1", "f1")},
-            {"alive": True, "active": _bundle("m1", "f1")},
-        ],
-        "warm": [_bundle("m0", "f0")],
-    }
-    state = admin_state_from_json(doc)
+    b1 = _bundle("m1", "f1")
+    workers = [_worker(0, b1), _worker(1, b1)]
+    state = _pod(workers, target=b1, desired=_desired("loaded"))
     assert (
         state.converged
         and state.active_versions == ("m1", "f1")
@@ -114,21 +161,27 @@ def test_admin_state_reads_the_ranker_document() -> None:
     )
     assert state.warm_versions == (("m0", "f0"),) and not state.loading and state.error is None
 
-    mixed = {
-        **doc,
-        "active": None,
-    }  # the ranker reports no common active bundle while workers differ
-    assert not admin_state_from_json(mixed).converged
-    missing = {**doc, "workers": doc["workers"][:1]}  # one worker is gone
-    assert not admin_state_from_json(missing).converged
+    # the ranker reports no common active bundle while workers differ
+    mixed = _pod([workers[0], _worker(1, _bundle("m0", "f0"))], target=b1, desired=None)
+    assert not mixed.converged and mixed.active_versions is None
+    missing = _pod([workers[0], _worker(1, b1, alive=False)], target=b1, desired=None)
+    assert not missing.converged  # one worker is gone
+    behind = _pod(
+        [workers[0], workers[1].model_copy(update={"applied_seq": 6})], target=b1, desired=None
+    )
+    assert not behind.converged  # serves the bundle, has not applied the latest desired seq
 
 
 def test_admin_state_error_only_when_the_latest_request_failed() -> None:
-    failed = {
-        "desired": {"model_uri": "m", "features_uri": "f", "status": "failed"},
-        "last_error": {"type": "ChecksumMismatch", "message": "model.onnx: sha256 differs"},
-    }
-    assert admin_state_from_json(failed).error == "ChecksumMismatch: model.onnx: sha256 differs"
-    loading = {**failed, "desired": {**failed["desired"], "status": "loading"}}  # type: ignore[dict-item]
-    state = admin_state_from_json(loading)
+    error = LoadError(type="ChecksumMismatch", message="model.onnx: sha256 differs")
+    failed = _pod([], target=None, desired=_desired("failed"), last_error=error)
+    assert failed.error == "ChecksumMismatch: model.onnx: sha256 differs"
+    state = _pod([], target=None, desired=_desired("loading"), last_error=error)
     assert state.error is None and state.loading
+
+
+def test_a_document_that_is_not_a_pod_state_is_refused() -> None:
+    with pytest.raises(PodUnreachable, match="workers"):
+        admin_state_from_json({"desired": None, "ready": True})
+    with pytest.raises(PodUnreachable):
+        admin_state_from_json([1, 2])

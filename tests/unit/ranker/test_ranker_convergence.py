@@ -100,7 +100,7 @@ def test_switch_and_switch_back_uses_the_warm_bundle(
     assert [w["bundle_id"] for w in state["warm"]] == [published.bundle_id]
     pod.push(published.model_uri, published.features_uri)  # roll back
     assert [r.active for r in pod.registries] == first_objects  # same objects: no reload
-    assert all(s.state()["rollbacks"] == 1 for s in pod.syncs)
+    assert all(s.state().rollbacks == 1 for s in pod.syncs)
     assert pod.coordinator.state()["converged"]
 
 
@@ -133,7 +133,8 @@ def test_a_worker_that_cannot_load_reports_it(pod: Pod, published: Published) ->
     pod.push(published.model_uri, published.features_uri)
     assert pod.active() == [published.bundle_id, None]
     state = pod.coordinator.state()
-    assert not state["converged"] and not state["ready"]
+    assert not state["converged"]
+    assert state["ready"]  # worker 0 serves the desired bundle: the pod stays ready
     assert state["desired"]["status"] == "failed"
     assert "disk on fire" in state["last_error"]["message"]
     assert state["workers"][1]["last_error"]["message"] == "disk on fire"
@@ -194,7 +195,7 @@ def test_refresher_follows_latest_and_pins_dated(
     c.request(published.model_uri, published.features_uri, "admin")
     assert c.process_pending()
     assert refresher.poll_once() is False
-    assert refresher.state()["following"] == []
+    assert refresher.state().following == []
 
 
 def test_loader_nice_and_poll_thread_start_and_stop(pod: Pod, published: Published) -> None:
@@ -234,3 +235,56 @@ def test_an_unexpected_failure_is_recorded_and_the_loader_goes_on(
     assert state["desired"]["status"] == "failed"
     assert state["last_error"]["stage"] == "record"
     assert pod.coordinator.process_pending() is False  # nothing left, nothing stuck
+
+
+def test_ready_needs_one_serving_worker_and_converged_needs_all(
+    pod: Pod, published: Published, second: Published
+) -> None:
+    """A worker that is restarting (its state file names a dead pid, then a fresh one loading
+    before it takes connections) leaves the pod ready while the other serves; the pod is not
+    converged meanwhile. A worker taking connections without a bundle makes it unready."""
+    assert not pod.coordinator.state()["ready"]  # no bundle anywhere yet
+    assert not pod.view.ready()
+    pod.push(published.model_uri, published.features_uri)
+    dead = WorkerSync(pod.run_dir, 1, BundleRegistry(1), pod.metrics, bundles.load)
+    dead._state["pid"] = 2**22 + 1  # beyond pid_max: no such process
+    dead.write_state()
+    state = pod.coordinator.state()
+    assert state["ready"] and pod.view.ready()
+    assert not state["converged"] and not state["workers"][1]["alive"]
+    fresh = WorkerSync(pod.run_dir, 1, BundleRegistry(1), pod.metrics, bundles.load)
+    fresh.write_state()  # alive, nothing loaded yet
+    state = pod.coordinator.state()
+    assert state["ready"] and not state["converged"]
+    fresh.accepting()  # were it to take connections without a bundle: not ready
+    assert not pod.coordinator.state()["ready"] and not pod.view.ready()
+    fresh.poll_once()
+    assert pod.coordinator.state()["converged"]
+    # While every worker switches to a new bundle, each keeps serving the previous one: ready.
+    pod.coordinator.request(second.model_uri, second.features_uri, "admin")
+    assert pod.coordinator.process_pending()
+    state = pod.coordinator.state()
+    assert state["ready"] and not state["converged"]
+
+
+def test_the_operator_reads_the_state_the_coordinator_builds(
+    pod: Pod, published: Published, second: Published
+) -> None:
+    """The real coordinator's document, through JSON, parsed by the operator's pod client."""
+    import json
+
+    from rankswap.podstate import PodState
+    from rankswap_operator.podclient import admin_state_from_json
+
+    pod.push(published.model_uri, published.features_uri)
+    doc = json.loads(json.dumps(pod.coordinator.state()))
+    assert PodState.model_validate(doc).converged
+    seen = admin_state_from_json(doc)
+    assert seen.converged and not seen.loading and seen.error is None
+    assert seen.active_versions == (published.model.version, published.features.version)
+    assert seen.desired_uris == (published.model_uri, published.features_uri)
+    pod.coordinator.request(second.model_uri, second.features_uri, "admin")
+    assert pod.coordinator.process_pending()  # validated; no worker has switched yet
+    seen = admin_state_from_json(json.loads(json.dumps(pod.coordinator.state())))
+    assert not seen.converged
+    assert seen.active_versions == (published.model.version, published.features.version)

@@ -157,3 +157,53 @@ def test_candidate_cache_is_bounded(small_db_url: str) -> None:
         for tenant in ("t001", "t002", "t003", "t001"):
             db.candidates(tenant, with_names=False)
         assert len(db._cache) == 2
+
+
+def _new_file_with_one_more_item(url: str, tmp_path: Path, code: str) -> tuple[Path, int]:
+    """A restore from backup: a complete new file beside the served one, with one item more."""
+    staged = tmp_path / f"staged-{code}"
+    staged.mkdir()
+    staged_url = _copy_db(url, staged)
+    with ProductDB(staged_url) as writer:
+        item_id = writer.add_item("t002", code=code, name="new", category="c", account_code="9")
+    return Path(staged_url.removeprefix("sqlite:///")), item_id
+
+
+@pytest.mark.parametrize("cache_candidates", [True, False])
+def test_a_replaced_file_is_reopened(
+    small_db_url: str, tmp_path: Path, cache_candidates: bool
+) -> None:
+    """`mv new.db product.db` under a running reader: the reader notices the new inode and
+    reads the new file (it used to read the deleted file forever)."""
+    url = _copy_db(small_db_url, tmp_path)
+    path = Path(url.removeprefix("sqlite:///"))
+    with ProductDB(url, cache_candidates=cache_candidates) as db:
+        before = db.candidates("t002")
+        staged, item_id = _new_file_with_one_more_item(url, tmp_path, "REPLACED")
+        assert item_id not in before.item_ids
+        staged.replace(path)
+        after = db.candidates("t002")
+        assert item_id in after.item_ids
+        assert len(after.item_ids) == len(before.item_ids) + 1
+        assert db.item_labels([item_id]) == {item_id: ("REPLACED", "new")}
+        assert db.candidates("t002", with_names=False).item_ids.tolist() == after.item_ids.tolist()
+
+
+def test_a_removed_file_is_unavailable_until_it_is_back(small_db_url: str, tmp_path: Path) -> None:
+    url = _copy_db(small_db_url, tmp_path)
+    path = Path(url.removeprefix("sqlite:///"))
+    with ProductDB(url) as db:
+        n = len(db.candidates("t002").item_ids)
+        staged, item_id = _new_file_with_one_more_item(url, tmp_path, "BACK")
+        path.unlink()
+        for read in (
+            lambda: db.candidates("t002"),
+            lambda: db.item_labels([1]),
+            lambda: db.context_attributes("t002", 1, 1),
+        ):
+            with pytest.raises(DatabaseUnavailable, match="does not exist"):
+                read()
+        assert not path.exists()  # reading never creates an empty database in its place
+        staged.replace(path)
+        back = db.candidates("t002")
+        assert len(back.item_ids) == n + 1 and item_id in back.item_ids
