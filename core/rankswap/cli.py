@@ -2,7 +2,8 @@
 
 Each role package (``rankswap_training``, ``rankswap_ranker``, ``rankswap_operator``) exposes
 ``cli.register(subparsers)``; its subcommands set ``func(args) -> int``. Errors of the known
-hierarchies become one line on stderr and exit code 2; bugs keep their traceback.
+hierarchies become one line on stderr and exit code 2; bugs keep their traceback. Every
+setting follows one rule (``rankswap.settings``): a flag given > ``RANKSWAP_*`` > default.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import cast
 
 from rankswap.artifacts import ArtifactError
 from rankswap.logs import configure_logging
+from rankswap.settings import LOG_LEVELS, CliSettings, SettingsError, from_flags
 
 ROLE_CLIS = ("rankswap_training.cli", "rankswap_ranker.cli", "rankswap_operator.cli")
 EXIT_ERROR = 2
@@ -30,10 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
-        "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)"
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default=None,
+        help="DEBUG, INFO, WARNING or ERROR (RANKSWAP_LOG_LEVEL, default INFO)",
     )
     parser.add_argument(
-        "--log-format", choices=("text", "json"), default="text", help="log line format"
+        "--log-format",
+        choices=("text", "json"),
+        default=None,
+        help="log line format (RANKSWAP_LOG_FORMAT, default text; serve: json)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in ROLE_CLIS:
@@ -55,7 +64,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     Evaluated when an exception propagates, so only modules already loaded are consulted: an
     error of a module never imported cannot have been raised, and the CLI stays light.
     """
-    errors: list[type[BaseException]] = [ArtifactError]
+    errors: list[type[BaseException]] = [ArtifactError, SettingsError]
     for module_name, attr in (
         ("rankswap.productdb.errors", "ProductDBError"),
         ("rankswap_training.errors", "TrainingError"),
@@ -68,12 +77,18 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def cli_settings(args: argparse.Namespace) -> CliSettings:
+    """The top-level options: flag given > RANKSWAP_LOG_* > default."""
+    return from_flags(CliSettings, log_level=args.log_level, log_format=args.log_format)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.log_level, json_lines=args.log_format == "json")
     func = cast(Callable[[argparse.Namespace], int], args.func)
     try:
+        settings = cli_settings(args)
+        configure_logging(settings.log_level, json_lines=settings.log_format == "json")
         return int(func(args) or 0)
     except _known_errors() as exc:
         print(f"rankswap {args.command}: error: {exc}", file=sys.stderr)

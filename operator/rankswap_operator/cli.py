@@ -11,6 +11,7 @@ import logging
 from datetime import date
 from typing import Any
 
+from rankswap.settings import from_flags
 from rankswap_operator.settings import OperatorSettings
 
 log = logging.getLogger("rankswap.operator")
@@ -21,15 +22,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "operator",
         help="run the ArtifactVersion operator (kopf)",
         description="Watch ArtifactVersion resources and push their bundles to the selected ranker pods. "
-        "Settings: RANKSWAP_OPERATOR_* environment variables (see operator/rankswap_operator/settings.py).",
+        "Settings: RANKSWAP_OPERATOR_* environment variables (see operator/rankswap_operator/settings.py); "
+        "a flag given wins over its variable, which wins over the default.",
     )
     scope = run.add_mutually_exclusive_group()
     scope.add_argument(
-        "-n", "--namespace", action="append", default=[], help="namespace to watch (repeatable)"
+        "-n",
+        "--namespace",
+        action="append",
+        default=None,
+        help="namespace to watch (repeatable; RANKSWAP_OPERATOR_NAMESPACES, a JSON list)",
     )
-    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    scope.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="watch every namespace (the default when no namespace is set)",
+    )
     run.add_argument(
-        "--liveness", default=None, help="liveness endpoint URL, e.g. http://0.0.0.0:8080/healthz"
+        "--liveness",
+        default=None,
+        help="liveness endpoint URL (RANKSWAP_OPERATOR_LIVENESS_ENDPOINT, "
+        "default http://0.0.0.0:8080/healthz)",
     )
     run.add_argument(
         "--peering",
@@ -74,13 +88,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status.set_defaults(func=_status)
 
 
+def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
+    """The operator's settings: a flag given > ``RANKSWAP_OPERATOR_*`` > default.
+
+    ``-n`` gives the namespaces and ``-A`` gives "every namespace" (an empty list), so either
+    flag wins over ``RANKSWAP_OPERATOR_NAMESPACES``; ``--liveness`` over
+    ``RANKSWAP_OPERATOR_LIVENESS_ENDPOINT``."""
+    namespaces: list[str] | None = [] if args.all_namespaces else (args.namespace or None)
+    return from_flags(OperatorSettings, namespaces=namespaces, liveness_endpoint=args.liveness)
+
+
 def _run_operator(args: argparse.Namespace) -> int:
     import kopf
 
     from rankswap_operator import handlers
 
-    config = OperatorSettings()
-    namespaces = args.namespace or config.namespaces
+    config = settings_from_args(args)
+    namespaces = config.namespaces
     log.info(
         "starting operator",
         extra={"ctx": {"namespaces": namespaces or "all", "settings": config.model_dump()}},
@@ -91,9 +115,9 @@ def _run_operator(args: argparse.Namespace) -> int:
             registry=handlers.registry(),
             memo=memo,
             standalone=not args.peering,
-            clusterwide=args.all_namespaces or not namespaces,
+            clusterwide=not namespaces,
             namespaces=namespaces,
-            liveness_endpoint=args.liveness or config.liveness_endpoint,
+            liveness_endpoint=config.liveness_endpoint,
         )
     )
     return 0

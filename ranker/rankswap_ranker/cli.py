@@ -1,6 +1,7 @@
 """``rankswap serve``: start a ranker pod's processes (supervisor + workers).
 
-Flags override the ``RANKSWAP_*`` variables of :class:`rankswap_ranker.settings.RankerSettings`.
+A flag given wins over its ``RANKSWAP_*`` variable of
+:class:`rankswap_ranker.settings.RankerSettings`, which wins over the default.
 Imports are deferred: building the ``rankswap`` parser must not import the server stack (and
 prometheus_client must not be imported before the supervisor configures it).
 """
@@ -8,7 +9,10 @@ prometheus_client must not be imported before the supervisor configures it).
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rankswap_ranker.settings import RankerSettings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,7 +47,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=float,
         help="latest/ polling interval (RANKSWAP_REFRESH_INTERVAL_S)",
     )
-    p.add_argument("--text-logs", action="store_true", help="plain text logs instead of JSON lines")
+    p.add_argument(
+        "--text-logs",
+        action="store_true",
+        help="plain text logs instead of JSON lines (RANKSWAP_LOG_FORMAT=text)",
+    )
     p.set_defaults(func=run_serve)
 
 
@@ -64,13 +72,21 @@ _FIELDS = (
 )
 
 
-def run_serve(args: argparse.Namespace) -> int:
-    from rankswap_ranker.server import serve
+def settings_from_args(args: argparse.Namespace) -> RankerSettings:
+    """The pod's settings: a flag given > ``RANKSWAP_*`` > default (``rankswap.settings``).
+
+    The top-level ``--log-level`` / ``--log-format`` count only when given, so
+    ``RANKSWAP_LOG_LEVEL`` (the chart's ``ranker.logLevel``) is not hidden by their defaults."""
     from rankswap_ranker.settings import RankerSettings
 
     overrides: dict[str, Any] = {name: getattr(args, name, None) for name in _FIELDS}
-    log_level = getattr(args, "log_level", None)
-    if log_level:
-        overrides["log_level"] = str(log_level).upper()
-    settings = RankerSettings.from_env(**overrides)
-    return serve(settings, json_logs=not args.text_logs)
+    overrides["log_level"] = getattr(args, "log_level", None)
+    overrides["log_format"] = "text" if args.text_logs else getattr(args, "log_format", None)
+    return RankerSettings.from_env(**overrides)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from rankswap_ranker.server import serve
+
+    settings = settings_from_args(args)
+    return serve(settings, json_logs=settings.log_format == "json")

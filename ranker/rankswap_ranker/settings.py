@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rankswap.artifacts import ArtifactURI, InvalidURI, parse_uri
+from rankswap.settings import from_flags, upper_level
 from rankswap_ranker.schemas import TOP_K_LIMIT
 
 
@@ -95,9 +96,17 @@ class RankerSettings(BaseSettings):
     """onnxruntime threads per session. 1 per worker process is best on small pods."""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    """Level of the JSON logs on stderr."""
+    """Level of the logs on stderr (also the top-level ``rankswap --log-level``)."""
+    log_format: Literal["json", "text"] = "json"
+    """Format of the supervisor's logs: JSON lines, or ``text`` (``--text-logs`` or the
+    top-level ``rankswap --log-format``)."""
     access_log: bool = False
     """Also log every request (one JSON line each)."""
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return upper_level(value)
 
     @field_validator("allowed_roots", mode="before")
     @classmethod
@@ -133,8 +142,9 @@ class RankerSettings(BaseSettings):
 
     @classmethod
     def from_env(cls, **overrides: Any) -> RankerSettings:
-        """Read ``RANKSWAP_*`` variables; keyword overrides (from CLI flags) win."""
-        return cls(**{k: v for k, v in overrides.items() if v is not None})
+        """Read ``RANKSWAP_*`` variables; keyword overrides (the CLI flags given) win; ``None``
+        means "not given" (``rankswap.settings.from_flags``: one line per invalid setting)."""
+        return from_flags(cls, **overrides)
 
     # Derived values -----------------------------------------------------------------------
 

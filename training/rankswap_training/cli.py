@@ -2,6 +2,8 @@
 
 ``register(subparsers)`` adds them to the main parser; each sets ``func(args) -> exit code``.
 Errors of the ``TrainingError`` hierarchy are printed as one line on stderr with exit code 2.
+Their settings are these flags (defaults in ``--help``) and the top-level ``--log-level`` /
+``--log-format`` (flag given > ``RANKSWAP_LOG_LEVEL`` / ``RANKSWAP_LOG_FORMAT`` > default).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
+from rankswap.logs import configure_logging
+from rankswap.settings import CliSettings, SettingsError, from_flags
 from rankswap_training.errors import TrainingError
 
 # The pipelines (pandas, scikit-learn, LightGBM, ONNX) are imported by the commands that use
@@ -37,13 +41,14 @@ def _ref(value: str) -> date | Literal["latest"]:
 
 def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        if not logging.getLogger().handlers:
-            logging.basicConfig(
-                level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-            )
         try:
+            if not logging.getLogger().handlers:  # standalone: RANKSWAP_LOG_* or defaults
+                log_settings = from_flags(CliSettings)
+                configure_logging(
+                    log_settings.log_level, json_lines=log_settings.log_format == "json"
+                )
             return fn(args)
-        except TrainingError as exc:
+        except (TrainingError, SettingsError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_ERROR
 

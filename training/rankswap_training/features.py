@@ -43,6 +43,12 @@ class History:
     def days(self) -> np.ndarray:
         return self.expenses["day"].to_numpy()
 
+    @property
+    def first_day(self) -> date | None:
+        """Date of the earliest expense, None for an empty history."""
+        days = self.days
+        return date.fromordinal(int(days.min()) + fs.EPOCH_ORDINAL) if len(days) else None
+
 
 def load_history(db: ProductDB, *, before: date, since: date | None = None) -> History:
     """Expenses dated in ``[since, before)`` and every item created before ``before``."""
@@ -200,7 +206,7 @@ def build_tables(history: History, as_of: date) -> fs.FeatureTables:
         tenant_id=("tenant_id", "first"),
     )
     tenant90 = h.groupby("tenant_id")["w90"].sum()
-    item["share_90d"] = item["cnt_90d"] / item["tenant_id"].map(tenant90).clip(lower=1.0)
+    item["share_90d"] = item["cnt_90d"].to_numpy() / _tenant_totals(item["tenant_id"], tenant90)
     users = h.loc[h["w90"] > 0].groupby("item_id")["employee_id"].nunique()
     item["n_users_90d"] = users.reindex(item.index).fillna(0.0)
     item["amt_std"] = item["amt_std"].fillna(0.0)
@@ -262,7 +268,7 @@ def build_tables(history: History, as_of: date) -> fs.FeatureTables:
         amt_std=("la", "std"),
         tenant_id=("tenant_id", "first"),
     )
-    cat["share_90d"] = cat["cnt_90d"] / cat["tenant_id"].map(tenant90).clip(lower=1.0)
+    cat["share_90d"] = cat["cnt_90d"].to_numpy() / _tenant_totals(cat["tenant_id"], tenant90)
     cat["amt_std"] = cat["amt_std"].fillna(0.0)
     tables["category"] = _table(cat.index.to_numpy(), cat, "category")
 
@@ -304,6 +310,13 @@ def build_tables(history: History, as_of: date) -> fs.FeatureTables:
     return fs.FeatureTables.from_arrays(as_of, tables, vocab)
 
 
+def _tenant_totals(tenant_ids: pd.Series, totals: pd.Series) -> np.ndarray:
+    """Each row's tenant total (at least 1), as float64 also when there are no rows."""
+    per_row = totals.reindex(tenant_ids.to_numpy()).to_numpy(dtype=np.float64)
+    out: np.ndarray = np.maximum(np.nan_to_num(per_row, nan=1.0), 1.0)
+    return out
+
+
 def _table(keys: np.ndarray, frame: pd.DataFrame, name: str) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {"key": np.asarray(keys, dtype=np.int64)}
     for col in fs.TABLES[name]:
@@ -321,12 +334,14 @@ def snapshot_dates(first: date, last: date, every_days: int) -> list[date]:
     return sorted(out)
 
 
-def require_history(history: History, as_of: date) -> None:
-    """Raise ``NoData`` when there is nothing to aggregate before ``as_of``."""
+def require_history(history: History, as_of: date) -> date:
+    """The first day with an expense in the window before ``as_of``; ``NoData`` if none."""
     end = fs.to_day(as_of)
     days = history.days
-    if not np.any((days < end) & (days >= end - WINDOW_DAYS)):
+    inside = days[(days < end) & (days >= end - WINDOW_DAYS)]
+    if len(inside) == 0:
         raise NoData(
             f"no expenses in the {WINDOW_DAYS} days before {as_of.isoformat()}; "
             "nothing to build features from (check --as-of and that datagen ran)"
         )
+    return date.fromordinal(int(inside.min()) + fs.EPOCH_ORDINAL)

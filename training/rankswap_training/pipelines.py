@@ -92,12 +92,11 @@ def run_features_build(
                 history = features.load_history(db, before=as_of, since=since)
         finally:
             db.close()
-        features.require_history(history, as_of)
+        first = features.require_history(history, as_of)
         with _step(f"building feature tables as of {as_of}"):
             tables = features.build_tables(history, as_of)
         with tempfile.TemporaryDirectory(prefix="rankswap-features-") as tmp:
             tables.write(Path(tmp))
-            first = date.fromordinal(int(history.days.min()) + fs.EPOCH_ORDINAL)
             with _step(f"publishing features {fs.FEATURE_SCHEMA_VERSION} {as_of} to {store}"):
                 return artifacts.publish_artifact(
                     store,
@@ -145,10 +144,59 @@ class TrainOptions:
     cost is linear in it (~1 ms per 1,000 rows at 900 leaves on a busy 2-core box, see
     docs/DATA.md); a deterministic proxy, where measured latency is noisy."""
     latency_rows: int = 1000
+    min_train_days: int = 7
+    """A history that leaves fewer days than this before the hold-out is refused (``NoData``)."""
     force: bool = False
     move_latest_backwards: bool = False
     """Point ``latest/`` at this model even when it holds a newer one (a backfill)."""
     extra_metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainWindow:
+    """The training window ``[start, cutoff)`` and the hold-out ``[cutoff, as_of)``.
+
+    ``start`` is the requested start (``cutoff - train_days``) unless the history begins later
+    (a new customer, a new deployment): then it is the first expense day, and ``clipped``."""
+
+    start: date
+    cutoff: date
+    as_of: date
+    requested_start: date
+
+    @property
+    def clipped(self) -> bool:
+        return self.start > self.requested_start
+
+    @property
+    def days(self) -> int:
+        return (self.cutoff - self.start).days
+
+    def describe(self) -> str:
+        span = f"{self.start} .. {self.cutoff - timedelta(days=1)}"
+        if not self.clipped:
+            return f"{span} ({self.days} days)"
+        asked = (self.cutoff - self.requested_start).days
+        return f"{span} ({self.days} days; {asked} asked, the history starts {self.start})"
+
+
+def train_window(first_day: date | None, as_of: date, opts: TrainOptions) -> TrainWindow:
+    """The effective window for a history whose first expense is dated ``first_day``.
+
+    Raises ``NoData`` (one line, what to do) when there is no history or it leaves fewer than
+    ``opts.min_train_days`` days before the hold-out."""
+    cutoff = as_of - timedelta(days=opts.holdout_days)
+    requested = cutoff - timedelta(days=opts.train_days)
+    if first_day is None:
+        raise NoData(f"no expenses before {as_of}; nothing to train on (check --as-of and the DB)")
+    window = TrainWindow(max(requested, first_day), cutoff, as_of, requested)
+    if window.days < opts.min_train_days:
+        raise NoData(
+            f"the history starts {first_day}: only {max(window.days, 0)} days before the "
+            f"{opts.holdout_days}-day hold-out ({cutoff} .. {as_of - timedelta(days=1)}), fewer "
+            f"than {opts.min_train_days}; use a smaller --holdout-days or a later --as-of"
+        )
+    return window
 
 
 def run_model_train(
@@ -158,7 +206,7 @@ def run_model_train(
     opts = opts or TrainOptions()
     rng = np.random.default_rng(opts.seed)
     cutoff = as_of - timedelta(days=opts.holdout_days)
-    train_start = cutoff - timedelta(days=opts.train_days)
+    requested_start = cutoff - timedelta(days=opts.train_days)
     with upstream_errors():
         artifacts.parse_uri(store)
         db = ProductDB(db_url)
@@ -167,19 +215,25 @@ def run_model_train(
                 history = features.load_history(
                     db,
                     before=as_of,
-                    since=train_start - timedelta(days=features.WINDOW_DAYS),
+                    since=requested_start - timedelta(days=features.WINDOW_DAYS),
                 )
         finally:
             db.close()
     days = history.days
+    window = train_window(history.first_day, as_of, opts)
+    train_start = window.start
+    if window.clipped:
+        log.warning("training window clipped to the history: %s", window.describe())
+    else:
+        log.info("training window %s", window.describe())
     c_day, a_day, s_day = fs.to_day(cutoff), fs.to_day(as_of), fs.to_day(train_start)
     train_rows = np.flatnonzero((days >= s_day) & (days < c_day))
     eval_rows = np.flatnonzero((days >= c_day) & (days < a_day))
     if len(train_rows) < 50:
         raise NoData(
-            f"only {len(train_rows)} expenses between {train_start} and {cutoff} to train on; "
-            "check --as-of (the hold-out is the last "
-            f"{opts.holdout_days} days before it) and that datagen ran"
+            f"only {len(train_rows)} expenses between {train_start} and {cutoff} to train on "
+            f"(50 needed); check --as-of (the hold-out is the last {opts.holdout_days} days "
+            "before it) and that datagen ran"
         )
     if len(eval_rows) == 0:
         raise NoData(f"no expenses in the hold-out {cutoff} .. {as_of - timedelta(days=1)}")
@@ -290,7 +344,7 @@ def run_model_train(
     spec = next(s for s in opts.candidates if s.label == chosen)
     facts = {
         "as of": as_of.isoformat(),
-        "training window": f"{train_start} .. {cutoff - timedelta(days=1)}",
+        "training window": window.describe(),
         "hold-out": f"{cutoff} .. {as_of - timedelta(days=1)}",
         "training pairs": f"{len(train)} rows, {train.n_groups} expenses",
         "hold-out queries": f"{held.n_groups} ({int(cold.sum())} cold-start)",
@@ -340,6 +394,7 @@ def run_model_train(
                     "negatives": opts.negatives,
                     "holdout_days": opts.holdout_days,
                     "train_days": opts.train_days,
+                    "train_days_effective": window.days,
                     "snapshot_every_days": opts.snapshot_every_days,
                     "seed": opts.seed,
                 },

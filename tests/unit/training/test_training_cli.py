@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import pytest
 
 from rankswap import artifacts
+from rankswap import cli as rankswap_cli
 from rankswap.productdb import ProductDB
 from rankswap_training import cli
 
@@ -147,3 +151,44 @@ def test_bad_date_argument(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["features", "build", "--db", "x", "--as-of", "31/03/2026", "--store", "y"])
     assert exc.value.code == 2
     assert "not a date" in capsys.readouterr().err
+
+
+@pytest.fixture
+def root_logger() -> Iterator[None]:
+    """``rankswap.cli.main`` configures the root logger: restore it afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
+
+
+@pytest.mark.usefixtures("root_logger")
+def test_training_commands_follow_the_settings_rule(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    small_db_url: str,
+    store: Path,
+) -> None:
+    """Flag given > RANKSWAP_LOG_LEVEL / RANKSWAP_LOG_FORMAT > default, for training commands
+    too (the top-level --log-level default used to hide the variables)."""
+    for name in ("RANKSWAP_LOG_LEVEL", "RANKSWAP_LOG_FORMAT"):
+        monkeypatch.delenv(name, raising=False)
+    # a date without data: the command logs its first step, then fails in one line
+    argv = ["features", "build", "--db", small_db_url, "--as-of", "2020-01-01"]
+    argv += ["--store", store.as_uri()]
+
+    def stderr(*top: str) -> list[str]:
+        assert rankswap_cli.main([*top, *argv]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert lines[-1].startswith("error: no expenses"), lines
+        return lines[:-1]
+
+    assert any(" INFO " in line for line in stderr())  # default INFO, text
+    monkeypatch.setenv("RANKSWAP_LOG_LEVEL", "WARNING")
+    assert stderr() == []
+    assert any(" INFO " in line for line in stderr("--log-level", "INFO"))
+    monkeypatch.setenv("RANKSWAP_LOG_LEVEL", "INFO")
+    monkeypatch.setenv("RANKSWAP_LOG_FORMAT", "json")
+    logged = [json.loads(line) for line in stderr()]
+    assert logged and {doc["level"] for doc in logged} == {"info"}
+    assert not any(line.startswith("{") for line in stderr("--log-format", "text"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import date
 
 import numpy as np
 import pytest
@@ -84,3 +85,15 @@ def test_nothing_on_or_after_as_of_contributes(tables: fs.FeatureTables) -> None
 def test_no_history_is_a_clear_error() -> None:
     with pytest.raises(NoData, match="no expenses"):
         require_history(handmade.history(), handmade.date(2024, 6, 1))
+
+
+def test_a_date_before_the_first_expense_gives_empty_tables() -> None:
+    # the model pipeline builds snapshots as of every 7th day of its window: on a short
+    # history the first ones precede every expense (issue 15 item 7: this raised a TypeError)
+    history = handmade.history()
+    assert history.first_day == date(2025, 1, 1)
+    for as_of in (date(2024, 12, 1), history.first_day):
+        empty = build_tables(history, as_of)
+        assert set(empty.row_counts.values()) == {0}, empty.row_counts
+        assert empty.as_of == as_of and list(empty.terms) == []
+    assert require_history(history, AS_OF) == date(2026, 1, 1)  # inside 365 d
