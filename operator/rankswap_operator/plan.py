@@ -213,220 +213,263 @@ def plan(
     pods: Sequence[PodObservation],
     now: datetime,
 ) -> Plan:
-    """Decide the next step of the rollout. ``target`` is None only with a ``target_problem``."""
+    """Decide the next step of the rollout. ``target`` is None only with a ``target_problem``.
+
+    The steps, each a function below: (1) a new rollout starts when the generation or the
+    content behind the URIs changes; (2) an unusable target keeps every pod on the last good
+    bundle; (3) failures among the pods asked for the target fail the rollout (and roll back);
+    (4) act by phase: roll back, repair drift, or advance the waves; (5) report."""
     pods = sorted(pods, key=lambda p: p.name)
-    live = [p for p in pods if p.running and p.ip]
-    events: list[Event] = []
-    history: list[HistoryEntry] = []
-    pushes: list[Push] = []
-
-    def push_all(bundle: Bundle, candidates: Sequence[PodObservation], why: str) -> None:
-        for pod in candidates:
-            # Push unless the pod was already told: a pod that serves the bundle but wants
-            # another one (say, a failed newer bundle) is told again, so it stops wanting it.
-            if pod.admin is not None and not _told(pod, bundle):
-                pushes.append(Push(pod.name, pod.ip or "", bundle, why))
-
-    # 1. A new rollout starts when the generation or the content behind the URIs changes.
-    if target is not None and (
-        rollout is None or rollout.generation != generation or not rollout.targets(target)
-    ):
-        if rollout is not None and rollout.phase not in ("Complete", "Failed"):
-            history.append(
-                HistoryEntry(
-                    rollout.generation,
-                    rollout.model_version,
-                    rollout.features_version,
-                    "Superseded",
-                    rollout.started_at,
-                    now,
-                    "a newer spec or version replaced it",
-                )
-            )
-        rollout = RolloutRecord(
-            generation, target.model_version, target.features_version, "Progressing", now
-        )
-        events.append(
-            Event(
-                "Normal",
-                "RolloutStarted",
-                f"rolling out {target.label()} ({spec.rollout.strategy})",
-            )
-        )
-
-    # 2. The target cannot be used at all: keep (or put) every pod on the last good bundle.
+    acts = _Acts(live=[p for p in pods if p.running and p.ip])
     if target is None:
         problem = target_problem or TargetProblem(
             "Unknown", "the desired bundle could not be resolved"
         )
-        if not spec.suspend and last_good is not None and spec.auto_rollback:
-            push_all(
-                last_good, live, f"desired bundle unusable ({problem.reason}); keeping last good"
-            )
-        reports = tuple(_report(p, last_good, False) for p in pods)
-        return Plan(
-            pushes=tuple(pushes),
-            rollout=rollout,
-            last_good=last_good,
-            pods=reports,
-            conditions=(
-                Condition("Ready", "False", problem.reason, problem.message),
-                Condition(
-                    "Progressing",
-                    "False",
-                    problem.reason,
-                    "nothing is rolled out until the spec changes",
-                ),
-                Condition("Degraded", "True", problem.reason, problem.message),
-            ),
-            events=(Event("Warning", problem.reason, problem.message),),
-            history=tuple(history),
-            updated=sum(1 for r in reports if r.state == "Updated"),
-            selected=len(pods),
-        )
-
-    assert rollout is not None
-    pushed_now: dict[str, datetime] = dict(rollout.pushed)
-
-    # 3. Failures among pods asked for the target: give up on this generation, roll back.
-    if rollout.phase not in ("Complete", "Failed"):
-        failures: list[str] = []
-        for pod in live:
-            error = _failed_on(pod, target)
-            if error:
-                failures.append(f"{pod.name}: {error}")
-            elif (
-                pod.name in pushed_now
-                and not _serves(pod, target)
-                and now - pushed_now[pod.name] > timedelta(seconds=spec.rollout.pod_timeout_seconds)
-            ):
-                failures.append(
-                    f"{pod.name}: not on the new bundle after {spec.rollout.pod_timeout_seconds}s"
-                )
-        if failures:
-            reason = (
-                "LoadFailed"
-                if any("not on the new bundle" not in f for f in failures)
-                else "Timeout"
-            )
-            message = "; ".join(failures)
-            rolled_back = (
-                spec.auto_rollback
-                and last_good is not None
-                and last_good.versions != target.versions
-            )
-            rollout = dataclasses.replace(
-                rollout, phase="Failed", finished_at=now, reason=reason, message=message
-            )
-            events.append(Event("Warning", "RolloutFailed", f"{target.label()} failed: {message}"))
-            history.append(
-                HistoryEntry(
-                    generation,
-                    target.model_version,
-                    target.features_version,
-                    "RolledBack" if rolled_back else "Failed",
-                    rollout.started_at,
-                    now,
-                    message,
-                )
-            )
-            if rolled_back and last_good is not None:
-                events.append(
-                    Event(
-                        "Warning", "RollingBack", f"returning pods to last good {last_good.label()}"
-                    )
-                )
-
-    # 4. Act by phase.
+        return _unusable_target(spec, problem, last_good, rollout, pods, acts)
+    rollout = _start_if_new(spec, generation, target, rollout, now, acts)
+    rollout = _fail_on_pod_errors(spec, generation, target, last_good, rollout, now, acts)
     if spec.suspend:
         pass
     elif rollout.phase == "Failed":
         if spec.auto_rollback and last_good is not None and last_good.versions != target.versions:
-            push_all(last_good, live, "rollback to last good")
+            acts.push_all(last_good, acts.live, "rollback to last good")
     elif rollout.phase == "Complete":
-        push_all(target, live, "repair drift (new, restarted or changed pod)")
+        acts.push_all(target, acts.live, "repair drift (new, restarted or changed pod)")
     else:
-        names = [p.name for p in live]
-        by_name = {p.name: p for p in live}
-        waves = _waves(names, spec)
-        allowed: list[str] = []
-        phase: Phase = "Progressing"
-        wave_completed_at = rollout.wave_completed_at
-        for index, wave in enumerate(waves):
-            allowed += wave
-            if not all(_serves(by_name[n], target) for n in allowed):
-                break
-            if index == 0 and spec.rollout.strategy == "Canary" and len(waves) > 1:
-                # The canary wave is done: hold the rest until it has stayed healthy a while.
-                if wave_completed_at is None:
-                    wave_completed_at = now
-                    events.append(
-                        Event(
-                            "Normal",
-                            "CanaryHealthy",
-                            f"canary pods {', '.join(wave)} serve {target.label()}",
-                        )
-                    )
-                if now - wave_completed_at < timedelta(seconds=spec.rollout.canary_verify_seconds):
-                    phase = "Verifying"
-                    break
-        push_all(target, [by_name[n] for n in allowed], "rollout")
-        all_done = bool(live) and all(_serves(p, target) for p in live)
-        if all_done:
-            rollout = dataclasses.replace(
-                rollout,
-                phase="Complete",
-                finished_at=now,
-                wave_completed_at=wave_completed_at,
-                reason="",
-                message="",
-            )
-            last_good = target
-            events.append(
-                Event("Normal", "RolloutSucceeded", f"all {len(live)} pods serve {target.label()}")
-            )
-            history.append(
-                HistoryEntry(
-                    generation,
-                    target.model_version,
-                    target.features_version,
-                    "Succeeded",
-                    rollout.started_at,
-                    now,
-                    f"{len(live)} pods",
-                )
-            )
-        else:
-            rollout = dataclasses.replace(rollout, phase=phase, wave_completed_at=wave_completed_at)
+        rollout, last_good = _advance(spec, generation, target, last_good, rollout, now, acts)
+    return _report_plan(spec, target, last_good, rollout, pods, now, acts)
 
-    for p in pushes:
-        if p.bundle.versions == target.versions:
-            pushed_now[p.pod] = now
-    live_names = {p.name for p in pods}
-    rollout = dataclasses.replace(
-        rollout, pushed={k: v for k, v in pushed_now.items() if k in live_names}
+
+@dataclass
+class _Acts:
+    """What one planning pass has decided so far."""
+
+    live: list[PodObservation]
+    """Selected pods that run with an IP (their admin API can be called)."""
+    pushes: list[Push] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    history: list[HistoryEntry] = field(default_factory=list)
+
+    def push_all(self, bundle: Bundle, candidates: Sequence[PodObservation], why: str) -> None:
+        for pod in candidates:
+            # Push unless the pod was already told: a pod that serves the bundle but wants
+            # another one (say, a failed newer bundle) is told again, so it stops wanting it.
+            if pod.admin is not None and not _told(pod, bundle):
+                self.pushes.append(Push(pod.name, pod.ip or "", bundle, why))
+
+    def finish(self, record: RolloutRecord, outcome: Outcome, now: datetime, message: str) -> None:
+        self.history.append(
+            HistoryEntry(
+                record.generation,
+                record.model_version,
+                record.features_version,
+                outcome,
+                record.started_at,
+                now,
+                message,
+            )
+        )
+
+
+def _start_if_new(
+    spec: AVSpec,
+    generation: int,
+    target: Bundle,
+    rollout: RolloutRecord | None,
+    now: datetime,
+    acts: _Acts,
+) -> RolloutRecord:
+    """Step 1: the rollout record for ``target``, a new one when the generation or the content
+    behind the URIs changed (an unfinished previous rollout is recorded as superseded)."""
+    if rollout is not None and rollout.generation == generation and rollout.targets(target):
+        return rollout
+    if rollout is not None and rollout.phase not in ("Complete", "Failed"):
+        acts.finish(rollout, "Superseded", now, "a newer spec or version replaced it")
+    acts.events.append(
+        Event("Normal", "RolloutStarted", f"rolling out {target.label()} ({spec.rollout.strategy})")
+    )
+    return RolloutRecord(
+        generation, target.model_version, target.features_version, "Progressing", now
     )
 
-    # 5. Report.
+
+def _unusable_target(
+    spec: AVSpec,
+    problem: TargetProblem,
+    last_good: Bundle | None,
+    rollout: RolloutRecord | None,
+    pods: Sequence[PodObservation],
+    acts: _Acts,
+) -> Plan:
+    """Step 2: the target cannot be used at all: keep (or put) every pod on the last good
+    bundle, and say why in every condition."""
+    if not spec.suspend and last_good is not None and spec.auto_rollback:
+        acts.push_all(
+            last_good, acts.live, f"desired bundle unusable ({problem.reason}); keeping last good"
+        )
+    reports = tuple(_report(p, last_good, False) for p in pods)
+    return Plan(
+        pushes=tuple(acts.pushes),
+        rollout=rollout,
+        last_good=last_good,
+        pods=reports,
+        conditions=(
+            Condition("Ready", "False", problem.reason, problem.message),
+            Condition(
+                "Progressing",
+                "False",
+                problem.reason,
+                "nothing is rolled out until the spec changes",
+            ),
+            Condition("Degraded", "True", problem.reason, problem.message),
+        ),
+        events=(Event("Warning", problem.reason, problem.message),),
+        history=tuple(acts.history),
+        updated=sum(1 for r in reports if r.state == "Updated"),
+        selected=len(pods),
+    )
+
+
+def _fail_on_pod_errors(
+    spec: AVSpec,
+    generation: int,
+    target: Bundle,
+    last_good: Bundle | None,
+    rollout: RolloutRecord,
+    now: datetime,
+    acts: _Acts,
+) -> RolloutRecord:
+    """Step 3: a pod asked for the target failed to load it, or did not serve it within the
+    pod timeout: give up on this generation (rolled back where a last good bundle exists)."""
+    if rollout.phase in ("Complete", "Failed"):
+        return rollout
+    timeout = timedelta(seconds=spec.rollout.pod_timeout_seconds)
+    failures: list[str] = []
+    load_failed = False
+    for pod in acts.live:
+        error = _failed_on(pod, target)
+        pushed_at = rollout.pushed.get(pod.name)
+        if error:
+            failures.append(f"{pod.name}: {error}")
+            load_failed = True
+        elif pushed_at is not None and not _serves(pod, target) and now - pushed_at > timeout:
+            failures.append(
+                f"{pod.name}: not on the new bundle after {spec.rollout.pod_timeout_seconds}s"
+            )
+    if not failures:
+        return rollout
+    reason = "LoadFailed" if load_failed else "Timeout"
+    message = "; ".join(failures)
+    rolled_back = (
+        spec.auto_rollback and last_good is not None and last_good.versions != target.versions
+    )
+    rollout = dataclasses.replace(
+        rollout, phase="Failed", finished_at=now, reason=reason, message=message
+    )
+    acts.events.append(Event("Warning", "RolloutFailed", f"{target.label()} failed: {message}"))
+    acts.finish(rollout, "RolledBack" if rolled_back else "Failed", now, message)
+    if rolled_back and last_good is not None:
+        acts.events.append(
+            Event("Warning", "RollingBack", f"returning pods to last good {last_good.label()}")
+        )
+    return rollout
+
+
+def _advance(
+    spec: AVSpec,
+    generation: int,
+    target: Bundle,
+    last_good: Bundle | None,
+    rollout: RolloutRecord,
+    now: datetime,
+    acts: _Acts,
+) -> tuple[RolloutRecord, Bundle | None]:
+    """Step 4 while in flight: push the target to every wave whose predecessors all serve it,
+    holding after the canary wave until it has stayed healthy ``canaryVerifySeconds``; when
+    every live pod serves it the rollout is complete and the target becomes the last good."""
+    by_name = {p.name: p for p in acts.live}
+    waves = _waves(list(by_name), spec)
+    allowed: list[str] = []
+    phase: Phase = "Progressing"
+    wave_completed_at = rollout.wave_completed_at
+    for index, wave in enumerate(waves):
+        allowed += wave
+        if not all(_serves(by_name[n], target) for n in allowed):
+            break
+        if index == 0 and spec.rollout.strategy == "Canary" and len(waves) > 1:
+            # The canary wave is done: hold the rest until it has stayed healthy a while.
+            if wave_completed_at is None:
+                wave_completed_at = now
+                acts.events.append(
+                    Event(
+                        "Normal",
+                        "CanaryHealthy",
+                        f"canary pods {', '.join(wave)} serve {target.label()}",
+                    )
+                )
+            if now - wave_completed_at < timedelta(seconds=spec.rollout.canary_verify_seconds):
+                phase = "Verifying"
+                break
+    acts.push_all(target, [by_name[n] for n in allowed], "rollout")
+    live = acts.live
+    if not (live and all(_serves(p, target) for p in live)):
+        return dataclasses.replace(
+            rollout, phase=phase, wave_completed_at=wave_completed_at
+        ), last_good
+    rollout = dataclasses.replace(
+        rollout,
+        phase="Complete",
+        finished_at=now,
+        wave_completed_at=wave_completed_at,
+        reason="",
+        message="",
+    )
+    acts.events.append(
+        Event("Normal", "RolloutSucceeded", f"all {len(live)} pods serve {target.label()}")
+    )
+    acts.finish(rollout, "Succeeded", now, f"{len(live)} pods")
+    return rollout, target
+
+
+def _report_plan(
+    spec: AVSpec,
+    target: Bundle,
+    last_good: Bundle | None,
+    rollout: RolloutRecord,
+    pods: Sequence[PodObservation],
+    now: datetime,
+    acts: _Acts,
+) -> Plan:
+    """Step 5: record when pods were told the target, then the per-pod states, conditions and
+    Events of this pass."""
+    pushed_now = dict(rollout.pushed)
+    for p in acts.pushes:
+        if p.bundle.versions == target.versions:
+            pushed_now[p.pod] = now
+    names = {p.name for p in pods}
+    rollout = dataclasses.replace(
+        rollout, pushed={k: v for k, v in pushed_now.items() if k in names}
+    )
     shown = (
         last_good
         if rollout.phase == "Failed" and last_good is not None and spec.auto_rollback
         else target
     )
     reports = tuple(_report(p, shown, p.name in rollout.pushed) for p in pods)
-    updated = sum(1 for r in reports if r.state == "Updated")
-    conditions = _conditions(spec, rollout, target, last_good, reports, len(live))
-    for push in pushes:
-        events.append(Event("Normal", "Pushed", f"{push.pod}: {push.bundle.label()} ({push.why})"))
+    conditions = _conditions(spec, rollout, target, last_good, reports, len(acts.live))
+    for push in acts.pushes:
+        acts.events.append(
+            Event("Normal", "Pushed", f"{push.pod}: {push.bundle.label()} ({push.why})")
+        )
     return Plan(
-        pushes=tuple(pushes),
+        pushes=tuple(acts.pushes),
         rollout=rollout,
         last_good=last_good,
         pods=reports,
         conditions=conditions,
-        events=tuple(events),
-        history=tuple(history),
-        updated=updated,
+        events=tuple(acts.events),
+        history=tuple(acts.history),
+        updated=sum(1 for r in reports if r.state == "Updated"),
         selected=len(pods),
     )
 

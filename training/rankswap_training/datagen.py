@@ -150,12 +150,51 @@ def generate_world(cfg: WorldConfig) -> World:
 def _tenant(
     cfg: WorldConfig, t: int, prof: TenantProfile, rng: np.random.Generator, ids: _Ids
 ) -> dict[str, pd.DataFrame]:
+    """One tenant's tables. The steps draw from ``rng`` in this order (same seed, same world)."""
     tenant_id = f"t{t + 1:03d}"
-    start = datetime.combine(cfg.start, datetime.min.time())
-    days = cfg.days
     lang_of = _lang_picker(prof.lang, rng)
+    cat = _templates(tenant_id, prof, rng, ids)
+    var = _variants(cfg, prof, rng)
+    items = _items(cfg, tenant_id, prof, cat, var, rng, lang_of, ids)
+    staff = _employees(cfg, tenant_id, prof, cat, var, rng, lang_of, ids)
+    vendors = _vendors(tenant_id, cat, staff, rng, ids)
+    expenses = _expenses(cfg, tenant_id, prof, cat, var, items, staff, vendors, rng)
+    tenants = pd.DataFrame(
+        {
+            "id": [tenant_id],
+            "name": [f"テナント{t + 1}" if prof.lang != "en" else f"Tenant {t + 1}"],
+            "created_at": [_start(cfg) - timedelta(days=900)],
+        }
+    )
+    return {
+        "tenants": tenants,
+        "categories": cat.frame,
+        "items": items.frame,
+        "employees": staff.frame,
+        "vendors": vendors.frame,
+        "expenses": expenses,
+    }
 
-    # --- templates, categories
+
+def _start(cfg: WorldConfig) -> datetime:
+    return datetime.combine(cfg.start, datetime.min.time())
+
+
+@dataclass(frozen=True, slots=True)
+class _Templates:
+    """The expense templates a tenant uses (indexes into ``vocab.TEMPLATES``), their
+    categories, and the tenant's category table."""
+
+    tmpl: npt.NDArray[np.int64]
+    tmpl_cat: npt.NDArray[np.str_]
+    cat_lang: str
+    cat_id_of: dict[str, int]
+    frame: pd.DataFrame
+
+
+def _templates(
+    tenant_id: str, prof: TenantProfile, rng: np.random.Generator, ids: _Ids
+) -> _Templates:
     n_tmpl = max(5, round(len(vocab.TEMPLATES) * prof.template_fraction))
     tmpl = np.sort(rng.choice(len(vocab.TEMPLATES), size=n_tmpl, replace=False))
     tmpl_cat = np.array([vocab.TEMPLATES[i].category for i in tmpl])
@@ -163,8 +202,7 @@ def _tenant(
     cat_lang = "en" if prof.lang == "en" else "ja"
     cat_ids = np.arange(ids.category, ids.category + len(cat_used))
     ids.category += len(cat_used)
-    cat_id_of = dict(zip(cat_used.tolist(), cat_ids.tolist(), strict=True))
-    categories = pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "id": cat_ids,
             "tenant_id": tenant_id,
@@ -172,17 +210,32 @@ def _tenant(
             "account_code": [vocab.CATEGORIES[c].account_code for c in cat_used],
         }
     )
+    cat_id_of = dict(zip(cat_used.tolist(), cat_ids.tolist(), strict=True))
+    return _Templates(tmpl, tmpl_cat, cat_lang, cat_id_of, frame)
 
-    # --- departments, projects (variants)
+
+@dataclass(frozen=True, slots=True)
+class _Variants:
+    """Departments, and the variants of each template's item: one per department, one per
+    project (created over time), or a single plain item."""
+
+    depts: npt.NDArray[np.int64]
+    n_var: int
+    var_created: npt.NDArray[np.int64]
+    """Day each variant appears (-1: before the history)."""
+    proj_start: npt.NDArray[np.int64]
+
+
+def _variants(cfg: WorldConfig, prof: TenantProfile, rng: np.random.Generator) -> _Variants:
     n_dept = int(rng.integers(4, len(vocab.DEPARTMENTS) + 1))
     depts = np.sort(rng.choice(len(vocab.DEPARTMENTS), size=n_dept, replace=False))
     scale = cfg.scale
-    n_emp = max(3, round(prof.employees * scale))
+    proj_start = np.empty(0, dtype=np.int64)
     if prof.granularity == "project":
         n0 = max(2, round(prof.initial_projects * max(scale, 0.25)))
         gaps = rng.exponential(prof.project_every_days / max(scale, 0.25), size=200)
         new_days = np.cumsum(gaps)
-        new_days = new_days[new_days < days].astype(np.int64)
+        new_days = new_days[new_days < cfg.days].astype(np.int64)
         proj_start = np.concatenate([np.full(n0, -1, dtype=np.int64), new_days])
         n_var = len(proj_start)
         var_created = proj_start
@@ -192,38 +245,58 @@ def _tenant(
     else:
         n_var = 1
         var_created = np.full(1, -1, dtype=np.int64)
+    return _Variants(depts, n_var, var_created, proj_start)
 
-    # --- items: template x variant, then successors
-    tv_t = np.repeat(np.arange(n_tmpl), n_var)
-    tv_v = np.tile(np.arange(n_var), n_tmpl)
+
+@dataclass(frozen=True, slots=True)
+class _Items:
+    """The catalogue: base items (template x variant) then successors, in one row order."""
+
+    frame: pd.DataFrame
+    successor: npt.NDArray[np.int64]
+    """Base row -> its successor's row (-1: none)."""
+    tmpl_row: npt.NDArray[np.int64]
+    """Row -> index into the tenant's templates."""
+    created: npt.NDArray[np.float64]
+    """Row -> creation day (offset from the start; negative: before the history)."""
+    ids: npt.NDArray[np.int64]
+    factor: npt.NDArray[np.float64]
+    """Row -> the item's amount factor."""
+
+
+def _items(
+    cfg: WorldConfig,
+    tenant_id: str,
+    prof: TenantProfile,
+    cat: _Templates,
+    var: _Variants,
+    rng: np.random.Generator,
+    lang_of: Any,
+    ids: _Ids,
+) -> _Items:
+    n_tmpl = len(cat.tmpl)
+    tv_t = np.repeat(np.arange(n_tmpl), var.n_var)
+    tv_v = np.tile(np.arange(var.n_var), n_tmpl)
     n_base = len(tv_t)
     base_ids = np.arange(ids.item, ids.item + n_base)
     ids.item += n_base
-    created_day = var_created[tv_v].astype(np.float64)
+    created_day = var.var_created[tv_v].astype(np.float64)
     old = created_day < 0
     created_day[old] = -rng.uniform(20, 800, size=int(old.sum()))
     created_day[~old] -= rng.uniform(0, 1, size=int((~old).sum()))  # the day before
     item_lang = lang_of(n_base)
-    names = []
-    for k in range(n_base):
-        tp = vocab.TEMPLATES[tmpl[tv_t[k]]]
-        lang = item_lang[k]
-        base = tp.ja if lang == "ja" else tp.en
-        v = tv_v[k]
-        if prof.granularity == "department":
-            dept = vocab.DEPARTMENTS[depts[v]]
-            base = f"{base}（{dept[0]}）" if lang == "ja" else f"{base} - {dept[1]}"
-        elif prof.granularity == "project":
-            base = f"PJ-{101 + v:04d} {base}"
-        names.append(base)
+    names = [
+        _item_name(cat.tmpl[tv_t[k]], str(item_lang[k]), int(tv_v[k]), prof, var)
+        for k in range(n_base)
+    ]
     item_factor = np.exp(rng.normal(0.0, 0.25, size=n_base))
 
     # successors: a share of the items gets one, created during the history
     n_succ = max(1, round(0.07 * n_base)) if prof.granularity != "project" else max(1, n_base // 25)
     succ_of = rng.choice(n_base, size=n_succ, replace=False)
-    succ_day = rng.uniform(20, days, size=n_succ)
+    succ_day = rng.uniform(20, cfg.days, size=n_succ)
     succ_day = np.maximum(succ_day, created_day[succ_of] + 15)
-    keep = succ_day < days
+    keep = succ_day < cfg.days
     succ_of, succ_day = succ_of[keep], succ_day[keep]
     n_succ = len(succ_of)
     succ_ids = np.arange(ids.item, ids.item + n_succ)
@@ -234,36 +307,80 @@ def _tenant(
         names[j] + (suffix_ja[i] if item_lang[j] == "ja" else suffix_en[i])
         for i, j in enumerate(succ_of)
     ]
-    successor = np.full(n_base, -1, dtype=np.int64)  # base row -> successor row (in all items)
+    successor = np.full(n_base, -1, dtype=np.int64)
     successor[succ_of] = n_base + np.arange(n_succ)
 
     all_tmpl = np.concatenate([tv_t, tv_t[succ_of]])
     all_created = np.concatenate([created_day, succ_day])
     all_ids = np.concatenate([base_ids, succ_ids])
-    all_factor = np.concatenate([item_factor, item_factor[succ_of]])
     active = np.ones(len(all_ids), dtype=bool)
     active[succ_of[rng.random(n_succ) < 0.5]] = False  # half the replaced items get retired
-    acct = np.array([vocab.CATEGORIES[c].account_code for c in tmpl_cat[all_tmpl]])
-    items = pd.DataFrame(
+    acct = np.array([vocab.CATEGORIES[c].account_code for c in cat.tmpl_cat[all_tmpl]])
+    frame = pd.DataFrame(
         {
             "id": all_ids,
             "tenant_id": tenant_id,
             "code": [f"{a}-{i:05d}" for i, a in enumerate(acct)],
             "name": names + succ_names,
-            "category_id": [cat_id_of[c] for c in tmpl_cat[all_tmpl].tolist()],
-            "created_at": _to_datetimes(start, all_created),
+            "category_id": [cat.cat_id_of[c] for c in cat.tmpl_cat[all_tmpl].tolist()],
+            "created_at": _to_datetimes(_start(cfg), all_created),
             "active": active,
         }
     )
+    return _Items(
+        frame=frame,
+        successor=successor,
+        tmpl_row=all_tmpl,
+        created=all_created,
+        ids=all_ids,
+        factor=np.concatenate([item_factor, item_factor[succ_of]]),
+    )
 
-    # --- employees
+
+def _item_name(template: int, lang: str, variant: int, prof: TenantProfile, var: _Variants) -> str:
+    tp = vocab.TEMPLATES[template]
+    base = tp.ja if lang == "ja" else tp.en
+    if prof.granularity == "department":
+        dept = vocab.DEPARTMENTS[var.depts[variant]]
+        return f"{base}（{dept[0]}）" if lang == "ja" else f"{base} - {dept[1]}"
+    if prof.granularity == "project":
+        return f"PJ-{101 + variant:04d} {base}"
+    return base
+
+
+@dataclass(frozen=True, slots=True)
+class _Staff:
+    """Employees, their departments, start days, filing rates, languages and habits."""
+
+    frame: pd.DataFrame
+    ids: npt.NDArray[np.int64]
+    dept: npt.NDArray[np.int64]
+    """Employee -> index into the tenant's departments."""
+    start: npt.NDArray[np.float64]
+    rate: npt.NDArray[np.float64]
+    lang: npt.NDArray[np.str_]
+    habits: npt.NDArray[np.float64]
+    """[E, T]: each employee's distribution over the tenant's templates."""
+
+
+def _employees(
+    cfg: WorldConfig,
+    tenant_id: str,
+    prof: TenantProfile,
+    cat: _Templates,
+    var: _Variants,
+    rng: np.random.Generator,
+    lang_of: Any,
+    ids: _Ids,
+) -> _Staff:
+    n_emp = max(3, round(prof.employees * cfg.scale))
     emp_ids = np.arange(ids.employee, ids.employee + n_emp)
     ids.employee += n_emp
-    emp_dept = rng.choice(n_dept, size=n_emp)
-    emp_start = np.where(rng.random(n_emp) < 0.12, rng.uniform(30, days, n_emp), -1.0)
+    emp_dept = rng.choice(len(var.depts), size=n_emp)
+    emp_start = np.where(rng.random(n_emp) < 0.12, rng.uniform(30, cfg.days, n_emp), -1.0)
     emp_rate = rng.gamma(2.0, 0.5, size=n_emp)
     emp_lang = lang_of(n_emp)
-    employees = pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "id": emp_ids,
             "tenant_id": tenant_id,
@@ -272,18 +389,36 @@ def _tenant(
                 for i, lg in zip(emp_ids, emp_lang, strict=True)
             ],
             "department": [
-                vocab.DEPARTMENTS[depts[d]][0 if cat_lang == "ja" else 1] for d in emp_dept
+                vocab.DEPARTMENTS[var.depts[d]][0 if cat.cat_lang == "ja" else 1] for d in emp_dept
             ],
         }
     )
     # habits: employee x template distribution around the department's affinities
-    aff = np.array(vocab.DEPT_CATEGORY_AFFINITY)[depts[emp_dept]][:, tmpl_cat]  # [E, T]
-    popularity = np.exp(rng.normal(0, 0.7, size=n_tmpl))
+    aff = np.array(vocab.DEPT_CATEGORY_AFFINITY)[var.depts[emp_dept]][:, cat.tmpl_cat]  # [E, T]
+    popularity = np.exp(rng.normal(0, 0.7, size=len(cat.tmpl)))
     habits = rng.gamma(0.6 * aff * popularity + 0.02)
     habits /= habits.sum(axis=1, keepdims=True)
+    return _Staff(frame, emp_ids, emp_dept, emp_start, emp_rate, emp_lang, habits)
 
-    # --- vendors: for each industry the tenant's templates use, one to four vendors
-    industries = sorted({ind for i in tmpl for ind, _ in vocab.TEMPLATES[i].industries})
+
+@dataclass(frozen=True, slots=True)
+class _Vendors:
+    """Vendors, and the weights that pick one for an expense."""
+
+    frame: pd.DataFrame
+    ids: npt.NDArray[np.int64]
+    names: npt.NDArray[np.object_]
+    tmpl_ven: npt.NDArray[np.float64]
+    """[T, V]: how much each template is bought from each vendor."""
+    emp_ven: npt.NDArray[np.float64]
+    """[E, V]: personal favourites."""
+
+
+def _vendors(
+    tenant_id: str, cat: _Templates, staff: _Staff, rng: np.random.Generator, ids: _Ids
+) -> _Vendors:
+    """For each industry the tenant's templates use, one to four vendors."""
+    industries = sorted({ind for i in cat.tmpl for ind, _ in vocab.TEMPLATES[i].industries})
     v_names: list[str] = []
     v_ind: list[str] = []
     for ind in industries:
@@ -295,91 +430,92 @@ def _tenant(
     n_ven = len(v_names)
     ven_ids = np.arange(ids.vendor, ids.vendor + n_ven)
     ids.vendor += n_ven
-    vendors = pd.DataFrame(
+    frame = pd.DataFrame(
         {"id": ven_ids, "tenant_id": tenant_id, "name": v_names, "industry": v_ind}
     )
     ind_index = {ind: j for j, ind in enumerate(industries)}
-    tmpl_ind = np.zeros((n_tmpl, len(industries)))
-    for a, i in enumerate(tmpl):
+    tmpl_ind = np.zeros((len(cat.tmpl), len(industries)))
+    for a, i in enumerate(cat.tmpl):
         for ind, w in vocab.TEMPLATES[i].industries:
             tmpl_ind[a, ind_index[ind]] = w
     ven_ind = np.array([ind_index[x] for x in v_ind])
-    tmpl_ven = tmpl_ind[:, ven_ind] * np.exp(rng.normal(0, 0.5, size=n_ven))  # [T, V]
-    emp_ven = rng.gamma(0.7, size=(n_emp, n_ven))  # personal favourites
+    tmpl_ven = tmpl_ind[:, ven_ind] * np.exp(rng.normal(0, 0.5, size=n_ven))
+    emp_ven = rng.gamma(0.7, size=(len(staff.ids), n_ven))
+    return _Vendors(frame, ven_ids, np.asarray(v_names, dtype=object), tmpl_ven, emp_ven)
 
-    # --- expenses
+
+def _expenses(
+    cfg: WorldConfig,
+    tenant_id: str,
+    prof: TenantProfile,
+    cat: _Templates,
+    var: _Variants,
+    items: _Items,
+    staff: _Staff,
+    vendors: _Vendors,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """The history: who files when, the template, the vendor, the item (with successors and
+    noise), the amount and the description (the module docstring's hidden process)."""
+    days = cfg.days
+    n_emp = len(staff.ids)
     n_exp = int(rng.poisson(cfg.expenses_per_employee_day * n_emp * days))
     day_w = np.where((np.arange(days) + cfg.start.weekday()) % 7 >= 5, 0.2, 1.0)
     day_w = day_w * np.linspace(0.85, 1.15, days)
-    e_all = rng.choice(n_emp, size=n_exp, p=emp_rate / emp_rate.sum())
+    e_all = rng.choice(n_emp, size=n_exp, p=staff.rate / staff.rate.sum())
     d_all = rng.choice(days, size=n_exp, p=day_w / day_w.sum())
-    ok = d_all >= emp_start[e_all]
+    ok = d_all >= staff.start[e_all]
     e: npt.NDArray[np.int64] = e_all[ok].astype(np.int64)
     d: npt.NDArray[np.int64] = d_all[ok].astype(np.int64)
     n_exp = len(e)
-    tt = _sample_rows(habits, e, rng)  # template per expense
-    vw = tmpl_ven[tt] * emp_ven[e]
+    tt = _sample_rows(staff.habits, e, rng)  # template per expense
+    vw = vendors.tmpl_ven[tt] * vendors.emp_ven[e]
     vv = _sample_rows(vw / vw.sum(axis=1, keepdims=True), np.arange(n_exp), rng)
 
     if prof.granularity == "department":
-        var = emp_dept[e]
+        variant = staff.dept[e]
     elif prof.granularity == "project":
-        var = _current_project(rng, n_emp, proj_start, e, d)
+        variant = _current_project(rng, n_emp, var.proj_start, e, d)
     else:
-        var = np.zeros(n_exp, dtype=np.int64)
-    row = tt * n_var + var  # base item row
-    nxt = successor[row]
+        variant = np.zeros(n_exp, dtype=np.int64)
+    row = tt * var.n_var + variant  # base item row
+    nxt = items.successor[row]
     switch = (nxt >= 0) & (rng.random(n_exp) < SUCCESSOR_ADOPTION)
-    switch &= all_created[np.maximum(nxt, 0)] <= d
+    switch &= items.created[np.maximum(nxt, 0)] <= d
     row = np.where(switch, nxt, row)
     noise = rng.random(n_exp) < NOISE
-    other = rng.integers(0, len(all_ids), size=n_exp)
-    noise &= all_created[other] <= d
+    other = rng.integers(0, len(items.ids), size=n_exp)
+    noise &= items.created[other] <= d
     row = np.where(noise, other, row)
-    tt_final = all_tmpl[row]
+    tt_final = items.tmpl_row[row]
 
-    tp_amount = np.array([vocab.TEMPLATES[i].amount for i in tmpl])
+    tp_amount = np.array([vocab.TEMPLATES[i].amount for i in cat.tmpl])
     price = float(np.exp(rng.normal(0, 0.15)))
-    mean = tp_amount[tt_final] * all_factor[row] * price
+    mean = tp_amount[tt_final] * items.factor[row] * price
     amount = np.round(mean * np.exp(rng.normal(0, 0.35, size=n_exp)))
     amount = np.maximum(amount, 10.0)
 
-    desc = _descriptions(rng, tmpl[tt_final], emp_lang[e], np.asarray(v_names, dtype=object)[vv])
+    desc = _descriptions(rng, cat.tmpl[tt_final], staff.lang[e], vendors.names[vv])
     no_vendor = rng.random(n_exp) < 0.03  # sometimes no vendor is entered
     vendor_id: list[int | None] = [
-        None if missing else int(v) for v, missing in zip(ven_ids[vv], no_vendor, strict=True)
+        None if missing else int(v) for v, missing in zip(vendors.ids[vv], no_vendor, strict=True)
     ]
     exp_dates = np.datetime64(cfg.start) + d.astype("timedelta64[D]")
     created = exp_dates.astype("datetime64[s]") + rng.integers(8 * 3600, 22 * 3600, n_exp).astype(
         "timedelta64[s]"
     )
-    expenses = pd.DataFrame(
+    return pd.DataFrame(
         {
             "tenant_id": tenant_id,
-            "employee_id": emp_ids[e],
+            "employee_id": staff.ids[e],
             "vendor_id": pd.Series(vendor_id, dtype=object),
             "description": desc,
             "amount": amount,
             "expense_date": exp_dates.astype("datetime64[D]").astype(object),
-            "item_id": all_ids[row],
+            "item_id": items.ids[row],
             "created_at": pd.to_datetime(created).to_pydatetime(),
         }
     )
-    tenants = pd.DataFrame(
-        {
-            "id": [tenant_id],
-            "name": [f"テナント{t + 1}" if prof.lang != "en" else f"Tenant {t + 1}"],
-            "created_at": [start - timedelta(days=900)],
-        }
-    )
-    return {
-        "tenants": tenants,
-        "categories": categories,
-        "items": items,
-        "employees": employees,
-        "vendors": vendors,
-        "expenses": expenses,
-    }
 
 
 def _lang_picker(lang: str, rng: np.random.Generator) -> Any:

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
-from tests.unit.training.conftest import SMALL
+from tests.unit.conftest import SMALL
 
 from rankswap_training import datagen
 

@@ -12,6 +12,7 @@ from tests.unit.training import handmade
 from tests.unit.training.handmade import AS_OF
 
 from rankswap import featurespec as fs
+from rankswap.featurespec.assembly import CONTEXT_FREE_KEEP
 from rankswap.productdb import ProductDB
 from rankswap_training import dataset, features
 from rankswap_training.features import build_tables
@@ -315,7 +316,7 @@ def test_memoised_context_free_part_is_bit_identical_across_contexts_tenants_and
                     _assert_same(fs.assemble(ctx, cands, tables), _reference(ctx, cands, tables))
         cands = db.candidates(tenants[0])
         memo = cands._memo["context_free"]
-        assert len(memo) == fs._CONTEXT_FREE_KEEP == 2  # the last two tables objects
+        assert len(memo) == CONTEXT_FREE_KEEP == 2  # the last two tables objects
         for entry in memo.values():  # holds values, not the (memory-mapped) tables themselves
             assert not any(isinstance(getattr(entry, f), fs.FeatureTables) for f in entry.__slots__)
         # many short-lived tables (addresses get reused): still exact, and the memo stays small
@@ -324,7 +325,7 @@ def test_memoised_context_free_part_is_bit_identical_across_contexts_tenants_and
             tables = fs.FeatureTables.open(tmp_path / str(i % 2))
             _assert_same(fs.assemble(ctx, cands, tables), _reference(ctx, cands, tables))
             del tables
-        assert len(memo) <= fs._CONTEXT_FREE_KEEP
+        assert len(memo) <= CONTEXT_FREE_KEEP
 
 
 def test_gather_fills_defaults_where_keys_are_missing(on_disk: fs.FeatureTables) -> None:

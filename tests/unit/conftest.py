@@ -1,4 +1,4 @@
-"""Small worlds for the training unit tests (built once per session, SQLite in a temp dir)."""
+"""Small worlds for the unit tests (built once per session, SQLite in a temp dir)."""
 
 from __future__ import annotations
 

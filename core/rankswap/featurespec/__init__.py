@@ -1,0 +1,69 @@
+"""The one feature definition shared by training and serving (no train/serve skew).
+
+Public surface (import from ``rankswap.featurespec``; the submodules are its seams):
+
+* ``schema``: ``FEATURE_SCHEMA_VERSION``, ``NUMERIC_FEATURES``, ``CATEGORICAL_FEATURES``,
+  ``TABLES``: what the feature artifact contains and what the model reads. Changing the
+  meaning of any feature or table column bumps ``FEATURE_SCHEMA_VERSION``.
+* ``terms``: the tokenizer and the integer keys (days, composite pair keys).
+* ``inputs``: ``RankContext`` (one expense being filed), ``ContextBatch`` (many, columnar, for
+  training), ``Candidates`` (a tenant's items, columnar numpy as read from the product DB) and
+  ``ModelInput`` (what the ONNX model takes).
+* ``tables``: ``FeatureTables``, the feature artifact's tables, memory-mapped Arrow IPC files,
+  sorted int64 ``key`` column + float32 value columns; ``write`` (pipeline) and ``open``
+  (serving).
+* ``assembly``: ``assemble`` (one context x its candidates, serving) and ``assemble_batch``
+  (many contexts x their candidates, training): the same code path, fully vectorised (numpy
+  ``searchsorted`` on sorted int64 composite keys, no Python loop over candidates).
+
+Keys: ``item`` = item id; pair tables use ``(a << 32) | b`` with both ids in ``[0, 2**31)``.
+Days are integer days since 1970-01-01 (``date.toordinal() - EPOCH_ORDINAL``).
+"""
+
+from .assembly import assemble, assemble_batch
+from .inputs import Candidates, ContextBatch, ModelInput, RankContext
+from .schema import (
+    CATEGORICAL_FEATURES,
+    DAYS_NEVER,
+    EPOCH_ORDINAL,
+    FEATURE_SCHEMA_VERSION,
+    MAX_TERMS,
+    META_FILE,
+    NUMERIC_FEATURES,
+    RANK_NEVER,
+    TABLES,
+    TERMS_FILE,
+    FeatureSpecError,
+    FeatureTablesError,
+)
+from .tables import FeatureTables, Hits, Table
+from .terms import department_term, industry_term, pair_key, to_day, tokenize
+
+__all__ = [
+    "CATEGORICAL_FEATURES",
+    "DAYS_NEVER",
+    "EPOCH_ORDINAL",
+    "FEATURE_SCHEMA_VERSION",
+    "MAX_TERMS",
+    "META_FILE",
+    "NUMERIC_FEATURES",
+    "RANK_NEVER",
+    "TABLES",
+    "TERMS_FILE",
+    "Candidates",
+    "ContextBatch",
+    "FeatureSpecError",
+    "FeatureTables",
+    "FeatureTablesError",
+    "Hits",
+    "ModelInput",
+    "RankContext",
+    "Table",
+    "assemble",
+    "assemble_batch",
+    "department_term",
+    "industry_term",
+    "pair_key",
+    "to_day",
+    "tokenize",
+]
