@@ -16,6 +16,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from rankswap.podstate import PodState
 from rankswap_ranker.admin import bearer_token, create_admin_app
 from rankswap_ranker.app import create_app
 from rankswap_ranker.bundle import Bundle
@@ -46,8 +47,16 @@ class _Backend:
     ) -> int:
         return 1
 
-    def state(self) -> dict[str, Any]:
-        return {"desired": None}
+    def state(self) -> PodState:
+        return PodState(
+            workers_expected=1,
+            ready=False,
+            converged=False,
+            desired=None,
+            target=None,
+            active=None,
+            workers=[],
+        )
 
 
 def _public(settings: RankerSettings, db_url: str) -> FastAPI:
