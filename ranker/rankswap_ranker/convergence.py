@@ -203,7 +203,7 @@ class WorkerSync:
         self.on_orphan: Callable[[], None] | None = None
 
     def accepting(self) -> None:
-        """Record that this worker takes connections from now on (see :func:`pod_ready`)."""
+        """Record that this worker takes connections from now on (see :func:`rankswap.podstate.pod_ready`)."""
         self._state["accepting"] = True
         self.write_state()
 

@@ -162,3 +162,17 @@ def test_every_setting_is_documented_in_ranker_md() -> None:
     text = (Path(__file__).resolve().parents[3] / "docs" / "RANKER.md").read_text(encoding="utf-8")
     missing = [n for n in RankerSettings.model_fields if f"RANKSWAP_{n.upper()}" not in text]
     assert not missing, f"docs/RANKER.md does not mention {missing}"
+
+
+def test_the_admin_state_schema_is_the_shared_pod_state_model() -> None:
+    """The OpenAPI document describes what the operator parses (rankswap.podstate.PodState)."""
+    from rankswap.podstate import PodState
+
+    doc = json.loads(render())
+    ok = doc["paths"]["/admin/v1/state"]["get"]["responses"]["200"]["content"]
+    assert ok["application/json"]["schema"] == {"$ref": "#/components/schemas/PodState"}
+    schema = doc["components"]["schemas"]["PodState"]
+    assert set(schema["properties"]) == set(PodState.model_fields)
+    assert {"ready", "converged", "workers", "desired", "target", "active"} <= set(
+        schema["required"]
+    )
