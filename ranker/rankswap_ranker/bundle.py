@@ -24,15 +24,12 @@ import numpy as np
 import numpy.typing as npt
 
 from rankswap import featurespec as fs
-from rankswap.artifacts import ArtifactError, Manifest, check_compatible, fetch_artifact
+from rankswap.artifacts import Manifest, check_compatible, fetch_artifact
+from rankswap.artifacts import model_contract as contract
+from rankswap.artifacts.cache_layout import read_cached_manifest
+from rankswap.artifacts.model_contract import INPUT_CAT, INPUT_NUM, MODEL_FILE, OUTPUT_SCORE
 from rankswap.podstate import ArtifactState, BundleState, ResolvedBundle
 from rankswap_ranker.errors import BundleIncompatible, ModelInvalid, SmokeScoringFailed
-
-MODEL_FILE = "model.onnx"
-MANIFEST_NAME = "manifest.json"
-INPUT_NUM = "num"
-INPUT_CAT = "cat"
-OUTPUT_SCORE = "score"
 
 
 @dataclass(frozen=True)
@@ -205,20 +202,10 @@ def load(ref: BundleRef, *, intra_op_threads: int = 1, prefault: bool = False) -
 
 
 def encoder_vocab(model_dir: Path) -> dict[str, frozenset[str]]:
-    """``extra.encoder_categories`` of the cached model manifest, as sets (empty if absent)."""
-    path = model_dir / MANIFEST_NAME
-    try:
-        manifest = Manifest.from_json(path.read_bytes(), where=str(path))
-    except (OSError, ArtifactError):
-        return {}
-    cats = manifest.extra.get("encoder_categories")
-    if not isinstance(cats, dict):
-        return {}
-    return {
-        str(name): frozenset(str(v) for v in values)
-        for name, values in cats.items()
-        if isinstance(values, list)
-    }
+    """The encoder's fitted values per categorical feature, from the cached model manifest
+    (empty if it does not say)."""
+    manifest = read_cached_manifest(model_dir)
+    return {} if manifest is None else contract.encoder_vocab(manifest)
 
 
 def prefault_tables(tables: fs.FeatureTables) -> int:

@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 import shutil
 from collections import deque
-from collections.abc import Iterable
 from pathlib import Path
 
 from rankswap.artifacts import UnsafePath, resolve_within
+from rankswap.artifacts.cache_layout import complete_version_dirs
 from rankswap_ranker.bundle import BundleRef
 
 log = logging.getLogger("rankswap.ranker.cache")
@@ -52,11 +52,6 @@ class CacheKeeper:
         return prune(self.cache_dir, keep)
 
 
-def version_dirs(cache_dir: Path) -> Iterable[Path]:
-    """Completed version folders: ``<cache>/<kind>/<name>/<version>/`` holding ``.complete``."""
-    return (p.parent for p in cache_dir.glob("*/*/*/.complete"))
-
-
 def prune(cache_dir: Path, keep: set[Path]) -> list[Path]:
     """Remove every completed version folder not in ``keep`` (resolved paths).
 
@@ -64,7 +59,7 @@ def prune(cache_dir: Path, keep: set[Path]) -> list[Path]:
     points at): only folders that resolve inside ``cache_dir`` are.
     """
     removed = []
-    for folder in sorted(version_dirs(cache_dir)):
+    for folder in sorted(complete_version_dirs(cache_dir)):
         rel = folder.relative_to(cache_dir).as_posix()
         try:
             real = resolve_within(cache_dir, rel, where=str(cache_dir), what="cache folder")

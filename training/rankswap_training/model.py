@@ -23,6 +23,7 @@ import pandas as pd
 from onnx import TensorProto, helper
 
 from rankswap import featurespec as fs
+from rankswap.artifacts.model_contract import INPUT_CAT, INPUT_NUM, OUTPUT_SCORE
 from rankswap_training.errors import ParityError
 
 log = logging.getLogger(__name__)
@@ -183,8 +184,9 @@ def _skl2onnx_bool_workaround() -> Iterator[None]:
 
 
 def _pack_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Replace the per-column inputs by ``num`` [N, F] and ``cat`` [N, C] (a Gather per column)
-    and expose the single output as ``score`` [N]."""
+    """Replace the per-column inputs by ``INPUT_NUM`` [N, F] and ``INPUT_CAT`` [N, C] (a Gather
+    per column) and expose the single output as ``OUTPUT_SCORE`` [N]
+    (:mod:`rankswap.artifacts.model_contract`)."""
     graph = model.graph
     old_inputs = {i.name for i in graph.input}
     expected = set(FEATURE_COLUMNS)
@@ -193,8 +195,8 @@ def _pack_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
     nodes = []
     inits = []
     for name, source, cols in (
-        ("num", "num", fs.NUMERIC_FEATURES),
-        ("cat", "cat", fs.CATEGORICAL_FEATURES),
+        ("num", INPUT_NUM, fs.NUMERIC_FEATURES),
+        ("cat", INPUT_CAT, fs.CATEGORICAL_FEATURES),
     ):
         for j, col in enumerate(cols):
             idx = f"rankswap_idx_{name}_{j}"
@@ -204,13 +206,13 @@ def _pack_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
         raise ParityError(f"expected one ONNX output, got {[o.name for o in graph.output]}")
     out_name = graph.output[0].name
     inits.append(helper.make_tensor("rankswap_flat", TensorProto.INT64, [1], [-1]))
-    tail = helper.make_node("Reshape", [out_name, "rankswap_flat"], ["score"])
+    tail = helper.make_node("Reshape", [out_name, "rankswap_flat"], [OUTPUT_SCORE])
     body = list(graph.node)
     # skl2onnx re-concatenates the numeric columns in order: feed ``num`` straight through
     # instead (saves one Gather per numeric feature, ~0.2 ms per call at 1,000 rows)
     for k, node in enumerate(body):
         if node.op_type == "Concat" and tuple(node.input) == fs.NUMERIC_FEATURES:
-            body[k] = helper.make_node("Identity", ["num"], list(node.output))
+            body[k] = helper.make_node("Identity", [INPUT_NUM], list(node.output))
             used = {i for nd in body for i in nd.input}
             nodes = [nd for nd in nodes if nd.output[0] in used]
             used_inits = {i for nd in nodes for i in nd.input}
@@ -224,13 +226,13 @@ def _pack_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
         "rankswap_ranker",
         [
             helper.make_tensor_value_info(
-                "num", TensorProto.FLOAT, ["N", len(fs.NUMERIC_FEATURES)]
+                INPUT_NUM, TensorProto.FLOAT, ["N", len(fs.NUMERIC_FEATURES)]
             ),
             helper.make_tensor_value_info(
-                "cat", TensorProto.STRING, ["N", len(fs.CATEGORICAL_FEATURES)]
+                INPUT_CAT, TensorProto.STRING, ["N", len(fs.CATEGORICAL_FEATURES)]
             ),
         ],
-        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])],
+        [helper.make_tensor_value_info(OUTPUT_SCORE, TensorProto.FLOAT, ["N"])],
         initializer=list(graph.initializer) + inits,
     )
     packed = helper.make_model(new_graph, opset_imports=list(model.opset_import))
@@ -253,7 +255,7 @@ def session(model_bytes: bytes, threads: int = 1) -> Any:
 def onnx_scores(
     sess: Any, num: npt.NDArray[np.float32], cat: npt.NDArray[np.object_]
 ) -> npt.NDArray[np.float32]:
-    out = sess.run(["score"], {"num": num, "cat": cat})[0]
+    out = sess.run([OUTPUT_SCORE], {INPUT_NUM: num, INPUT_CAT: cat})[0]
     return np.asarray(out, dtype=np.float32)
 
 

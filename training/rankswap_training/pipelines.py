@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from rankswap import artifacts
 from rankswap import featurespec as fs
+from rankswap.artifacts import model_contract as contract
 from rankswap.productdb import ProductDB, ProductDBError, schema
 from rankswap_training import datagen, dataset, evaluate, features, model, report
 from rankswap_training.errors import NoData, SchemaMismatch, TrainingError, UpstreamError
@@ -353,7 +354,7 @@ def run_model_train(
     }
     with tempfile.TemporaryDirectory(prefix="rankswap-model-") as tmp:
         out = Path(tmp)
-        (out / "model.onnx").write_bytes(onx)
+        (out / contract.MODEL_FILE).write_bytes(onx)
         report.write_report(
             out,
             title=f"rankswap model {MODEL_NAME} as of {as_of}",
@@ -368,14 +369,8 @@ def run_model_train(
             encoding="utf-8",
         )
         extra = {
-            "inputs": {
-                "num": {"dtype": "float32", "shape": ["N", len(fs.NUMERIC_FEATURES)]},
-                "cat": {"dtype": "string", "shape": ["N", len(fs.CATEGORICAL_FEATURES)]},
-            },
-            "output": {"name": "score", "dtype": "float32", "shape": ["N"]},
-            "numeric_features": list(fs.NUMERIC_FEATURES),
-            "categorical_features": list(fs.CATEGORICAL_FEATURES),
-            "encoder_categories": model.encoder_categories(pipe),
+            **contract.signature(fs.NUMERIC_FEATURES, fs.CATEGORICAL_FEATURES),
+            contract.ENCODER_CATEGORIES: model.encoder_categories(pipe),
             "parity_max_abs_diff": max_diff,
             "choice": reason,
         }
@@ -478,7 +473,7 @@ def run_examples(
         f_manifest, f_dir = artifacts.fetch_artifact(f_uri, cache, expect_kind="features")
         artifacts.check_compatible(m_manifest, f_manifest)
         tables = fs.FeatureTables.open(f_dir)
-        sess = model.session((m_dir / "model.onnx").read_bytes())
+        sess = model.session((m_dir / contract.MODEL_FILE).read_bytes())
         db = ProductDB(db_url)
         try:
             if tenant is not None and not db.has_tenant(tenant):

@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
+from rankswap.artifacts import cache_layout
 from rankswap.artifacts.errors import (
     AlreadyPublished,
     ArtifactError,
@@ -27,7 +28,6 @@ from rankswap.artifacts.errors import (
 )
 from rankswap.artifacts.layout import LATEST, artifact_location, check_name, parse_artifact_uri
 from rankswap.artifacts.manifest import (
-    COMPLETE_MARKER,
     MANIFEST_NAME,
     MAX_MANIFEST_BYTES,
     Kind,
@@ -320,14 +320,12 @@ def fetch_artifact(
     loc = parse_uri(uri)
     manifest = read_manifest(uri, expect_kind=expect_kind)
     content = _content(loc, manifest)
-    rel = f"{manifest.kind}/{manifest.name}/{manifest.version}"
-    final = cache_dir / rel
-    resolve_within(cache_dir, rel, where=str(cache_dir), what="cache folder")
-    if (final / COMPLETE_MARKER).is_file():
+    final = cache_layout.version_dir(cache_dir, manifest)
+    if cache_layout.is_complete(final):
         return manifest, final
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        resolve_within(cache_dir, rel, where=str(cache_dir), what="cache folder")
+        cache_layout.version_dir(cache_dir, manifest)  # no symlink appeared on the way
         free, _ = _free_space(final.parent)
         if free < manifest.total_bytes:
             raise _cache_full(cache_dir, manifest, uri, "does not fit; nothing was downloaded")
@@ -350,13 +348,12 @@ def _download_into(final: Path, manifest: Manifest, content: ArtifactURI) -> Non
     try:
         os.chmod(tmp, folder_mode())  # mkdtemp gives 0700; the version folder keeps this mode
         _download_verified(manifest, content, tmp)
-        (tmp / MANIFEST_NAME).write_bytes(manifest.to_json())
-        (tmp / COMPLETE_MARKER).touch()
+        cache_layout.mark_complete(tmp, manifest)
         try:
             os.rename(tmp, final)
         except OSError:
             # Another process (a sibling worker) finished the same download first.
-            if not (final / COMPLETE_MARKER).is_file():
+            if not cache_layout.is_complete(final):
                 raise
     finally:
         with contextlib.suppress(FileNotFoundError):
