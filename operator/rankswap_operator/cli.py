@@ -136,16 +136,14 @@ def _get(api: Any, namespace: str, name: str) -> dict[str, Any]:
     from kubernetes.client.exceptions import ApiException
 
     from rankswap_operator import kube
-    from rankswap_operator.errors import OperatorError
+    from rankswap_operator.errors import KubeError
 
     try:
         obj: dict[str, Any] = api.get_namespaced_custom_object(
             kube.GROUP, kube.VERSION, namespace, kube.PLURAL, name
         )
     except ApiException as exc:
-        raise OperatorError(
-            f"ArtifactVersion {namespace}/{name}: {exc.status} {exc.reason}"
-        ) from exc
+        raise KubeError(f"ArtifactVersion {namespace}/{name}: {exc.status} {exc.reason}") from exc
     return obj
 
 
@@ -153,14 +151,14 @@ def _patch_spec(api: Any, namespace: str, name: str, spec: dict[str, Any]) -> No
     from kubernetes.client.exceptions import ApiException
 
     from rankswap_operator import kube
-    from rankswap_operator.errors import OperatorError
+    from rankswap_operator.errors import KubeError
 
     try:
         api.patch_namespaced_custom_object(
             kube.GROUP, kube.VERSION, namespace, kube.PLURAL, name, {"spec": spec}
         )
     except ApiException as exc:
-        raise OperatorError(
+        raise KubeError(
             f"ArtifactVersion {namespace}/{name} refused the change: {exc.status} {exc.body}"
         ) from exc
 

@@ -12,20 +12,33 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, cast
 
 import httpx
 import kopf
 
 from rankswap_operator import kube
-from rankswap_operator.errors import ArtifactUnavailable, InvalidSpec, OperatorError, PodUnreachable
-from rankswap_operator.plan import Bundle, PodObservation, TargetProblem, plan
+from rankswap_operator.errors import (
+    AdminTokenUnavailable,
+    InvalidSpec,
+    OperatorError,
+    PodUnreachable,
+    StoreUnavailable,
+)
+from rankswap_operator.plan import (
+    Bundle,
+    PodObservation,
+    TargetProblem,
+    plan,
+    plan_blocked,
+    retry_delay,
+)
 from rankswap_operator.podclient import PodClient
 from rankswap_operator.resolve import resolve_target
 from rankswap_operator.settings import OperatorSettings
-from rankswap_operator.spec import AVSpec, parse_spec
+from rankswap_operator.spec import AVSpec, Selector, parse_spec
 from rankswap_operator.status import (
     bundle_from_json,
     conditions_to_json,
@@ -48,13 +61,27 @@ class PodRecord:
     deleting: bool
 
 
+@dataclass
+class Shared:
+    """What every handler shares, kept in kopf's memo as ``memo.shared`` (kopf copies the memo
+    per resource; this object, like its containers, stays one)."""
+
+    config: OperatorSettings
+    http: httpx.AsyncClient
+    wakeups: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+    """Per resource: set to run its reconcile pass now (a pod or the spec changed)."""
+    selectors: dict[tuple[str, str], Selector] = field(default_factory=dict)
+    """Per resource: the pod selector of its last valid spec."""
+
+
+def shared(memo: kopf.Memo) -> Shared:
+    return cast(Shared, memo.shared)
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config: OperatorSettings = memo.get("config") or OperatorSettings()
-    memo.config = config
-    memo.http = httpx.AsyncClient(timeout=config.pod_timeout_s)
-    memo.wakeups = {}
-    memo.selectors = {}
+    memo.shared = Shared(config=config, http=httpx.AsyncClient(timeout=config.pod_timeout_s))
     # A watch can hang silently: bound each request on both sides, and re-open it.
     settings.watching.server_timeout = config.watch_server_timeout_s
     settings.watching.client_timeout = config.watch_client_timeout_s
@@ -71,9 +98,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
-    http = memo.get("http")
-    if http is not None:
-        await http.aclose()
+    state: Shared | None = memo.get("shared")
+    if state is not None:
+        await state.http.aclose()
 
 
 @kopf.index("pods")
@@ -100,14 +127,15 @@ def pods_by_namespace(
 
 def _wake(memo: kopf.Memo, keys: Iterable[tuple[str, str]]) -> None:
     for key in keys:
-        event = memo.wakeups.get(key)
+        event = shared(memo).wakeups.get(key)
         if event is not None:
             event.set()
 
 
 @kopf.on.event("pods")
 def pod_changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
-    selectors = memo.get("selectors") or {}
+    state: Shared | None = memo.get("shared")
+    selectors = state.selectors if state is not None else {}
     _wake(
         memo, [key for key, sel in selectors.items() if key[0] == namespace and sel.matches(labels)]
     )
@@ -138,30 +166,44 @@ async def reconcile_loop(
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
-    config: OperatorSettings = memo.config
+    state = shared(memo)
+    config = state.config
     if namespace is None:  # ArtifactVersion is namespaced; kopf types allow cluster scope
         raise kopf.PermanentError("ArtifactVersion must be namespaced")
     key = (namespace, name)
-    wake = memo.wakeups.setdefault(key, asyncio.Event())
+    wake = state.wakeups.setdefault(key, asyncio.Event())
+    failures = 0  # consecutive passes that could not plan: retried with a back-off
     try:
         while not stopped:
             wake.clear()
             try:
-                busy = await reconcile(
-                    body, namespace, name, pods_by_namespace.get(namespace, []), memo, logger
+                outcome = await reconcile(
+                    body, namespace, name, pods_by_namespace.get(namespace, []), state, logger
                 )
             except OperatorError as exc:
                 logger.warning(f"reconcile: {exc}")
-                busy = True
+                outcome = "retry"
             except Exception:
                 logger.exception("reconcile failed unexpectedly; retrying")
-                busy = True
-            interval = config.busy_interval_s if busy else config.idle_interval_s
+                outcome = "retry"
+            failures = failures + 1 if outcome == "retry" else 0
+            if outcome == "retry":
+                interval = retry_delay(
+                    failures, config.busy_interval_s, config.retry_max_interval_s
+                )
+            else:
+                interval = config.busy_interval_s if outcome == "busy" else config.idle_interval_s
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=interval)
     finally:
-        memo.wakeups.pop(key, None)
-        memo.selectors.pop(key, None)
+        state.wakeups.pop(key, None)
+        state.selectors.pop(key, None)
+
+
+Outcome = Literal["busy", "idle", "retry", "wait"]
+"""After a pass: a rollout is in flight (``busy``), settled (``idle``), a temporary error
+stopped it (``retry``, with back-off), or a permanent one did (``wait`` for a spec change,
+checked at the idle interval)."""
 
 
 async def reconcile(
@@ -169,51 +211,28 @@ async def reconcile(
     namespace: str,
     name: str,
     pod_records: Iterable[PodRecord],
-    memo: kopf.Memo,
+    state: Shared,
     logger: kopf.Logger,
-) -> bool:
-    """One pass; returns True while there is more to do soon (a rollout in flight)."""
-    config: OperatorSettings = memo.config
+) -> Outcome:
+    """One pass: gather, plan, push, write status and Events."""
+    config = state.config
     now = datetime.now(UTC).replace(microsecond=0)
     generation = int(body.meta.get("generation") or 0)
     previous: Mapping[str, Any] = dict(body.status)
     try:
         spec = parse_spec(body.spec)
-    except InvalidSpec as exc:
-        await _write_problem(
-            body, namespace, name, generation, previous, now, "InvalidSpec", str(exc)
-        )
-        return False
-    memo.selectors[(namespace, name)] = spec.selector
-
-    try:
+        state.selectors[(namespace, name)] = spec.selector
         resolved = await asyncio.to_thread(resolve_target, spec.model_uri, spec.features_uri)
-    except ArtifactUnavailable as exc:
-        await _write_problem(
-            body,
-            namespace,
-            name,
-            generation,
-            previous,
-            now,
-            "StoreUnavailable",
-            str(exc),
-            degraded="Unknown",
-        )
-        return True
+        token = config.admin_token
+        if spec.token_secret:
+            token = await kube.read_token(namespace, spec.token_secret, spec.token_key)
+    except (InvalidSpec, StoreUnavailable, AdminTokenUnavailable) as exc:
+        await _write_blocked(body, namespace, name, generation, previous, now, exc)
+        return "retry" if exc.temporary else "wait"
     target = resolved if isinstance(resolved, Bundle) else None
     problem = resolved if isinstance(resolved, TargetProblem) else None
 
-    token = config.admin_token
-    if spec.token_secret:
-        try:
-            token = await kube.read_token(namespace, spec.token_secret, spec.token_key)
-        except InvalidSpec as exc:
-            await _write_problem(
-                body, namespace, name, generation, previous, now, "AdminTokenUnavailable", str(exc)
-            )
-            return True
-    pods_client = PodClient(memo.http, token)
+    pods_client = PodClient(state.http, token)
     selected = sorted(
         (p for p in pod_records if not p.deleting and spec.selector.matches(dict(p.labels))),
         key=lambda p: p.name,
@@ -257,9 +276,10 @@ async def reconcile(
         history_limit=config.history_limit,
     )
     await kube.patch_status(namespace, name, kube.merge_patch(previous, new_status))
-    return not result.settled or any(
+    in_flight = not result.settled or any(
         p.state in ("Loading", "Pending", "Unreachable") for p in result.pods
     )
+    return "busy" if in_flight else "idle"
 
 
 async def _observe(client: PodClient, pod: PodRecord, spec: AVSpec) -> PodObservation:
@@ -272,32 +292,23 @@ async def _observe(client: PodClient, pod: PodRecord, spec: AVSpec) -> PodObserv
     return PodObservation(pod.name, pod.ip, True, pod.ready, admin)
 
 
-async def _write_problem(
+async def _write_blocked(
     body: kopf.Body,
     namespace: str,
     name: str,
     generation: int,
     previous: Mapping[str, Any],
     now: datetime,
-    reason: str,
-    message: str,
-    *,
-    degraded: str = "True",
+    error: OperatorError,
 ) -> None:
-    from rankswap_operator.plan import Condition
-
-    conditions = (
-        Condition("Ready", "False", reason, message),
-        Condition("Progressing", "False", reason, message),
-        Condition("Degraded", degraded, reason, message),  # type: ignore[arg-type]
-    )
-    old_reasons = {c.get("type"): c.get("reason") for c in previous.get("conditions") or []}
-    if old_reasons.get("Degraded") != reason:
-        kopf.event(body, type="Warning", reason=reason, message=message)
+    old = {c.get("type"): c.get("reason") for c in previous.get("conditions") or []}
+    blocked = plan_blocked(error, old.get("Degraded"))
+    for event in blocked.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     new = dict(previous)
     new["observedGeneration"] = generation
     new["conditions"] = conditions_to_json(
-        conditions, previous.get("conditions") or [], generation, now
+        blocked.conditions, previous.get("conditions") or [], generation, now
     )
     await kube.patch_status(namespace, name, kube.merge_patch(previous, new))
 

@@ -13,7 +13,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from rankswap_operator.errors import InvalidSpec, OperatorError
+from rankswap_operator.errors import AdminTokenUnavailable, KubeError
 
 GROUP, VERSION, PLURAL = "rankswap.io", "v1alpha1", "artifactversions"
 
@@ -56,7 +56,7 @@ async def patch_status(namespace: str, name: str, patch: Mapping[str, Any]) -> N
     except ApiException as exc:
         if exc.status == 404:
             return  # deleted meanwhile
-        raise OperatorError(
+        raise KubeError(
             f"could not write status of {namespace}/{name}: {exc.status} {exc.reason}"
         ) from exc
 
@@ -69,13 +69,11 @@ async def read_token(namespace: str, secret: str, key: str) -> str:
         obj = await asyncio.to_thread(call)
     except ApiException as exc:
         if exc.status in (403, 404):
-            raise InvalidSpec(
+            raise AdminTokenUnavailable(
                 f"admin token Secret {namespace}/{secret}: {exc.reason} (does it exist, and may the operator read it?)"
             ) from exc
-        raise OperatorError(
-            f"reading Secret {namespace}/{secret}: {exc.status} {exc.reason}"
-        ) from exc
+        raise KubeError(f"reading Secret {namespace}/{secret}: {exc.status} {exc.reason}") from exc
     data = (obj.data or {}).get(key)
     if not data:
-        raise InvalidSpec(f"admin token Secret {namespace}/{secret} has no key {key!r}")
+        raise AdminTokenUnavailable(f"admin token Secret {namespace}/{secret} has no key {key!r}")
     return base64.b64decode(data).decode().strip()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from rankswap_operator.errors import OperatorError
 from rankswap_operator.spec import AVSpec
 
 Phase = Literal["Progressing", "Verifying", "Complete", "Failed"]
@@ -547,3 +548,31 @@ def _conditions(
     else:
         degraded = Condition("Degraded", "False", "AsExpected", "")
     return (ready, progressing, degraded)
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """A pass stopped before planning by an operator error: the conditions and Events it gets."""
+
+    conditions: tuple[Condition, ...]
+    events: tuple[Event, ...]
+
+
+def plan_blocked(error: OperatorError, previous_degraded_reason: str | None) -> Blocked:
+    """The spec is invalid, or the store or the admin token cannot be read: nothing is pushed
+    (pods keep what they serve); every condition says why; a Warning Event is posted when the
+    reason is new (not again on every retry)."""
+    reason, message = error.reason, str(error)
+    conditions = (
+        Condition("Ready", "False", reason, message),
+        Condition("Progressing", "False", reason, message),
+        Condition("Degraded", error.degraded, reason, message),
+    )
+    events = () if previous_degraded_reason == reason else (Event("Warning", reason, message),)
+    return Blocked(conditions, events)
+
+
+def retry_delay(failures: int, base_s: float, cap_s: float) -> float:
+    """Back-off before the next pass after ``failures`` (>= 1) consecutive failed passes:
+    ``base_s`` doubled per failure, at most ``cap_s``."""
+    return float(min(cap_s, base_s * 2 ** min(max(failures, 1) - 1, 16)))

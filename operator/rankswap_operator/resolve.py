@@ -2,32 +2,32 @@
 
 from __future__ import annotations
 
+from rankswap import artifacts
 from rankswap.artifacts import (
     ArtifactError,
     ArtifactNotFound,
     ManifestInvalid,
     SchemaMismatch,
-    StoreUnavailable,
     WrongKind,
     check_compatible,
     read_manifest,
 )
-from rankswap_operator.errors import ArtifactUnavailable
+from rankswap_operator.errors import StoreUnavailable
 from rankswap_operator.plan import Bundle, TargetProblem
 
 
 def resolve_target(model_uri: str, features_uri: str) -> Bundle | TargetProblem:
     """The bundle the spec names, or the reason it can never be rolled out as it stands.
 
-    Raises :class:`ArtifactUnavailable` when the store does not answer: that is temporary and
+    Raises :class:`~rankswap_operator.errors.StoreUnavailable` when the store does not answer: that is temporary and
     says nothing about the artifacts, so the caller retries rather than failing the rollout.
     """
     try:
         model = read_manifest(model_uri, expect_kind="model")
         features = read_manifest(features_uri, expect_kind="features")
         check_compatible(model, features)
-    except StoreUnavailable as exc:
-        raise ArtifactUnavailable(str(exc)) from exc
+    except artifacts.StoreUnavailable as exc:
+        raise StoreUnavailable(str(exc)) from exc
     except ArtifactNotFound as exc:
         return TargetProblem("ArtifactNotFound", str(exc))
     except SchemaMismatch as exc:

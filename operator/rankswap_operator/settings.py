@@ -17,6 +17,9 @@ class OperatorSettings(BaseSettings):
     """Reconcile period of an ArtifactVersion while a rollout is in flight."""
     idle_interval_s: float = Field(30.0, gt=0, le=3600)
     """Reconcile period once settled: the periodic drift check."""
+    retry_max_interval_s: float = Field(10.0, gt=0, le=600)
+    """Longest wait between passes while the store, the admin token or the API server fails
+    (the wait doubles from ``busy_interval_s`` per failed pass)."""
     pod_timeout_s: float = Field(3.0, gt=0, le=60)
     """HTTP timeout of one call to a pod's admin API."""
     watch_server_timeout_s: int = Field(60, ge=5, le=3600)

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from rankswap_operator.errors import (
+    AdminTokenUnavailable,
+    InvalidSpec,
+    KubeError,
+    OperatorError,
+    PodUnreachable,
+    StoreUnavailable,
+)
 from rankswap_operator.plan import (
     AdminState,
     Bundle,
@@ -11,6 +21,8 @@ from rankswap_operator.plan import (
     RolloutRecord,
     TargetProblem,
     plan,
+    plan_blocked,
+    retry_delay,
 )
 from rankswap_operator.spec import AVSpec, Rollout, Selector
 
@@ -271,3 +283,39 @@ def test_unreachable_pod_is_reported_not_pushed() -> None:
 def test_no_pods_is_not_ready() -> None:
     result = run([])
     assert {c.type: c.reason for c in result.conditions}["Ready"] == "NoPods"
+
+
+@pytest.mark.parametrize(
+    ("error", "degraded"),
+    [
+        (InvalidSpec("spec.selector is empty"), "True"),
+        (StoreUnavailable("s3://bucket: connect timeout"), "Unknown"),
+        (AdminTokenUnavailable("admin token Secret ns/tok: Not Found"), "True"),
+    ],
+)
+def test_a_blocked_pass_says_why_in_every_condition_and_posts_its_event_once(
+    error: OperatorError, degraded: str
+) -> None:
+    first = plan_blocked(error, previous_degraded_reason="AsExpected")
+    assert [(c.type, c.status, c.reason) for c in first.conditions] == [
+        ("Ready", "False", error.reason),
+        ("Progressing", "False", error.reason),
+        ("Degraded", degraded, error.reason),
+    ]
+    assert all(c.message == str(error) for c in first.conditions)
+    assert [(e.type, e.reason) for e in first.events] == [("Warning", error.reason)]
+    again = plan_blocked(error, previous_degraded_reason=error.reason)
+    assert again.conditions == first.conditions
+    assert again.events == ()
+
+
+def test_only_temporary_errors_are_retried_by_the_loop() -> None:
+    assert not InvalidSpec.temporary
+    assert StoreUnavailable.temporary and AdminTokenUnavailable.temporary
+    assert KubeError.temporary and PodUnreachable.temporary
+
+
+def test_retry_delay_doubles_up_to_its_cap() -> None:
+    assert [retry_delay(n, 1.0, 10.0) for n in range(1, 7)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    assert retry_delay(10_000, 0.5, 30.0) == 30.0
+    assert retry_delay(0, 0.5, 30.0) == 0.5
