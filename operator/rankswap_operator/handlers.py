@@ -28,7 +28,7 @@ from rankswap_operator.errors import (
     StoreUnavailable,
 )
 from rankswap_operator.plan import (
-    Bundle,
+    PinnedBundle,
     PodObservation,
     TargetProblem,
     plan,
@@ -229,7 +229,7 @@ async def reconcile(
     except (InvalidSpec, StoreUnavailable, AdminTokenUnavailable) as exc:
         await _write_blocked(body, namespace, name, generation, previous, now, exc)
         return "retry" if exc.temporary else "wait"
-    target = resolved if isinstance(resolved, Bundle) else None
+    target = resolved if isinstance(resolved, PinnedBundle) else None
     problem = resolved if isinstance(resolved, TargetProblem) else None
 
     pods_client = PodClient(state.http, token)

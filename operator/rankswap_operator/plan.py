@@ -26,7 +26,7 @@ Outcome = Literal["Succeeded", "Failed", "RolledBack", "Superseded"]
 
 
 @dataclass(frozen=True)
-class Bundle:
+class PinnedBundle:
     """A (model, features) pair, by URI and by the content version behind each URI."""
 
     model_uri: str
@@ -81,7 +81,7 @@ class RolloutRecord:
     message: str = ""
     pushed: dict[str, datetime] = field(default_factory=dict)
 
-    def targets(self, bundle: Bundle) -> bool:
+    def targets(self, bundle: PinnedBundle) -> bool:
         return (self.model_version, self.features_version) == bundle.versions
 
 
@@ -89,7 +89,7 @@ class RolloutRecord:
 class Push:
     pod: str
     ip: str
-    bundle: Bundle
+    bundle: PinnedBundle
     why: str
 
 
@@ -141,7 +141,7 @@ class TargetProblem:
 class Plan:
     pushes: tuple[Push, ...]
     rollout: RolloutRecord | None
-    last_good: Bundle | None
+    last_good: PinnedBundle | None
     pods: tuple[PodReport, ...]
     conditions: tuple[Condition, ...]
     events: tuple[Event, ...]
@@ -157,15 +157,15 @@ class Plan:
         )
 
 
-def _serves(pod: PodObservation, bundle: Bundle) -> bool:
+def _serves(pod: PodObservation, bundle: PinnedBundle) -> bool:
     return bool(pod.admin and pod.admin.converged and pod.admin.active_versions == bundle.versions)
 
 
-def _told(pod: PodObservation, bundle: Bundle) -> bool:
+def _told(pod: PodObservation, bundle: PinnedBundle) -> bool:
     return bool(pod.admin and pod.admin.desired_uris == bundle.uris)
 
 
-def _failed_on(pod: PodObservation, bundle: Bundle) -> str | None:
+def _failed_on(pod: PodObservation, bundle: PinnedBundle) -> str | None:
     """The pod was asked for ``bundle`` and reports that loading it failed."""
     if pod.admin and _told(pod, bundle) and not pod.admin.loading and pod.admin.error:
         return pod.admin.error
@@ -182,7 +182,7 @@ def _waves(names: Sequence[str], spec: AVSpec) -> list[list[str]]:
     return [w for w in waves if w]
 
 
-def _report(pod: PodObservation, target: Bundle | None, pushed: bool) -> PodReport:
+def _report(pod: PodObservation, target: PinnedBundle | None, pushed: bool) -> PodReport:
     admin = pod.admin
     model_v, feat_v = admin.active_versions if admin and admin.active_versions else (None, None)
     if not pod.running:
@@ -207,9 +207,9 @@ def plan(
     *,
     spec: AVSpec,
     generation: int,
-    target: Bundle | None,
+    target: PinnedBundle | None,
     target_problem: TargetProblem | None,
-    last_good: Bundle | None,
+    last_good: PinnedBundle | None,
     rollout: RolloutRecord | None,
     pods: Sequence[PodObservation],
     now: datetime,
@@ -251,7 +251,9 @@ class _Acts:
     events: list[Event] = field(default_factory=list)
     history: list[HistoryEntry] = field(default_factory=list)
 
-    def push_all(self, bundle: Bundle, candidates: Sequence[PodObservation], why: str) -> None:
+    def push_all(
+        self, bundle: PinnedBundle, candidates: Sequence[PodObservation], why: str
+    ) -> None:
         for pod in candidates:
             # Push unless the pod was already told: a pod that serves the bundle but wants
             # another one (say, a failed newer bundle) is told again, so it stops wanting it.
@@ -275,7 +277,7 @@ class _Acts:
 def _start_if_new(
     spec: AVSpec,
     generation: int,
-    target: Bundle,
+    target: PinnedBundle,
     rollout: RolloutRecord | None,
     now: datetime,
     acts: _Acts,
@@ -297,7 +299,7 @@ def _start_if_new(
 def _unusable_target(
     spec: AVSpec,
     problem: TargetProblem,
-    last_good: Bundle | None,
+    last_good: PinnedBundle | None,
     rollout: RolloutRecord | None,
     pods: Sequence[PodObservation],
     acts: _Acts,
@@ -334,8 +336,8 @@ def _unusable_target(
 def _fail_on_pod_errors(
     spec: AVSpec,
     generation: int,
-    target: Bundle,
-    last_good: Bundle | None,
+    target: PinnedBundle,
+    last_good: PinnedBundle | None,
     rollout: RolloutRecord,
     now: datetime,
     acts: _Acts,
@@ -379,12 +381,12 @@ def _fail_on_pod_errors(
 def _advance(
     spec: AVSpec,
     generation: int,
-    target: Bundle,
-    last_good: Bundle | None,
+    target: PinnedBundle,
+    last_good: PinnedBundle | None,
     rollout: RolloutRecord,
     now: datetime,
     acts: _Acts,
-) -> tuple[RolloutRecord, Bundle | None]:
+) -> tuple[RolloutRecord, PinnedBundle | None]:
     """Step 4 while in flight: push the target to every wave whose predecessors all serve it,
     holding after the canary wave until it has stayed healthy ``canaryVerifySeconds``; when
     every live pod serves it the rollout is complete and the target becomes the last good."""
@@ -434,8 +436,8 @@ def _advance(
 
 def _report_plan(
     spec: AVSpec,
-    target: Bundle,
-    last_good: Bundle | None,
+    target: PinnedBundle,
+    last_good: PinnedBundle | None,
     rollout: RolloutRecord,
     pods: Sequence[PodObservation],
     now: datetime,
@@ -478,8 +480,8 @@ def _report_plan(
 def _conditions(
     spec: AVSpec,
     rollout: RolloutRecord,
-    target: Bundle,
-    last_good: Bundle | None,
+    target: PinnedBundle,
+    last_good: PinnedBundle | None,
     reports: Sequence[PodReport],
     live: int,
 ) -> tuple[Condition, ...]:

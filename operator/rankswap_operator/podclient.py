@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from rankswap.podstate import PodState
 from rankswap_operator.errors import PodUnreachable
-from rankswap_operator.plan import AdminState, Bundle
+from rankswap_operator.plan import AdminState, PinnedBundle
 
 
 def admin_state_from_json(doc: Any) -> AdminState:
@@ -60,7 +60,7 @@ class PodClient:
         except PodUnreachable as exc:
             raise PodUnreachable(f"GET http://{ip}:{port}/admin/v1/state: {exc}") from exc
 
-    async def push(self, ip: str, port: int, bundle: Bundle, refresh_interval_s: int) -> None:
+    async def push(self, ip: str, port: int, bundle: PinnedBundle, refresh_interval_s: int) -> None:
         await self._call(
             "PUT",
             f"http://{ip}:{port}/admin/v1/bundle",

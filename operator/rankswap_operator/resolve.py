@@ -1,4 +1,4 @@
-"""Turn the spec's URIs into a :class:`Bundle` by reading both manifests (no file is downloaded)."""
+"""Turn the spec's URIs into a :class:`PinnedBundle` by reading both manifests (no file is downloaded)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from rankswap.artifacts import (
     read_manifest,
 )
 from rankswap_operator.errors import StoreUnavailable
-from rankswap_operator.plan import Bundle, TargetProblem
+from rankswap_operator.plan import PinnedBundle, TargetProblem
 
 
-def resolve_target(model_uri: str, features_uri: str) -> Bundle | TargetProblem:
+def resolve_target(model_uri: str, features_uri: str) -> PinnedBundle | TargetProblem:
     """The bundle the spec names, or the reason it can never be rolled out as it stands.
 
     Raises :class:`~rankswap_operator.errors.StoreUnavailable` when the store does not answer: that is temporary and
@@ -38,4 +38,4 @@ def resolve_target(model_uri: str, features_uri: str) -> Bundle | TargetProblem:
         return TargetProblem("ManifestInvalid", str(exc))
     except ArtifactError as exc:
         return TargetProblem(type(exc).__name__, str(exc))
-    return Bundle(model_uri, features_uri, model.version, features.version)
+    return PinnedBundle(model_uri, features_uri, model.version, features.version)

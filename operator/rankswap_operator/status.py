@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from rankswap_operator.plan import Bundle, Condition, HistoryEntry, Plan, RolloutRecord
+from rankswap_operator.plan import Condition, HistoryEntry, PinnedBundle, Plan, RolloutRecord
 
 
 def iso(moment: datetime) -> str:
@@ -19,7 +19,7 @@ def parse_time(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
-def bundle_to_json(bundle: Bundle | None) -> dict[str, str] | None:
+def bundle_to_json(bundle: PinnedBundle | None) -> dict[str, str] | None:
     if bundle is None:
         return None
     return {
@@ -30,12 +30,12 @@ def bundle_to_json(bundle: Bundle | None) -> dict[str, str] | None:
     }
 
 
-def bundle_from_json(doc: Mapping[str, Any] | None) -> Bundle | None:
+def bundle_from_json(doc: Mapping[str, Any] | None) -> PinnedBundle | None:
     if not doc or not all(
         doc.get(k) for k in ("modelUri", "featuresUri", "modelVersion", "featuresVersion")
     ):
         return None
-    return Bundle(
+    return PinnedBundle(
         str(doc["modelUri"]),
         str(doc["featuresUri"]),
         str(doc["modelVersion"]),
@@ -125,7 +125,7 @@ def status_from_plan(
     *,
     previous: Mapping[str, Any],
     generation: int,
-    desired: Bundle | None,
+    desired: PinnedBundle | None,
     desired_uris: tuple[str, str],
     now: datetime,
     history_limit: int,

@@ -147,7 +147,8 @@ class Coordinator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.requested: BundleRequest | None = None
         self.loading: BundleRequest | None = None
-        self.desired: BundleRef | None = None
+        self.target: BundleRef | None = None
+        """The validated desired bundle (``state().target``); ``state().desired`` is the request."""
         self.desired_seq = 0
         self.desired_request_id: int | None = None
         self.last_error: dict[str, Any] | None = None
@@ -161,14 +162,14 @@ class Coordinator:
         doc = self.run_dir.read_desired()
         if doc is None:
             return
-        self.desired = BundleRef.of(doc.bundle)
+        self.target = BundleRef.of(doc.bundle)
         self.desired_seq = doc.seq
-        self._validated.add(self.desired.bundle_id)
+        self._validated.add(self.target.bundle_id)
         if self._cache is not None:
-            self._cache.desired(self.desired)
+            self._cache.desired(self.target)
         self.desired_request_id = 0
         self.requested = BundleRequest(
-            0, self.desired.model.uri, self.desired.features.uri, "restart"
+            0, self.target.model.uri, self.target.features.uri, "restart"
         )
 
     # Requests -------------------------------------------------------------------------------
@@ -253,7 +254,7 @@ class Coordinator:
             return None
         self.metrics.loads.labels("resolve").inc()
         self.metrics.load_duration.labels("resolve").observe(t2 - t0)
-        changed = self.desired is None or self.desired.bundle_id != ref.bundle_id
+        changed = self.target is None or self.target.bundle_id != ref.bundle_id
         # The same bundle again: rewrite it anyway if a worker does not serve it (a worker
         # that failed to load it gets another chance; the others only note the new seq).
         lagging = any(
@@ -264,7 +265,7 @@ class Coordinator:
             if changed or lagging:
                 self.run_dir.write_desired(self.desired_seq + 1, ref, request_id=req.request_id)
                 self.desired_seq += 1
-            self.desired = ref
+            self.target = ref
             self.desired_request_id = req.request_id
             if (
                 self.last_error is not None
@@ -337,7 +338,7 @@ class Coordinator:
         """
         workers = self.pod.worker_states()
         live = [w for w in workers if w.alive]
-        target = self.desired
+        target = self.target
         target_id = target.bundle_id if target is not None else None
         actives = {w.active.bundle_id if w.active else None for w in live}
         active = None
@@ -392,7 +393,7 @@ class Coordinator:
 
     def _worker_error(self, live: list[WorkerState]) -> dict[str, Any] | None:
         """A worker that failed to apply the current target (the supervisor validated it)."""
-        target = self.desired
+        target = self.target
         if target is None:
             return None
         for w in live:
@@ -460,7 +461,7 @@ class Refresher:
     def poll_once(self) -> bool:
         """One poll; True when it asked for a reload."""
         c = self.coordinator
-        req, desired = c.requested, c.desired
+        req, desired = c.requested, c.target
         if req is None or c.busy:
             return False
         follow = [u for u in (req.model_uri, req.features_uri) if is_latest(u)]

@@ -354,7 +354,7 @@ async def _supervise(settings: RankerSettings, public: socket.socket, admin: soc
     refresher = Refresher(
         coordinator, settings.refresh_interval_s, lambda uri: read_manifest(uri).version
     )
-    if coordinator.desired is None and settings.model_uri and settings.features_uri:
+    if coordinator.target is None and settings.model_uri and settings.features_uri:
         coordinator.request(settings.model_uri, settings.features_uri, "settings")
     pool = WorkerPool(settings, public)
     pool.start_all()

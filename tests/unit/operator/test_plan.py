@@ -16,7 +16,7 @@ from rankswap_operator.errors import (
 )
 from rankswap_operator.plan import (
     AdminState,
-    Bundle,
+    PinnedBundle,
     PodObservation,
     RolloutRecord,
     TargetProblem,
@@ -27,13 +27,13 @@ from rankswap_operator.plan import (
 from rankswap_operator.spec import AVSpec, Rollout, Selector
 
 T0 = datetime(2026, 5, 2, 12, 0, tzinfo=UTC)
-OLD = Bundle(
+OLD = PinnedBundle(
     "file:///s/models/m/2026-05-01",
     "file:///s/features/1.0.0/2026-05-01",
     "2026-05-01-aaaa",
     "2026-05-01-ffff",
 )
-NEW = Bundle(
+NEW = PinnedBundle(
     "file:///s/models/m/2026-05-02",
     "file:///s/features/1.0.0/2026-05-02",
     "2026-05-02-bbbb",
@@ -52,9 +52,9 @@ def spec(**rollout: object) -> AVSpec:
 
 def pod(
     name: str,
-    on: Bundle | None = None,
+    on: PinnedBundle | None = None,
     *,
-    told: Bundle | None = None,
+    told: PinnedBundle | None = None,
     error: str | None = None,
     loading: bool = False,
     reachable: bool = True,
@@ -77,10 +77,10 @@ def run(
     *,
     sp: AVSpec | None = None,
     rollout: RolloutRecord | None = None,
-    last_good: Bundle | None = OLD,
+    last_good: PinnedBundle | None = OLD,
     now: datetime = T0,
     generation: int = 2,
-    target: Bundle | None = NEW,
+    target: PinnedBundle | None = NEW,
     problem: TargetProblem | None = None,
 ):  # type: ignore[no-untyped-def]
     return plan(

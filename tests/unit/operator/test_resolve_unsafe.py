@@ -7,7 +7,7 @@ from datetime import date
 from pathlib import Path
 
 from rankswap.artifacts import artifact_uri, parse_uri, publish_artifact, read_manifest
-from rankswap_operator.plan import Bundle, TargetProblem
+from rankswap_operator.plan import PinnedBundle, TargetProblem
 from rankswap_operator.resolve import resolve_target
 
 D1 = date(2026, 5, 1)
@@ -24,7 +24,7 @@ def test_a_manifest_with_an_unsafe_content_dir_is_a_target_problem(
     publish_artifact(file_root, "features", "1.0.0", D1, src)
     model = artifact_uri(file_root, "model", "line-items", "latest")
     features = artifact_uri(file_root, "features", "1.0.0", D1)
-    assert isinstance(resolve_target(model, features), Bundle)
+    assert isinstance(resolve_target(model, features), PinnedBundle)
 
     loc = parse_uri(model)
     crafted = dataclasses.replace(read_manifest(model), content_dir="../../../features/1.0.0/")

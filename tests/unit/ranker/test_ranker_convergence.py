@@ -167,8 +167,8 @@ def test_restarted_supervisor_resumes_the_recorded_bundle(
 ) -> None:
     pod.push(published.model_uri, published.features_uri)
     again = Pod(tmp_path / "run", [file_root], cache_dir)
-    assert again.coordinator.desired is not None
-    assert again.coordinator.desired.bundle_id == published.bundle_id
+    assert again.coordinator.target is not None
+    assert again.coordinator.target.bundle_id == published.bundle_id
     for sync in again.syncs:
         sync.poll_once()
     assert again.active() == [published.bundle_id] * 2
@@ -181,7 +181,7 @@ def test_refresher_follows_latest_and_pins_dated(
     refresher = Refresher(c, 60, lambda uri: read_manifest(uri).version)
     c.request(published.latest_model_uri, published.latest_features_uri, "admin")
     assert c.process_pending()
-    assert c.desired is not None and c.desired.bundle_id == published.bundle_id
+    assert c.target is not None and c.target.bundle_id == published.bundle_id
     assert refresher.poll_once() is False  # nothing new
     newer = publish_bundle(
         file_root, tmp_path / "src3", item_ids=range(1, 70), as_of=date(2026, 11, 28), weight=3
@@ -189,7 +189,7 @@ def test_refresher_follows_latest_and_pins_dated(
     assert refresher.poll_once() is True
     assert c.state()["desired"]["status"] == "loading"
     assert c.process_pending()
-    assert c.desired.bundle_id == newer.bundle_id
+    assert c.target.bundle_id == newer.bundle_id
     assert c.state()["desired"]["model_uri"] == published.latest_model_uri  # still following
     # A dated bundle pins its version: nothing to follow.
     c.request(published.model_uri, published.features_uri, "admin")
