@@ -20,12 +20,27 @@ pytestmark = pytest.mark.integration
 OLD, NEW = date(2026, 6, 1), date(2026, 7, 1)
 
 
-def publish(root: str, tmp_path: Path, when: date, tag: str, **kw: bool) -> Publication:
+def publish(
+    root: str,
+    tmp_path: Path,
+    when: date,
+    tag: str,
+    *,
+    force: bool = False,
+    move_latest_backwards: bool = False,
+) -> Publication:
     src = tmp_path / f"src-{tag}"
     src.mkdir()
     (src / "model.onnx").write_bytes(f"onnx-{tag}".encode())
     return publish_artifact(
-        root, "model", "line-items", when, src, requires_feature_schema="1.0.0", **kw
+        root,
+        "model",
+        "line-items",
+        when,
+        src,
+        requires_feature_schema="1.0.0",
+        force=force,
+        move_latest_backwards=move_latest_backwards,
     )
 
 

@@ -24,7 +24,7 @@ GOOD: dict[str, Any] = {
 
 
 def with_spec(**changes: Any) -> dict[str, Any]:
-    body = json.loads(json.dumps(GOOD))
+    body: dict[str, Any] = json.loads(json.dumps(GOOD))
     body["spec"].update(changes)
     return body
 

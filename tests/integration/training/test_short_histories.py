@@ -76,7 +76,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Trained
             store = (root / "store").as_uri()
             assert cli.main(_features_argv(url, store)) == 0
             done[days] = Trained(
-                url, first, store, pipelines.run_model_train(url, AS_OF, store, SMALL)
+                url, first, store, pipelines.run_model_train(url, AS_OF, store, SMALL).manifest
             )
         return done[days]
 

@@ -17,6 +17,7 @@ from rankswap_operator.errors import (
 from rankswap_operator.plan import (
     AdminState,
     PinnedBundle,
+    Plan,
     PodObservation,
     RolloutRecord,
     TargetProblem,
@@ -82,7 +83,7 @@ def run(
     generation: int = 2,
     target: PinnedBundle | None = NEW,
     problem: TargetProblem | None = None,
-):  # type: ignore[no-untyped-def]
+) -> Plan:
     return plan(
         spec=sp or spec(),
         generation=generation,

@@ -8,7 +8,7 @@ sending) are in tests/integration/ranker/test_ranker_http.py.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -282,8 +282,8 @@ async def test_the_413_comes_before_the_body_is_read(settings: RankerSettings, d
     async def receive() -> dict[str, Any]:
         raise AssertionError("the body was read")
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     await app(scope, receive, send)
     assert sent[0]["status"] == 413

@@ -79,8 +79,8 @@ def history(extra: list[dict[str, object]] | None = None) -> History:
 
 def future_rows() -> list[dict[str, object]]:
     """Expenses on and after AS_OF: must never change features as of AS_OF."""
-    base = raw_expenses().iloc[0].to_dict()
-    out = []
+    base = {str(k): v for k, v in raw_expenses().iloc[0].to_dict().items()}
+    out: list[dict[str, object]] = []
     for i, d in ((6, "2026-01-31"), (7, "2026-02-15")):
         r = dict(base)
         r.update(

@@ -37,7 +37,7 @@ def test_item_aggregates(tables: fs.FeatureTables) -> None:
     assert (it["cnt_30d"], it["cnt_90d"], it["cnt_365d"]) == (2, 2, 2)
     assert it["share_90d"] == pytest.approx(2 / 4)  # 4 tenant expenses in 90 d
     assert it["n_users_90d"] == 1
-    assert it["last_day"] == fs.to_day(handmade.date(2026, 1, 20))
+    assert it["last_day"] == fs.to_day(date(2026, 1, 20))
     logs = [math.log1p(1000.0), math.log1p(3000.0)]
     assert it["amt_mean"] == pytest.approx(sum(logs) / 2, rel=1e-6)
     assert it["amt_std"] == pytest.approx(np.std(logs, ddof=1), rel=1e-5)
@@ -84,7 +84,7 @@ def test_nothing_on_or_after_as_of_contributes(tables: fs.FeatureTables) -> None
 
 def test_no_history_is_a_clear_error() -> None:
     with pytest.raises(NoData, match="no expenses"):
-        require_history(handmade.history(), handmade.date(2024, 6, 1))
+        require_history(handmade.history(), date(2024, 6, 1))
 
 
 def test_a_date_before_the_first_expense_gives_empty_tables() -> None:
