@@ -498,7 +498,9 @@ def test_helm_upgrade_adds_the_pipelines_helm_test_passes_and_a_features_job_rea
     d2 = world.dates[1]
     latest = world.uris(d2)["features"].rsplit("/", 1)[0] + "/latest"
     rel.apply_av(d2, features={"uri": latest, "refreshIntervalSeconds": 10})
-    rel.wait_serving(d2)
+    # latest/ is the newest published features (the world's bad dates republished d2's)
+    before = (world.versions[d2][0], read_manifest(latest).version)
+    wait_for("every pod following latest/", lambda: rel.serving(d2, versions=before), 180)
     tenant = world.sample_requests[0]["tenant_id"]
     values = rel.work / "node-values-pipelines.yaml"
     values.write_text(json.dumps(node_values(rel.node, node_moto, tenant, pipelines=True)))
@@ -522,7 +524,7 @@ def test_helm_upgrade_adds_the_pipelines_helm_test_passes_and_a_features_job_rea
             "wait", "--for=condition=complete", "job/features-now", "--timeout=900s", timeout=920
         )
         new = read_manifest(latest).version
-        assert new != world.versions[d2][1]
+        assert new != before[1]
         want = (world.versions[d2][0], new)
         wait_for(
             "every pod on the new features version",
