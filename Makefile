@@ -7,7 +7,7 @@ STAMP := $(VENV)/.rankswap-installed
 ROOTS := core training ranker operator
 export RANKSWAP_CACHE ?= $(HOME)/.cache/rankswap
 
-.PHONY: venv test check demo bench bench-rollout kube-tools postgres clean
+.PHONY: venv test test-node check demo bench bench-rollout kube-tools node-tools images postgres clean
 
 # The virtual environment is rebuilt only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -33,6 +33,20 @@ kube-tools:
 
 test: venv postgres kube-tools
 	$(VENV)/bin/pytest
+
+# A real single-node cluster (docs/NODE.md): kubelet, kube-controller-manager, kube-scheduler,
+# kube-proxy, containerd + shim + ctr and a static pause image, built once into $(RANKSWAP_CACHE).
+node-tools: kube-tools
+	@bash scripts/node-tools.sh >/dev/null
+
+# The ranker, operator and training images (docker/Dockerfile) with Debian's podman/buildah on a
+# debootstrap base and a host-side wheelhouse (no registry, no HTTPS inside the build).
+images:
+	@bash scripts/images.sh
+
+# The real tier (marker `node`, root only): helm install on a real node, rollouts against real pods.
+test-node: venv postgres node-tools images
+	$(VENV)/bin/pytest -m node tests/node
 
 check: venv
 	$(VENV)/bin/ruff check .

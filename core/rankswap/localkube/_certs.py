@@ -128,8 +128,11 @@ def _issue(
     )
 
 
-def generate_pki(directory: Path, *, service_ip: str = "10.0.0.1") -> Pki:
-    """Create a CA, a serving cert for 127.0.0.1/localhost, an admin identity and an SA key pair."""
+def generate_pki(
+    directory: Path, *, service_ip: str = "10.0.0.1", extra_ips: Sequence[str] = ()
+) -> Pki:
+    """Create a CA, a serving cert for 127.0.0.1/localhost (and ``extra_ips``, e.g. a node's
+    address), an admin identity and an SA key pair."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
@@ -169,6 +172,7 @@ def generate_pki(directory: Path, *, service_ip: str = "10.0.0.1") -> Pki:
     sans: list[x509.GeneralName] = [
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address(service_ip)),
+        *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in extra_ips),
         x509.DNSName("localhost"),
         x509.DNSName("kubernetes"),
         x509.DNSName("kubernetes.default"),

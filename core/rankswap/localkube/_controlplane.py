@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from ._binaries import ensure_binaries
 from ._certs import Pki, generate_pki
@@ -124,7 +124,13 @@ def kill_process_group(pid: int, *, grace: float = STOP_GRACE_SECONDS) -> None:
 
 # -- cleanup registry: atexit + SIGTERM/SIGHUP --------------------------------------------------
 
-_LIVE: set[ControlPlane] = set()
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+# What stop() runs for on exit / SIGTERM: ControlPlanes and NodeClusters of this process.
+_LIVE: set[_Stoppable] = set()
 _LIVE_LOCK = threading.Lock()
 _HANDLERS_INSTALLED = False
 

@@ -85,6 +85,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/* The artifact root the pipelines publish to: s3://<bucket>/<prefix>. */}}
+{{- define "rankswap.storeRoot" -}}
+{{- $bucket := required "store.bucket is required" .Values.store.bucket -}}
+{{- trimSuffix "/" (printf "s3://%s/%s" $bucket (trimAll "/" .Values.store.prefix)) -}}
+{{- end -}}
+
 {{/* Artifact roots the rankers accept: ranker.allowedRoots, else s3://<bucket>/<prefix>. */}}
 {{- define "rankswap.allowedRoots" -}}
 {{- if .Values.ranker.allowedRoots -}}
