@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import select
 
 from rankswap import artifacts
@@ -203,11 +204,34 @@ def train_window(first_day: date | None, as_of: date, opts: TrainOptions) -> Tra
 def run_model_train(
     db_url: str, as_of: date, store: str, opts: TrainOptions | None = None
 ) -> artifacts.Publication:
-    """Train, evaluate, export and publish the model as of ``as_of`` (kind=model)."""
+    """Train, evaluate, export and publish the model as of ``as_of`` (kind=model).
+
+    The steps, one function each: load the history and fix the training window; pick the
+    training and hold-out expenses; build their point-in-time pairs; fit and evaluate every
+    candidate model (with its ONNX latency) and the baselines; choose one and check its ONNX
+    parity; publish it with its report. One ``rng`` seeded by ``opts.seed`` is drawn from in
+    this order, so the same data and options give the same model."""
     opts = opts or TrainOptions()
     rng = np.random.default_rng(opts.seed)
-    cutoff = as_of - timedelta(days=opts.holdout_days)
-    requested_start = cutoff - timedelta(days=opts.train_days)
+    history, window = _load_history(db_url, as_of, store, opts)
+    train_rows, eval_rows = _pick_expenses(history, window, opts, rng)
+    pairs = _build_pairs(history, window, train_rows, eval_rows, opts, rng)
+    fits = _fit_candidates(pairs, opts)
+    fits.results.update(_baselines(history, train_rows, pairs))
+    chosen, reason = _choose(fits.sweep, opts.ndcg_tolerance, opts.leaf_budget)
+    pipe, onx = fits.fitted[chosen]
+    with _step("ONNX parity check on hold-out rows"):
+        held = pairs.held
+        take = np.sort(rng.choice(len(held), min(len(held), 50_000), replace=False))
+        max_diff = model.parity(pipe, model.session(onx), held.num[take], held.cat[take])
+    return _publish_model(store, as_of, window, opts, pairs, fits, chosen, reason, max_diff)
+
+
+def _load_history(
+    db_url: str, as_of: date, store: str, opts: TrainOptions
+) -> tuple[features.History, TrainWindow]:
+    """The history the features of the training window need, and the effective window."""
+    requested_start = as_of - timedelta(days=opts.holdout_days + opts.train_days)
     with upstream_errors():
         artifacts.parse_uri(store)
         db = ProductDB(db_url)
@@ -220,28 +244,63 @@ def run_model_train(
                 )
         finally:
             db.close()
-    days = history.days
     window = train_window(history.first_day, as_of, opts)
-    train_start = window.start
     if window.clipped:
         log.warning("training window clipped to the history: %s", window.describe())
     else:
         log.info("training window %s", window.describe())
-    c_day, a_day, s_day = fs.to_day(cutoff), fs.to_day(as_of), fs.to_day(train_start)
+    return history, window
+
+
+def _pick_expenses(
+    history: features.History,
+    window: TrainWindow,
+    opts: TrainOptions,
+    rng: np.random.Generator,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Rows of the training window (sampled down to ``max_train_expenses``) and of the
+    hold-out (sampled by :func:`_eval_sample`); NoData when either is too small."""
+    days = history.days
+    c_day, a_day = fs.to_day(window.cutoff), fs.to_day(window.as_of)
+    s_day = fs.to_day(window.start)
     train_rows = np.flatnonzero((days >= s_day) & (days < c_day))
     eval_rows = np.flatnonzero((days >= c_day) & (days < a_day))
     if len(train_rows) < 50:
         raise NoData(
-            f"only {len(train_rows)} expenses between {train_start} and {cutoff} to train on "
-            f"(50 needed); check --as-of (the hold-out is the last {opts.holdout_days} days "
-            "before it) and that datagen ran"
+            f"only {len(train_rows)} expenses between {window.start} and {window.cutoff} to "
+            f"train on (50 needed); check --as-of (the hold-out is the last "
+            f"{opts.holdout_days} days before it) and that datagen ran"
         )
     if len(eval_rows) == 0:
-        raise NoData(f"no expenses in the hold-out {cutoff} .. {as_of - timedelta(days=1)}")
+        raise NoData(
+            f"no expenses in the hold-out {window.cutoff} .. {window.as_of - timedelta(days=1)}"
+        )
     if len(train_rows) > opts.max_train_expenses:
         train_rows = np.sort(rng.choice(train_rows, opts.max_train_expenses, replace=False))
-    eval_rows = _eval_sample(history, eval_rows, cutoff, opts, rng)
+    eval_rows = _eval_sample(history, eval_rows, window.cutoff, opts, rng)
+    return train_rows, eval_rows
 
+
+@dataclass(frozen=True, slots=True)
+class _Pairs:
+    """Point-in-time (expense, candidate) rows for training and for the hold-out."""
+
+    train: dataset.PairSet
+    held: dataset.PairSet
+    subsets: dict[str, npt.NDArray[np.bool_]]
+    """Hold-out groups per evaluation subset: ``overall`` and ``cold_start`` (the chosen item
+    was created after the cutoff)."""
+
+
+def _build_pairs(
+    history: features.History,
+    window: TrainWindow,
+    train_rows: npt.NDArray[np.int64],
+    eval_rows: npt.NDArray[np.int64],
+    opts: TrainOptions,
+    rng: np.random.Generator,
+) -> _Pairs:
+    cutoff = window.cutoff
     cache: dict[date, fs.FeatureTables] = {}
 
     def tables_for(d: date) -> fs.FeatureTables:
@@ -250,10 +309,10 @@ def run_model_train(
         return cache[d]
 
     train_snaps = features.snapshot_dates(
-        train_start, cutoff - timedelta(days=1), opts.snapshot_every_days
+        window.start, cutoff - timedelta(days=1), opts.snapshot_every_days
     )
-    if train_snaps[0] > train_start:
-        train_snaps.insert(0, train_start)
+    if train_snaps[0] > window.start:
+        train_snaps.insert(0, window.start)
     eval_snaps = [cutoff + timedelta(days=k) for k in range(opts.holdout_days)]
     with _step(f"training pairs ({len(train_rows)} expenses, {len(train_snaps)} snapshots)"):
         train = dataset.build_pairs(
@@ -264,7 +323,6 @@ def run_model_train(
             history, eval_rows, eval_snaps, tables_for, negatives=None, rng=rng
         )
     log.info("train rows %d (%d groups), hold-out rows %d", len(train), train.n_groups, len(held))
-
     item_created = dict(
         zip(
             history.items["id"].to_numpy(dtype=np.int64),
@@ -276,9 +334,22 @@ def run_model_train(
     true_items = history.expenses["item_id"].to_numpy(dtype=np.int64)[held.exp_rows]
     cold = np.array([item_created[int(i)] >= cutoff_s for i in true_items], dtype=bool)
     subsets = {"overall": np.ones(held.n_groups, dtype=bool), "cold_start": cold}
+    return _Pairs(train, held, subsets)
 
+
+@dataclass(slots=True)
+class _Fits:
+    """Every candidate fitted: hold-out metrics (baselines added later), the sweep rows of the
+    report, and each candidate's (sklearn pipeline, ONNX bytes)."""
+
+    results: dict[str, dict[str, dict[str, float]]]
+    sweep: list[dict[str, Any]]
+    fitted: dict[str, tuple[Any, bytes]]
+
+
+def _fit_candidates(pairs: _Pairs, opts: TrainOptions) -> _Fits:
+    train, held = pairs.train, pairs.held
     results: dict[str, dict[str, dict[str, float]]] = {}
-    sweep: list[dict[str, Any]] = []
     fitted: dict[str, tuple[Any, bytes]] = {}
     train_frame = model.feature_frame(train.num, train.cat)
     held_frame = model.feature_frame(held.num, held.cat)
@@ -287,7 +358,7 @@ def run_model_train(
         with _step(f"fitting {spec.label}"):
             pipe = model.fit(spec, train_frame, train.label, train.group_sizes(), opts.seed)
         scores = model.native_scores(pipe, held_frame)
-        res = evaluate.evaluate_scores(scores, held, subsets)
+        res = evaluate.evaluate_scores(scores, held, pairs.subsets)
         onx = model.to_onnx(pipe).SerializeToString()
         sessions[spec.label] = model.session(onx)
         results[spec.label] = res
@@ -300,6 +371,7 @@ def run_model_train(
         )
     with _step(f"ONNX latency per {opts.latency_rows} rows, 1 thread, interleaved"):
         latency = model.compare_latency(sessions, held.num, held.cat, rows=opts.latency_rows)
+    sweep: list[dict[str, Any]] = []
     for spec in opts.candidates:
         res = results[spec.label]
         sweep.append(
@@ -314,25 +386,44 @@ def run_model_train(
             }
         )
         log.info("%s: ONNX %.3f ms / %d rows", spec.label, latency[spec.label], opts.latency_rows)
+    return _Fits(results, sweep, fitted)
 
+
+def _baselines(
+    history: features.History, train_rows: npt.NDArray[np.int64], pairs: _Pairs
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Hold-out metrics of the baselines the report compares the model with."""
+    held, subsets = pairs.held, pairs.subsets
     with _step("baselines"):
-        results["baseline: popularity"] = evaluate.evaluate_scores(
-            evaluate.popularity_scores(held), held, subsets
-        )
-        results["baseline: employee's recent item"] = evaluate.evaluate_scores(
-            evaluate.recent_item_scores(held), held, subsets
-        )
         mc = evaluate.MulticlassBaseline().fit(history, train_rows)
-        results["baseline: multiclass over item ids"] = evaluate.evaluate_scores(
-            mc.scores(history, held), held, subsets
-        )
+        return {
+            "baseline: popularity": evaluate.evaluate_scores(
+                evaluate.popularity_scores(held), held, subsets
+            ),
+            "baseline: employee's recent item": evaluate.evaluate_scores(
+                evaluate.recent_item_scores(held), held, subsets
+            ),
+            "baseline: multiclass over item ids": evaluate.evaluate_scores(
+                mc.scores(history, held), held, subsets
+            ),
+        }
 
-    chosen, reason = _choose(sweep, opts.ndcg_tolerance, opts.leaf_budget)
-    pipe, onx = fitted[chosen]
-    with _step("ONNX parity check on hold-out rows"):
-        sess = model.session(onx)
-        take = np.sort(rng.choice(len(held), min(len(held), 50_000), replace=False))
-        max_diff = model.parity(pipe, sess, held.num[take], held.cat[take])
+
+def _publish_model(
+    store: str,
+    as_of: date,
+    window: TrainWindow,
+    opts: TrainOptions,
+    pairs: _Pairs,
+    fits: _Fits,
+    chosen: str,
+    reason: str,
+    max_diff: float,
+) -> artifacts.Publication:
+    """Write the chosen model's ONNX graph, report and evaluation, and publish them."""
+    results, sweep = fits.results, fits.sweep
+    pipe, onx = fits.fitted[chosen]
+    train, held = pairs.train, pairs.held
     chosen_sweep = next(s for s in sweep if s["label"] == chosen)
     metrics = {
         "overall": results[chosen]["overall"],
@@ -346,9 +437,9 @@ def run_model_train(
     facts = {
         "as of": as_of.isoformat(),
         "training window": window.describe(),
-        "hold-out": f"{cutoff} .. {as_of - timedelta(days=1)}",
+        "hold-out": f"{window.cutoff} .. {as_of - timedelta(days=1)}",
         "training pairs": f"{len(train)} rows, {train.n_groups} expenses",
-        "hold-out queries": f"{held.n_groups} ({int(cold.sum())} cold-start)",
+        "hold-out queries": f"{held.n_groups} ({int(pairs.subsets['cold_start'].sum())} cold-start)",
         "feature schema": fs.FEATURE_SCHEMA_VERSION,
         "parity max abs diff": f"{max_diff:.2e}",
     }
@@ -381,7 +472,7 @@ def run_model_train(
                 MODEL_NAME,
                 as_of,
                 out,
-                data_window=(train_start, as_of - timedelta(days=1)),
+                data_window=(window.start, as_of - timedelta(days=1)),
                 requires_feature_schema=fs.FEATURE_SCHEMA_VERSION,
                 metrics=metrics,
                 params={
