@@ -18,9 +18,11 @@ from typing import Any
 
 import httpx
 import kopf
+from prometheus_client import CollectorRegistry
 
 from rankswap_operator import kube
 from rankswap_operator.errors import ArtifactUnavailable, InvalidSpec, OperatorError, PodUnreachable
+from rankswap_operator.metrics import OperatorMetrics, serve
 from rankswap_operator.plan import Bundle, PodObservation, TargetProblem, plan
 from rankswap_operator.podclient import PodClient
 from rankswap_operator.resolve import resolve_target
@@ -52,6 +54,10 @@ class PodRecord:
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config: OperatorSettings = memo.get("config") or OperatorSettings()
     memo.config = config
+    if memo.get("metrics") is None:
+        memo.metrics = OperatorMetrics(CollectorRegistry())
+        if config.metrics_port is not None:
+            serve(memo.metrics, "0.0.0.0", config.metrics_port)
     memo.http = httpx.AsyncClient(timeout=config.pod_timeout_s)
     memo.wakeups = {}
     memo.selectors = {}
@@ -160,6 +166,7 @@ async def reconcile_loop(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=interval)
     finally:
+        memo.metrics.forget(namespace, name)
         memo.wakeups.pop(key, None)
         memo.selectors.pop(key, None)
 
@@ -181,7 +188,7 @@ async def reconcile(
         spec = parse_spec(body.spec)
     except InvalidSpec as exc:
         await _write_problem(
-            body, namespace, name, generation, previous, now, "InvalidSpec", str(exc)
+            memo.metrics, body, namespace, name, generation, previous, now, "InvalidSpec", str(exc)
         )
         return False
     memo.selectors[(namespace, name)] = spec.selector
@@ -190,6 +197,7 @@ async def reconcile(
         resolved = await asyncio.to_thread(resolve_target, spec.model_uri, spec.features_uri)
     except ArtifactUnavailable as exc:
         await _write_problem(
+            memo.metrics,
             body,
             namespace,
             name,
@@ -210,7 +218,15 @@ async def reconcile(
             token = await kube.read_token(namespace, spec.token_secret, spec.token_key)
         except InvalidSpec as exc:
             await _write_problem(
-                body, namespace, name, generation, previous, now, "AdminTokenUnavailable", str(exc)
+                memo.metrics,
+                body,
+                namespace,
+                name,
+                generation,
+                previous,
+                now,
+                "AdminTokenUnavailable",
+                str(exc),
             )
             return True
     pods_client = PodClient(memo.http, token)
@@ -241,11 +257,13 @@ async def reconcile(
         if isinstance(outcome, BaseException):
             logger.warning(f"push to {push.pod} failed: {outcome}")
             kopf.event(body, type="Warning", reason="PushFailed", message=f"{push.pod}: {outcome}")
+            memo.metrics.record_event(namespace, name, "Warning", "PushFailed")
     for event in result.events:
         (logger.warning if event.type == "Warning" else logger.info)(
             f"{event.reason}: {event.message}"
         )
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        memo.metrics.record_event(namespace, name, event.type, event.reason)
 
     new_status = status_from_plan(
         result,
@@ -257,6 +275,7 @@ async def reconcile(
         history_limit=config.history_limit,
     )
     await kube.patch_status(namespace, name, kube.merge_patch(previous, new_status))
+    memo.metrics.record_status(namespace, name, new_status)
     return not result.settled or any(
         p.state in ("Loading", "Pending", "Unreachable") for p in result.pods
     )
@@ -273,6 +292,7 @@ async def _observe(client: PodClient, pod: PodRecord, spec: AVSpec) -> PodObserv
 
 
 async def _write_problem(
+    metrics: OperatorMetrics,
     body: kopf.Body,
     namespace: str,
     name: str,
@@ -300,6 +320,7 @@ async def _write_problem(
         conditions, previous.get("conditions") or [], generation, now
     )
     await kube.patch_status(namespace, name, kube.merge_patch(previous, new))
+    metrics.record_status(namespace, name, new)
 
 
 def registry() -> kopf.OperatorRegistry:
