@@ -7,7 +7,7 @@ STAMP := $(VENV)/.rankswap-installed
 ROOTS := core training ranker operator
 export RANKSWAP_CACHE ?= $(HOME)/.cache/rankswap
 
-.PHONY: venv test test-node check demo bench bench-rollout kube-tools node-tools images postgres clean
+.PHONY: venv test test-node check demo bench bench-rollout kube-tools node-tools images promtool postgres clean
 
 # The virtual environment is rebuilt only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -31,7 +31,12 @@ postgres:
 kube-tools:
 	@bash scripts/kube-tools.sh >/dev/null
 
-test: venv postgres kube-tools
+# promtool (checks and unit-tests the chart's alert rules), built from the Go module proxy into
+# $(RANKSWAP_CACHE) only when missing (scripts/promtool.sh).
+promtool:
+	@bash scripts/promtool.sh >/dev/null
+
+test: venv postgres kube-tools promtool
 	$(VENV)/bin/pytest
 
 # A real single-node cluster (docs/NODE.md): kubelet, kube-controller-manager, kube-scheduler,

@@ -21,6 +21,8 @@ from rankswap.settings import LOG_LEVELS, CliSettings, SettingsError, from_flags
 
 ROLE_CLIS = ("rankswap_training.cli", "rankswap_ranker.cli", "rankswap_operator.cli")
 EXIT_ERROR = 2
+PLUGIN_COMMANDS = ("promote", "rollback", "status")
+"""What ``kubectl rankswap`` offers: the kubectl-like helpers of the operator's CLI."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,3 +102,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def kubectl_plugin(argv: Sequence[str] | None = None) -> int:
+    """``kubectl rankswap promote|rollback|status ...``: kubectl runs the executable
+    ``kubectl-rankswap`` found on PATH with the arguments after ``rankswap``; this hands them to
+    :func:`main`. Only the kubectl-like helpers are offered (``rankswap serve`` and the rest are
+    not kubectl commands)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    usage = f"usage: kubectl rankswap {{{','.join(PLUGIN_COMMANDS)}}} ... (-h for each)"
+    if args[:1] in (["-h"], ["--help"]):
+        print(usage)
+        return 0
+    if not args or args[0] not in PLUGIN_COMMANDS:
+        print(f"kubectl rankswap: error: {usage.removeprefix('usage: ')}", file=sys.stderr)
+        return EXIT_ERROR
+    return main(args)

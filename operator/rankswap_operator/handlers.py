@@ -18,6 +18,7 @@ from typing import Any, Literal, cast
 
 import httpx
 import kopf
+from prometheus_client import CollectorRegistry
 
 from rankswap_operator import kube
 from rankswap_operator.errors import (
@@ -27,6 +28,7 @@ from rankswap_operator.errors import (
     PodUnreachable,
     StoreUnavailable,
 )
+from rankswap_operator.metrics import OperatorMetrics, serve
 from rankswap_operator.plan import (
     PinnedBundle,
     PodObservation,
@@ -68,6 +70,7 @@ class Shared:
 
     config: OperatorSettings
     http: httpx.AsyncClient
+    metrics: OperatorMetrics
     wakeups: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     """Per resource: set to run its reconcile pass now (a pod or the spec changed)."""
     selectors: dict[tuple[str, str], Selector] = field(default_factory=dict)
@@ -81,7 +84,14 @@ def shared(memo: kopf.Memo) -> Shared:
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config: OperatorSettings = memo.get("config") or OperatorSettings()
-    memo.shared = Shared(config=config, http=httpx.AsyncClient(timeout=config.pod_timeout_s))
+    metrics: OperatorMetrics | None = memo.get("metrics")
+    if metrics is None:
+        metrics = OperatorMetrics(CollectorRegistry())
+        if config.metrics_port is not None:
+            serve(metrics, "0.0.0.0", config.metrics_port)
+    memo.shared = Shared(
+        config=config, http=httpx.AsyncClient(timeout=config.pod_timeout_s), metrics=metrics
+    )
     # A watch can hang silently: bound each request on both sides, and re-open it.
     settings.watching.server_timeout = config.watch_server_timeout_s
     settings.watching.client_timeout = config.watch_client_timeout_s
@@ -196,6 +206,7 @@ async def reconcile_loop(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=interval)
     finally:
+        state.metrics.forget(namespace, name)
         state.wakeups.pop(key, None)
         state.selectors.pop(key, None)
 
@@ -227,7 +238,7 @@ async def reconcile(
         if spec.token_secret:
             token = await kube.read_token(namespace, spec.token_secret, spec.token_key)
     except (InvalidSpec, StoreUnavailable, AdminTokenUnavailable) as exc:
-        await _write_blocked(body, namespace, name, generation, previous, now, exc)
+        await _write_blocked(state, body, namespace, name, generation, previous, now, exc)
         return "retry" if exc.temporary else "wait"
     target = resolved if isinstance(resolved, PinnedBundle) else None
     problem = resolved if isinstance(resolved, TargetProblem) else None
@@ -260,11 +271,13 @@ async def reconcile(
         if isinstance(outcome, BaseException):
             logger.warning(f"push to {push.pod} failed: {outcome}")
             kopf.event(body, type="Warning", reason="PushFailed", message=f"{push.pod}: {outcome}")
+            state.metrics.record_event(namespace, name, "Warning", "PushFailed")
     for event in result.events:
         (logger.warning if event.type == "Warning" else logger.info)(
             f"{event.reason}: {event.message}"
         )
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        state.metrics.record_event(namespace, name, event.type, event.reason)
 
     new_status = status_from_plan(
         result,
@@ -276,6 +289,7 @@ async def reconcile(
         history_limit=config.history_limit,
     )
     await kube.patch_status(namespace, name, kube.merge_patch(previous, new_status))
+    state.metrics.record_status(namespace, name, new_status)
     in_flight = not result.settled or any(
         p.state in ("Loading", "Pending", "Unreachable") for p in result.pods
     )
@@ -293,6 +307,7 @@ async def _observe(client: PodClient, pod: PodRecord, spec: AVSpec) -> PodObserv
 
 
 async def _write_blocked(
+    state: Shared,
     body: kopf.Body,
     namespace: str,
     name: str,
@@ -305,12 +320,14 @@ async def _write_blocked(
     blocked = plan_blocked(error, old.get("Degraded"))
     for event in blocked.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        state.metrics.record_event(namespace, name, event.type, event.reason)
     new = dict(previous)
     new["observedGeneration"] = generation
     new["conditions"] = conditions_to_json(
         blocked.conditions, previous.get("conditions") or [], generation, now
     )
     await kube.patch_status(namespace, name, kube.merge_patch(previous, new))
+    state.metrics.record_status(namespace, name, new)
 
 
 def registry() -> kopf.OperatorRegistry:

@@ -28,6 +28,8 @@ class OperatorSettings(BaseSettings):
     """Client-side timeout of each watch request, in case the server never closes it."""
     liveness_endpoint: str | None = "http://0.0.0.0:8080/healthz"
     """Where kopf serves its liveness probe (None: off)."""
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    """Port of the operator's Prometheus ``/metrics`` (all interfaces; None: not served)."""
     admin_token: str | None = None
     """Admin bearer token to use when a resource names no Secret (local runs, tests)."""
     history_limit: int = Field(10, ge=1, le=20)

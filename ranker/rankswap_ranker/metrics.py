@@ -110,6 +110,11 @@ class RankerMetrics:
             ["field"],
             registry=r,
         )
+        self.worker_restarts = Counter(
+            "rankswap_ranker_worker_restarts",
+            "Worker processes the supervisor restarted after they died (the pod stays up).",
+            registry=r,
+        )
         self.missing_feature_rows = Counter(
             "rankswap_ranker_missing_feature_rows",
             "Candidate rows that took the documented defaults because a feature table had no "

@@ -38,6 +38,7 @@ from rankswap_ranker.settings import RankerSettings
 if TYPE_CHECKING:
     from rankswap.podstate import PodState
     from rankswap_ranker.coordinator import Coordinator, Refresher
+    from rankswap_ranker.metrics import RankerMetrics
 
 log = logging.getLogger("rankswap.ranker")
 
@@ -155,8 +156,10 @@ class WorkerPool:
         settings: RankerSettings,
         sock: socket.socket,
         clock: Callable[[], float] = time.monotonic,
+        metrics: RankerMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.sock = sock
         self.ctx = multiprocessing.get_context("spawn")
         self.clock = clock
@@ -223,6 +226,8 @@ class WorkerPool:
             elif now >= due:
                 del self._due[slot]
                 self.restarts[slot] = self.restarts.get(slot, 0) + 1
+                if self.metrics is not None:
+                    self.metrics.worker_restarts.inc()
                 self.start(slot)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -356,7 +361,7 @@ async def _supervise(settings: RankerSettings, public: socket.socket, admin: soc
     )
     if coordinator.target is None and settings.model_uri and settings.features_uri:
         coordinator.request(settings.model_uri, settings.features_uri, "settings")
-    pool = WorkerPool(settings, public)
+    pool = WorkerPool(settings, public, metrics=metrics)
     pool.start_all()
     server = uvicorn.Server(
         uvicorn.Config(

@@ -41,7 +41,7 @@ def test_lint_strict(control_plane: Cluster, env: str) -> None:
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_environment_is_valid_for_the_api_server(
-    control_plane: Cluster, namespace: str, crd_installed: None, env: str
+    control_plane: Cluster, namespace: str, crd_installed: None, monitoring_crds: None, env: str
 ) -> None:
     rendered = render(control_plane, namespace, "-f", str(CHART / f"values-{env}.yaml")).stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d]

@@ -20,6 +20,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from kubernetes import client
@@ -96,6 +97,7 @@ class Installed:
         self.kubelet = FakeKubelet(self.core, namespace)
         self.rankers: list[LocalRanker] = []
         self.operator: subprocess.Popen[bytes] | None = None
+        self.metrics_port = 0
 
     def helm(self, verb: str) -> None:
         self.cluster.helm(
@@ -162,6 +164,10 @@ class Installed:
             "KUBECONFIG": str(kubeconfig),
             **{e["name"]: e["value"] for e in container["env"] if "value" in e},
         }
+        # The chart's metrics port, moved to a free one (many operators share this machine).
+        assert env["RANKSWAP_OPERATOR_METRICS_PORT"] == "9090"
+        self.metrics_port = free_port()
+        env["RANKSWAP_OPERATOR_METRICS_PORT"] = str(self.metrics_port)
         with (self.work / "operator.log").open("ab") as log:
             self.operator = subprocess.Popen(
                 [sys.executable, "-m", "rankswap.cli", *args],
@@ -291,6 +297,15 @@ def test_helm_install_then_the_operator_rolls_out_with_the_charts_identity(
         ).items
     }
     assert "RolloutSucceeded" in reasons, reasons
+    # The operator's /metrics mirrors the status it wrote (the alerts read these series).
+    metrics = httpx.get(f"http://127.0.0.1:{inst.metrics_port}/metrics", timeout=5).text
+    labels = f'artifactversion="{AV}",namespace="{ns}"'
+    assert f'rankswap_operator_condition{{{labels},type="Ready"}} 1.0' in metrics, metrics
+    assert f"rankswap_operator_rollout_failed{{{labels}}} 0.0" in metrics, metrics
+    assert (
+        f'rankswap_operator_events_total{{{labels},reason="RolloutSucceeded",type="Normal"}} 1.0'
+        in metrics
+    )
 
     # Promote with kubectl (docs/INSTALL.md); a later `helm upgrade` keeps the promotion.
     cluster.kubectl(
