@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from rankswap.localkube.pods import LocalRanker
+from rankswap_dev.localkube.pods import LocalRanker
 
 
 @dataclass

@@ -3,7 +3,7 @@ identity (a token of the chart's operator ServiceAccount) and the chart's own ar
 an ArtifactVersion out to ranker pods labelled like the chart's Deployment; a promotion with
 kubectl survives a `helm upgrade`.
 
-The ranker pods are local processes (rankswap.localkube.pods), as in the operator's end-to-end
+The ranker pods are local processes (rankswap_dev.localkube.pods), as in the operator's end-to-end
 tests: there is no kubelet here, so the chart's Deployments themselves create no pods.
 """
 
@@ -28,8 +28,14 @@ from tests.support.services import free_port, stop_process
 from tests.support.world import World
 
 from rankswap.artifacts import artifact_uri
-from rankswap.localkube import ControlPlane
-from rankswap.localkube.pods import ADMIN_PORT, PUBLIC_PORT, FakeKubelet, LocalRanker, next_pod_ip
+from rankswap_dev.localkube import ControlPlane
+from rankswap_dev.localkube.pods import (
+    ADMIN_PORT,
+    PUBLIC_PORT,
+    FakeKubelet,
+    LocalRanker,
+    next_pod_ip,
+)
 
 pytestmark = [pytest.mark.integration]
 

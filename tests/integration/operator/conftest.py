@@ -27,8 +27,8 @@ from tests.support.services import free_port, stop_process
 from tests.support.world import World
 
 from rankswap.artifacts import artifact_uri
-from rankswap.localkube import ControlPlane
-from rankswap.localkube.pods import FakeKubelet, LocalRanker, next_pod_ip
+from rankswap_dev.localkube import ControlPlane
+from rankswap_dev.localkube.pods import FakeKubelet, LocalRanker, next_pod_ip
 
 REPO = Path(__file__).resolve().parents[3]
 CRD = REPO / "manifests" / "crd" / "artifactversions.rankswap.io.yaml"

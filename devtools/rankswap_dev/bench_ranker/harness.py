@@ -159,7 +159,7 @@ def loadgen(
         [
             sys.executable,
             "-m",
-            "rankswap_ranker.bench.loadgen",
+            "rankswap_dev.bench_ranker.loadgen",
             "--url",
             url,
             "--body",

@@ -181,7 +181,7 @@ class ControlPlane(Cluster):
     ``kubeconfig``, per-identity kubeconfigs under ``users/`` and ``state.json``. A temporary
     directory is used (and removed by :meth:`stop`) when none is given.
 
-    ``detached=True`` is for ``python -m rankswap.localkube up``: the processes outlive this
+    ``detached=True`` is for ``python -m rankswap_dev.localkube up``: the processes outlive this
     Python process and are stopped later from ``state.json`` (:func:`stop_from_state`).
     Otherwise they die with it: :meth:`stop` on exit, on SIGTERM/SIGHUP, and
     ``PR_SET_PDEATHSIG`` if this process is killed outright.

@@ -29,11 +29,11 @@ from typing import Any
 import httpx
 
 from rankswap.artifacts import artifact_uri, fetch_artifact, read_manifest
-from rankswap.localkube.pods import LocalRanker
-from rankswap.localkube.stack import NAMESPACE as NS
-from rankswap.localkube.stack import OPERATOR_NAMESPACE as OPERATOR_NS
-from rankswap.localkube.stack import LocalStack
 from rankswap.productdb import ProductDB
+from rankswap_dev.localkube.pods import LocalRanker
+from rankswap_dev.localkube.stack import NAMESPACE as NS
+from rankswap_dev.localkube.stack import OPERATOR_NAMESPACE as OPERATOR_NS
+from rankswap_dev.localkube.stack import LocalStack
 
 REPO = Path(__file__).resolve().parents[2]
 AV = "lineitems"

@@ -2,7 +2,7 @@
 
 Used by ``make demo`` and the rollout benchmark. The operator runs as its ServiceAccount with
 the RBAC of manifests/operator/rbac.yaml (never as cluster admin); ranker pods are Pod objects
-whose containers are local ``rankswap serve`` processes (see :mod:`rankswap.localkube.pods`).
+whose containers are local ``rankswap serve`` processes (see :mod:`rankswap_dev.localkube.pods`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from types import TracebackType
 from typing import Any
 
 from rankswap.artifacts import artifact_uri, read_manifest
-from rankswap.localkube import ControlPlane, ensure_binaries
-from rankswap.localkube.pods import FakeKubelet, LocalRanker, next_pod_ip
+from rankswap_dev.localkube import ControlPlane, ensure_binaries
+from rankswap_dev.localkube.pods import FakeKubelet, LocalRanker, next_pod_ip
 
 REPO = Path(__file__).resolve().parents[3]
 NAMESPACE, OPERATOR_NAMESPACE = "rankswap", "rankswap-system"
