@@ -30,7 +30,7 @@ import httpx
 
 from rankswap.artifacts import artifact_uri, fetch_artifact, read_manifest
 from rankswap.productdb import ProductDB
-from rankswap_dev.localkube.pods import LocalRanker
+from rankswap_dev.launch import RankerProcess
 from rankswap_dev.localkube.stack import NAMESPACE as NS
 from rankswap_dev.localkube.stack import OPERATOR_NAMESPACE as OPERATOR_NS
 from rankswap_dev.localkube.stack import LocalStack
@@ -223,7 +223,9 @@ def sample_request(db: ProductDB, when: date) -> dict[str, Any]:
     }
 
 
-def show_ranking(ranker: LocalRanker, request: dict[str, Any], *, limit: int = 5) -> dict[str, Any]:
+def show_ranking(
+    ranker: RankerProcess, request: dict[str, Any], *, limit: int = 5
+) -> dict[str, Any]:
     response = httpx.post(f"{ranker.public_url}/v1/rank", json=request, timeout=10)
     response.raise_for_status()
     doc: dict[str, Any] = response.json()

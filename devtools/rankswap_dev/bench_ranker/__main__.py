@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from rankswap_dev.wait import wait_until
+
 SECTIONS = ("breakdown", "baseline", "http", "swap", "swap-warm", "real")
 
 
@@ -400,7 +402,7 @@ def section_swap(
         # Every bundle validated once by the supervisor before the measured run.
         for b in (*env.bundles[1:], a):
             pod.push(b.model_uri, b.features_uri)
-            harness.wait_until(lambda: pod.state()["converged"], 120, "warm-up swap")
+            wait_until(lambda: pod.state()["converged"], 120, 0.2, what="warm-up swap")
         # Swap windows alternate with steady windows of the same length, so that the noise of
         # a shared machine falls on both phases alike: (steady, swapping) x cycles.
         window = args.swap_window

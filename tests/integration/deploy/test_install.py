@@ -3,7 +3,7 @@ identity (a token of the chart's operator ServiceAccount) and the chart's own ar
 an ArtifactVersion out to ranker pods labelled like the chart's Deployment; a promotion with
 kubectl survives a `helm upgrade`.
 
-The ranker pods are local processes (rankswap_dev.localkube.pods), as in the operator's end-to-end
+The ranker pods are local processes (rankswap_dev.localkube.pods, started by rankswap_dev.launch), as in the operator's end-to-end
 tests: there is no kubelet here, so the chart's Deployments themselves create no pods.
 """
 
@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import date
@@ -24,17 +21,18 @@ import pytest
 import yaml
 from kubernetes import client
 from tests.integration.deploy.layout import CHART
-from tests.support.services import free_port, stop_process
+from tests.support.services import free_port
 from tests.support.world import World
 
 from rankswap.artifacts import artifact_uri
+from rankswap_dev.launch import OperatorProcess, RankerProcess
 from rankswap_dev.localkube import ControlPlane
 from rankswap_dev.localkube.pods import (
     ADMIN_PORT,
     PUBLIC_PORT,
     FakeKubelet,
-    LocalRanker,
     next_pod_ip,
+    pod_ranker,
 )
 
 pytestmark = [pytest.mark.integration]
@@ -100,8 +98,8 @@ class Installed:
         self.core: Any = client.CoreV1Api(self.api)
         self.custom: Any = client.CustomObjectsApi(self.api)
         self.kubelet = FakeKubelet(self.core, namespace)
-        self.rankers: list[LocalRanker] = []
-        self.operator: subprocess.Popen[bytes] | None = None
+        self.rankers: list[RankerProcess] = []
+        self.operator: OperatorProcess | None = None
 
     def helm(self, verb: str) -> None:
         self.cluster.helm(
@@ -134,15 +132,15 @@ class Installed:
         database_url = self.secret("rankswap-db", "url")
         self.kubelet.start()
         for i in range(2):
-            ranker = LocalRanker(
-                name=f"{self.fullname}-ranker-{i}",
-                ip=next_pod_ip(),
-                work=self.work / f"pod-{i}",
+            ranker = pod_ranker(
+                f"{self.fullname}-ranker-{i}",
+                next_pod_ip(),
+                self.work / f"pod-{i}",
                 database_url=database_url,
                 allowed_roots=settings["RANKSWAP_ALLOWED_ROOTS"].split(","),
                 token=token,
                 workers=int(settings["RANKSWAP_WORKERS"]),
-                env={"RANKSWAP_WORKER_POLL_INTERVAL_S": "0.1"},
+                settings={"RANKSWAP_WORKER_POLL_INTERVAL_S": "0.1"},
             ).start()
             self.rankers.append(ranker)
             self.kubelet.add(ranker, template["metadata"]["labels"])
@@ -163,19 +161,10 @@ class Installed:
         kubeconfig = self.cluster.service_account_kubeconfig(
             self.namespace, f"{self.fullname}-operator", create=False
         )
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(kubeconfig),
-            **{e["name"]: e["value"] for e in container["env"] if "value" in e},
-        }
-        with (self.work / "operator.log").open("ab") as log:
-            self.operator = subprocess.Popen(
-                [sys.executable, "-m", "rankswap.cli", *args],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        literal = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+        self.operator = OperatorProcess(
+            args, kubeconfig, self.work / "operator.log", literal
+        ).start()
 
     def av(self) -> dict[str, Any]:
         obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
@@ -227,7 +216,7 @@ class Installed:
         ):
             time.sleep(0.2)
         if self.operator is not None:
-            stop_process(self.operator)
+            self.operator.stop(10)
         for obj in self.custom.list_namespaced_custom_object(
             GROUP, VERSION, self.namespace, PLURAL
         )["items"]:

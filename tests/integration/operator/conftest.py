@@ -10,8 +10,6 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,12 +21,13 @@ import pytest
 import yaml
 from kubernetes import client
 from tests.support.cluster import LoadGenerator
-from tests.support.services import free_port, stop_process
+from tests.support.services import free_port
 from tests.support.world import World
 
 from rankswap.artifacts import artifact_uri
+from rankswap_dev.launch import OperatorProcess, RankerProcess, operator_args
 from rankswap_dev.localkube import ControlPlane
-from rankswap_dev.localkube.pods import FakeKubelet, LocalRanker, next_pod_ip
+from rankswap_dev.localkube.pods import FakeKubelet, next_pod_ip, pod_ranker
 
 REPO = Path(__file__).resolve().parents[3]
 CRD = REPO / "manifests" / "crd" / "artifactversions.rankswap.io.yaml"
@@ -80,24 +79,24 @@ class Harness:
     custom: client.CustomObjectsApi
     token: str
     kubelet: FakeKubelet
-    rankers: dict[str, LocalRanker] = field(default_factory=dict)
-    operator: subprocess.Popen[bytes] | None = None
+    rankers: dict[str, RankerProcess] = field(default_factory=dict)
+    operator: OperatorProcess | None = None
     operator_kubeconfig: Path | None = None
     loads: list[LoadGenerator] = field(default_factory=list)
 
     # pods ---------------------------------------------------------------------------------
     def add_pod(
         self, name: str, *, workers: int = 1, env: dict[str, str] | None = None
-    ) -> LocalRanker:
-        ranker = LocalRanker(
-            name=name,
-            ip=next_pod_ip(),
-            work=self.work / name,
+    ) -> RankerProcess:
+        ranker = pod_ranker(
+            name,
+            next_pod_ip(),
+            self.work / name,
             database_url=self.world.db_url,
             allowed_roots=self.world.roots,
             token=self.token,
             workers=workers,
-            env={"RANKSWAP_WORKER_POLL_INTERVAL_S": "0.1", **(env or {})},
+            settings={"RANKSWAP_WORKER_POLL_INTERVAL_S": "0.1", **(env or {})},
         ).start()
         self.rankers[name] = ranker
         self.kubelet.add(ranker, LABELS)
@@ -197,37 +196,22 @@ class Harness:
     # the operator -------------------------------------------------------------------------
     def start_operator(self) -> None:
         assert self.operator_kubeconfig is not None
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.operator_kubeconfig),
-            "RANKSWAP_OPERATOR_BUSY_INTERVAL_S": "0.3",
-            "RANKSWAP_OPERATOR_IDLE_INTERVAL_S": "3",
-            "RANKSWAP_OPERATOR_WATCH_SERVER_TIMEOUT_S": "30",
-        }
-        with (self.work / "operator.log").open("ab") as log:
-            self.operator = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "rankswap.cli",
-                    "--log-level",
-                    "INFO",
-                    "operator",
-                    "-n",
-                    self.namespace,
-                    "--liveness",
-                    f"http://127.0.0.1:{free_port()}/healthz",
-                ],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.operator = OperatorProcess(
+            operator_args(
+                self.namespace, f"http://127.0.0.1:{free_port()}/healthz", log_level="INFO"
+            ),
+            self.operator_kubeconfig,
+            self.work / "operator.log",
+            {
+                "RANKSWAP_OPERATOR_BUSY_INTERVAL_S": "0.3",
+                "RANKSWAP_OPERATOR_IDLE_INTERVAL_S": "3",
+                "RANKSWAP_OPERATOR_WATCH_SERVER_TIMEOUT_S": "30",
+            },
+        ).start()
 
     def kill_operator(self) -> None:
-        if self.operator is not None and self.operator.poll() is None:
+        if self.operator is not None:
             self.operator.kill()
-            self.operator.wait(10)
 
     def load(self) -> LoadGenerator:
         gen = LoadGenerator(self.kubelet.ready_pods, self.world.sample_requests).start()
@@ -287,7 +271,7 @@ def harness(
         ):
             time.sleep(0.2)
         if h.operator is not None:
-            stop_process(h.operator)
+            h.operator.stop(10)
         for obj in h.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)[
             "items"
         ]:
