@@ -19,6 +19,7 @@ from rankswap.artifacts import artifact_uri, read_manifest
 from rankswap_dev.launch import OperatorProcess, RankerProcess, operator_args
 from rankswap_dev.localkube import ControlPlane, ensure_binaries
 from rankswap_dev.localkube.pods import FakeKubelet, next_pod_ip, pod_ranker
+from rankswap_dev.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[3]
 NAMESPACE, OPERATOR_NAMESPACE = "rankswap", "rankswap-system"
@@ -144,13 +145,14 @@ class LocalStack:
         self, name: str, model_version: str, *, pods: int, timeout: float = 120
     ) -> float:
         start = time.monotonic()
-        while time.monotonic() - start < timeout:
-            if self.serving(name, model_version, pods=pods):
-                return time.monotonic() - start
-            time.sleep(0.05)
-        raise TimeoutError(
-            f"{name}: {pods} pods not on {model_version} within {timeout:.0f}s: {self.status(name)}"
+        wait_until(
+            lambda: self.serving(name, model_version, pods=pods),
+            timeout,
+            0.05,
+            what=f"{name}: {pods} pods on {model_version}",
+            detail=lambda: f"status: {self.status(name)}",
         )
+        return time.monotonic() - start
 
     def stop(self) -> None:
         if self.kubelet is not None:

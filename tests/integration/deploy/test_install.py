@@ -10,8 +10,8 @@ tests: there is no kubelet here, so the chart's Deployments themselves create no
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
-import time
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -34,6 +34,7 @@ from rankswap_dev.localkube.pods import (
     next_pod_ip,
     pod_ranker,
 )
+from rankswap_dev.wait import WaitTimeout, wait_until
 
 pytestmark = [pytest.mark.integration]
 
@@ -77,13 +78,10 @@ def deployment(cluster: ControlPlane, namespace: str, name: str) -> dict[str, An
 def wait_for(
     what: str, check: Callable[[], dict[str, Any] | None], timeout: float
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found is not None:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: not reached in {timeout:.0f}s")
+    try:
+        return wait_until(check, timeout, 0.3, what=what)
+    except WaitTimeout:
+        raise AssertionError(f"{what}: not reached in {timeout:.0f}s") from None
 
 
 class Installed:
@@ -207,14 +205,17 @@ class Installed:
         except client.ApiException as exc:
             if exc.status != 404:  # not installed: the test failed before `helm install`
                 raise
-        deadline = time.monotonic() + 15
-        while (
-            time.monotonic() < deadline
-            and self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)[
-                "items"
-            ]
-        ):
-            time.sleep(0.2)
+        with contextlib.suppress(WaitTimeout):
+            wait_until(
+                lambda: (
+                    not self.custom.list_namespaced_custom_object(
+                        GROUP, VERSION, self.namespace, PLURAL
+                    )["items"]
+                ),
+                15,
+                0.2,
+                what="the operator removed its finalizer",
+            )
         if self.operator is not None:
             self.operator.stop(10)
         for obj in self.custom.list_namespaced_custom_object(

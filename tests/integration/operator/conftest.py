@@ -6,6 +6,7 @@ bound to the RBAC rules of manifests/operator/rbac.yaml, never as cluster admin.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -28,6 +29,7 @@ from rankswap.artifacts import artifact_uri
 from rankswap_dev.launch import OperatorProcess, RankerProcess, operator_args
 from rankswap_dev.localkube import ControlPlane
 from rankswap_dev.localkube.pods import FakeKubelet, next_pod_ip, pod_ranker
+from rankswap_dev.wait import WaitTimeout, wait_until
 
 REPO = Path(__file__).resolve().parents[3]
 CRD = REPO / "manifests" / "crd" / "artifactversions.rankswap.io.yaml"
@@ -144,16 +146,19 @@ class Harness:
         timeout: float = 60,
         what: str = "",
     ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        obj: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            obj = self.get(name)
-            if predicate(obj):
-                return obj
-            time.sleep(0.2)
-        raise AssertionError(
-            f"{what or 'condition'} not reached in {timeout}s; status: {json.dumps(obj.get('status'), indent=1)[:3000]}"
-        )
+        last: dict[str, Any] = {}
+
+        def reached() -> dict[str, Any] | None:
+            nonlocal last
+            last = self.get(name)
+            return last if predicate(last) else None
+
+        try:
+            return wait_until(reached, timeout, 0.2, what=what or "condition")
+        except WaitTimeout as exc:
+            raise AssertionError(
+                f"{exc.what} not reached in {timeout}s; status: {json.dumps(last.get('status'), indent=1)[:3000]}"
+            ) from None
 
     def wait_ready_on(
         self, name: str, when: date, *, pods: int, timeout: float = 60
@@ -264,12 +269,17 @@ def harness(
             h.custom.delete_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, obj["metadata"]["name"]
             )
-        deadline = time.monotonic() + 15
-        while (
-            time.monotonic() < deadline
-            and h.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
-        ):
-            time.sleep(0.2)
+        with contextlib.suppress(WaitTimeout):
+            wait_until(
+                lambda: (
+                    not h.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)[
+                        "items"
+                    ]
+                ),
+                15,
+                0.2,
+                what="the operator removed its finalizers",
+            )
         if h.operator is not None:
             h.operator.stop(10)
         for obj in h.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)[

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,6 +9,7 @@ import httpx
 import pytest
 
 from rankswap_dev.launch import RankerProcess, log_tail
+from rankswap_dev.wait import wait_until
 
 TOKEN = "integration-token"
 WORKERS = 2
@@ -20,16 +20,14 @@ class RankerPod(RankerProcess):
     the waits and calls the tests share."""
 
     def wait(self, check: Callable[[], bool], timeout: float, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            try:
-                if check():
-                    return
-            except (httpx.HTTPError, KeyError, TypeError) as exc:
-                last = exc
-            time.sleep(0.1)
-        raise TimeoutError(f"{what} not reached in {timeout}s ({last}); log: {log_tail(self.log)}")
+        wait_until(
+            check,
+            timeout,
+            0.1,
+            what=what,
+            ignore=(httpx.HTTPError, KeyError, TypeError),
+            detail=lambda: f"log: {log_tail(self.log)}",
+        )
 
     def push_and_settle(
         self, model_uri: str, features_uri: str, timeout: float = 60
