@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rankswap-installed
-ROOTS := core training ranker operator
+ROOTS := core training ranker operator devtools
 export RANKSWAP_CACHE ?= $(HOME)/.cache/rankswap
 
 .PHONY: venv test test-node check demo bench bench-rollout kube-tools node-tools images promtool postgres clean
@@ -56,18 +56,18 @@ test-node: venv postgres node-tools images
 check: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy -p rankswap -p rankswap_training -p rankswap_ranker -p rankswap_operator
+	$(VENV)/bin/mypy -p rankswap -p rankswap_training -p rankswap_ranker -p rankswap_operator -p rankswap_dev
 	$(VENV)/bin/lint-imports
 
 demo: venv kube-tools
-	$(PY) -m rankswap.demo
+	$(PY) -m rankswap_dev.demo
 
 bench: venv
-	$(PY) -m rankswap_ranker.bench
+	$(PY) -m rankswap_dev.bench_ranker
 
 # kubectl apply -> every pod confirmed, for 3 and 10 local ranker pods (docs/OPERATOR.md).
 bench-rollout: venv kube-tools
-	$(PY) -m rankswap_operator.bench
+	$(PY) -m rankswap_dev.bench_rollout
 
 clean:
 	rm -rf $(VENV) work .mypy_cache .ruff_cache .pytest_cache

@@ -8,7 +8,7 @@
 #      the recipe changes
 #   3. a wheelhouse of the pinned closure (docker/constraints.txt), downloaded on the host
 #   4. `podman build --target T` for each image with PYTHON_IMAGE=<that base> and PIP_OFFLINE=1,
-#      network off; then an OCI archive of each image for `ctr images import` (rankswap.localkube.node)
+#      network off; then an OCI archive of each image for `ctr images import` (rankswap_dev.localkube.node)
 #
 # The same Dockerfile builds elsewhere with `docker build` on the public python base (its
 # defaults). Output: one line per image (name, size, archive) on stdout; progress on stderr.

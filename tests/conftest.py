@@ -13,7 +13,7 @@ from rankswap.artifacts.store import reset_s3_client
 from tests.support.services import PostgresServer, moto_server, postgres_server
 
 # The real-API-server fixtures (control_plane, namespace, ...): one plugin, registered once.
-pytest_plugins = ["rankswap.localkube.testing"]
+pytest_plugins = ["rankswap_dev.localkube.testing"]
 
 
 @pytest.fixture(scope="session")

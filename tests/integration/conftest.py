@@ -1,7 +1,7 @@
 """Fixtures for every integration test: the published test world, the CRD, the real API server.
 
 The Kubernetes fixtures (``control_plane``, ``local_control_plane``, ``kube_api``,
-``namespace``) come from the plugin ``rankswap.localkube.testing``, registered once in
+``namespace``) come from the plugin ``rankswap_dev.localkube.testing``, registered once in
 tests/conftest.py, so one control plane serves every integration test of the session.
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from tests.support.world import World, build_world, mirror_to_s3
 
-from rankswap.localkube import Cluster
-from rankswap.localkube.testing import prepare_kube_binaries
+from rankswap_dev.localkube import Cluster
+from rankswap_dev.localkube.testing import prepare_kube_binaries
 
 CRD = (
     Path(__file__).resolve().parents[2] / "manifests" / "crd" / "artifactversions.rankswap.io.yaml"

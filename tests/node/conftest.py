@@ -19,8 +19,8 @@ import pytest
 from tests.support.services import PostgresServer, stop_process, wait_for_port
 
 from rankswap.artifacts.store import reset_s3_client
-from rankswap.localkube import cache_root
-from rankswap.localkube.node import NodeCluster
+from rankswap_dev.localkube import cache_root
+from rankswap_dev.localkube.node import NodeCluster
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_TARGETS = ("ranker", "operator", "training")

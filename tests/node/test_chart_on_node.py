@@ -23,7 +23,7 @@ import pytest
 from tests.node.conftest import HostPostgres
 from tests.node.world import BUCKET, NodeWorld, build_node_world
 
-from rankswap.localkube.node import NodeCluster
+from rankswap_dev.localkube.node import NodeCluster
 
 pytestmark = [pytest.mark.node]
 

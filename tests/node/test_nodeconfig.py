@@ -1,4 +1,4 @@
-"""Pure parts of the real node (rankswap.localkube._nodeconfig): address blocks that stay local,
+"""Pure parts of the real node (rankswap_dev.localkube._nodeconfig): address blocks that stay local,
 configuration files, the unmount order. No node needed; runs in `make test`."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rankswap.localkube._nodeconfig import (
+from rankswap_dev.localkube._nodeconfig import (
     NodeConfigError,
     NodeNetwork,
     choose_network,

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from tests.integration.deploy.layout import CHART
 
-from rankswap.localkube import Cluster
+from rankswap_dev.localkube import Cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

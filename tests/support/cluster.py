@@ -11,14 +11,14 @@ from typing import Any
 
 import httpx
 
-from rankswap.localkube.pods import LocalRanker
+from rankswap_dev.launch import RankerProcess
 
 
 @dataclass
 class LoadGenerator:
     """Sends rank requests to the ready pods until stopped; every non-200 answer is a failure."""
 
-    targets: Callable[[], list[LocalRanker]]
+    targets: Callable[[], list[RankerProcess]]
     requests: list[dict[str, Any]]
     sent: int = 0
     failures: list[str] = field(default_factory=list)

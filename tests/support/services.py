@@ -14,9 +14,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from rankswap_dev.wait import wait_until
 
 
 def free_port() -> int:
@@ -26,14 +27,19 @@ def free_port() -> int:
 
 
 def wait_for_port(port: int, *, timeout: float, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before listening; see {log}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout:.0f}s; see {log}")
+        with socket.create_connection(("127.0.0.1", port), 0.2):
+            return True
+
+    wait_until(
+        listening,
+        timeout,
+        0.05,
+        what=f"something listening on 127.0.0.1:{port} (log {log})",
+        ignore=(OSError,),
+    )
 
 
 def stop_process(proc: subprocess.Popen[bytes], *, timeout: float = 10) -> None:

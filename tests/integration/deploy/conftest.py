@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from rankswap.localkube import Cluster
+from rankswap_dev.localkube import Cluster
 
 # The Prometheus Operator's kinds the chart renders, as namespaced stand-ins that require the
 # fields the chart always sets; their full schemas are the Prometheus Operator's (not vendored

@@ -20,8 +20,8 @@ import yaml
 from tests.integration.deploy.layout import CHART, ENVIRONMENTS
 
 from rankswap import cli
-from rankswap.localkube import ensure_binaries
 from rankswap.settings import CliSettings
+from rankswap_dev.localkube import ensure_binaries
 from rankswap_operator import cli as operator_cli
 from rankswap_operator.settings import OperatorSettings
 from rankswap_ranker import cli as ranker_cli

@@ -3,18 +3,15 @@ identity (a token of the chart's operator ServiceAccount) and the chart's own ar
 an ArtifactVersion out to ranker pods labelled like the chart's Deployment; a promotion with
 kubectl survives a `helm upgrade`.
 
-The ranker pods are local processes (rankswap.localkube.pods), as in the operator's end-to-end
+The ranker pods are local processes (rankswap_dev.localkube.pods, started by rankswap_dev.launch), as in the operator's end-to-end
 tests: there is no kubelet here, so the chart's Deployments themselves create no pods.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -25,12 +22,20 @@ import pytest
 import yaml
 from kubernetes import client
 from tests.integration.deploy.layout import CHART
-from tests.support.services import free_port, stop_process
+from tests.support.services import free_port
 from tests.support.world import World
 
 from rankswap.artifacts import artifact_uri
-from rankswap.localkube import ControlPlane
-from rankswap.localkube.pods import ADMIN_PORT, PUBLIC_PORT, FakeKubelet, LocalRanker, next_pod_ip
+from rankswap_dev.launch import OperatorProcess, RankerProcess
+from rankswap_dev.localkube import ControlPlane
+from rankswap_dev.localkube.pods import (
+    ADMIN_PORT,
+    PUBLIC_PORT,
+    FakeKubelet,
+    next_pod_ip,
+    pod_ranker,
+)
+from rankswap_dev.wait import WaitTimeout, wait_until
 
 pytestmark = [pytest.mark.integration]
 
@@ -74,13 +79,10 @@ def deployment(cluster: ControlPlane, namespace: str, name: str) -> dict[str, An
 def wait_for(
     what: str, check: Callable[[], dict[str, Any] | None], timeout: float
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found is not None:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: not reached in {timeout:.0f}s")
+    try:
+        return wait_until(check, timeout, 0.3, what=what)
+    except WaitTimeout:
+        raise AssertionError(f"{what}: not reached in {timeout:.0f}s") from None
 
 
 class Installed:
@@ -95,8 +97,8 @@ class Installed:
         self.core: Any = client.CoreV1Api(self.api)
         self.custom: Any = client.CustomObjectsApi(self.api)
         self.kubelet = FakeKubelet(self.core, namespace)
-        self.rankers: list[LocalRanker] = []
-        self.operator: subprocess.Popen[bytes] | None = None
+        self.rankers: list[RankerProcess] = []
+        self.operator: OperatorProcess | None = None
         self.metrics_port = 0
 
     def helm(self, verb: str) -> None:
@@ -130,15 +132,15 @@ class Installed:
         database_url = self.secret("rankswap-db", "url")
         self.kubelet.start()
         for i in range(2):
-            ranker = LocalRanker(
-                name=f"{self.fullname}-ranker-{i}",
-                ip=next_pod_ip(),
-                work=self.work / f"pod-{i}",
+            ranker = pod_ranker(
+                f"{self.fullname}-ranker-{i}",
+                next_pod_ip(),
+                self.work / f"pod-{i}",
                 database_url=database_url,
                 allowed_roots=settings["RANKSWAP_ALLOWED_ROOTS"].split(","),
                 token=token,
                 workers=int(settings["RANKSWAP_WORKERS"]),
-                env={"RANKSWAP_WORKER_POLL_INTERVAL_S": "0.1"},
+                settings={"RANKSWAP_WORKER_POLL_INTERVAL_S": "0.1"},
             ).start()
             self.rankers.append(ranker)
             self.kubelet.add(ranker, template["metadata"]["labels"])
@@ -159,23 +161,14 @@ class Installed:
         kubeconfig = self.cluster.service_account_kubeconfig(
             self.namespace, f"{self.fullname}-operator", create=False
         )
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(kubeconfig),
-            **{e["name"]: e["value"] for e in container["env"] if "value" in e},
-        }
+        literal = {e["name"]: e["value"] for e in container["env"] if "value" in e}
         # The chart's metrics port, moved to a free one (many operators share this machine).
-        assert env["RANKSWAP_OPERATOR_METRICS_PORT"] == "9090"
+        assert literal["RANKSWAP_OPERATOR_METRICS_PORT"] == "9090"
         self.metrics_port = free_port()
-        env["RANKSWAP_OPERATOR_METRICS_PORT"] = str(self.metrics_port)
-        with (self.work / "operator.log").open("ab") as log:
-            self.operator = subprocess.Popen(
-                [sys.executable, "-m", "rankswap.cli", *args],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        literal["RANKSWAP_OPERATOR_METRICS_PORT"] = str(self.metrics_port)
+        self.operator = OperatorProcess(
+            args, kubeconfig, self.work / "operator.log", literal
+        ).start()
 
     def av(self) -> dict[str, Any]:
         obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
@@ -218,16 +211,19 @@ class Installed:
         except client.ApiException as exc:
             if exc.status != 404:  # not installed: the test failed before `helm install`
                 raise
-        deadline = time.monotonic() + 15
-        while (
-            time.monotonic() < deadline
-            and self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)[
-                "items"
-            ]
-        ):
-            time.sleep(0.2)
+        with contextlib.suppress(WaitTimeout):
+            wait_until(
+                lambda: (
+                    not self.custom.list_namespaced_custom_object(
+                        GROUP, VERSION, self.namespace, PLURAL
+                    )["items"]
+                ),
+                15,
+                0.2,
+                what="the operator removed its finalizer",
+            )
         if self.operator is not None:
-            stop_process(self.operator)
+            self.operator.stop(10)
         for obj in self.custom.list_namespaced_custom_object(
             GROUP, VERSION, self.namespace, PLURAL
         )["items"]:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from tests.integration.deploy.layout import MANIFESTS, SAMPLE, admin_port_peers, matches
 
-from rankswap.localkube import ControlPlane
+from rankswap_dev.localkube import ControlPlane
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -15,7 +15,7 @@ import yaml
 from tests.integration.deploy.layout import CHART, REPO
 from tests.integration.deploy.promql import exported_series_names, metric_names
 
-from rankswap.localkube import Cluster
+from rankswap_dev.localkube import Cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from rankswap.localkube import Cluster, KubectlError
+from rankswap_dev.localkube import Cluster, KubectlError
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 
-from rankswap.localkube import ControlPlane
+from rankswap_dev.localkube import ControlPlane
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from rankswap.localkube import Cluster, ControlPlane
+from rankswap_dev.localkube import Cluster, ControlPlane
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rankswap.localkube import Cluster, ControlPlane
+from rankswap_dev.localkube import Cluster, ControlPlane
 
 pytestmark = pytest.mark.integration
 

@@ -6,12 +6,11 @@ bound to the RBAC rules of manifests/operator/rbac.yaml, never as cluster admin.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,12 +22,14 @@ import pytest
 import yaml
 from kubernetes import client
 from tests.support.cluster import LoadGenerator
-from tests.support.services import free_port, stop_process
+from tests.support.services import free_port
 from tests.support.world import World
 
 from rankswap.artifacts import artifact_uri
-from rankswap.localkube import ControlPlane
-from rankswap.localkube.pods import FakeKubelet, LocalRanker, next_pod_ip
+from rankswap_dev.launch import OperatorProcess, RankerProcess, operator_args
+from rankswap_dev.localkube import ControlPlane
+from rankswap_dev.localkube.pods import FakeKubelet, next_pod_ip, pod_ranker
+from rankswap_dev.wait import WaitTimeout, wait_until
 
 REPO = Path(__file__).resolve().parents[3]
 CRD = REPO / "manifests" / "crd" / "artifactversions.rankswap.io.yaml"
@@ -80,24 +81,24 @@ class Harness:
     custom: client.CustomObjectsApi
     token: str
     kubelet: FakeKubelet
-    rankers: dict[str, LocalRanker] = field(default_factory=dict)
-    operator: subprocess.Popen[bytes] | None = None
+    rankers: dict[str, RankerProcess] = field(default_factory=dict)
+    operator: OperatorProcess | None = None
     operator_kubeconfig: Path | None = None
     loads: list[LoadGenerator] = field(default_factory=list)
 
     # pods ---------------------------------------------------------------------------------
     def add_pod(
         self, name: str, *, workers: int = 1, env: dict[str, str] | None = None
-    ) -> LocalRanker:
-        ranker = LocalRanker(
-            name=name,
-            ip=next_pod_ip(),
-            work=self.work / name,
+    ) -> RankerProcess:
+        ranker = pod_ranker(
+            name,
+            next_pod_ip(),
+            self.work / name,
             database_url=self.world.db_url,
             allowed_roots=self.world.roots,
             token=self.token,
             workers=workers,
-            env={"RANKSWAP_WORKER_POLL_INTERVAL_S": "0.1", **(env or {})},
+            settings={"RANKSWAP_WORKER_POLL_INTERVAL_S": "0.1", **(env or {})},
         ).start()
         self.rankers[name] = ranker
         self.kubelet.add(ranker, LABELS)
@@ -145,16 +146,19 @@ class Harness:
         timeout: float = 60,
         what: str = "",
     ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        obj: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            obj = self.get(name)
-            if predicate(obj):
-                return obj
-            time.sleep(0.2)
-        raise AssertionError(
-            f"{what or 'condition'} not reached in {timeout}s; status: {json.dumps(obj.get('status'), indent=1)[:3000]}"
-        )
+        last: dict[str, Any] = {}
+
+        def reached() -> dict[str, Any] | None:
+            nonlocal last
+            last = self.get(name)
+            return last if predicate(last) else None
+
+        try:
+            return wait_until(reached, timeout, 0.2, what=what or "condition")
+        except WaitTimeout as exc:
+            raise AssertionError(
+                f"{exc.what} not reached in {timeout}s; status: {json.dumps(last.get('status'), indent=1)[:3000]}"
+            ) from None
 
     def wait_ready_on(
         self, name: str, when: date, *, pods: int, timeout: float = 60
@@ -197,37 +201,22 @@ class Harness:
     # the operator -------------------------------------------------------------------------
     def start_operator(self) -> None:
         assert self.operator_kubeconfig is not None
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.operator_kubeconfig),
-            "RANKSWAP_OPERATOR_BUSY_INTERVAL_S": "0.3",
-            "RANKSWAP_OPERATOR_IDLE_INTERVAL_S": "3",
-            "RANKSWAP_OPERATOR_WATCH_SERVER_TIMEOUT_S": "30",
-        }
-        with (self.work / "operator.log").open("ab") as log:
-            self.operator = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "rankswap.cli",
-                    "--log-level",
-                    "INFO",
-                    "operator",
-                    "-n",
-                    self.namespace,
-                    "--liveness",
-                    f"http://127.0.0.1:{free_port()}/healthz",
-                ],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.operator = OperatorProcess(
+            operator_args(
+                self.namespace, f"http://127.0.0.1:{free_port()}/healthz", log_level="INFO"
+            ),
+            self.operator_kubeconfig,
+            self.work / "operator.log",
+            {
+                "RANKSWAP_OPERATOR_BUSY_INTERVAL_S": "0.3",
+                "RANKSWAP_OPERATOR_IDLE_INTERVAL_S": "3",
+                "RANKSWAP_OPERATOR_WATCH_SERVER_TIMEOUT_S": "30",
+            },
+        ).start()
 
     def kill_operator(self) -> None:
-        if self.operator is not None and self.operator.poll() is None:
+        if self.operator is not None:
             self.operator.kill()
-            self.operator.wait(10)
 
     def load(self) -> LoadGenerator:
         gen = LoadGenerator(self.kubelet.ready_pods, self.world.sample_requests).start()
@@ -280,14 +269,19 @@ def harness(
             h.custom.delete_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, obj["metadata"]["name"]
             )
-        deadline = time.monotonic() + 15
-        while (
-            time.monotonic() < deadline
-            and h.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
-        ):
-            time.sleep(0.2)
+        with contextlib.suppress(WaitTimeout):
+            wait_until(
+                lambda: (
+                    not h.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)[
+                        "items"
+                    ]
+                ),
+                15,
+                0.2,
+                what="the operator removed its finalizers",
+            )
         if h.operator is not None:
-            stop_process(h.operator)
+            h.operator.stop(10)
         for obj in h.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)[
             "items"
         ]:

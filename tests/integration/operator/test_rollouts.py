@@ -53,7 +53,7 @@ def test_promote_then_roll_back_to_a_warm_version(harness: Harness) -> None:
     h.apply(h.av_body("lineitems", d2))
     h.wait_ready_on("lineitems", d2, pods=3)
     for ranker in h.rankers.values():
-        warm = [b["model"]["version"] for b in ranker.admin_state()["warm"]]
+        warm = [b["model"]["version"] for b in ranker.state()["warm"]]
         assert h.world.versions[d1][0] in warm, "the previous bundle stays warm"
 
     done = rankswap_cli(h, "rollback", "lineitems", "-n", h.namespace, "--to", d1.isoformat())
@@ -218,7 +218,7 @@ def test_roll_back_to_a_version_no_longer_warm(harness: Harness) -> None:
     load = h.serving(2, d1, env={"RANKSWAP_WARM_BUNDLES": "0"})
     h.apply(h.av_body("lineitems", d2))
     h.wait_ready_on("lineitems", d2, pods=2)
-    assert all(r.admin_state()["warm"] == [] for r in h.rankers.values())
+    assert all(r.state()["warm"] == [] for r in h.rankers.values())
     h.apply(h.av_body("lineitems", d1))
     h.wait_ready_on("lineitems", d1, pods=2)
     load.stop()
@@ -235,5 +235,5 @@ def test_rollout_from_an_s3_store(harness: Harness, world_s3: Any) -> None:
     load.stop()
     assert load.failures == [], load.failures[:5]
     for ranker in h.rankers.values():
-        state = ranker.admin_state()
+        state = ranker.state()
         assert len(state["workers"]) == 2 and state["converged"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from rankswap.localkube import Cluster
+from rankswap_dev.localkube import Cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

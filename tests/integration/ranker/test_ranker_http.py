@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from tests.integration.ranker.conftest import TOKEN, RankerProcess
+from tests.integration.ranker.conftest import TOKEN, RankerPod
 from tests.unit.ranker.builders import product_db, publish_bundle
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -38,8 +38,8 @@ BODY: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def pod(
-    start_ranker: Callable[..., RankerProcess], tmp_path_factory: pytest.TempPathFactory
-) -> RankerProcess:
+    start_ranker: Callable[..., RankerPod], tmp_path_factory: pytest.TempPathFactory
+) -> RankerPod:
     work = tmp_path_factory.mktemp("http")
     root = (work / "store").resolve()
     root.mkdir()
@@ -58,7 +58,9 @@ def pod(
         body_timeout_s="1",
         keep_alive_timeout_s="1",
     )
-    proc.wait(lambda: httpx.get(f"{proc.public}/readyz", timeout=2).status_code == 200, 60, "ready")
+    proc.wait(
+        lambda: httpx.get(f"{proc.public_url}/readyz", timeout=2).status_code == 200, 60, "ready"
+    )
     return proc
 
 
@@ -86,8 +88,8 @@ def _response(raw: bytes) -> tuple[int, dict[str, str], dict[str, Any]]:
 
 
 @pytest.fixture
-def ports(pod: RankerProcess) -> dict[str, str]:
-    return {"public": pod.public, "admin": pod.admin}
+def ports(pod: RankerPod) -> dict[str, str]:
+    return {"public": pod.public_url, "admin": pod.admin_url}
 
 
 TARGETS = {"public": "POST /v1/rank", "admin": "PUT /admin/v1/bundle"}
@@ -106,8 +108,8 @@ def test_silent_connections_are_closed(ports: dict[str, str], port: str, sent: b
         assert _read_to_close(sock) == b""  # closed by the server, nothing answered
 
 
-def test_idle_keep_alive_connections_are_closed(pod: RankerProcess) -> None:
-    with _connect(pod.public) as sock:
+def test_idle_keep_alive_connections_are_closed(pod: RankerPod) -> None:
+    with _connect(pod.public_url) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         status, _, body = _response(_read_to_close(sock))
     assert (status, body) == (200, {"status": "ok"})
@@ -160,7 +162,7 @@ def test_a_body_that_stops_arriving_is_408(ports: dict[str, str], port: str) -> 
     assert body["error"] == "request_timeout"
 
 
-def test_the_pod_still_serves_after_all_that(pod: RankerProcess) -> None:
+def test_the_pod_still_serves_after_all_that(pod: RankerPod) -> None:
     r = pod.rank(BODY)
     assert r.status_code == 200, r.text
     assert len(r.json()["items"]) == 5

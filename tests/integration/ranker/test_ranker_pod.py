@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from tests.integration.ranker.conftest import TOKEN, WORKERS, RankerProcess
+from tests.integration.ranker.conftest import TOKEN, WORKERS, RankerPod
 from tests.unit.ranker.builders import (
     onnx_model,
     product_db,
@@ -60,9 +60,9 @@ def store(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) -> Store
 @pytest.fixture(scope="module")
 def pod(
     store: Store,
-    start_ranker: Callable[..., RankerProcess],
+    start_ranker: Callable[..., RankerPod],
     tmp_path_factory: pytest.TempPathFactory,
-) -> RankerProcess:
+) -> RankerPod:
     db_path = tmp_path_factory.mktemp("db") / "product.db"
     product_db(f"sqlite:///{db_path}", {"acme": 300, "empty": 0}).close()
     return start_ranker(
@@ -72,7 +72,7 @@ def pod(
     )
 
 
-def _ranked(pod: RankerProcess, n: int = 24) -> set[tuple[str, str]]:
+def _ranked(pod: RankerPod, n: int = 24) -> set[tuple[str, str]]:
     """(worker, bundle) pairs seen over ``n`` fresh connections."""
     seen = set()
     for _ in range(n):
@@ -83,36 +83,36 @@ def _ranked(pod: RankerProcess, n: int = 24) -> set[tuple[str, str]]:
     return seen
 
 
-def test_01_not_ready_and_503_before_the_first_bundle(pod: RankerProcess) -> None:
-    assert httpx.get(f"{pod.public}/readyz").status_code == 503
+def test_01_not_ready_and_503_before_the_first_bundle(pod: RankerPod) -> None:
+    assert httpx.get(f"{pod.public_url}/readyz").status_code == 503
     r = pod.rank(BODY)
     assert r.status_code == 503
     assert r.json()["error"] == "no_active_bundle"
-    assert httpx.get(f"{pod.public}/healthz").status_code == 200
+    assert httpx.get(f"{pod.public_url}/healthz").status_code == 200
 
 
-def test_02_admin_needs_the_bearer_token(pod: RankerProcess, store: Store) -> None:
-    url = f"{pod.admin}/admin/v1/state"
+def test_02_admin_needs_the_bearer_token(pod: RankerPod, store: Store) -> None:
+    url = f"{pod.admin_url}/admin/v1/state"
     assert httpx.get(url).status_code == 401
     assert httpx.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert httpx.get(url, headers={"Authorization": f"Basic {TOKEN}"}).status_code == 401
     body = {"model_uri": store.a.model_uri, "features_uri": store.a.features_uri}
-    r = httpx.put(f"{pod.admin}/admin/v1/bundle", json=body)
+    r = httpx.put(f"{pod.admin_url}/admin/v1/bundle", json=body)
     assert r.status_code == 401
     assert r.headers["www-authenticate"] == "Bearer"
     assert httpx.get(url, headers=pod.auth).status_code == 200
     # The admin API is not on the public port.
-    assert httpx.get(f"{pod.public}/admin/v1/state", headers=pod.auth).status_code == 404
+    assert httpx.get(f"{pod.public_url}/admin/v1/state", headers=pod.auth).status_code == 404
 
 
-def test_03_push_converges_every_worker(pod: RankerProcess, store: Store) -> None:
+def test_03_push_converges_every_worker(pod: RankerPod, store: Store) -> None:
     state = pod.push_and_settle(store.a.model_uri, store.a.features_uri)
     assert state["desired"]["status"] == "loaded", state
     assert state["converged"] and state["ready"]
     assert state["active"]["bundle_id"] == store.a.bundle_id
     assert len(state["workers"]) == WORKERS
     assert {w["active"]["bundle_id"] for w in state["workers"]} == {store.a.bundle_id}
-    assert httpx.get(f"{pod.public}/readyz").status_code == 200
+    assert httpx.get(f"{pod.public_url}/readyz").status_code == 200
     seen = _ranked(pod)
     assert {b for _, b in seen} == {store.a.bundle_id}
     r = pod.rank(BODY)
@@ -120,7 +120,7 @@ def test_03_push_converges_every_worker(pod: RankerProcess, store: Store) -> Non
     assert [i["id"] for i in r.json()["items"]] == [300, 299, 298, 297, 296]
 
 
-def test_04_swap_and_immediate_rollback_from_warm(pod: RankerProcess, store: Store) -> None:
+def test_04_swap_and_immediate_rollback_from_warm(pod: RankerPod, store: Store) -> None:
     state = pod.push_and_settle(store.b.model_uri, store.b.features_uri)
     assert state["active"]["bundle_id"] == store.b.bundle_id
     assert [w["bundle_id"] for w in state["warm"]] == [store.a.bundle_id]
@@ -129,13 +129,13 @@ def test_04_swap_and_immediate_rollback_from_warm(pod: RankerProcess, store: Sto
     state = pod.push_and_settle(store.a.model_uri, store.a.features_uri)
     assert state["active"]["bundle_id"] == store.a.bundle_id
     assert all(w["last_load"]["how"] == "warm" for w in state["workers"])
-    metrics = httpx.get(f"{pod.public}/metrics").text
+    metrics = httpx.get(f"{pod.public_url}/metrics").text
     assert f"rankswap_ranker_bundle_rollbacks_total {float(WORKERS)}" in metrics
     assert f'bundle_id="{store.a.bundle_id}"' in metrics
 
 
 def test_04b_requests_during_swaps_all_succeed_with_one_bundle_each(
-    pod: RankerProcess, store: Store
+    pod: RankerPod, store: Store
 ) -> None:
     import threading
 
@@ -145,7 +145,7 @@ def test_04b_requests_during_swaps_all_succeed_with_one_bundle_each(
     def load() -> None:
         with httpx.Client(timeout=10) as client:
             while not stop.is_set():
-                answers.append(client.post(f"{pod.public}/v1/rank", json=BODY))
+                answers.append(client.post(f"{pod.public_url}/v1/rank", json=BODY))
 
     thread = threading.Thread(target=load)
     thread.start()
@@ -169,7 +169,7 @@ def test_04b_requests_during_swaps_all_succeed_with_one_bundle_each(
     "case", ["corrupt-model", "checksum", "schema", "missing-path", "wrong-width"]
 )
 def test_05_bad_bundles_are_refused_and_the_active_one_keeps_serving(
-    pod: RankerProcess, store: Store, case: str
+    pod: RankerPod, store: Store, case: str
 ) -> None:
     before = pod.state()["active"]["bundle_id"]
     work = store.work / f"bad-{case}"
@@ -207,12 +207,12 @@ def test_05_bad_bundles_are_refused_and_the_active_one_keeps_serving(
         assert state["last_error"]["file"] == "model.onnx"
     assert state["active"]["bundle_id"] == before
     assert {b for _, b in _ranked(pod, 6)} == {before}
-    metrics = httpx.get(f"{pod.public}/metrics").text
+    metrics = httpx.get(f"{pod.public_url}/metrics").text
     assert "rankswap_ranker_bundle_load_failures_total{" in metrics
 
 
 def test_06_uris_outside_the_allowed_roots_are_400(
-    pod: RankerProcess, store: Store, tmp_path: Path
+    pod: RankerPod, store: Store, tmp_path: Path
 ) -> None:
     outside = (tmp_path / "models" / "ranker" / "2026-11-20").as_uri()
     r = pod.push(outside, store.a.features_uri)
@@ -227,14 +227,14 @@ def test_06_uris_outside_the_allowed_roots_are_400(
     assert "features_uri" in r.json()["message"]
 
 
-def test_07_bundle_from_s3(pod: RankerProcess, store: Store) -> None:
+def test_07_bundle_from_s3(pod: RankerPod, store: Store) -> None:
     state = pod.push_and_settle(store.s3.model_uri, store.s3.features_uri)
     assert state["desired"]["status"] == "loaded", state
     assert state["active"]["bundle_id"] == store.s3.bundle_id
     assert {b for _, b in _ranked(pod, 8)} == {store.s3.bundle_id}
 
 
-def test_08_refresher_follows_latest(pod: RankerProcess, store: Store) -> None:
+def test_08_refresher_follows_latest(pod: RankerPod, store: Store) -> None:
     s3 = store.s3
     state = pod.push_and_settle(s3.latest_model_uri, s3.latest_features_uri)
     assert state["active"]["bundle_id"] == s3.bundle_id
@@ -256,7 +256,7 @@ def test_08_refresher_follows_latest(pod: RankerProcess, store: Store) -> None:
     assert state["refresher"]["following"] == [s3.latest_model_uri, s3.latest_features_uri]
 
 
-def test_09_malformed_rank_requests(pod: RankerProcess) -> None:
+def test_09_malformed_rank_requests(pod: RankerPod) -> None:
     for body, field in [
         ({"context": BODY["context"]}, "tenant_id"),
         ({**BODY, "top_k": 1000}, "top_k"),
@@ -271,7 +271,7 @@ def test_09_malformed_rank_requests(pod: RankerProcess) -> None:
     assert r.status_code == 200 and r.json()["items"] == []
 
 
-def test_10_a_dead_worker_is_replaced_and_converges(pod: RankerProcess) -> None:
+def test_10_a_dead_worker_is_replaced_and_converges(pod: RankerPod) -> None:
     import os
     import signal
 
@@ -283,13 +283,13 @@ def test_10_a_dead_worker_is_replaced_and_converges(pod: RankerProcess) -> None:
         90,
         "worker 1 replaced",
     )
-    assert httpx.get(f"{pod.public}/readyz").status_code == 200
-    text = httpx.get(f"{pod.public}/metrics").text
+    assert httpx.get(f"{pod.public_url}/readyz").status_code == 200
+    text = httpx.get(f"{pod.public_url}/metrics").text
     active_lines = [x for x in text.splitlines() if x.startswith("rankswap_ranker_active_bundle{")]
     assert any(x.endswith(f" {float(WORKERS)}") for x in active_lines), active_lines
 
 
-def test_11_the_pod_stays_ready_and_serving_while_a_worker_restarts(pod: RankerProcess) -> None:
+def test_11_the_pod_stays_ready_and_serving_while_a_worker_restarts(pod: RankerPod) -> None:
     """Readiness is "at least one worker serves the pod's bundle"; `converged` stays strict."""
     import os
     import signal
@@ -299,7 +299,7 @@ def test_11_the_pod_stays_ready_and_serving_while_a_worker_restarts(pod: RankerP
     window = []  # states seen while the replacement was not serving yet
 
     def replaced() -> bool:
-        ready = httpx.get(f"{pod.public}/readyz", timeout=5)
+        ready = httpx.get(f"{pod.public_url}/readyz", timeout=5)
         assert ready.status_code == 200, ready.text
         r = pod.rank(BODY)
         assert r.status_code == 200, r.text
@@ -321,7 +321,7 @@ def test_11_the_pod_stays_ready_and_serving_while_a_worker_restarts(pod: RankerP
 
 def test_12_a_replaced_or_removed_sqlite_file_is_followed_by_every_worker(
     store: Store,
-    start_ranker: Callable[..., RankerProcess],
+    start_ranker: Callable[..., RankerPod],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """A restore from backup (`mv` of a new file) is served at once by every worker; a missing
@@ -338,7 +338,7 @@ def test_12_a_replaced_or_removed_sqlite_file_is_followed_by_every_worker(
         model_uri=store.a.model_uri,
         features_uri=store.a.features_uri,
     )
-    own.wait(lambda: httpx.get(f"{own.public}/readyz").status_code == 200, 60, "ready")
+    own.wait(lambda: httpx.get(f"{own.public_url}/readyz").status_code == 200, 60, "ready")
     own.wait(lambda: own.state()["converged"], 60, "every worker serves")
 
     def answers() -> dict[int, set[tuple[int, Any]]]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.integration.ranker.conftest import RankerProcess
+from tests.integration.ranker.conftest import RankerPod
 from tests.support.services import PostgresServer, postgres_server
 from tests.unit.ranker.builders import product_db, publish_bundle
 
@@ -54,7 +54,7 @@ def _pg_start(server: PostgresServer) -> None:
 
 def test_database_down_is_503_and_the_pod_recovers(
     own_postgres: PostgresServer,
-    start_ranker: Callable[..., RankerProcess],
+    start_ranker: Callable[..., RankerPod],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     url = own_postgres.url
@@ -70,7 +70,7 @@ def test_database_down_is_503_and_the_pod_recovers(
         model_uri=pub.model_uri,
         features_uri=pub.features_uri,
     )
-    pod.wait(lambda: httpx.get(f"{pod.public}/readyz").status_code == 200, 60, "ready")
+    pod.wait(lambda: httpx.get(f"{pod.public_url}/readyz").status_code == 200, 60, "ready")
     r = pod.rank(BODY)
     assert r.status_code == 200, r.text
     assert len(r.json()["items"]) == 5
@@ -93,8 +93,8 @@ def test_database_down_is_503_and_the_pod_recovers(
         assert r.status_code == 503, r.text
         assert r.json()["error"] == "database_unavailable"
         assert "unavailable" in r.json()["message"]
-    assert httpx.get(f"{pod.public}/healthz").status_code == 200
-    assert pod.proc.poll() is None
+    assert httpx.get(f"{pod.public_url}/healthz").status_code == 200
+    assert pod.proc is not None and pod.proc.poll() is None
 
     _pg_start(own_postgres)
     pod.wait(lambda: all(pod.rank(BODY).status_code == 200 for _ in range(4)), 60, "DB recovered")

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from tests.unit.ranker.builders import Published, publish_bundle
 
 from rankswap.artifacts import parse_uri, read_manifest
+from rankswap_dev.wait import wait_until
 from rankswap_ranker import bundle as bundles
 from rankswap_ranker.cache import CacheKeeper
 from rankswap_ranker.convergence import PodView, RunDir, WorkerSync
@@ -212,11 +213,7 @@ def test_loader_nice_and_poll_thread_start_and_stop(pod: Pod, published: Publish
     try:
         pod.coordinator.request(published.model_uri, published.features_uri, "admin")
         pod.coordinator.process_pending()
-        import time
-
-        deadline = time.monotonic() + 20
-        while sync.registry.active is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: sync.registry.active is not None, 20, 0.05, what="a bundle active")
         assert sync.registry.active is not None
     finally:
         sync.stop()

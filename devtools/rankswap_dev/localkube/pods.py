@@ -1,6 +1,6 @@
 """Ranker pods as local processes, for the demo and the tests (no kubelet, no containers).
 
-A Pod object is created in the API server, and a :class:`LocalRanker` process (``rankswap
+A Pod object is created in the API server, and a ranker process (:func:`pod_ranker`, ``rankswap
 serve``) listens on the pod's own loopback address 127.0.0.N. :class:`FakeKubelet` plays the
 kubelet's part: it writes ``podIP`` and ``phase`` into the Pod's status and keeps its ``Ready``
 condition equal to the process's ``/readyz`` (what a readiness probe would do). The operator
@@ -10,18 +10,15 @@ then reaches the process exactly as it reaches a pod IP in a real cluster.
 from __future__ import annotations
 
 import itertools
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from rankswap_dev.launch import RankerProcess
 
 PUBLIC_PORT = 18080
 ADMIN_PORT = 18081
@@ -34,101 +31,34 @@ def next_pod_ip() -> str:
     return f"127.0.{n // 250}.{n % 250 + 2}"
 
 
-@dataclass
-class LocalRanker:
-    """One ``rankswap serve`` process on its own loopback address: a ranker pod's container."""
-
-    name: str
-    ip: str
-    work: Path
-    database_url: str
-    allowed_roots: list[str]
-    token: str
-    workers: int = 1
-    env: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def public_url(self) -> str:
-        return f"http://{self.ip}:{PUBLIC_PORT}"
-
-    @property
-    def admin_url(self) -> str:
-        return f"http://{self.ip}:{ADMIN_PORT}"
-
-    @property
-    def log(self) -> Path:
-        return self.work / f"{self.name}.log"
-
-    def start(self, *, timeout: float = 60) -> LocalRanker:
-        self.work.mkdir(parents=True, exist_ok=True)
-        token_file = self.work / "admin-token"
-        token_file.write_text(self.token)
-        env = {
-            **os.environ,
-            "RANKSWAP_PUBLIC_HOST": self.ip,
-            "RANKSWAP_PUBLIC_PORT": str(PUBLIC_PORT),
-            "RANKSWAP_ADMIN_HOST": self.ip,
-            "RANKSWAP_ADMIN_PORT": str(ADMIN_PORT),
-            "RANKSWAP_WORKERS": str(self.workers),
-            "RANKSWAP_DATABASE_URL": self.database_url,
-            "RANKSWAP_ALLOWED_ROOTS": ",".join(self.allowed_roots),
-            "RANKSWAP_RUN_DIR": str(self.work / "run"),
-            "RANKSWAP_CACHE_DIR": str(self.work / "cache"),
-            "RANKSWAP_ADMIN_TOKEN_FILE": str(token_file),
-            **self.env,
-        }
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "rankswap.cli", "serve"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"ranker {self.name} exited with {self.proc.returncode}; see {self.log}"
-                )
-            try:
-                if httpx.get(f"{self.public_url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(
-            f"ranker {self.name} did not answer /healthz within {timeout:.0f}s; see {self.log}"
-        )
-
-    def admin_state(self) -> dict[str, Any]:
-        response = httpx.get(
-            f"{self.admin_url}/admin/v1/state",
-            headers={"Authorization": f"Bearer {self.token}"},
-            timeout=3,
-        )
-        response.raise_for_status()
-        doc: dict[str, Any] = response.json()
-        return doc
-
-    def kill(self) -> None:
-        """Like a container being OOM-killed: SIGKILL to the whole process group."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self, timeout: float = 15) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+def pod_ranker(
+    name: str,
+    ip: str,
+    work: Path,
+    *,
+    database_url: str,
+    allowed_roots: list[str],
+    token: str,
+    workers: int = 1,
+    settings: dict[str, str] | None = None,
+) -> RankerProcess:
+    """A ranker pod's container: ``rankswap serve`` on the pod's own address ``ip`` and the
+    pod ports of the manifests (call ``.start()``)."""
+    return RankerProcess(
+        work,
+        token,
+        name=name,
+        host=ip,
+        public_port=PUBLIC_PORT,
+        admin_port=ADMIN_PORT,
+        workers=workers,
+        settings={
+            "RANKSWAP_DATABASE_URL": database_url,
+            "RANKSWAP_ALLOWED_ROOTS": ",".join(allowed_roots),
+            "RANKSWAP_CACHE_DIR": str(work / "cache"),
+            **(settings or {}),
+        },
+    )
 
 
 def _now() -> str:
@@ -179,16 +109,18 @@ class FakeKubelet:
 
     core: Any
     namespace: str
-    pods: dict[str, LocalRanker] = field(default_factory=dict)
+    pods: dict[str, RankerProcess] = field(default_factory=dict)
     probe_interval_s: float = 0.3
     _ready: dict[str, bool] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, ranker: LocalRanker, labels: dict[str, str]) -> None:
+    def add(self, ranker: RankerProcess, labels: dict[str, str]) -> None:
         create_pod(self.core, self.namespace, ranker.name, labels)
-        set_pod_status(self.core, self.namespace, ranker.name, ranker.ip, running=True, ready=False)
+        set_pod_status(
+            self.core, self.namespace, ranker.name, ranker.host, running=True, ready=False
+        )
         with self._lock:
             self.pods[ranker.name] = ranker
             self._ready[ranker.name] = False
@@ -199,7 +131,7 @@ class FakeKubelet:
             self._ready.pop(name, None)
         self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)
 
-    def ready_pods(self) -> list[LocalRanker]:
+    def ready_pods(self) -> list[RankerProcess]:
         with self._lock:
             return [self.pods[n] for n, r in self._ready.items() if r]
 
@@ -213,7 +145,7 @@ class FakeKubelet:
                 ready = False
             if ready != self._ready.get(name):
                 set_pod_status(
-                    self.core, self.namespace, name, ranker.ip, running=True, ready=ready
+                    self.core, self.namespace, name, ranker.host, running=True, ready=ready
                 )
                 with self._lock:
                     if name in self._ready:

@@ -7,7 +7,7 @@ local processes) and times, for 3 and for 10 pods:
 * a rollback to the previous bundle, still warm in every worker (a pointer swap),
 * a promotion back to a warm bundle.
 
-``python -m rankswap_operator.bench [--work DIR] [--repeat N]``; results go to docs/BENCHMARKS.md.
+``python -m rankswap_dev.bench_rollout [--work DIR] [--repeat N]``; results go to docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from rankswap.artifacts import artifact_uri, read_manifest
-from rankswap.localkube.stack import LocalStack
 from rankswap.productdb import ProductDB
+from rankswap_dev.localkube.stack import LocalStack
 
 AV = "bench"
 
@@ -59,7 +59,7 @@ def timed_apply(stack: LocalStack, when: date, pods: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m rankswap_operator.bench", description=__doc__.split("\n")[0]
+        prog="python -m rankswap_dev.bench_rollout", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--work", type=Path, default=Path("work/bench-rollout"))
     parser.add_argument("--repeat", type=int, default=3)

@@ -13,7 +13,7 @@ import numpy as np
 from rankswap import featurespec as fs
 from rankswap.artifacts import artifact_uri, publish_artifact
 from rankswap.productdb import ProductDB
-from rankswap_ranker.bench.model import tree_model
+from rankswap_dev.bench_ranker.model import tree_model
 
 AS_OF = date(2026, 11, 20)
 TENANT_SIZES = {"t100": 100, "t1000": 1000, "t5000": 5000}

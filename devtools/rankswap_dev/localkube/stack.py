@@ -2,24 +2,24 @@
 
 Used by ``make demo`` and the rollout benchmark. The operator runs as its ServiceAccount with
 the RBAC of manifests/operator/rbac.yaml (never as cluster admin); ranker pods are Pod objects
-whose containers are local ``rankswap serve`` processes (see :mod:`rankswap.localkube.pods`).
+whose containers are local ``rankswap serve`` processes (see :mod:`rankswap_dev.localkube.pods`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from rankswap.artifacts import artifact_uri, read_manifest
-from rankswap.localkube import ControlPlane, ensure_binaries
-from rankswap.localkube.pods import FakeKubelet, LocalRanker, next_pod_ip
+from rankswap_dev.launch import OperatorProcess, RankerProcess, operator_args
+from rankswap_dev.localkube import ControlPlane, ensure_binaries
+from rankswap_dev.localkube.pods import FakeKubelet, next_pod_ip, pod_ranker
+from rankswap_dev.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[3]
 NAMESPACE, OPERATOR_NAMESPACE = "rankswap", "rankswap-system"
@@ -34,9 +34,9 @@ class LocalStack:
         self.store = store
         self.plane = ControlPlane(work / "kube", bin_dir=ensure_binaries(quiet=True))
         self.token = secrets.token_hex(16)
-        self.rankers: list[LocalRanker] = []
+        self.rankers: list[RankerProcess] = []
         self.kubelet: FakeKubelet | None = None
-        self.operator: subprocess.Popen[bytes] | None = None
+        self.operator: OperatorProcess | None = None
         self._api: Any = None
 
     def __enter__(self) -> LocalStack:
@@ -79,26 +79,22 @@ class LocalStack:
         kubeconfig = self.plane.service_account_kubeconfig(
             OPERATOR_NAMESPACE, "rankswap-operator", create=False
         )
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(kubeconfig),
-            "RANKSWAP_OPERATOR_BUSY_INTERVAL_S": "0.3",
-        }
-        with (self.work / "operator.log").open("ab") as log:
-            self.operator = subprocess.Popen(
-                [sys.executable, "-m", "rankswap.cli", "operator", "-n", NAMESPACE, "--liveness", "http://127.0.0.1:0/healthz"],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+        self.operator = OperatorProcess(
+            operator_args(NAMESPACE, "http://127.0.0.1:0/healthz"),
+            kubeconfig,
+            self.work / "operator.log",
+            {"RANKSWAP_OPERATOR_BUSY_INTERVAL_S": "0.3"},
+        ).start()
 
-    def add_ranker(self, name: str, *, workers: int = 1) -> LocalRanker:
+    def add_ranker(self, name: str, *, workers: int = 1) -> RankerProcess:
         assert self.kubelet is not None, "start() first"
-        ranker = LocalRanker(
+        ranker = pod_ranker(
             name,
             next_pod_ip(),
             self.work / name,
-            self.database_url,
-            [self.store],
-            self.token,
+            database_url=self.database_url,
+            allowed_roots=[self.store],
+            token=self.token,
             workers=workers,
         ).start()
         self.rankers.append(ranker)
@@ -149,25 +145,22 @@ class LocalStack:
         self, name: str, model_version: str, *, pods: int, timeout: float = 120
     ) -> float:
         start = time.monotonic()
-        while time.monotonic() - start < timeout:
-            if self.serving(name, model_version, pods=pods):
-                return time.monotonic() - start
-            time.sleep(0.05)
-        raise TimeoutError(
-            f"{name}: {pods} pods not on {model_version} within {timeout:.0f}s: {self.status(name)}"
+        wait_until(
+            lambda: self.serving(name, model_version, pods=pods),
+            timeout,
+            0.05,
+            what=f"{name}: {pods} pods on {model_version}",
+            detail=lambda: f"status: {self.status(name)}",
         )
+        return time.monotonic() - start
 
     def stop(self) -> None:
         if self.kubelet is not None:
             self.kubelet.stop()
         for ranker in self.rankers:
             ranker.stop()
-        if self.operator is not None and self.operator.poll() is None:
-            self.operator.terminate()
-            try:
-                self.operator.wait(15)
-            except subprocess.TimeoutExpired:
-                self.operator.kill()
+        if self.operator is not None:
+            self.operator.stop(15)
         if self._api is not None:
             self._api.close()
         self.plane.stop()

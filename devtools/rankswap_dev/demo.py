@@ -29,11 +29,12 @@ from typing import Any
 import httpx
 
 from rankswap.artifacts import artifact_uri, fetch_artifact, read_manifest
-from rankswap.localkube.pods import LocalRanker
-from rankswap.localkube.stack import NAMESPACE as NS
-from rankswap.localkube.stack import OPERATOR_NAMESPACE as OPERATOR_NS
-from rankswap.localkube.stack import LocalStack
 from rankswap.productdb import ProductDB
+from rankswap_dev.launch import RankerProcess
+from rankswap_dev.localkube.stack import NAMESPACE as NS
+from rankswap_dev.localkube.stack import OPERATOR_NAMESPACE as OPERATOR_NS
+from rankswap_dev.localkube.stack import LocalStack
+from rankswap_dev.wait import WaitTimeout, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 AV = "lineitems"
@@ -57,12 +58,13 @@ def run(*args: str, env: dict[str, str] | None = None, quiet: bool = False) -> s
 
 
 def wait(what: str, check: Callable[[], bool], timeout: float = 90) -> float:
+    """Seconds until ``check()`` holds; the demo stops with a message if it does not."""
     start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if check():
-            return time.monotonic() - start
-        time.sleep(0.2)
-    raise SystemExit(f"demo: {what} did not happen within {timeout:.0f}s")
+    try:
+        wait_until(check, timeout, 0.2, what=what)
+    except WaitTimeout as exc:
+        raise SystemExit(f"demo: {exc}") from None
+    return time.monotonic() - start
 
 
 def main() -> int:
@@ -223,7 +225,9 @@ def sample_request(db: ProductDB, when: date) -> dict[str, Any]:
     }
 
 
-def show_ranking(ranker: LocalRanker, request: dict[str, Any], *, limit: int = 5) -> dict[str, Any]:
+def show_ranking(
+    ranker: RankerProcess, request: dict[str, Any], *, limit: int = 5
+) -> dict[str, Any]:
     response = httpx.post(f"{ranker.public_url}/v1/rank", json=request, timeout=10)
     response.raise_for_status()
     doc: dict[str, Any] = response.json()
@@ -259,7 +263,9 @@ def watch_rollout(
 ) -> None:
     last = ""
     start = time.monotonic()
-    while time.monotonic() - start < 120:
+
+    def progress() -> bool:
+        nonlocal last
         out = kubectl("get", "av", AV, "-n", NS, "-o", "json").stdout
         st = json.loads(out).get("status") or {}
         progressing: dict[str, Any] = next(
@@ -273,10 +279,12 @@ def watch_rollout(
         if line.split(maxsplit=1)[1] != last:
             print(line)
             last = line.split(maxsplit=1)[1]
-        if done():
-            return
-        time.sleep(0.3)
-    raise SystemExit("demo: the promotion did not finish within 120s")
+        return done()
+
+    try:
+        wait_until(progress, 120, 0.3, what="the promotion")
+    except WaitTimeout as exc:
+        raise SystemExit(f"demo: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ def tools_script() -> Path:
     override = os.environ.get("RANKSWAP_KUBE_TOOLS_SCRIPT")
     if override:
         return Path(override)
-    # core/rankswap/localkube/_binaries.py -> repository root
+    # devtools/rankswap_dev/localkube/_binaries.py -> repository root
     return Path(__file__).resolve().parents[3] / "scripts" / "kube-tools.sh"
 
 

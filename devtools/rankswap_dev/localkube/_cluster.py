@@ -71,7 +71,7 @@ def write_kubeconfig(path: Path, config: Mapping[str, Any]) -> Path:
 class Cluster:
     """A Kubernetes API server reachable through a kubeconfig file.
 
-    ``is_local`` is True for a :class:`~rankswap.localkube.ControlPlane` started by this
+    ``is_local`` is True for a :class:`~rankswap_dev.localkube.ControlPlane` started by this
     process (fake pods, certificate identities and free ports are then allowed), False for an
     existing cluster given explicitly by the user.
     """

@@ -1,7 +1,7 @@
-"""``python -m rankswap.localkube up|down|status|binaries`` - a detached local control plane.
+"""``python -m rankswap_dev.localkube up|down|status|binaries`` - a detached local control plane.
 
 ``up`` prints ``export KUBECONFIG=...`` on stdout (everything else goes to stderr), so
-``eval "$(python -m rankswap.localkube up)"`` points the shell at it.
+``eval "$(python -m rankswap_dev.localkube up)"`` points the shell at it.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def _up(args: argparse.Namespace) -> int:
     )
     print(f"export KUBECONFIG={args.kubeconfig or plane.kubeconfig}", flush=True)
     if not args.foreground:
-        _say("stop it with: python -m rankswap.localkube down")
+        _say("stop it with: python -m rankswap_dev.localkube down")
         return 0
     _say("running in the foreground; Ctrl-C stops it")
     stop = threading.Event()
@@ -104,7 +104,7 @@ def _binaries(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rankswap.localkube", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m rankswap_dev.localkube", description=__doc__)
     parser.add_argument(
         "--dir",
         type=Path,

@@ -1,4 +1,4 @@
-"""A small HTTP/1.1 load generator, run as its own process: ``python -m rankswap_ranker.bench.loadgen``.
+"""A small HTTP/1.1 load generator, run as its own process: ``python -m rankswap_dev.bench_ranker.loadgen``.
 
 Keep-alive connections on raw asyncio streams (uvloop), so the client costs far less CPU than
 the server it measures. Closed loop (``--rate 0``: each connection sends as soon as it has its

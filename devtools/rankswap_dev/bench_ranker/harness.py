@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +14,9 @@ from typing import Any
 import httpx
 import numpy as np
 import psutil
+
+from rankswap_dev.launch import RankerProcess
+from rankswap_dev.wait import wait_until
 
 TOKEN = "bench-token"
 
@@ -66,89 +66,39 @@ def ranker_pod(
     features_uri: str,
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[Pod]:
-    work.mkdir(parents=True, exist_ok=True)
-    token = work / "token"
-    token.write_text(TOKEN)
-    run_dir = work / "run"
-    cache_dir = work / "cache"
-    env = {
-        **os.environ,
-        "RANKSWAP_PUBLIC_HOST": "127.0.0.1",
-        "RANKSWAP_PUBLIC_PORT": "0",
-        "RANKSWAP_ADMIN_HOST": "127.0.0.1",
-        "RANKSWAP_ADMIN_PORT": "0",
-        "RANKSWAP_WORKERS": str(workers),
-        "RANKSWAP_DATABASE_URL": database_url,
-        "RANKSWAP_ALLOWED_ROOTS": root.as_uri(),
-        "RANKSWAP_MODEL_URI": model_uri,
-        "RANKSWAP_FEATURES_URI": features_uri,
-        "RANKSWAP_RUN_DIR": str(run_dir),
-        "RANKSWAP_CACHE_DIR": str(cache_dir),
-        "RANKSWAP_ADMIN_TOKEN_FILE": str(token),
-        "RANKSWAP_LOG_LEVEL": "WARNING",
-        **(extra_env or {}),
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    (run_dir / "ports.json").unlink(missing_ok=True)
-    log = (work / "ranker.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rankswap.cli", "serve"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    """A ranker process (the shared launcher, ports chosen by the kernel), converged on the
+    bundle given."""
+    ranker = RankerProcess(
+        work,
+        TOKEN,
+        workers=workers,
+        settings={
+            "RANKSWAP_DATABASE_URL": database_url,
+            "RANKSWAP_ALLOWED_ROOTS": root.as_uri(),
+            "RANKSWAP_MODEL_URI": model_uri,
+            "RANKSWAP_FEATURES_URI": features_uri,
+            "RANKSWAP_CACHE_DIR": str(work / "cache"),
+            "RANKSWAP_LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
+        },
     )
     try:
-        ports = _wait_ports(run_dir / "ports.json", proc, 90)
-        pod = Pod(
-            proc,
-            f"http://127.0.0.1:{ports['public']}",
-            f"http://127.0.0.1:{ports['admin']}",
-            run_dir,
-            cache_dir,
-        )
+        ranker.start(timeout=90)
+        assert ranker.proc is not None
+        pod = Pod(ranker.proc, ranker.public_url, ranker.admin_url, ranker.run_dir, work / "cache")
         try:
-            wait_until(lambda: _converged(pod), 180, "pod ready")
+            wait_until(lambda: _converged(pod), 180, 0.2, what="pod ready")
             yield pod
         finally:
             pod.client.close()
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        log.close()
+        ranker.stop(30)
 
 
 def _converged(pod: Pod) -> bool:
     with contextlib.suppress(httpx.HTTPError):
         return bool(pod.state()["converged"])
     return False
-
-
-def _wait_ports(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> dict[str, int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"ranker exited with {proc.returncode}")
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            doc = json.loads(path.read_text())
-            if doc.get("pid") == proc.pid:
-                return {k: int(v) for k, v in doc.items()}
-        time.sleep(0.1)
-    raise TimeoutError("ranker did not bind its ports")
-
-
-def wait_until(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"{what}: not reached in {timeout}s")
 
 
 def loadgen(
@@ -159,7 +109,7 @@ def loadgen(
         [
             sys.executable,
             "-m",
-            "rankswap_ranker.bench.loadgen",
+            "rankswap_dev.bench_ranker.loadgen",
             "--url",
             url,
             "--body",

@@ -3,7 +3,7 @@ kube-controller-manager, kube-scheduler, containerd (+ runc, CNI bridge), kubele
 
 Pods are real containers started by kubelet from images imported into containerd. Everything
 runs inside a network namespace of its own, joined to this machine by one veth link
-(:mod:`rankswap.localkube._nodeconfig`), so pod and Service addresses exist nowhere else. Needs
+(:mod:`rankswap_dev.localkube._nodeconfig`), so pod and Service addresses exist nowhere else. Needs
 root (network namespaces, mounts, cgroups). See docs/NODE.md.
 
 >>> with NodeCluster(images=[archive]) as node:          # doctest: +SKIP

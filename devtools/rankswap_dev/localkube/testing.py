@@ -1,14 +1,14 @@
 """pytest fixtures over a real API server: import them into a conftest.py.
 
-    from rankswap.localkube.testing import (  # noqa: F401
+    from rankswap_dev.localkube.testing import (  # noqa: F401
         control_plane, kube_api, local_control_plane, namespace, prepare_kube_binaries,
     )
 
     def pytest_collection_finish(session):
         prepare_kube_binaries(session)
 
-* ``control_plane`` (session): a :class:`~rankswap.localkube.Cluster`. By default a local
-  :class:`~rankswap.localkube.ControlPlane` (etcd + kube-apiserver) started once per session
+* ``control_plane`` (session): a :class:`~rankswap_dev.localkube.Cluster`. By default a local
+  :class:`~rankswap_dev.localkube.ControlPlane` (etcd + kube-apiserver) started once per session
   in pytest's temporary directory (logs kept there on failure). With
   ``RANKSWAP_TEST_KUBECONFIG=/path/to/kubeconfig`` (explicit mode) an existing cluster is used
   instead and nothing is started. ``KUBECONFIG`` alone is deliberately ignored, so that a shell

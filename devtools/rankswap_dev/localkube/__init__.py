@@ -10,7 +10,7 @@ Public API:
 * :class:`ExistingCluster` - the same interface over a kubeconfig the user gave explicitly.
 * :func:`ensure_binaries` - builds/unpacks kube-apiserver, etcd, kubectl, helm via
   scripts/kube-tools.sh (cached; honours ``KUBEBUILDER_ASSETS``).
-* :func:`default_run_dir`, :func:`stop_from_state` - what ``python -m rankswap.localkube
+* :func:`default_run_dir`, :func:`stop_from_state` - what ``python -m rankswap_dev.localkube
   up/down`` uses.
 """
 

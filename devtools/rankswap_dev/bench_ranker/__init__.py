@@ -1,4 +1,4 @@
-"""Benchmarks of the ranker: ``python -m rankswap_ranker.bench`` (``make bench``).
+"""Benchmarks of the ranker: ``python -m rankswap_dev.bench_ranker`` (``make bench``).
 
 See docs/BENCHMARKS.md for what each section measures and the numbers of the last full run.
 """

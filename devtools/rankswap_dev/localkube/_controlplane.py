@@ -24,6 +24,8 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Protocol
 
+from rankswap_dev.wait import WaitTimeout, wait_until
+
 from ._binaries import ensure_binaries
 from ._certs import Pki, generate_pki
 from ._cluster import Cluster, kubeconfig_dict, write_kubeconfig
@@ -115,11 +117,9 @@ def kill_process_group(pid: int, *, grace: float = STOP_GRACE_SECONDS) -> None:
             os.killpg(pid, sig)
         except ProcessLookupError:
             return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not _alive(pid):
-                return
-            time.sleep(0.05)
+        with contextlib.suppress(WaitTimeout):
+            wait_until(lambda: not _alive(pid), wait, 0.05, what=f"process group {pid} gone")
+            return
 
 
 # -- cleanup registry: atexit + SIGTERM/SIGHUP --------------------------------------------------
@@ -187,7 +187,7 @@ class ControlPlane(Cluster):
     ``kubeconfig``, per-identity kubeconfigs under ``users/`` and ``state.json``. A temporary
     directory is used (and removed by :meth:`stop`) when none is given.
 
-    ``detached=True`` is for ``python -m rankswap.localkube up``: the processes outlive this
+    ``detached=True`` is for ``python -m rankswap_dev.localkube up``: the processes outlive this
     Python process and are stopped later from ``state.json`` (:func:`stop_from_state`).
     Otherwise they die with it: :meth:`stop` on exit, on SIGTERM/SIGHUP, and
     ``PR_SET_PDEATHSIG`` if this process is killed outright.
@@ -320,8 +320,7 @@ class ControlPlane(Cluster):
         return proc
 
     def _await(self, proc: _Proc, ready: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        while True:
+        def started() -> bool:
             assert proc.popen is not None
             code = proc.popen.poll()
             if code is not None:
@@ -331,14 +330,15 @@ class ControlPlane(Cluster):
                 raise ControlPlaneError(
                     f"{proc.name} exited with code {code} while starting; log: {proc.log}\n{tail}"
                 )
-            if ready():
-                return
-            if time.monotonic() > deadline:
-                raise ControlPlaneError(
-                    f"{what} not ready after {self.start_timeout:.0f} s; log: {proc.log}\n"
-                    f"{_tail(proc.log)}"
-                )
-            time.sleep(0.25)
+            return ready()
+
+        try:
+            wait_until(started, self.start_timeout, 0.25, what=what)
+        except WaitTimeout:
+            raise ControlPlaneError(
+                f"{what} not ready after {self.start_timeout:.0f} s; log: {proc.log}\n"
+                f"{_tail(proc.log)}"
+            ) from None
 
     def _start_etcd(self, port: int, peer_port: int) -> None:
         assert self.bin_dir is not None

@@ -9,9 +9,9 @@ import onnxruntime as ort
 import pytest
 
 from rankswap import featurespec as fs
-from rankswap_ranker.bench import harness, seed
-from rankswap_ranker.bench.data import feature_tables
-from rankswap_ranker.bench.model import tree_model
+from rankswap_dev.bench_ranker import harness, seed
+from rankswap_dev.bench_ranker.data import feature_tables
+from rankswap_dev.bench_ranker.model import tree_model
 from rankswap_ranker.bundle import check_signature
 
 pytestmark = pytest.mark.timeout(60)
@@ -43,7 +43,7 @@ def test_summarise_counts_errors_and_percentiles() -> None:
 
 
 def test_real_section_picks_tenants_by_ratio() -> None:
-    from rankswap_ranker.bench.real import pick_tenants
+    from rankswap_dev.bench_ranker.real import pick_tenants
 
     sizes = {"t001": 1371, "t002": 248, "t003": 33, "t004": 28, "t005": 188, "t006": 770, "t7": 0}
     assert pick_tenants(sizes) == {"~100": "t005", "~1000": "t006", "largest": "t001"}

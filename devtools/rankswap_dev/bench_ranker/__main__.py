@@ -1,4 +1,4 @@
-"""``python -m rankswap_ranker.bench``: the ranker's benchmarks, one run, one report.
+"""``python -m rankswap_dev.bench_ranker``: the ranker's benchmarks, one run, one report.
 
 Sections (``--sections``, all by default):
 
@@ -38,12 +38,14 @@ from typing import Any
 
 import numpy as np
 
+from rankswap_dev.wait import wait_until
+
 SECTIONS = ("breakdown", "baseline", "http", "swap", "swap-warm", "real")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m rankswap_ranker.bench",
+        prog="python -m rankswap_dev.bench_ranker",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     sections = [s for s in args.sections.split(",") if s]
     results: dict[str, Any] = {
         "started_at": datetime.now().isoformat(timespec="seconds"),
-        "command": "python -m rankswap_ranker.bench "
+        "command": "python -m rankswap_dev.bench_ranker "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": {
             "cpus": os.cpu_count(),
@@ -128,7 +130,7 @@ class Environment:
 
     def __init__(self, args: argparse.Namespace) -> None:
         from rankswap import featurespec as fs
-        from rankswap_ranker.bench import data
+        from rankswap_dev.bench_ranker import data
 
         self.work = args.workdir.resolve()
         self.work.mkdir(parents=True, exist_ok=True)
@@ -174,7 +176,7 @@ def _median_ms(values: list[float]) -> float:
 def section_breakdown(
     env: Environment, args: argparse.Namespace, _: dict[str, Any]
 ) -> dict[str, Any]:
-    from rankswap_ranker.bench.data import rank_body
+    from rankswap_dev.bench_ranker.data import rank_body
 
     def measure(b: Any, tenants: tuple[str, ...]) -> dict[str, Any]:
         return breakdown(
@@ -262,7 +264,7 @@ def _cycle(items: list[dict[str, Any]], i: int) -> dict[str, Any]:
 
 
 def section_real(_: Any, args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
-    from rankswap_ranker.bench import harness, real
+    from rankswap_dev.bench_ranker import harness, real
 
     work = args.workdir.resolve() / "real"
     t0 = time.perf_counter()
@@ -327,15 +329,15 @@ def section_baseline(
     env: Environment, args: argparse.Namespace, _: dict[str, Any]
 ) -> dict[str, Any]:
     from rankswap import featurespec as fs
-    from rankswap_ranker.bench import seed
+    from rankswap_dev.bench_ranker import seed
 
     features = env.root / "features" / fs.FEATURE_SCHEMA_VERSION / "2026-11-20"
     return seed.compare(features, args.baseline_rows)
 
 
 def section_http(env: Environment, args: argparse.Namespace, _: dict[str, Any]) -> dict[str, Any]:
-    from rankswap_ranker.bench import harness
-    from rankswap_ranker.bench.data import rank_body
+    from rankswap_dev.bench_ranker import harness
+    from rankswap_dev.bench_ranker.data import rank_body
 
     b = env.bundles[0]
     out: dict[str, Any] = {}
@@ -381,8 +383,8 @@ def section_swap_warm(
 def section_swap(
     env: Environment, args: argparse.Namespace, results: dict[str, Any], rotate: int = 3
 ) -> dict[str, Any]:
-    from rankswap_ranker.bench import harness
-    from rankswap_ranker.bench.data import rank_body
+    from rankswap_dev.bench_ranker import harness
+    from rankswap_dev.bench_ranker.data import rank_body
 
     rate = args.swap_rate
     if not rate:
@@ -400,7 +402,7 @@ def section_swap(
         # Every bundle validated once by the supervisor before the measured run.
         for b in (*env.bundles[1:], a):
             pod.push(b.model_uri, b.features_uri)
-            harness.wait_until(lambda: pod.state()["converged"], 120, "warm-up swap")
+            wait_until(lambda: pod.state()["converged"], 120, 0.2, what="warm-up swap")
         # Swap windows alternate with steady windows of the same length, so that the noise of
         # a shared machine falls on both phases alike: (steady, swapping) x cycles.
         window = args.swap_window
