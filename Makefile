@@ -57,6 +57,7 @@ check: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy -p rankswap -p rankswap_training -p rankswap_ranker -p rankswap_operator -p rankswap_dev
+	$(VENV)/bin/mypy tests
 	$(VENV)/bin/lint-imports
 
 demo: venv kube-tools

@@ -77,8 +77,8 @@ class Harness:
     namespace: str
     world: World
     work: Path
-    core: client.CoreV1Api
-    custom: client.CustomObjectsApi
+    core: Any  # kubernetes.client.CoreV1Api (untyped library)
+    custom: Any  # kubernetes.client.CustomObjectsApi
     token: str
     kubelet: FakeKubelet
     rankers: dict[str, RankerProcess] = field(default_factory=dict)

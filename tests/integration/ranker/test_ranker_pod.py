@@ -313,7 +313,7 @@ def test_11_the_pod_stays_ready_and_serving_while_a_worker_restarts(pod: RankerP
     assert window, "the replacement was never seen restarting"
     assert any(not w["workers"][0].get("active") or not w["workers"][0]["alive"] for w in window)
     restarts = [
-        x for x in httpx.get(f"{pod.public}/metrics").text.splitlines()
+        x for x in httpx.get(f"{pod.public_url}/metrics").text.splitlines()
         if x.startswith("rankswap_ranker_worker_restarts_total ")
     ]  # fmt: skip
     assert restarts and float(restarts[0].split()[1]) >= 1, restarts

@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from setuptools import find_namespace_packages
+from setuptools import find_namespace_packages  # type: ignore[import-untyped]
 
 REPO = Path(__file__).resolve().parents[3]
 HARNESSES = ("localkube", "demo", "bench")

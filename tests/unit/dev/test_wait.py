@@ -45,4 +45,9 @@ def test_ignored_exceptions_are_observations_and_others_propagate() -> None:
 
 def test_the_predicate_runs_once_even_without_time() -> None:
     calls: list[int] = []
-    assert wait_until(lambda: calls.append(1) or len(calls), 0, what="once") == 1
+
+    def once() -> int:
+        calls.append(1)
+        return len(calls)
+
+    assert wait_until(once, 0, what="once") == 1
