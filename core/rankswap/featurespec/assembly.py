@@ -269,10 +269,18 @@ def assemble_batch(
         rows=n,
         item_default_rows=pre.item_default,
         emp_item_default_rows=emp_item_default,
-        unknown_employee_rows=int(np.count_nonzero(~emp_found[ci])),
-        unknown_vendor_rows=int(np.count_nonzero(~ven_found[ci])),
+        unknown_employee_rows=_rows_without(emp_found, ci, single),
+        unknown_vendor_rows=_rows_without(ven_found, ci, single),
         unknown_terms=unknown_terms,
     )
+
+
+def _rows_without(found: npt.NDArray[np.bool_], ci: I64, single: bool) -> int:
+    """Rows whose context's key was not found (``found`` is per context): for one context no
+    per-row gather is needed on the serving path."""
+    if single:
+        return 0 if bool(found[0]) else int(ci.shape[0])
+    return int(np.count_nonzero(~found[ci]))
 
 
 def _context_terms(contexts: ContextBatch, tables: FeatureTables) -> tuple[I64, int]:
