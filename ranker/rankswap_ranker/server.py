@@ -340,6 +340,7 @@ async def _supervise(settings: RankerSettings, public: socket.socket, admin: soc
     from rankswap_ranker.coordinator import Coordinator, Refresher
     from rankswap_ranker.limits import header_timeout_protocol
     from rankswap_ranker.metrics import RankerMetrics
+    from rankswap_ranker.startup import request_first_bundle
 
     run_dir = RunDir(settings.effective_run_dir)
     cache_dir: Path = settings.effective_cache_dir
@@ -359,8 +360,8 @@ async def _supervise(settings: RankerSettings, public: socket.socket, admin: soc
     refresher = Refresher(
         coordinator, settings.refresh_interval_s, lambda uri: read_manifest(uri).version
     )
-    if coordinator.target is None and settings.model_uri and settings.features_uri:
-        coordinator.request(settings.model_uri, settings.features_uri, "settings")
+    if coordinator.target is None:
+        request_first_bundle(settings, coordinator)
     pool = WorkerPool(settings, public, metrics=metrics)
     pool.start_all()
     server = uvicorn.Server(

@@ -62,6 +62,12 @@ class RankerSettings(BaseSettings):
     """Model artifact to load at start (optional; the operator usually pushes one)."""
     features_uri: str | None = None
     """Features artifact to load at start, together with ``model_uri``."""
+    startup_file: Path | None = None
+    """The operator's start-up document (``startup.json`` of the ArtifactVersion's start-up
+    ConfigMap, mounted by the chart): a pod that starts with no bundle loads the last good
+    bundle it names, so it becomes ready while the operator is down (see
+    :mod:`rankswap_ranker.startup`). Wins over ``model_uri``/``features_uri`` when it names
+    one; a missing file is fine, a bad one is logged and ignored."""
 
     run_dir: Path | None = None
     """Pod-local runtime folder (an ``emptyDir``): the desired bundle file, per-worker state,
