@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -206,6 +207,9 @@ def project_config_map(data: Mapping[str, str], directory: Path) -> None:
     for key in data:
         if not (directory / key).is_symlink():
             (directory / key).symlink_to(f"..data/{key}")
+    for old in directory.glob("..[0-9]*"):
+        if old != stamp:
+            shutil.rmtree(old)
 
 
 @dataclass

@@ -211,3 +211,12 @@ def test_without_a_start_up_bundle_the_settings_still_apply(
     coord = coordinator(tmp_path, [file_root])
     request_first_bundle(settings, coord)
     assert coord.requested is not None and coord.requested.source == "settings"
+
+
+def test_an_updated_projection_replaces_the_files_atomically(tmp_path: Path) -> None:
+    """The launcher's projection behaves like the kubelet's: an update swaps ``..data``."""
+    mount = tmp_path / "startup"
+    project_config_map({STARTUP_FILE: "one"}, mount)
+    project_config_map({STARTUP_FILE: "two"}, mount)
+    assert (mount / STARTUP_FILE).read_text() == "two"
+    assert len([p for p in mount.iterdir() if p.name.startswith("..2")]) == 1
