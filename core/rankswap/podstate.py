@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rankswap.comparison import Comparison
+
 Timings = dict[str, float | int | str | bool | None]
 """Load timings and their context (seconds rounded to 0.1 ms, ids, timestamps)."""
 
@@ -193,3 +195,9 @@ class PodState(BaseModel):
     refresher: RefresherState | None = None
     supervisor_pid: int | None = None
     worker_restarts: dict[str, int] | None = None
+    shadow: list[Comparison] = Field(
+        default_factory=list,
+        description="How the active bundle ranks a sample of live requests against the warm "
+        "one, per (active, reference) pair, summed over the workers (docs/RANKER.md, "
+        '"Shadow comparison").',
+    )
