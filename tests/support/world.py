@@ -5,7 +5,10 @@ Built once per test session with the real pipelines (``rankswap datagen``, ``fea
 
 * ``corrupt``: a dated model whose manifest is intact but whose ``model.onnx`` was altered
   afterwards (the ranker's checksum verification must refuse it);
-* ``mismatch``: a dated model that requires a feature schema no features artifact has.
+* ``mismatch``: a dated model that requires a feature schema no features artifact has;
+* ``permuted``: a "bad but loadable" model: the good model with its numeric input columns in
+  reverse order (a broken feature join). It verifies, loads, smoke-scores and answers 200, but
+  ranks differently; only an analysis of how it ranks live requests catches it.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class World:
     dates: tuple[date, date]
     corrupt: date
     mismatch: date
+    permuted: date
     versions: dict[date, tuple[str, str]]
     sample_requests: list[dict[str, Any]]
     s3_root: str | None = None
@@ -106,7 +110,9 @@ def build_world(work: Path, *, seed: int = 11) -> World:
         for d in (d1, d2)
     }
     corrupt, mismatch = d2 + timedelta(days=1), d2 + timedelta(days=2)
+    permuted = d2 + timedelta(days=3)
     _publish_bad(work, root, name, schema, d2, corrupt, mismatch)
+    _publish_permuted(work, root, name, schema, d2, permuted)
     return World(
         db_path=db,
         file_root=root,
@@ -115,6 +121,7 @@ def build_world(work: Path, *, seed: int = 11) -> World:
         dates=(d1, d2),
         corrupt=corrupt,
         mismatch=mismatch,
+        permuted=permuted,
         versions=versions,
         sample_requests=_sample_requests(db, d2),
         roots=[root],
@@ -183,6 +190,52 @@ def _publish_bad(
         mismatch,
         src,
         requires_feature_schema="0.0.0-nonexistent",
+        metrics=manifest.metrics,
+        params=manifest.params,
+        extra=manifest.extra,
+    )
+
+
+def _publish_permuted(
+    work: Path, root: str, name: str, schema: str, good: date, when: date
+) -> None:
+    """The good model of ``good`` with its numeric input columns reversed, published at
+    ``when`` (with the good features republished at ``when``)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from rankswap import featurespec as fs
+    from rankswap.artifacts.model_contract import INPUT_NUM, MODEL_FILE
+
+    manifest, local = fetch_artifact(artifact_uri(root, "model", name, good), work / "perm-cache")
+    src = work / "perm-src"
+    shutil.copytree(local, src, ignore=shutil.ignore_patterns("manifest.json", ".complete"))
+    model = onnx.load(str(src / MODEL_FILE))
+    permuted_name = f"{INPUT_NUM}_permuted"
+    for node in model.graph.node:
+        node.input[:] = [permuted_name if i == INPUT_NUM else i for i in node.input]
+    width = len(fs.NUMERIC_FEATURES)
+    model.graph.initializer.append(
+        helper.make_tensor("perm", TensorProto.INT64, [width], list(reversed(range(width))))
+    )
+    model.graph.node.insert(
+        0, helper.make_node("Gather", [INPUT_NUM, "perm"], [permuted_name], axis=1)
+    )
+    onnx.checker.check_model(model)
+    onnx.save(model, str(src / MODEL_FILE))
+    fman, flocal = fetch_artifact(artifact_uri(root, "features", schema, good), work / "perm-cache")
+    fsrc = work / "perm-fsrc"
+    shutil.copytree(flocal, fsrc, ignore=shutil.ignore_patterns("manifest.json", ".complete"))
+    publish_artifact(
+        root, "features", schema, when, fsrc, data_window=fman.data_window, extra=fman.extra
+    )
+    publish_artifact(
+        root,
+        "model",
+        name,
+        when,
+        src,
+        requires_feature_schema=schema,
         metrics=manifest.metrics,
         params=manifest.params,
         extra=manifest.extra,
