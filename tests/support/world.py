@@ -31,6 +31,7 @@ from rankswap.artifacts import (
     read_manifest,
 )
 from rankswap.artifacts.store import store_for
+from rankswap_dev.badmodel import publish_permuted
 
 
 @dataclass
@@ -112,7 +113,7 @@ def build_world(work: Path, *, seed: int = 11) -> World:
     corrupt, mismatch = d2 + timedelta(days=1), d2 + timedelta(days=2)
     permuted = d2 + timedelta(days=3)
     _publish_bad(work, root, name, schema, d2, corrupt, mismatch)
-    _publish_permuted(work, root, name, schema, d2, permuted)
+    publish_permuted(root, name, schema, d2, permuted, work / "permuted")
     return World(
         db_path=db,
         file_root=root,
@@ -190,52 +191,6 @@ def _publish_bad(
         mismatch,
         src,
         requires_feature_schema="0.0.0-nonexistent",
-        metrics=manifest.metrics,
-        params=manifest.params,
-        extra=manifest.extra,
-    )
-
-
-def _publish_permuted(
-    work: Path, root: str, name: str, schema: str, good: date, when: date
-) -> None:
-    """The good model of ``good`` with its numeric input columns reversed, published at
-    ``when`` (with the good features republished at ``when``)."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    from rankswap import featurespec as fs
-    from rankswap.artifacts.model_contract import INPUT_NUM, MODEL_FILE
-
-    manifest, local = fetch_artifact(artifact_uri(root, "model", name, good), work / "perm-cache")
-    src = work / "perm-src"
-    shutil.copytree(local, src, ignore=shutil.ignore_patterns("manifest.json", ".complete"))
-    model = onnx.load(str(src / MODEL_FILE))
-    permuted_name = f"{INPUT_NUM}_permuted"
-    for node in model.graph.node:
-        node.input[:] = [permuted_name if i == INPUT_NUM else i for i in node.input]
-    width = len(fs.NUMERIC_FEATURES)
-    model.graph.initializer.append(
-        helper.make_tensor("perm", TensorProto.INT64, [width], list(reversed(range(width))))
-    )
-    model.graph.node.insert(
-        0, helper.make_node("Gather", [INPUT_NUM, "perm"], [permuted_name], axis=1)
-    )
-    onnx.checker.check_model(model)
-    onnx.save(model, str(src / MODEL_FILE))
-    fman, flocal = fetch_artifact(artifact_uri(root, "features", schema, good), work / "perm-cache")
-    fsrc = work / "perm-fsrc"
-    shutil.copytree(flocal, fsrc, ignore=shutil.ignore_patterns("manifest.json", ".complete"))
-    publish_artifact(
-        root, "features", schema, when, fsrc, data_window=fman.data_window, extra=fman.extra
-    )
-    publish_artifact(
-        root,
-        "model",
-        name,
-        when,
-        src,
-        requires_feature_schema=schema,
         metrics=manifest.metrics,
         params=manifest.params,
         extra=manifest.extra,
