@@ -119,12 +119,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("work/bench-shadow"))
     parser.add_argument("--requests", type=int, default=400, help="per rate and round")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="use the product DB and store already in --work (from an earlier run, or from "
+        "bench_rollout's work folder): its two first dates",
+    )
     args = parser.parse_args(argv)
     work = args.work.resolve()
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    print("publishing two dated bundles ...", flush=True)
-    db_url, store, (d0, d1) = publish(work)
+    if args.reuse:
+        db_url, store = f"sqlite:///{work / 'product.db'}", (work / "store").as_uri()
+        rng = ProductDB(db_url).expense_date_range()
+        assert rng is not None
+        d0, d1 = rng[1], rng[1] + timedelta(days=1)
+        work = work / "bench-shadow"
+        work.mkdir(exist_ok=True)
+        shutil.copy(work.parent / "product.db", work / "product.db")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        print("publishing two dated bundles ...", flush=True)
+        db_url, store, (d0, d1) = publish(work)
     cache = work / "cache"
     loaded = [
         bundles.load(
