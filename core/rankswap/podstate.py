@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rankswap.comparison import Comparison
+
 Timings = dict[str, float | int | str | bool | None]
 """Load timings and their context (seconds rounded to 0.1 ms, ids, timestamps)."""
 
@@ -193,6 +195,12 @@ class PodState(BaseModel):
     refresher: RefresherState | None = None
     supervisor_pid: int | None = None
     worker_restarts: dict[str, int] | None = None
+    shadow: list[Comparison] = Field(
+        default_factory=list,
+        description="How the active bundle ranks a sample of live requests against the warm "
+        "one, per (active, reference) pair, summed over the workers (docs/RANKER.md, "
+        '"Shadow comparison").',
+    )
 
 
 # The start-up bundle ------------------------------------------------------------------------
@@ -237,7 +245,9 @@ class StartupDocument(BaseModel):
         min_length=1, max_length=400, description="<namespace>/<name> of the ArtifactVersion."
     )
     generation: int = Field(ge=0)
-    rollout_phase: Literal["Progressing", "Verifying", "Complete", "Failed"] | None = None
+    rollout_phase: (
+        Literal["Progressing", "Verifying", "Analyzing", "Paused", "Complete", "Failed"] | None
+    ) = None
     desired: PinnedRef | None = Field(
         default=None, description="The spec's bundle (null when it cannot be resolved)."
     )

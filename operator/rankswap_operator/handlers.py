@@ -46,6 +46,7 @@ from rankswap_operator.spec import AVSpec, Selector, parse_spec
 from rankswap_operator.status import (
     bundle_from_json,
     conditions_to_json,
+    good_before,
     rollout_from_json,
     status_from_plan,
 )
@@ -264,6 +265,7 @@ async def reconcile(
         rollout=rollout_from_json(previous.get("rollout")),
         pods=observations,
         now=now,
+        good_before=good_before(previous),
     )
     push_results = await asyncio.gather(
         *(

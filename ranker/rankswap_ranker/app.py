@@ -24,6 +24,7 @@ from rankswap_ranker.ranking import CandidateSource
 from rankswap_ranker.registry import BundleRegistry
 from rankswap_ranker.routes import public_router
 from rankswap_ranker.settings import RankerSettings
+from rankswap_ranker.shadow import Shadow
 
 _ROUTES = frozenset({"/v1/rank", "/healthz", "/readyz", "/metrics"})
 
@@ -78,6 +79,7 @@ def create_app(
     metrics: RankerMetrics | None = None,
     pod: PodView | None = None,
     worker_slot: int = 0,
+    shadow: Shadow | None = None,
 ) -> FastAPI:
     metrics = metrics if metrics is not None else RankerMetrics(CollectorRegistry())
     app = RankerAPI(
@@ -97,6 +99,7 @@ def create_app(
             metrics,
             pod if pod is not None else LocalPodView(registry),
             worker_slot,
+            shadow,
         )
     )
     app.add_middleware(

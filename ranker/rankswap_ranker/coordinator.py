@@ -55,6 +55,7 @@ from rankswap_ranker.errors import (
     translate,
 )
 from rankswap_ranker.metrics import RankerMetrics
+from rankswap_ranker.shadow import read_pod_comparisons
 
 log = logging.getLogger("rankswap.ranker.coordinator")
 
@@ -408,6 +409,7 @@ class Coordinator:
             workers=workers,
             last_error=LoadError.model_validate(last_error) if last_error else None,
             last_load=self.last_load,
+            shadow=read_pod_comparisons(self.run_dir, self.pod.workers),
         )
 
     def _worker_error(self, live: list[WorkerState]) -> dict[str, Any] | None:

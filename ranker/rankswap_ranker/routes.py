@@ -18,6 +18,7 @@ from rankswap_ranker.ranking import CandidateSource, RankQuery, rank, record
 from rankswap_ranker.registry import BundleRegistry
 from rankswap_ranker.schemas import ErrorBody, Health, RankRequest, RankResponse, Readiness
 from rankswap_ranker.settings import RankerSettings
+from rankswap_ranker.shadow import Shadow
 
 log = logging.getLogger("rankswap.ranker.rank")
 
@@ -54,6 +55,7 @@ def public_router(
     metrics: RankerMetrics,
     pod: PodView,
     worker_slot: int = 0,
+    shadow: Shadow | None = None,
 ) -> APIRouter:
     router = APIRouter()
     worker = str(worker_slot)
@@ -92,6 +94,8 @@ def public_router(
             except Exception as exc:
                 err = translate(exc)
                 if isinstance(err, InternalError):
+                    if shadow is not None:
+                        shadow.failed(bundle)
                     log.exception("rank failed", extra={"ctx": {"tenant_id": body.tenant_id}})
                     raise InternalError("internal error; the ranker logs have the details") from exc
                 raise err from exc
@@ -99,7 +103,7 @@ def public_router(
         finally:
             logs.request_bundle.reset(token)
         ref = bundle.ref
-        return Response(
+        response = Response(
             content=outcome.body,
             media_type="application/json",
             headers={
@@ -109,6 +113,9 @@ def public_router(
                 HEADER_WORKER: worker,
             },
         )
+        if shadow is not None:
+            shadow.offer(outcome)  # after the response is built; O(1), never blocks
+        return response
 
     @router.get("/healthz", summary="Liveness: the process answers", tags=["health"])
     async def healthz() -> Health:

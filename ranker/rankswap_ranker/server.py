@@ -87,6 +87,7 @@ def worker_main(settings: RankerSettings, slot: int, sock: socket.socket, parent
     from rankswap_ranker.limits import header_timeout_protocol
     from rankswap_ranker.metrics import RankerMetrics
     from rankswap_ranker.registry import BundleRegistry
+    from rankswap_ranker.shadow import Shadow, ShadowMetrics, shadow_path
 
     logs.configure(settings.log_level)
     logs.set_process("worker", slot)
@@ -107,6 +108,14 @@ def worker_main(settings: RankerSettings, slot: int, sock: socket.socket, parent
         poll_interval_s=settings.worker_poll_interval_s,
         nice=settings.loader_nice,
     )
+    shadow = Shadow(
+        registry,
+        ShadowMetrics(metrics.registry),
+        sample_rate=settings.shadow_sample_rate,
+        queue_size=settings.shadow_queue_size,
+        state_path=shadow_path(run_dir, slot),
+        pid=os.getpid(),
+    )
     app = create_app(
         settings,
         registry,
@@ -114,6 +123,7 @@ def worker_main(settings: RankerSettings, slot: int, sock: socket.socket, parent
         metrics=metrics,
         pod=PodView(run_dir, settings.workers),
         worker_slot=slot,
+        shadow=shadow,
     )
     config = uvicorn.Config(
         app,
@@ -138,9 +148,11 @@ def worker_main(settings: RankerSettings, slot: int, sock: socket.socket, parent
         log.exception("applying the desired bundle at start failed")
     sync.accepting()
     sync.start()
+    shadow.start()
     try:
         server.run(sockets=[sock])
     finally:
+        shadow.stop()
         sync.stop()
         source.close()
 

@@ -93,6 +93,11 @@ class RankerSettings(BaseSettings):
     request waits for the disk. The pages are shared by all workers (page cache)."""
     loader_nice: int = Field(10, ge=0, le=19)
     """Niceness added to bundle-loading threads, so loads do not take CPU from requests."""
+    shadow_sample_rate: float = Field(0.1, ge=0, le=1)
+    """Share of live rank requests each worker scores again with its warm bundle, off the
+    response path, to compare the two (docs/RANKER.md, "Shadow comparison"); 0 turns it off."""
+    shadow_queue_size: int = Field(8, ge=1, le=1024)
+    """Sampled requests waiting for comparison per worker; more are dropped (and counted)."""
 
     top_k_default: int = Field(5, ge=1)
     """``top_k`` when a request does not give one."""
