@@ -40,7 +40,7 @@ def test_a_completed_rollout_starts_pods_on_the_desired_bundle() -> None:
     assert doc(rollout_phase="Complete", desired=NEW, last_good=NEW).startup_bundle() == NEW
 
 
-@pytest.mark.parametrize("phase", ["Progressing", "Verifying", "Failed"])
+@pytest.mark.parametrize("phase", ["Progressing", "Verifying", "Analyzing", "Paused", "Failed"])
 def test_a_desired_bundle_not_yet_good_or_failed_is_never_the_start_up_bundle(phase: str) -> None:
     # A canary under verification, a rollout in progress, a failed one: new pods start on the
     # last good bundle; the operator pushes the desired one where the rollout puts it.
@@ -75,7 +75,7 @@ def test_the_same_content_by_other_uris_starts_on_the_desired_uris() -> None:
         {"surprise": 1},
         {"format_version": 2},
         {"generation": -1},
-        {"rollout_phase": "Paused"},
+        {"rollout_phase": "Pausing"},
         {"last_good": {**GOOD.model_dump(), "model_version": "../../etc"}},
         {"last_good": {**GOOD.model_dump(), "model_uri": ""}},
         {"last_good": {**GOOD.model_dump(), "model_uri": "s3://b/" + "x" * 3000}},
