@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
 
 from rankswap.podstate import pod_ready
 from rankswap_ranker import logs
@@ -14,7 +15,7 @@ from rankswap_ranker.bundle import Bundle
 from rankswap_ranker.convergence import PodView
 from rankswap_ranker.errors import InternalError, InvalidRequest, translate
 from rankswap_ranker.metrics import RankerMetrics
-from rankswap_ranker.ranking import CandidateSource, RankQuery, rank, record
+from rankswap_ranker.ranking import CandidateSource, RankOutcome, RankQuery, rank, record
 from rankswap_ranker.registry import BundleRegistry
 from rankswap_ranker.schemas import ErrorBody, Health, RankRequest, RankResponse, Readiness
 from rankswap_ranker.settings import RankerSettings
@@ -58,16 +59,9 @@ def public_router(
     router = APIRouter()
     worker = str(worker_slot)
 
-    @router.post(
-        "/v1/rank",
-        response_model=RankResponse,
-        responses=_ERRORS,
-        summary="Rank a tenant's active items for one expense",
-        tags=["rank"],
-    )
-    def rank_items(body: RankRequest) -> Response:
-        """Candidates are the tenant's active items, read from the product DB now. The answer
-        names the bundle that produced it (also in the ``X-Rankswap-*`` headers)."""
+    def rank_request(body: RankRequest) -> RankOutcome:
+        """Rank one request with the bundle current now (used to its end); errors become
+        :class:`RankerError`; the outcome's defaults and unknowns are counted."""
         top_k = body.top_k if body.top_k is not None else settings.top_k_default
         if top_k > settings.top_k_max:
             raise InvalidRequest(
@@ -98,7 +92,28 @@ def public_router(
             record(metrics, outcome)
         finally:
             logs.request_bundle.reset(token)
-        ref = bundle.ref
+        return outcome
+
+    # SQLite reads are local file reads, cached between writes: ranking runs on the event loop
+    # (no thread-pool hop). Each PostgreSQL read is a network round trip: ranking then runs in
+    # the thread pool, so a slow query does not stall the worker's other connections.
+    inline = settings.database_url.startswith("sqlite")
+
+    @router.post(
+        "/v1/rank",
+        response_model=RankResponse,
+        responses=_ERRORS,
+        summary="Rank a tenant's active items for one expense",
+        tags=["rank"],
+    )
+    async def rank_items(body: RankRequest) -> Response:
+        """Candidates are the tenant's active items, read from the product DB now. The answer
+        names the bundle that produced it (also in the ``X-Rankswap-*`` headers)."""
+        if inline:
+            outcome = rank_request(body)
+        else:
+            outcome = await run_in_threadpool(rank_request, body)
+        ref = outcome.bundle.ref
         return Response(
             content=outcome.body,
             media_type="application/json",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -201,3 +202,34 @@ async def test_unexpected_failure_is_500_without_details(
     assert r.status_code == 500
     assert r.json()["error"] == "internal_error"
     assert "secret" not in r.text
+
+
+class _ThreadRecorder(LazyProductDB):
+    """The real candidate source, noting the thread each ranking reads it from."""
+
+    threads: list[int]
+
+    def make_context(self, tenant_id: str, **kwargs: Any) -> Any:
+        self.threads.append(threading.get_ident())
+        return super().make_context(tenant_id, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("database_url", "on_loop"),
+    [("sqlite:///product.db", True), ("postgresql+psycopg://ranker@db/products", False)],
+)
+async def test_rank_runs_on_the_event_loop_for_sqlite_and_in_the_thread_pool_for_postgres(
+    settings: RankerSettings,
+    registry: BundleRegistry[Bundle],
+    db_url: str,
+    database_url: str,
+    on_loop: bool,
+) -> None:
+    source = _ThreadRecorder(db_url)
+    source.threads = []
+    app = create_app(settings.model_copy(update={"database_url": database_url}), registry, source)
+    async with _client(app) as c:
+        r = await c.post("/v1/rank", json=BODY)
+    assert r.status_code == 200, r.text
+    assert (source.threads == [threading.get_ident()]) is on_loop
+    assert len(source.threads) == 1
