@@ -174,7 +174,9 @@ class TreeScorer:
     output_name: str
     encoders: tuple[Encoder, ...]
 
-    def score(self, num: npt.NDArray[np.float32], cat: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+    def rows(self, num: npt.NDArray[np.float32], cat: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        """The ensemble's input: ``num``, then each categorical column encoded as the graph's
+        ``LabelEncoder`` + ``Cast`` would."""
         n, width = num.shape
         rows = np.empty((n, width + len(self.encoders)), dtype=np.float32)
         rows[:, :width] = num
@@ -184,7 +186,10 @@ class TreeScorer:
                 dtype=np.float32,
                 count=n,
             )
-        out = self.session.run([self.output_name], {self.input_name: rows})
+        return rows
+
+    def score(self, num: npt.NDArray[np.float32], cat: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        out = self.session.run([self.output_name], {self.input_name: self.rows(num, cat)})
         return np.asarray(out[0], dtype=np.float32).reshape(-1)
 
 
@@ -267,4 +272,22 @@ def split(model: bytes, num_width: int, session_options: Any) -> TreeScorer | No
     return TreeScorer(session, tree.inputs[0], out_name, tuple(encoders))
 
 
-__all__ = ["OUTPUT_SCORE", "TreeScorer", "split"]
+def ensemble_attributes(model: bytes) -> dict[str, list[Any]]:
+    """The ``TreeEnsembleRegressor`` node's attributes (ints, floats or strings), for tools
+    that rebuild the same trees elsewhere (the benchmark's compiled evaluator)."""
+    graph = fields(_one(fields(model), 7, b""))
+    node = next(n for n in _nodes(graph) if n.op == "TreeEnsembleRegressor")
+    out: dict[str, list[Any]] = {}
+    for name, a in node.attrs.items():
+        floats: list[float] = []
+        for n, w, v in a:
+            if n == 7:
+                floats.extend(struct.unpack(f"<{len(v) // 4}f", v) if w == 2 else (0.0,))
+            if n == 7 and w == 5:
+                floats[-1] = struct.unpack("<f", v)[0]
+        strings = [bytes(v).decode() for v in _get(a, 9)]
+        out[name] = floats or strings or _ints(a, 8) or [_one(a, 3, _one(a, 4, b""))]
+    return out
+
+
+__all__ = ["OUTPUT_SCORE", "TreeScorer", "ensemble_attributes", "split"]

@@ -317,8 +317,41 @@ def section_cost(_: Any, args: argparse.Namespace, results: dict[str, Any]) -> d
     )
     doc = cost.section(world, bodies, inproc, work, args.duration, args.concurrency)
     doc["breakdown"] = inproc
+    doc["gbdt"] = _gbdt(world, bodies, work, args.iterations)
     doc["picked"] = picked
     return doc
+
+
+def _gbdt(world: Any, bodies: dict[str, Any], work: Path, calls: int) -> dict[str, Any]:
+    """ORT vs a compiled evaluator on the real model's trees and the tenants' rows."""
+    from rankswap import featurespec as fs
+    from rankswap_dev.bench_ranker import gbdt
+    from rankswap_ranker import bundle as bundles
+    from rankswap_ranker.candidates import LazyProductDB
+
+    bundle = bundles.load(
+        bundles.resolve(world.model_uri, world.features_uri, work / "inproc-cache")
+    )
+    source = LazyProductDB(world.db_url)
+    inputs: dict[str, list[Any]] = {}
+    try:
+        for tenant, tenant_bodies in bodies.items():
+            cands = source.candidates(tenant, with_names=False)
+            inputs[tenant] = []
+            for b in tenant_bodies[:20]:
+                c = b["context"]
+                ctx = source.make_context(
+                    tenant,
+                    employee_id=c["employee_id"],
+                    vendor_id=c["vendor_id"],
+                    description=c["description"],
+                    amount=c["amount"],
+                    expense_date=date.fromisoformat(c["date"]),
+                )
+                inputs[tenant].append(fs.assemble(ctx, cands, bundle.tables))
+    finally:
+        source.close()
+    return gbdt.compare(bundle, inputs, work, calls)
 
 
 def section_real(_: Any, args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
@@ -667,7 +700,9 @@ def _report_cost(x: dict[str, Any]) -> list[str]:
             + f" | {d['cpu_ms']:.3f} |"
         )
     lines.append("")
-    return lines + cost.report(x, label)
+    from rankswap_dev.bench_ranker import gbdt
+
+    return lines + cost.report(x, label) + gbdt.report(x.get("gbdt", {"unavailable": "not run"}))
 
 
 _STAGES = (
