@@ -23,11 +23,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
 from pydantic import BaseModel, Field, computed_field
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+# NumPy is imported only by the per-request measures (:func:`spearman_of_top`,
+# :func:`histogram`), which run in the ranker: the operator merges and judges
+# :class:`Comparison` documents and its image carries no NumPy
+# (tests/node/test_image_dependencies.py).
 
 SCORE_EDGES: tuple[float, ...] = tuple(round(-8.0 + 0.5 * i, 1) for i in range(33))
 """Inner bin edges of the score histograms (-8 to 8 by 0.5; below and above go to the two
@@ -218,6 +225,8 @@ def spearman_of_top(
 ) -> float | None:
     """Spearman's rho between the active order of its top-k items (1..k) and the reference
     bundle's order of the same items (by its scores; ties by position). None when ``k < 2``."""
+    import numpy as np
+
     k = len(active_top)
     if k < 2:
         return None
@@ -232,6 +241,8 @@ def spearman_of_top(
 
 def histogram(scores: npt.NDArray[Any]) -> list[int]:
     """Counts of ``scores`` per bin of :data:`SCORE_EDGES` (outer bins take the rest)."""
+    import numpy as np
+
     idx = np.searchsorted(np.asarray(SCORE_EDGES), np.asarray(scores, dtype=np.float64), "right")
     return [int(n) for n in np.bincount(idx, minlength=len(SCORE_EDGES) + 1)]
 
