@@ -58,3 +58,16 @@ def test_every_schema_node_uses_only_schema_keywords(path: Path) -> None:
 
 def test_the_two_copies_are_identical() -> None:
     assert CRDS[0].read_text() == CRDS[1].read_text()
+
+
+def test_the_status_enums_hold_every_value_the_operator_writes() -> None:
+    # A value missing from an enum makes every status write a 422 (the rollout is then never
+    # reported: `make demo` met it with verdict Skipped on a first rollout).
+    from rankswap_operator.status import PHASES, VERDICTS
+
+    crd = yaml.safe_load(CRDS[0].read_text())
+    rollout = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"][
+        "properties"
+    ]["rollout"]["properties"]
+    assert set(VERDICTS) <= set(rollout["analysis"]["properties"]["verdict"]["enum"])
+    assert set(PHASES) <= set(rollout["phase"]["enum"])
