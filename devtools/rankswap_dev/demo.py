@@ -43,12 +43,15 @@ from rankswap_dev.wait import WaitTimeout, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 AV = "lineitems"
+# A lambdarank score has no fixed scale: two good retrains of the demo world shift it by a PSI
+# of ~1.3 (measured: 2026-06-30 -> 2026-07-01), so the PSI bound here is loose; the ranking
+# measures (top-1 agreement, top-k overlap) are what tell the bad model from the good one.
 ANALYSIS = {
     "minCompared": 30,
     "waitSeconds": 60,
     "minTop1Agreement": 0.5,
     "minTopKOverlap": 0.5,
-    "maxPSI": 1.0,
+    "maxPSI": 4.0,
     "maxErrorRate": 0.0,
 }
 
