@@ -158,6 +158,12 @@ class Release:
         )
         return found
 
+    def start_from(self, when: date) -> None:
+        """Every pod on ``when`` by a plain AllAtOnce rollout, whatever an earlier test left (a
+        test that failed half-way must not fail the ones after it)."""
+        self.apply_av(when)
+        self.wait_serving(when)
+
     def ranker_pods(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self.json(
             "pods", "-l", f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=ranker"
@@ -334,7 +340,7 @@ def test_deleted_ranker_pod_is_replaced_and_brought_to_the_desired_bundle(
 ) -> None:
     rel = release
     d1 = world.dates[0]
-    rel.wait_serving(d1)
+    rel.start_from(d1)
     victim = rel.ranker_pods()[0]["metadata"]["name"]
     with ServiceLoad(rel.service_url(), world.sample_requests) as load:
         wait_for("answers through the Service", lambda: load.sent > 20, 60)
@@ -362,8 +368,15 @@ def test_canaried_promotion_then_rollback_to_the_warm_version(
 ) -> None:
     rel = release
     d1, d2 = world.dates
-    rel.wait_serving(d1)
-    canary: dict[str, Any] = {"strategy": "Canary", "canaryPods": 1, "canaryVerifySeconds": 6}
+    rel.start_from(d1)
+    # d2 was served before (the first test), so without instantRollback: false the operator
+    # would take it as a rollback and swap every pod at once, skipping the canary.
+    canary: dict[str, Any] = {
+        "strategy": "Canary",
+        "canaryPods": 1,
+        "canaryVerifySeconds": 6,
+        "instantRollback": False,
+    }
     with ServiceLoad(rel.service_url(), world.sample_requests) as load:
         wait_for("answers through the Service", lambda: load.sent > 20, 60)
         rel.apply_av(d2, batchSize=2, **canary)
@@ -393,7 +406,7 @@ def test_corrupt_model_is_refused_rolled_back_and_pods_keep_serving(
 ) -> None:
     rel = release
     d1 = world.dates[0]
-    rel.wait_serving(d1)
+    rel.start_from(d1)
     with ServiceLoad(rel.service_url(), world.sample_requests) as load:
         wait_for("answers through the Service", lambda: load.sent > 20, 60)
         uris = world.uris(world.corrupt)
@@ -433,7 +446,7 @@ def test_rollout_restart_replaces_every_pod_and_the_operator_serves_them(
 ) -> None:
     rel = release
     d1 = world.dates[0]
-    rel.wait_serving(d1)
+    rel.start_from(d1)
     before = {p["metadata"]["name"] for p in rel.ranker_pods()}
     with ServiceLoad(rel.service_url(), world.sample_requests) as load:
         wait_for("answers through the Service", lambda: load.sent > 20, 60)
@@ -460,10 +473,17 @@ def test_operator_pod_deleted_mid_rollout_its_replacement_resumes(
 ) -> None:
     rel = release
     d1, d2 = world.dates
-    rel.wait_serving(d1)
+    rel.start_from(d1)
     with ServiceLoad(rel.service_url(), world.sample_requests) as load:
         wait_for("answers through the Service", lambda: load.sent > 20, 60)
-        rel.apply_av(d2, strategy="Canary", canaryPods=1, canaryVerifySeconds=15, batchSize=1)
+        rel.apply_av(
+            d2,
+            strategy="Canary",
+            canaryPods=1,
+            canaryVerifySeconds=15,
+            batchSize=1,
+            instantRollback=False,  # d2 was served before: a canary, not an instant rollback
+        )
         wait_for(
             "canary verifying",
             lambda: conditions(rel.av()).get("Progressing", {}).get("reason") == "CanaryVerifying",
@@ -497,7 +517,7 @@ def test_rankers_scaled_out_while_the_operator_is_scaled_to_zero_become_ready(
     ConfigMap the kubelet projects into them; the operator, back, reports them Updated."""
     rel = release
     d1 = world.dates[0]
-    rel.wait_serving(d1)
+    rel.start_from(d1)
     startup = json.loads(rel.json("configmap", f"{AV}-startup")["data"]["startup.json"])
     assert (startup["last_good"]["model_version"], startup["last_good"]["features_version"]) == (
         world.versions[d1]
