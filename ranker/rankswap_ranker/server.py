@@ -163,6 +163,11 @@ def worker_main(
     sync.accepting()
     sync.start()
     shadow.start()
+    # uvicorn restores the previous handlers and re-raises a captured SIGTERM when it stops:
+    # with the default handler that killed the process there, before the clean-up below (the
+    # spans still queued were lost). Ours only note it, as the supervisor's do.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     try:
         server.run(sockets=[sock])
     finally:
