@@ -1,28 +1,21 @@
 """A real ``rankswap serve`` (2 spawned workers) exporting its spans over OTLP/HTTP to a tiny
-collector the test runs (issue 13, item 4): the standard ``OTEL_*`` variables switch tracing
-on, every worker sets up its own provider, the caller's traceparent is honoured, and the
-spans still queued are exported when the pod stops (the batch delay is set far beyond the
-test, so only the shutdown flush can deliver them)."""
+collector the test runs (:class:`rankswap_dev.otlpsink.OtlpSink`), issue 13 item 4: the
+standard ``OTEL_*`` variables switch tracing on, every worker sets up its own provider, the
+caller's traceparent is honoured, and the spans still queued are exported when the pod stops
+(the batch delay is set far beyond the test, so only the shutdown flush can deliver them)."""
 
 from __future__ import annotations
 
-import gzip
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from tests.integration.ranker.conftest import TOKEN, WORKERS, RankerPod
 from tests.unit.ranker.builders import product_db, publish_bundle
 
+from rankswap_dev.otlpsink import OtlpSink, attributes
 from rankswap_dev.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -34,70 +27,11 @@ BODY: dict[str, Any] = {
 STAGES = ["rank.db", "rank.features", "rank.inputs", "rank.model", "rank.topk", "rank.serialise"]
 
 
-class Collector:
-    """An OTLP/HTTP trace receiver: ``POST /v1/traces`` with an ExportTraceServiceRequest."""
-
-    def __init__(self) -> None:
-        self.requests: list[ExportTraceServiceRequest] = []
-        self.lock = threading.Lock()
-        collector = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("content-length", "0")))
-                if self.headers.get("content-encoding") == "gzip":
-                    raw = gzip.decompress(raw)
-                ok = (
-                    self.path == "/v1/traces"
-                    and self.headers.get("content-type") == "application/x-protobuf"
-                )
-                if ok:
-                    with collector.lock:
-                        collector.requests.append(ExportTraceServiceRequest.FromString(raw))
-                answer = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200 if ok else 400)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def spans(self) -> list[tuple[dict[str, Any], Any]]:
-        """Every span received, with its resource's attributes."""
-        with self.lock:
-            return [
-                (_attrs(rs.resource.attributes), span)
-                for req in self.requests
-                for rs in req.resource_spans
-                for ss in rs.scope_spans
-                for span in ss.spans
-            ]
-
-
-def _value(v: AnyValue) -> Any:
-    return getattr(v, v.WhichOneof("value") or "string_value")
-
-
-def _attrs(kvs: Any) -> dict[str, Any]:
-    return {kv.key: _value(kv.value) for kv in kvs if isinstance(kv, KeyValue)}
-
-
 @pytest.fixture
-def collector() -> Iterator[Collector]:
-    c = Collector()
-    c.thread.start()
-    yield c
-    c.server.shutdown()
-    c.server.server_close()
+def collector() -> Iterator[OtlpSink]:
+    sink = OtlpSink().start()
+    yield sink
+    sink.stop()
 
 
 def _traffic(pod: RankerPod) -> dict[str, str]:
@@ -130,7 +64,7 @@ def _traffic(pod: RankerPod) -> dict[str, str]:
 
 
 def test_a_served_pod_exports_each_workers_spans_to_the_otlp_endpoint(
-    collector: Collector, tmp_path: Path
+    collector: OtlpSink, tmp_path: Path
 ) -> None:
     root = tmp_path / "store"
     root.mkdir()
@@ -170,7 +104,7 @@ def test_a_served_pod_exports_each_workers_spans_to_the_otlp_endpoint(
         ]
         assert traceresponse == f"00-{trace_id}-{server.span_id.hex()}-01"
         assert server.parent_span_id.hex() == f"{int(trace_id, 16):016x}"
-        attrs = _attrs(server.attributes)
+        attrs = attributes(server.attributes)
         assert attrs["rankswap.bundle_id"] == bundle.bundle_id
         assert (attrs["rankswap.candidates"], attrs["http.response.status_code"]) == (40, 200)
         assert res["service.name"] == "ranker-under-test"
