@@ -7,7 +7,7 @@ three ways and taking turns (so the neighbours' noise falls on all alike):
 * ``off``: no tracing configured (what every pod runs unless ``OTEL_*`` says otherwise);
 * ``on, not sampled``: the worker's provider (:func:`rankswap_ranker.spans.start`) with a
   sampler that samples nothing (``always_off``): the cost every request pays when tracing is on;
-* ``on, sampled``: the default sampler, every request sampled: the server span, six stage
+* ``on, sampled``: the default sampler, every request sampled: the server span, four stage
   spans, exported in batches over OTLP/HTTP to a receiver in another process
   (``python -m rankswap_dev.otlpsink``), so the export thread's CPU is counted, the
   receiver's is not. Each turn ends with a ``force_flush``, inside the measured time.
@@ -18,6 +18,7 @@ CPU per request = ``process_time`` over a turn ÷ its calls; medians over the ro
 from __future__ import annotations
 
 import json
+import signal
 import statistics
 import subprocess
 import sys
@@ -79,7 +80,7 @@ def section(
             t.shutdown()
     finally:
         source.close()
-        sink.terminate()
+        sink.send_signal(signal.SIGINT)  # it prints how many spans it received
         _, err = sink.communicate(timeout=30)
     spans_received = int(err.split()[-1]) if err.strip().startswith("spans") else -1
     return {
@@ -134,7 +135,7 @@ def report(x: dict[str, Any], label: dict[str, str]) -> list[str]:
         "",
         f"The public app called in process with each tenant's first body, the three builds "
         f"taking turns, {x['rounds']} rounds of {x['calls']} calls, medians; *sampled* exports "
-        "every request's 7 spans over OTLP/HTTP to a receiver in another process (flushed "
+        "every request's 5 spans over OTLP/HTTP to a receiver in another process (flushed "
         f"inside each turn; {x['spans_received']:,} spans received).",
         "",
         "| tenant | off CPU ms | on, not sampled | Δ off | on, sampled | Δ off | × off "

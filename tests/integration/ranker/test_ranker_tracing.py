@@ -24,7 +24,7 @@ BODY: dict[str, Any] = {
     "tenant_id": "acme",
     "context": {"employee_id": 1, "description": "taxi", "amount": 1200, "date": "2026-11-27"},
 }
-STAGES = ["rank.db", "rank.features", "rank.inputs", "rank.model", "rank.topk", "rank.serialise"]
+STAGES = ["rank.db", "rank.features", "rank.model", "rank.serialise"]
 
 
 @pytest.fixture

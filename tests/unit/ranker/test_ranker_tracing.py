@@ -42,7 +42,7 @@ BODY: dict[str, Any] = {
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
-STAGES = ["rank.db", "rank.features", "rank.inputs", "rank.model", "rank.topk", "rank.serialise"]
+STAGES = ["rank.db", "rank.features", "rank.model", "rank.serialise"]
 
 
 @pytest.fixture
