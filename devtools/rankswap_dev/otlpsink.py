@@ -3,13 +3,14 @@ the tracing benchmark export to in place of an OpenTelemetry Collector.
 
 In a thread (:class:`OtlpSink`, the tests: every request is decoded and kept), or in a process
 of its own (``python -m rankswap_dev.otlpsink [--port N]``: prints ``listening <port>``, counts
-spans, keeps nothing; the benchmark, whose CPU time must not include the receiver's).
+spans, keeps nothing, prints ``spans <n>`` on SIGTERM; the benchmark, whose CPU time must not include the receiver's).
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import signal
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -107,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=0)
     args = p.parse_args(argv)
     sink = OtlpSink(args.host, args.port, keep=False)
+
+    def stop(*_: Any) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)  # SIGINT may be ignored (a background job's child)
     print(f"listening {sink.server.server_address[1]}", flush=True)
     try:
         sink.server.serve_forever()

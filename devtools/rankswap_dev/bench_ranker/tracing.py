@@ -18,7 +18,6 @@ CPU per request = ``process_time`` over a turn ÷ its calls; medians over the ro
 from __future__ import annotations
 
 import json
-import signal
 import statistics
 import subprocess
 import sys
@@ -80,7 +79,7 @@ def section(
             t.shutdown()
     finally:
         source.close()
-        sink.send_signal(signal.SIGINT)  # it prints how many spans it received
+        sink.terminate()  # it prints how many spans it received
         _, err = sink.communicate(timeout=30)
     spans_received = int(err.split()[-1]) if err.strip().startswith("spans") else -1
     return {
