@@ -8,7 +8,7 @@ the pod view that makes ``/readyz`` speak for every worker.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -25,6 +25,9 @@ from rankswap_ranker.registry import BundleRegistry
 from rankswap_ranker.routes import RankEndpoint, public_router
 from rankswap_ranker.settings import RankerSettings
 from rankswap_ranker.shadow import Shadow
+
+if TYPE_CHECKING:
+    from rankswap_ranker.spans import Tracing
 
 _ROUTES = frozenset({"/v1/rank", "/healthz", "/readyz", "/metrics"})
 
@@ -110,6 +113,7 @@ def create_app(
     pod: PodView | None = None,
     worker_slot: int = 0,
     shadow: Shadow | None = None,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     metrics = metrics if metrics is not None else RankerMetrics(CollectorRegistry())
     app = RankerAPI(
@@ -119,9 +123,14 @@ def create_app(
         summary="Ranks a tenant's own expense line items with the bundle the pod serves.",
         docs_url=None,
         redoc_url=None,
+        # FastAPI's own spans stay off whatever tracer provider is global: with tracing on,
+        # TraceRequests makes the one server span, for the fast path and the route alike.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
-    endpoint = RankEndpoint(settings, registry, candidate_source, metrics, worker_slot, shadow)
+    endpoint = RankEndpoint(
+        settings, registry, candidate_source, metrics, worker_slot, shadow, tracing
+    )
     app.include_router(
         public_router(
             settings,
@@ -136,6 +145,10 @@ def create_app(
     app.add_middleware(
         BodyLimit, max_bytes=settings.public_max_body_bytes, timeout_s=settings.body_timeout_s
     )
+    if tracing is not None:  # off: nothing in the stack, the SDK never imported
+        from rankswap_ranker.spans import TraceRequests
+
+        app.add_middleware(TraceRequests, tracing=tracing)  # spans 413 and 408 answers too
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts 413 and 408 too
     state: Any = app.state
     state.metrics = metrics

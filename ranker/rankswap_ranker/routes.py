@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -31,6 +31,9 @@ from rankswap_ranker.registry import BundleRegistry
 from rankswap_ranker.schemas import ErrorBody, Health, RankRequest, RankResponse, Readiness
 from rankswap_ranker.settings import RankerSettings
 from rankswap_ranker.shadow import Shadow
+
+if TYPE_CHECKING:
+    from rankswap_ranker.spans import Tracing
 
 log = logging.getLogger("rankswap.ranker.rank")
 
@@ -79,9 +82,11 @@ class RankEndpoint:
         metrics: RankerMetrics,
         worker_slot: int,
         shadow: Shadow | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.shadow = shadow
+        self.tracing = tracing
         self.registry = registry
         self.source = source
         self.metrics = metrics
@@ -93,7 +98,14 @@ class RankEndpoint:
 
     def rank_request(self, body: RankRequest) -> RankOutcome:
         """Rank one request with the bundle current now (used to its end); errors become
-        :class:`RankerError`; the outcome's defaults and unknowns are counted."""
+        :class:`RankerError`; the outcome's defaults and unknowns are counted. With tracing on,
+        the request's server span is told the bundle, tenant and sizes, and gets one child span
+        per stage (:meth:`rankswap_ranker.spans.Tracing.rank`)."""
+        if self.tracing is not None:
+            return self.tracing.rank(self._rank_request, body)
+        return self._rank_request(body)
+
+    def _rank_request(self, body: RankRequest) -> RankOutcome:
         settings = self.settings
         top_k = body.top_k if body.top_k is not None else settings.top_k_default
         if top_k > settings.top_k_max:

@@ -19,6 +19,9 @@ Sections (``--sections``, all by default):
                  worker) and of a minimal FastAPI peer calling the same ``rank()``, loaded by
                  ``wrk`` and the project's load generator, next to the in-process cost: the
                  HTTP overhead per request (``--cost`` runs this section alone)
+* ``tracing``    on the same real world, in process: CPU per request of the public app with
+                 tracing off, on but not sampled, and on with every request sampled and
+                 exported over OTLP/HTTP (``--sections tracing`` runs it alone)
 
 The report (markdown) goes to stdout and the raw numbers to ``<workdir>/results.json``.
 Ratios are computed from numbers measured in the same run.
@@ -44,7 +47,7 @@ import numpy as np
 
 from rankswap_dev.wait import wait_until
 
-SECTIONS = ("breakdown", "baseline", "http", "swap", "swap-warm", "real", "cost")
+SECTIONS = ("breakdown", "baseline", "http", "swap", "swap-warm", "real", "cost", "tracing")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
-    synthetic = [s for s in sections if s not in ("real", "cost")]
+    synthetic = [s for s in sections if s not in ("real", "cost", "tracing")]
     env = Environment(args) if synthetic else None
     runners: dict[str, Callable[[Environment, argparse.Namespace, dict[str, Any]], Any]] = {
         "breakdown": section_breakdown,
@@ -122,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         "swap-warm": section_swap_warm,
         "real": section_real,
         "cost": section_cost,
+        "tracing": section_tracing,
     }
     for section in sections:
         print(f"# running {section} ...", file=sys.stderr, flush=True)
@@ -319,6 +323,18 @@ def section_cost(_: Any, args: argparse.Namespace, results: dict[str, Any]) -> d
     doc["breakdown"] = inproc
     doc["gbdt"] = _gbdt(world, bodies, work, args.iterations)
     doc["picked"] = picked
+    return doc
+
+
+def section_tracing(_: Any, args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
+    from rankswap_dev.bench_ranker import tracing
+
+    world, sizes, picked, all_bodies = _real_world(args)
+    tenants = dict.fromkeys((picked["~100"], picked["~1000"]))
+    doc = tracing.section(
+        world, {t: all_bodies[t][0] for t in tenants}, args.workdir.resolve() / "real"
+    )
+    doc.update(picked=picked, sizes={t: sizes[t] for t in tenants})
     return doc
 
 
@@ -679,6 +695,12 @@ def report(r: dict[str, Any]) -> str:
         lines += _report_real(r["real"], r.get("breakdown"), r.get("http"))
     if "cost" in r:
         lines += _report_cost(r["cost"])
+    if "tracing" in r:
+        from rankswap_dev.bench_ranker import tracing
+
+        x = r["tracing"]
+        label = {t: f"{x['sizes'][t]:,} items" for t in x["sizes"]}
+        lines += tracing.report(x, label)
     return "\n".join(lines)
 
 

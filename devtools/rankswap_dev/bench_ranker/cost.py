@@ -140,24 +140,7 @@ def asgi_cpu_ms(apps: dict[str, Any], raw: bytes, rounds: int, calls: int) -> di
     framework and everything an app adds cost, without the transport. The apps take turns,
     ``calls`` requests each per round, so the neighbours' noise falls on all alike; the median
     over the rounds is reported."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/rank",
-        "raw_path": b"/v1/rank",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"bench"),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(raw)).encode()),
-        ],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
+    scope = asgi_scope(raw)
     request = {"type": "http.request", "body": raw, "more_body": False}
 
     async def receive() -> dict[str, Any]:
@@ -181,6 +164,28 @@ def asgi_cpu_ms(apps: dict[str, Any], raw: bytes, rounds: int, calls: int) -> di
     import uvloop
 
     return uvloop.run(run())
+
+
+def asgi_scope(raw: bytes) -> dict[str, Any]:
+    """The ASGI scope of a JSON ``POST /v1/rank`` carrying ``raw``."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/rank",
+        "raw_path": b"/v1/rank",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"bench"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(raw)).encode()),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
 
 
 def asgi_in_process(

@@ -130,6 +130,10 @@ def test_configuration_change_rolls_the_pods(control_plane: Cluster, namespace: 
             "/artifactVersion/model/uri",
         ),
         (["--set", "ranker.database.secretName="], "ranker.database.secretName is required"),
+        (["--set", "ranker.tracing.enabled=true"], "/ranker/tracing/endpoint"),
+        (["--set", "ranker.tracing.endpoint=otel:4318"], "/ranker/tracing/endpoint"),
+        (["--set", "ranker.tracing.samplerArg=1.5"], "/ranker/tracing/samplerArg"),
+        (["--set", "ranker.tracing.sampler=xray"], "/ranker/tracing/sampler"),
     ],
 )
 def test_values_schema_refuses_bad_values(
