@@ -61,6 +61,11 @@ class Comparison(BaseModel):
     active: str = Field(description="Bundle id of the bundle that answered the requests.")
     reference: str = Field(description="Bundle id of the warm bundle they were compared with.")
     since: str = Field(description="When this pair started accumulating (UTC, ISO 8601).")
+    cohort: str | None = Field(
+        None,
+        description="During a tenant canary: the fingerprint of the cohort assignment whose "
+        "tenants the active (cohort) bundle served; only their requests are compared.",
+    )
     offered: int = Field(0, description="Live requests answered by the active bundle.")
     sampled: int = Field(0, description="Of those, picked for comparison.")
     dropped: int = Field(0, description="Picked but dropped: the comparison queue was full.")
@@ -148,11 +153,11 @@ class Comparison(BaseModel):
 
 
 def merge(comparisons: Iterable[Comparison]) -> list[Comparison]:
-    """One :class:`Comparison` per (active, reference) pair: the sums of those given, ``since``
-    the earliest. Order: first appearance."""
-    out: dict[tuple[str, str], Comparison] = {}
+    """One :class:`Comparison` per (active, reference, cohort): the sums of those given,
+    ``since`` the earliest. Order: first appearance."""
+    out: dict[tuple[str, str, str | None], Comparison] = {}
     for c in comparisons:
-        key = (c.active, c.reference)
+        key = (c.active, c.reference, c.cohort)
         have = out.get(key)
         if have is None:
             out[key] = c.model_copy(deep=True)

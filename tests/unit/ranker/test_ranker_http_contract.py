@@ -22,6 +22,7 @@ from rankswap_ranker.app import create_app
 from rankswap_ranker.bundle import Bundle
 from rankswap_ranker.candidates import LazyProductDB
 from rankswap_ranker.registry import BundleRegistry
+from rankswap_ranker.schemas import CohortSpec
 from rankswap_ranker.settings import RankerSettings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
@@ -43,7 +44,11 @@ class _Backend:
     """The admin API's backend for contract tests: accepts everything, records nothing."""
 
     def request_bundle(
-        self, model_uri: str, features_uri: str, refresh_interval_s: float | None
+        self,
+        model_uri: str,
+        features_uri: str,
+        refresh_interval_s: float | None,
+        cohort: CohortSpec | None = None,
     ) -> int:
         return 1
 
