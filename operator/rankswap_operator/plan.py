@@ -674,8 +674,14 @@ def _advance_cohorts(
         if now - rollout.wave_completed_at < timedelta(seconds=spec.rollout.canary_verify_seconds):
             return dataclasses.replace(rollout, phase="Verifying"), last_good
         acts.events.append(Event("Normal", "CohortStepPassed", f"{label} passed"))
+        last = rollout.step + 1 == len(steps)
         rollout = dataclasses.replace(
-            rollout, step=rollout.step + 1, wave_completed_at=None, analysis=None, pushed={}
+            rollout,
+            step=rollout.step + 1,
+            wave_completed_at=None,
+            # The next step is judged afresh; the last step's verdict stays the rollout's.
+            analysis=rollout.analysis if last else None,
+            pushed={},
         )
     acts.push_all(target, acts.live, "tenant canary passed: every tenant")
     live = acts.live

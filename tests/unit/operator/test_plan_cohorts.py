@@ -131,20 +131,25 @@ def test_a_step_served_everywhere_is_analysed_on_its_own_cohort_then_widens() ->
 
 def test_after_the_last_step_every_tenant_gets_the_new_bundle_and_it_completes() -> None:
     last = RolloutRecord(2, *NEW.versions, "Verifying", T0, wave_completed_at=T0, step=2)
-    last = dataclasses.replace(last, analysis=None)
-    pods = [on_step(n, 2) for n in ("a", "b")]
-    result = go(pods, last, at=10, analysis=None)
+    pods = [with_shadow(on_step(n, 2), comparison(2, 15, 15)) for n in ("a", "b")]
+    judged = go(pods, last, at=10)
+    assert judged.rollout is not None and judged.rollout.analysis is not None
+    assert judged.rollout.analysis.verdict == "Passed"
+    result = go(pods, judged.rollout, at=11)
+    assert result.rollout is not None and result.rollout.analysis is not None
+    assert result.rollout.analysis.verdict == "Passed", "the last step's verdict is kept"
     assert result.rollout is not None and result.rollout.step == 3
     assert {(p.pod, p.bundle, p.cohort) for p in result.pushes} == {
         ("a", NEW, None),
         ("b", NEW, None),
     }
     assert result.rollout.phase == "Progressing" and result.last_good == OLD
-    done = go([pod("a", NEW), pod("b", NEW)], result.rollout, at=11, analysis=None)
+    done = go([pod("a", NEW), pod("b", NEW)], result.rollout, at=12)
     assert done.rollout is not None and done.rollout.phase == "Complete"
     assert done.last_good == NEW, "N-1 stays warm in the pods as the rollback target"
     (entry,) = done.history
     assert entry.outcome == "Succeeded" and "3 cohort steps" in entry.message
+    assert entry.analysis == "Passed"
 
 
 def test_a_failed_step_rolls_the_cohort_back_on_every_pod_at_once() -> None:
