@@ -11,6 +11,7 @@ rollout, so a cohort widens monotonically: a tenant inside 10 % is inside 50 %.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Annotated
@@ -19,7 +20,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     StringConstraints,
     field_validator,
     model_validator,
@@ -38,8 +38,10 @@ _HASH_KEY = b"rankswap.cohort.v1"
 TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
 
 
+@functools.lru_cache(maxsize=65536)
 def tenant_bucket(tenant_id: str) -> int:
-    """The tenant's hash bucket, ``0 <= bucket < BUCKETS``, stable everywhere."""
+    """The tenant's hash bucket, ``0 <= bucket < BUCKETS``, stable everywhere (memoised: a
+    pod sees the same tenants again and again)."""
     digest = hashlib.blake2b(tenant_id.encode("utf-8"), digest_size=8, key=_HASH_KEY).digest()
     return int.from_bytes(digest, "big") % BUCKETS
 
@@ -58,7 +60,6 @@ class CohortAssignment(BaseModel):
     percent: int = Field(
         0, ge=0, le=100, description="Share of all tenants, by a stable hash of the tenant id."
     )
-    _members: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     @field_validator("tenants")
     @classmethod
@@ -69,7 +70,6 @@ class CohortAssignment(BaseModel):
     def _not_empty(self) -> CohortAssignment:
         if not self.tenants and self.percent == 0:
             raise ValueError("a cohort needs tenants or a percent above 0")
-        self._members = frozenset(self.tenants)
         return self
 
     def __hash__(self) -> int:
@@ -77,9 +77,11 @@ class CohortAssignment(BaseModel):
 
     def contains(self, tenant_id: str) -> bool:
         """The tenant is served by the cohort bundle."""
-        if tenant_id in self._members:
-            return True
-        return self.percent > 0 and tenant_bucket(tenant_id) < self.percent * (BUCKETS // 100)
+        return tenant_id in self.members()
+
+    def members(self) -> Members:
+        """The assignment as a fast membership test (what a request path holds on to)."""
+        return Members(self)
 
     @property
     def fingerprint(self) -> str:
@@ -96,3 +98,20 @@ class CohortAssignment(BaseModel):
         if self.percent:
             parts.append(f"{self.percent}% of tenants")
         return " + ".join(parts)
+
+
+class Members:
+    """``tenant_id in members``: one set lookup, then (with a percent) one memoised hash."""
+
+    __slots__ = ("_tenants", "_threshold")
+
+    def __init__(self, assignment: CohortAssignment) -> None:
+        self._tenants = frozenset(assignment.tenants)
+        self._threshold = assignment.percent * (BUCKETS // 100)
+
+    def __contains__(self, tenant_id: object) -> bool:
+        if not isinstance(tenant_id, str):
+            return False
+        if tenant_id in self._tenants:
+            return True
+        return self._threshold > 0 and tenant_bucket(tenant_id) < self._threshold

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from rankswap.cohorts import CohortAssignment
+from rankswap.cohorts import CohortAssignment, Members
 from rankswap_ranker.errors import NoActiveBundle
 
 
@@ -37,6 +37,10 @@ class Cohort(Generic[B]):
 
     bundle: B
     assignment: CohortAssignment
+    members: Members = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "members", self.assignment.members())
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ class BundleRegistry(Generic[B]):
         """The bundle a request of ``tenant_id`` must use to its end: the cohort's bundle when
         the tenant is in the cohort, else :meth:`current`."""
         cohort = self._cohort
-        if cohort is not None and cohort.assignment.contains(tenant_id):
+        if cohort is not None and tenant_id in cohort.members:
             return cohort.bundle
         return self.current()
 
