@@ -13,8 +13,14 @@ Measures, per compared request (``k`` = the request's ``top_k``, at most the can
 * top-k overlap: ``|top_k(active) ∩ top_k(reference)| / k``;
 * rank correlation of the top-k: Spearman's rho between the active bundle's order of its top-k
   items and the reference bundle's order of the same items (requests with ``k >= 2``);
-* score shift: the population stability index (PSI) of the two bundles' scores over every
-  candidate, on fixed bins (:data:`SCORE_EDGES`);
+* score shift: the population stability index (PSI) of the two bundles' *standardised* scores
+  over every candidate: each request's scores as z-scores within the request (minus their
+  mean, over their standard deviation), on fixed bins (:data:`SCORE_EDGES`). Raw scores of a
+  lambdarank model have no fixed scale or offset between two retrains (two good retrains of the
+  demo world differ by a raw-score PSI of ~1.3), so the raw PSI flags every retrain; the
+  standardised one compares the *shape* of each request's score distribution (how the
+  candidates are spread around the request's mean), which a rescaled or shifted model keeps
+  and a broken one does not;
 * errors and scoring latency per bundle (the stages that depend on the bundle: feature gather,
   inputs, model), latency on fixed buckets (:data:`LATENCY_EDGES_S`).
 """
@@ -36,9 +42,10 @@ if TYPE_CHECKING:
 # :class:`Comparison` documents and its image carries no NumPy
 # (tests/node/test_image_dependencies.py).
 
-SCORE_EDGES: tuple[float, ...] = tuple(round(-8.0 + 0.5 * i, 1) for i in range(33))
-"""Inner bin edges of the score histograms (-8 to 8 by 0.5; below and above go to the two
-outer bins): 34 bins. Lambdarank and regression scores of this project's models fall inside."""
+SCORE_EDGES: tuple[float, ...] = tuple(round(-4.0 + 0.2 * i, 1) for i in range(41))
+"""Inner bin edges of the standardised-score histograms (z from -4 to 4 by 0.2; below and
+above go to the two outer bins): 42 bins. (Before standardisation the histograms had 34 bins
+of raw scores; histograms of different lengths are never merged or compared.)"""
 
 LATENCY_EDGES_S: tuple[float, ...] = (
     0.0002, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0,
@@ -61,6 +68,11 @@ class Comparison(BaseModel):
     active: str = Field(description="Bundle id of the bundle that answered the requests.")
     reference: str = Field(description="Bundle id of the warm bundle they were compared with.")
     since: str = Field(description="When this pair started accumulating (UTC, ISO 8601).")
+    cohort: str | None = Field(
+        None,
+        description="During a tenant canary: the fingerprint of the cohort assignment whose "
+        "tenants the active (cohort) bundle served; only their requests are compared.",
+    )
     offered: int = Field(0, description="Live requests answered by the active bundle.")
     sampled: int = Field(0, description="Of those, picked for comparison.")
     dropped: int = Field(0, description="Picked but dropped: the comparison queue was full.")
@@ -148,11 +160,11 @@ class Comparison(BaseModel):
 
 
 def merge(comparisons: Iterable[Comparison]) -> list[Comparison]:
-    """One :class:`Comparison` per (active, reference) pair: the sums of those given, ``since``
-    the earliest. Order: first appearance."""
-    out: dict[tuple[str, str], Comparison] = {}
+    """One :class:`Comparison` per (active, reference, cohort): the sums of those given,
+    ``since`` the earliest. Order: first appearance."""
+    out: dict[tuple[str, str, str | None], Comparison] = {}
     for c in comparisons:
-        key = (c.active, c.reference)
+        key = (c.active, c.reference, c.cohort)
         have = out.get(key)
         if have is None:
             out[key] = c.model_copy(deep=True)
@@ -213,8 +225,8 @@ def compare_request(
         top1_agrees=top1 if k else True,
         topk_overlap=overlap,
         rank_correlation=spearman_of_top(active_top, reference_scores),
-        active_scores=histogram(active_scores),
-        reference_scores=histogram(reference_scores),
+        active_scores=histogram(standardise(active_scores)),
+        reference_scores=histogram(standardise(reference_scores)),
         active_seconds=active_seconds,
         reference_seconds=reference_seconds,
     )
@@ -237,6 +249,22 @@ def spearman_of_top(
     ref_rank[order] = np.arange(k, dtype=np.float64)
     d = ref_rank - np.arange(k, dtype=np.float64)
     return float(1.0 - 6.0 * float(np.sum(d * d)) / (k * (k * k - 1)))
+
+
+def standardise(scores: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+    """One request's scores as z-scores within the request: ``(s - mean) / std``; all zeros
+    when the scores do not vary (one candidate, or a constant model)."""
+    import numpy as np
+
+    values = np.asarray(scores, dtype=np.float64)
+    if values.size == 0:
+        return values
+    centred = values - values.mean()
+    std = float(np.sqrt(np.mean(centred * centred)))
+    if not np.isfinite(std) or std < 1e-12:
+        return np.zeros_like(values)
+    z: npt.NDArray[np.float64] = centred / std
+    return z
 
 
 def histogram(scores: npt.NDArray[Any]) -> list[int]:

@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rankswap.cohorts import CohortAssignment
 from rankswap.comparison import Comparison
 
 Timings = dict[str, float | int | str | bool | None]
@@ -57,14 +58,39 @@ class ResolvedBundle(BaseModel):
     features: LocalArtifact
 
 
+class DesiredCohort(BaseModel):
+    """The cohort part of ``desired.json``: its bundle and who it serves."""
+
+    bundle: ResolvedBundle
+    assignment: CohortAssignment
+
+
 class DesiredBundle(BaseModel):
     """``<run_dir>/desired.json``: the bundle every worker must serve (written by the
-    supervisor after it fetched and validated it); ``seq`` grows with each write."""
+    supervisor after it fetched and validated it) and, during a tenant canary, the cohort
+    bundle that serves the cohort's tenants instead; ``seq`` grows with each write."""
 
     seq: int
     request_id: int | None
     set_at: str
     bundle: ResolvedBundle
+    cohort: DesiredCohort | None = None
+
+
+class CohortState(BaseModel):
+    """A cohort as the state shows it: the bundle serving the cohort's tenants, who they are
+    (``assignment``; the pod's own bundle serves every other tenant) and its fingerprint."""
+
+    bundle: BundleState
+    assignment: CohortAssignment
+    fingerprint: str
+
+
+class WorkerCohort(BaseModel):
+    """The cohort one worker routes to (the assignment is the pod's, by fingerprint)."""
+
+    bundle_id: str
+    fingerprint: str
 
 
 class LoadError(BaseModel):
@@ -98,6 +124,9 @@ class WorkerState(BaseModel):
         "the desired bundle).",
     )
     active: BundleState | None = None
+    cohort: WorkerCohort | None = Field(
+        default=None, description="The cohort bundle serving the cohort's tenants, if any."
+    )
     warm: list[BundleState] = Field(default_factory=list)
     applied_seq: int | None = Field(
         default=None, description="The desired.json seq it applied (or failed to apply)."
@@ -126,10 +155,15 @@ def pod_ready(workers: Sequence[WorkerState]) -> bool:
 
 
 def pod_converged(
-    workers: Sequence[WorkerState], workers_expected: int, target_id: str | None, seq: int
+    workers: Sequence[WorkerState],
+    workers_expected: int,
+    target_id: str | None,
+    seq: int,
+    cohort: WorkerCohort | None = None,
 ) -> bool:
     """The pod has switched (what a rollout waits for), defined once: every expected worker is
-    alive, serves the target bundle and has applied the current desired ``seq``."""
+    alive, serves the target bundle (and the target's cohort, or none) and has applied the
+    current desired ``seq``."""
     return (
         target_id is not None
         and workers_expected > 0
@@ -139,9 +173,18 @@ def pod_converged(
             and w.active is not None
             and w.active.bundle_id == target_id
             and w.applied_seq == seq
+            and w.cohort == cohort
             for w in workers
         )
     )
+
+
+class CohortRequestState(BaseModel):
+    """The cohort part of an ask: its bundle's URIs as given and who it serves."""
+
+    model_uri: str
+    features_uri: str
+    assignment: CohortAssignment
 
 
 class BundleRequestState(BaseModel):
@@ -150,6 +193,7 @@ class BundleRequestState(BaseModel):
     request_id: int
     model_uri: str
     features_uri: str
+    cohort: CohortRequestState | None = None
     source: Literal["admin", "settings", "startup", "refresher", "restart"]
     refresh_interval_s: float | None = None
     at: str
@@ -188,6 +232,11 @@ class PodState(BaseModel):
     loading: BundleRequestState | None = None
     target: TargetState | None
     active: BundleState | None = Field(description="The bundle every live worker serves, or null.")
+    cohort: CohortState | None = Field(
+        default=None,
+        description="The target's cohort: the bundle that serves the cohort's tenants instead of "
+        "the target (a tenant canary), or null when the target serves every tenant.",
+    )
     warm: list[BundleState] = Field(default_factory=list)
     workers: list[WorkerState]
     last_error: LoadError | None = None

@@ -59,10 +59,13 @@ def judge(
     old: tuple[str, str] | None,
     waited_seconds: float,
     now: datetime,
+    cohort: str | None = None,
 ) -> AnalysisResult:
     """The verdict on the canary pods (``comparisons``: pod name → its state's ``shadow``)
     serving ``new`` while ``old`` is the bundle they served before, ``waited_seconds`` after the
-    canary wave came to serve ``new``."""
+    canary wave came to serve ``new``. ``cohort``: a tenant canary's step, by the fingerprint
+    of its assignment: only the cohort's requests (served by ``new``, compared with ``old``)
+    of this step count."""
     if old is None or old == new:
         return AnalysisResult("Skipped", "no previous good bundle to compare with; not judged", now)
     active, reference = bundle_id(new), bundle_id(old)
@@ -70,10 +73,14 @@ def judge(
         c
         for cs in comparisons.values()
         for c in cs
-        if (c.active, c.reference) == (active, reference)
+        if (c.active, c.reference, c.cohort) == (active, reference, cohort)
     ]
     merged = merge(pair)
-    total = merged[0] if merged else Comparison(active=active, reference=reference, since="")
+    total = (
+        merged[0]
+        if merged
+        else Comparison(active=active, reference=reference, since="", cohort=cohort)
+    )
     pods = ", ".join(sorted(comparisons))
     if total.compared < analysis.min_compared:
         seen = f"{total.compared}/{analysis.min_compared} requests compared on {pods} after {int(waited_seconds)}s"

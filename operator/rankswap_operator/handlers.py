@@ -269,7 +269,9 @@ async def reconcile(
     )
     push_results = await asyncio.gather(
         *(
-            pods_client.push(p.ip, spec.admin_port, p.bundle, spec.refresh_interval_seconds)
+            pods_client.push(
+                p.ip, spec.admin_port, p.bundle, spec.refresh_interval_seconds, p.cohort
+            )
             for p in result.pushes
         ),
         return_exceptions=True,
@@ -294,6 +296,7 @@ async def reconcile(
         desired_uris=(spec.model_uri, spec.features_uri),
         now=now,
         history_limit=config.history_limit,
+        steps=spec.rollout.steps,
     )
     await kube.patch_status(namespace, name, kube.merge_patch(previous, new_status))
     state.metrics.record_status(namespace, name, new_status)

@@ -17,14 +17,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from rankswap.cohorts import CohortAssignment
 from rankswap.comparison import Comparison
 from rankswap_operator.analysis import AnalysisResult, judge
 from rankswap_operator.errors import OperatorError
-from rankswap_operator.spec import AVSpec
+from rankswap_operator.spec import AVSpec, cohort_at
 
 Phase = Literal["Progressing", "Verifying", "Analyzing", "Paused", "Complete", "Failed"]
 Kind = Literal["Rollout", "Rollback"]
-PodState = Literal["Updated", "Pending", "Loading", "Failed", "Outdated", "Unreachable", "NotReady"]
+PodState = Literal[
+    "Updated", "Cohort", "Pending", "Loading", "Failed", "Outdated", "Unreachable", "NotReady"
+]
 Outcome = Literal["Succeeded", "Failed", "RolledBack", "Superseded"]
 
 
@@ -50,6 +53,25 @@ class PinnedBundle:
 
 
 @dataclass(frozen=True)
+class CohortTarget:
+    """A tenant canary's step as pods are told it: the new bundle serves ``assignment``'s
+    tenants, the pod's own bundle (the last good one) every other tenant."""
+
+    bundle: PinnedBundle
+    assignment: CohortAssignment
+
+    @property
+    def told(self) -> tuple[tuple[str, str], str]:
+        """(URIs, fingerprint): as a pod's ``desired.cohort`` names it."""
+        return (self.bundle.uris, self.assignment.fingerprint)
+
+    @property
+    def served(self) -> tuple[tuple[str, str], str]:
+        """(versions, fingerprint): as a pod's ``cohort`` names it."""
+        return (self.bundle.versions, self.assignment.fingerprint)
+
+
+@dataclass(frozen=True)
 class AdminState:
     """What a pod's admin API says about itself."""
 
@@ -60,6 +82,8 @@ class AdminState:
     error: str | None  # last load error for the desired bundle, if it failed
     warm_versions: tuple[tuple[str, str], ...] = ()
     comparisons: tuple[Comparison, ...] = ()  # the pod's shadow comparison (PodState.shadow)
+    desired_cohort: tuple[tuple[str, str], str] | None = None  # (URIs, fingerprint) asked for
+    cohort: tuple[tuple[str, str], str] | None = None  # (versions, fingerprint) of its target
 
 
 @dataclass(frozen=True)
@@ -89,6 +113,8 @@ class RolloutRecord:
     canary: tuple[str, ...] = ()
     """The canary pods, chosen once when the canary wave is first pushed."""
     analysis: AnalysisResult | None = None
+    step: int = 0
+    """``TenantCanary``: the index of the step in flight (``len(steps)``: every tenant)."""
 
     def targets(self, bundle: PinnedBundle) -> bool:
         return (self.model_version, self.features_version) == bundle.versions
@@ -100,6 +126,7 @@ class Push:
     ip: str
     bundle: PinnedBundle
     why: str
+    cohort: CohortTarget | None = None
 
 
 @dataclass(frozen=True)
@@ -168,19 +195,60 @@ class Plan:
         )
 
 
-def _serves(pod: PodObservation, bundle: PinnedBundle) -> bool:
-    return bool(pod.admin and pod.admin.converged and pod.admin.active_versions == bundle.versions)
+def _serves(pod: PodObservation, bundle: PinnedBundle, cohort: CohortTarget | None = None) -> bool:
+    """The pod serves ``bundle`` (to every tenant outside ``cohort``, whose tenants get the
+    cohort's bundle; no cohort: to every tenant)."""
+    return bool(
+        pod.admin
+        and pod.admin.converged
+        and pod.admin.active_versions == bundle.versions
+        and pod.admin.cohort == (cohort.served if cohort is not None else None)
+    )
 
 
-def _told(pod: PodObservation, bundle: PinnedBundle) -> bool:
-    return bool(pod.admin and pod.admin.desired_uris == bundle.uris)
+def _told(pod: PodObservation, bundle: PinnedBundle, cohort: CohortTarget | None = None) -> bool:
+    return bool(
+        pod.admin
+        and pod.admin.desired_uris == bundle.uris
+        and pod.admin.desired_cohort == (cohort.told if cohort is not None else None)
+    )
 
 
-def _failed_on(pod: PodObservation, bundle: PinnedBundle) -> str | None:
-    """The pod was asked for ``bundle`` and reports that loading it failed."""
-    if pod.admin and _told(pod, bundle) and not pod.admin.loading and pod.admin.error:
+def _failed_on(
+    pod: PodObservation, bundle: PinnedBundle, cohort: CohortTarget | None = None
+) -> str | None:
+    """The pod was asked for ``bundle`` (and ``cohort``) and reports that loading failed."""
+    if pod.admin and _told(pod, bundle, cohort) and not pod.admin.loading and pod.admin.error:
         return pod.admin.error
     return None
+
+
+def _tenant_canaried(
+    spec: AVSpec, rollout: RolloutRecord, target: PinnedBundle, last_good: PinnedBundle | None
+) -> bool:
+    """This rollout goes cohort by cohort: strategy ``TenantCanary``, a last good bundle to
+    serve the other tenants, and not an instant rollback. (A first rollout has no bundle for
+    the other tenants: it goes to every pod at once.)"""
+    return (
+        spec.rollout.strategy == "TenantCanary"
+        and last_good is not None
+        and last_good.versions != target.versions
+        and not (rollout.kind == "Rollback" and spec.rollout.instant_rollback)
+    )
+
+
+def _step_target(
+    spec: AVSpec, rollout: RolloutRecord, target: PinnedBundle, last_good: PinnedBundle | None
+) -> tuple[PinnedBundle, CohortTarget | None]:
+    """What this rollout tells pods now: during a tenant canary's step, the last good bundle
+    with the step's cohort on the target; else the target for every tenant."""
+    if (
+        last_good is not None
+        and _tenant_canaried(spec, rollout, target, last_good)
+        and rollout.step < len(spec.rollout.steps)
+    ):
+        return last_good, CohortTarget(target, cohort_at(spec.rollout.steps, rollout.step))
+    return target, None
 
 
 def _canaried(spec: AVSpec, rollout: RolloutRecord) -> bool:
@@ -202,18 +270,25 @@ def _waves(names: Sequence[str], canary: Sequence[str], spec: AVSpec) -> list[li
     return [w for w in waves if w]
 
 
-def _report(pod: PodObservation, target: PinnedBundle | None, pushed: bool) -> PodReport:
+def _report(
+    pod: PodObservation,
+    target: PinnedBundle | None,
+    pushed: bool,
+    cohort: CohortTarget | None = None,
+) -> PodReport:
+    """The pod against what it should serve: ``target`` (with ``cohort`` during a tenant
+    canary's step, where serving it is state ``Cohort``)."""
     admin = pod.admin
     model_v, feat_v = admin.active_versions if admin and admin.active_versions else (None, None)
     if not pod.running:
         state: PodState = "NotReady"
     elif admin is None:
         state = "Unreachable"
-    elif target is not None and _serves(pod, target):
-        state = "Updated"
-    elif target is not None and _failed_on(pod, target):
+    elif target is not None and _serves(pod, target, cohort):
+        state = "Updated" if cohort is None else "Cohort"
+    elif target is not None and _failed_on(pod, target, cohort):
         state = "Failed"
-    elif admin.loading or (target is not None and _told(pod, target)):
+    elif admin.loading or (target is not None and _told(pod, target, cohort)):
         state = "Loading"
     elif pushed:
         state = "Pending"
@@ -261,6 +336,8 @@ def plan(
             acts.push_all(last_good, acts.live, "rollback to last good")
     elif rollout.phase == "Complete":
         acts.push_all(target, acts.live, "repair drift (new, restarted or changed pod)")
+    elif last_good is not None and _tenant_canaried(spec, rollout, target, last_good):
+        rollout, last_good = _advance_cohorts(spec, target, last_good, rollout, now, acts)
     else:
         rollout, last_good = _advance(spec, generation, target, last_good, rollout, now, acts)
     return _report_plan(spec, target, last_good, rollout, pods, now, acts)
@@ -277,13 +354,17 @@ class _Acts:
     history: list[HistoryEntry] = field(default_factory=list)
 
     def push_all(
-        self, bundle: PinnedBundle, candidates: Sequence[PodObservation], why: str
+        self,
+        bundle: PinnedBundle,
+        candidates: Sequence[PodObservation],
+        why: str,
+        cohort: CohortTarget | None = None,
     ) -> None:
         for pod in candidates:
             # Push unless the pod was already told: a pod that serves the bundle but wants
             # another one (say, a failed newer bundle) is told again, so it stops wanting it.
-            if pod.admin is not None and not _told(pod, bundle):
-                self.pushes.append(Push(pod.name, pod.ip or "", bundle, why))
+            if pod.admin is not None and not _told(pod, bundle, cohort):
+                self.pushes.append(Push(pod.name, pod.ip or "", bundle, why, cohort))
 
     def finish(self, record: RolloutRecord, outcome: Outcome, now: datetime, message: str) -> None:
         self.history.append(
@@ -325,6 +406,10 @@ def _start_if_new(
         generation, target.model_version, target.features_version, "Progressing", now, kind=kind
     )
     how: str = spec.rollout.strategy
+    if spec.rollout.strategy == "TenantCanary" and not _tenant_canaried(
+        spec, record, target, last_good
+    ):
+        how = "TenantCanary: no last good bundle for the other tenants, every pod at once"
     if kind == "Rollback":
         how = (
             "rollback to a bundle good before: canary first"
@@ -388,13 +473,14 @@ def _fail_on_pod_errors(
     timeout = timedelta(seconds=spec.rollout.pod_timeout_seconds)
     failures: list[str] = []
     load_failed = False
+    told, cohort = _step_target(spec, rollout, target, last_good)
     for pod in acts.live:
-        error = _failed_on(pod, target)
+        error = _failed_on(pod, told, cohort)
         pushed_at = rollout.pushed.get(pod.name)
         if error:
             failures.append(f"{pod.name}: {error}")
             load_failed = True
-        elif pushed_at is not None and not _serves(pod, target) and now - pushed_at > timeout:
+        elif pushed_at is not None and not _serves(pod, told, cohort) and now - pushed_at > timeout:
             failures.append(
                 f"{pod.name}: not on the new bundle after {spec.rollout.pod_timeout_seconds}s"
             )
@@ -442,20 +528,24 @@ def _judge_canary(
     (the canary pods' shadow comparison against the last good bundle) until a final verdict;
     ``Failed`` fails the rollout with reason ``AnalysisFailed``."""
     analysis = spec.rollout.analysis
+    cohorts = _tenant_canaried(spec, rollout, target, last_good)
     if (
         analysis is None
         or rollout.phase in ("Complete", "Failed")
         or rollout.wave_completed_at is None
-        or not _canaried(spec, rollout)
+        or not (_canaried(spec, rollout) or cohorts)
+        or (cohorts and rollout.step >= len(spec.rollout.steps))
         or (rollout.analysis is not None and rollout.analysis.final)
     ):
         return rollout
     by_name = {p.name: p for p in acts.live}
     comparisons: dict[str, tuple[Comparison, ...]] = {}
-    for name in rollout.canary:
+    # A tenant canary is measured on every pod (each serves the cohort); a canary on its pods.
+    for name in list(by_name) if cohorts else rollout.canary:
         if name in by_name:
             admin = by_name[name].admin
             comparisons[name] = admin.comparisons if admin is not None else ()
+    cohort = cohort_at(spec.rollout.steps, rollout.step) if cohorts else None
     result = judge(
         analysis,
         comparisons,
@@ -463,7 +553,11 @@ def _judge_canary(
         old=last_good.versions if last_good is not None else None,
         waited_seconds=(now - rollout.wave_completed_at).total_seconds(),
         now=now,
+        cohort=cohort.fingerprint if cohort is not None else None,
     )
+    if cohort is not None:
+        where = f"step {rollout.step + 1}/{len(spec.rollout.steps)} ({cohort.describe()}): "
+        result = dataclasses.replace(result, message=where + result.message)
     before = rollout.analysis.verdict if rollout.analysis is not None else None
     rollout = dataclasses.replace(rollout, analysis=result)
     if result.verdict == "Failed":
@@ -540,6 +634,67 @@ def _advance(
     return rollout, target
 
 
+def _advance_cohorts(
+    spec: AVSpec,
+    target: PinnedBundle,
+    last_good: PinnedBundle,
+    rollout: RolloutRecord,
+    now: datetime,
+    acts: _Acts,
+) -> tuple[RolloutRecord, PinnedBundle | None]:
+    """A tenant canary in flight: every pod serves the last good bundle to every tenant but the
+    step's cohort, which gets the target. Once every live pod serves the step, it holds
+    ``canaryVerifySeconds`` and, with an analysis, until the step's analysis passed (measured on
+    the cohort's requests of this step); then the next, wider step. After the last step the
+    target goes to every tenant (the last good bundle stays warm in every pod); when every pod
+    serves it, the rollout is complete."""
+    steps = spec.rollout.steps
+    while rollout.step < len(steps):
+        cohort = CohortTarget(target, cohort_at(steps, rollout.step))
+        label = f"step {rollout.step + 1}/{len(steps)} ({cohort.assignment.describe()})"
+        acts.push_all(last_good, acts.live, f"tenant canary {label}", cohort)
+        if not (acts.live and all(_serves(p, last_good, cohort) for p in acts.live)):
+            return dataclasses.replace(rollout, phase="Progressing"), last_good
+        if rollout.wave_completed_at is None:
+            rollout = dataclasses.replace(rollout, wave_completed_at=now)
+            acts.events.append(
+                Event(
+                    "Normal",
+                    "CohortServing",
+                    f"{label} served {target.label()} on all {len(acts.live)} pods",
+                )
+            )
+            if spec.rollout.analysis is not None:
+                return dataclasses.replace(rollout, phase="Analyzing"), last_good
+        verdict = rollout.analysis.verdict if rollout.analysis is not None else None
+        if spec.rollout.analysis is not None and verdict not in ("Passed", "Skipped"):
+            phase: Phase = "Paused" if verdict == "Paused" else "Analyzing"
+            return dataclasses.replace(rollout, phase=phase), last_good
+        assert rollout.wave_completed_at is not None
+        if now - rollout.wave_completed_at < timedelta(seconds=spec.rollout.canary_verify_seconds):
+            return dataclasses.replace(rollout, phase="Verifying"), last_good
+        acts.events.append(Event("Normal", "CohortStepPassed", f"{label} passed"))
+        last = rollout.step + 1 == len(steps)
+        rollout = dataclasses.replace(
+            rollout,
+            step=rollout.step + 1,
+            wave_completed_at=None,
+            # The next step is judged afresh; the last step's verdict stays the rollout's.
+            analysis=rollout.analysis if last else None,
+            pushed={},
+        )
+    acts.push_all(target, acts.live, "tenant canary passed: every tenant")
+    live = acts.live
+    if not (live and all(_serves(p, target) for p in live)):
+        return dataclasses.replace(rollout, phase="Progressing"), last_good
+    rollout = dataclasses.replace(rollout, phase="Complete", finished_at=now, reason="", message="")
+    acts.events.append(
+        Event("Normal", "RolloutSucceeded", f"all {len(live)} pods serve {target.label()}")
+    )
+    acts.finish(rollout, "Succeeded", now, f"{len(live)} pods, {len(steps)} cohort steps")
+    return rollout, target
+
+
 def _canary_pods(spec: AVSpec, rollout: RolloutRecord, live: Sequence[str]) -> list[str]:
     """The canary wave: none when this rollout is not canaried (or has one wave only); the
     recorded pods that are still live; else (first pass, or every canary pod gone) the first
@@ -562,8 +717,9 @@ def _report_plan(
     """Step 5: record when pods were told the target, then the per-pod states, conditions and
     Events of this pass."""
     pushed_now = dict(rollout.pushed)
+    told, cohort = _step_target(spec, rollout, target, last_good)
     for p in acts.pushes:
-        if p.bundle.versions == target.versions:
+        if p.bundle.versions == told.versions and p.cohort == cohort:
             pushed_now[p.pod] = now
     names = {p.name for p in pods}
     rollout = dataclasses.replace(
@@ -574,7 +730,9 @@ def _report_plan(
         if rollout.phase == "Failed" and last_good is not None and spec.auto_rollback
         else target
     )
-    reports = tuple(_report(p, shown, p.name in rollout.pushed) for p in pods)
+    if rollout.phase == "Failed" or cohort is None:
+        told, cohort = shown, None
+    reports = tuple(_report(p, told, p.name in rollout.pushed, cohort) for p in pods)
     conditions = _conditions(spec, rollout, target, last_good, reports, len(acts.live))
     for push in acts.pushes:
         acts.events.append(

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from rankswap.artifacts import ArtifactError, parse_artifact_uri
+from rankswap.cohorts import MAX_COHORT_TENANTS, CohortAssignment
 from rankswap_operator.errors import InvalidSpec
 
-Strategy = Literal["AllAtOnce", "Canary"]
+Strategy = Literal["AllAtOnce", "Canary", "TenantCanary"]
+MAX_STEPS = 10
 Insufficient = Literal["Fail", "Pass", "Pause"]
 
 
@@ -66,8 +70,18 @@ class Analysis:
 
 
 @dataclass(frozen=True)
+class CohortStep:
+    """One step of a ``TenantCanary``: tenants added to the cohort and/or its hash share."""
+
+    tenants: tuple[str, ...] = ()
+    percent: int = 0
+
+
+@dataclass(frozen=True)
 class Rollout:
     strategy: Strategy = "AllAtOnce"
+    steps: tuple[CohortStep, ...] = ()
+    """``TenantCanary``: the cohort of each step (widening; :func:`cohort_at`)."""
     canary_pods: int = 1
     canary_verify_seconds: int = 10
     batch_size: int = 1000
@@ -86,13 +100,57 @@ _THRESHOLDS = {
 }
 
 
+def cohort_at(steps: Sequence[CohortStep], index: int) -> CohortAssignment:
+    """The cohort of step ``index``: every tenant listed up to it, and the largest percent so
+    far (a cohort only widens: whoever was in stays in)."""
+    tenants = sorted({t for step in steps[: index + 1] for t in step.tenants})
+    percent = max(step.percent for step in steps[: index + 1])
+    return CohortAssignment(tenants=tenants, percent=percent)
+
+
+def parse_steps(docs: Any, strategy: Strategy) -> tuple[CohortStep, ...]:
+    """``spec.rollout.steps`` (the CRD checks the same; re-checked here, with the tenant ids
+    and the cohort size that only the whole list shows)."""
+    if not docs:
+        if strategy == "TenantCanary":
+            raise InvalidSpec("spec.rollout.steps: strategy TenantCanary needs at least one step")
+        return ()
+    if strategy != "TenantCanary":
+        raise InvalidSpec("spec.rollout.steps are cohort steps: they need strategy TenantCanary")
+    if not isinstance(docs, list) or len(docs) > MAX_STEPS:
+        raise InvalidSpec(f"spec.rollout.steps: a list of at most {MAX_STEPS} steps")
+    steps = []
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, Mapping):
+            raise InvalidSpec(f"spec.rollout.steps[{i}]: not an object")
+        step = CohortStep(
+            tenants=tuple(str(t) for t in doc.get("tenants") or ()),
+            percent=int(doc.get("percent", 0)),
+        )
+        steps.append(step)
+        try:
+            cohort_at(steps, i)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first["loc"])
+            raise InvalidSpec(
+                f"spec.rollout.steps[{i}]: {where + ': ' if where else ''}{first['msg']} "
+                f"(a cohort holds at most {MAX_COHORT_TENANTS} listed tenants in all, ids "
+                "of letters, digits and ._:-, a percent 0-100, and tenants or a percent)"
+            ) from exc
+    return tuple(steps)
+
+
 def parse_analysis(doc: Mapping[str, Any] | None, strategy: Strategy) -> Analysis | None:
     """``spec.rollout.analysis`` (the CRD schema checks the same; a resource written before the
     schema, or through a server without it, is checked here)."""
     if doc is None:
         return None
-    if strategy != "Canary":
-        raise InvalidSpec("spec.rollout.analysis judges canary pods: it needs strategy Canary")
+    if strategy not in ("Canary", "TenantCanary"):
+        raise InvalidSpec(
+            "spec.rollout.analysis judges canary pods or a tenant cohort: it needs strategy "
+            "Canary or TenantCanary"
+        )
     thresholds = {
         attr: float(doc[key]) for key, attr in _THRESHOLDS.items() if doc.get(key) is not None
     }
@@ -151,9 +209,11 @@ def parse_spec(spec: Mapping[str, Any]) -> AVSpec:
         admin = spec.get("admin") or {}
         token_ref = admin.get("tokenSecretRef") or {}
         ro = spec.get("rollout") or {}
-        strategy: Strategy = "Canary" if ro.get("strategy") == "Canary" else "AllAtOnce"
+        given = ro.get("strategy")
+        strategy: Strategy = given if given in ("Canary", "TenantCanary") else "AllAtOnce"
         rollout = Rollout(
             strategy=strategy,
+            steps=parse_steps(ro.get("steps"), strategy),
             canary_pods=int(ro.get("canaryPods", 1)),
             canary_verify_seconds=int(ro.get("canaryVerifySeconds", 10)),
             batch_size=int(ro.get("batchSize", 1000)),

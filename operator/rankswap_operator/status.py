@@ -8,6 +8,7 @@ from typing import Any
 
 from rankswap_operator.analysis import AnalysisResult
 from rankswap_operator.plan import Condition, HistoryEntry, PinnedBundle, Plan, RolloutRecord
+from rankswap_operator.spec import CohortStep, cohort_at
 
 PHASES = ("Progressing", "Verifying", "Analyzing", "Paused", "Complete", "Failed")
 VERDICTS = ("Waiting", "Passed", "Failed", "Paused", "Skipped")
@@ -67,6 +68,7 @@ def rollout_from_json(doc: Mapping[str, Any] | None) -> RolloutRecord | None:
         kind="Rollback" if doc.get("kind") == "Rollback" else "Rollout",
         canary=tuple(str(n) for n in doc.get("canaryPods") or ()),
         analysis=analysis_from_json(doc.get("analysis")),
+        step=int((doc.get("tenantCanary") or {}).get("step", 0)),
     )
 
 
@@ -97,7 +99,27 @@ def analysis_to_json(result: AnalysisResult) -> dict[str, Any]:
     }
 
 
-def rollout_to_json(rollout: RolloutRecord | None) -> dict[str, Any] | None:
+def tenant_canary_to_json(rollout: RolloutRecord, steps: Sequence[CohortStep]) -> dict[str, Any]:
+    """``status.rollout.tenantCanary``: the step in flight and its cohort, for people."""
+    index = min(rollout.step, len(steps))
+    doc: dict[str, Any] = {"step": index, "steps": len(steps)}
+    if index < len(steps):
+        cohort = cohort_at(steps, index)
+        doc["cohort"] = cohort.describe()
+        doc["percent"] = cohort.percent
+        doc["tenants"] = len(cohort.tenants)
+        doc["fingerprint"] = cohort.fingerprint
+        doc["current"] = f"{index + 1}/{len(steps)}"
+    else:
+        doc["cohort"] = "every tenant"
+        doc["percent"] = 100
+        doc["current"] = "done"
+    return doc
+
+
+def rollout_to_json(
+    rollout: RolloutRecord | None, steps: Sequence[CohortStep] = ()
+) -> dict[str, Any] | None:
     if rollout is None:
         return None
     doc: dict[str, Any] = {
@@ -114,6 +136,8 @@ def rollout_to_json(rollout: RolloutRecord | None) -> dict[str, Any] | None:
     }
     if rollout.analysis is not None:
         doc["analysis"] = analysis_to_json(rollout.analysis)
+    if steps:
+        doc["tenantCanary"] = tenant_canary_to_json(rollout, steps)
     if rollout.wave_completed_at:
         doc["waveCompletedAt"] = iso(rollout.wave_completed_at)
     if rollout.finished_at:
@@ -182,6 +206,7 @@ def status_from_plan(
     desired_uris: tuple[str, str],
     now: datetime,
     history_limit: int,
+    steps: Sequence[CohortStep] = (),
 ) -> dict[str, Any]:
     """The whole new ``status``: what a user reads in ``kubectl get av`` and ``describe``."""
     before_pods = {p.get("name"): p for p in previous.get("pods") or []}
@@ -216,7 +241,7 @@ def status_from_plan(
         ),
         "desired": desired_doc,
         "lastGood": bundle_to_json(result.last_good),
-        "rollout": rollout_to_json(result.rollout),
+        "rollout": rollout_to_json(result.rollout, steps),
         "pods": pods,
         "counts": {
             "selected": result.selected,

@@ -113,7 +113,9 @@ class RankEndpoint:
                 f"top_k: must be at most {settings.top_k_max}",
                 detail=[{"loc": ["body", "top_k"], "msg": f"at most {settings.top_k_max}"}],
             )
-        bundle = self.registry.current()  # this request's bundle, to its end
+        # This request's bundle, to its end: the cohort's during a tenant canary, else the
+        # active one.
+        bundle = self.registry.for_tenant(body.tenant_id)
         token = logs.request_bundle.set(bundle.bundle_id)
         try:
             ctx = body.context

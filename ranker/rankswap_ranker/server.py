@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from rankswap.podstate import PodState
     from rankswap_ranker.coordinator import Coordinator, Refresher
     from rankswap_ranker.metrics import RankerMetrics
+    from rankswap_ranker.schemas import CohortSpec
     from rankswap_ranker.tracing import TracingConfig
 
 log = logging.getLogger("rankswap.ranker")
@@ -290,10 +291,24 @@ class PodAdmin:
         self.pool = pool
 
     def request_bundle(
-        self, model_uri: str, features_uri: str, refresh_interval_s: float | None
+        self,
+        model_uri: str,
+        features_uri: str,
+        refresh_interval_s: float | None,
+        cohort: CohortSpec | None = None,
     ) -> int:
+        from rankswap_ranker.coordinator import CohortRequest
+
         req = self.coordinator.request(
-            model_uri, features_uri, "admin", refresh_interval_s=refresh_interval_s
+            model_uri,
+            features_uri,
+            "admin",
+            refresh_interval_s=refresh_interval_s,
+            cohort=(
+                CohortRequest(cohort.model_uri, cohort.features_uri, cohort.assignment())
+                if cohort is not None
+                else None
+            ),
         )
         return req.request_id
 

@@ -10,6 +10,11 @@ off the queue, scores them with the reference bundle (the most recent warm one, 
 sample was taken), compares (:mod:`rankswap.comparison`) and accumulates per pair. A pair starts
 afresh when its active bundle becomes active, so each accumulator covers one activation.
 
+During a tenant canary (the registry holds a cohort) only the cohort's requests are compared:
+answered by the cohort bundle, scored again with the pod's own bundle, accumulated per
+(cohort bundle, own bundle, cohort fingerprint), so each step of the canary is measured on its
+own; requests of the other tenants are not compared.
+
 Each worker writes its accumulators to ``<run_dir>/shadow/<slot>.json`` (about once a second
 while they change); the coordinator sums the live workers' files into the pod state
 (``shadow`` in ``GET /admin/v1/state``, :func:`read_pod_comparisons`), the way it reads the
@@ -90,7 +95,7 @@ class ShadowMetrics:
 
 @dataclass(frozen=True)
 class _Sample:
-    key: tuple[str, str]
+    key: tuple[str, str, str | None]
     reference: Bundle
     context: fs.RankContext
     cands: fs.Candidates
@@ -132,7 +137,7 @@ class Shadow:
         self._write_interval_s = write_interval_s
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
-        self._pairs: OrderedDict[tuple[str, str], Comparison] = OrderedDict()
+        self._pairs: OrderedDict[tuple[str, str, str | None], Comparison] = OrderedDict()
         self._active_id: str | None = None
         self._dirty = False
         self._thread: threading.Thread | None = None
@@ -142,13 +147,12 @@ class Shadow:
     def offer(self, outcome: RankOutcome) -> None:
         """Count a live request answered by ``outcome.bundle``; queue it for comparison when
         sampled (dropped, and counted, when the queue is full)."""
-        if self.sample_rate <= 0:
+        if self.sample_rate <= 0 or outcome.context is None or outcome.cands is None:
             return
-        warm = self.registry.warm_bundles()
-        if not warm or outcome.context is None or outcome.cands is None:
+        pick = self._reference(outcome.bundle)
+        if pick is None:
             return
-        reference = warm[0]
-        key = (outcome.bundle.bundle_id, reference.bundle_id)
+        reference, key = pick
         sampled = self._rng.random() < self.sample_rate
         with self._lock:
             acc = self._pair(key)
@@ -173,25 +177,41 @@ class Shadow:
         except queue.Full:
             with self._lock:
                 self._pair(key).dropped += 1
-            self.metrics.requests.labels(*key, "dropped").inc()
+            self.metrics.requests.labels(*key[:2], "dropped").inc()
+
+    def _reference(self, served: Bundle) -> tuple[Bundle, tuple[str, str, str | None]] | None:
+        """What a request answered by ``served`` is compared with, and its accumulator's key:
+        during a tenant canary the cohort's requests against the pod's own bundle (others not
+        at all), else against the most recent warm bundle."""
+        cohort = self.registry.cohort
+        if cohort is not None:
+            own = self.registry.active
+            if served is not cohort.bundle or own is None:
+                return None
+            return own, (served.bundle_id, own.bundle_id, cohort.assignment.fingerprint)
+        warm = self.registry.warm_bundles()
+        if not warm:
+            return None
+        return warm[0], (served.bundle_id, warm[0].bundle_id, None)
 
     def failed(self, bundle: Bundle) -> None:
-        """Count a live request that the active ``bundle`` failed (an internal error)."""
-        warm = self.registry.warm_bundles()
-        if self.sample_rate <= 0 or not warm:
+        """Count a live request that ``bundle`` failed (an internal error)."""
+        pick = self._reference(bundle) if self.sample_rate > 0 else None
+        if pick is None:
             return
         with self._lock:
-            self._pair((bundle.bundle_id, warm[0].bundle_id)).active_errors += 1
+            self._pair(pick[1]).active_errors += 1
             self._dirty = True
 
-    def _pair(self, key: tuple[str, str]) -> Comparison:
-        """The accumulator of ``key`` (lock held); a new active bundle starts a fresh one."""
+    def _pair(self, key: tuple[str, str, str | None]) -> Comparison:
+        """The accumulator of ``key`` (lock held); a new active bundle (or cohort) starts a
+        fresh one."""
         if key[0] != self._active_id:
             self._active_id = key[0]
             self._pairs.pop(key, None)
         acc = self._pairs.get(key)
         if acc is None:
-            acc = Comparison(active=key[0], reference=key[1], since=utc_now_iso())
+            acc = Comparison(active=key[0], reference=key[1], since=utc_now_iso(), cohort=key[2])
             self._pairs[key] = acc
             while len(self._pairs) > PAIRS_KEPT:
                 self._pairs.popitem(last=False)
@@ -255,7 +275,7 @@ class Shadow:
             with self._lock:
                 self._pair_if_current(sample.key).reference_errors += 1
                 self._dirty = True
-            self.metrics.requests.labels(*sample.key, "reference_error").inc()
+            self.metrics.requests.labels(*sample.key[:2], "reference_error").inc()
             return
         seconds = time.perf_counter() - t0
         ref_top = top_k_indices(scores, sample.cands.item_ids, sample.top_k)
@@ -273,21 +293,22 @@ class Shadow:
             self._dirty = True
             psi = acc.psi
         m = self.metrics
-        m.requests.labels(*sample.key, "compared").inc()
+        pair = sample.key[:2]
+        m.requests.labels(*pair, "compared").inc()
         if one.top1_agrees:
-            m.top1_agreements.labels(*sample.key).inc()
-        m.topk_overlap.labels(*sample.key).inc(one.topk_overlap)
+            m.top1_agreements.labels(*pair).inc()
+        m.topk_overlap.labels(*pair).inc(one.topk_overlap)
         if psi is not None:
-            m.psi.labels(*sample.key).set(psi)
+            m.psi.labels(*pair).set(psi)
         m.score_duration.labels(sample.key[0], "active").observe(sample.active_seconds)
         m.score_duration.labels(sample.key[1], "reference").observe(seconds)
 
-    def _pair_if_current(self, key: tuple[str, str]) -> Comparison:
+    def _pair_if_current(self, key: tuple[str, str, str | None]) -> Comparison:
         """The accumulator of ``key`` without starting a new activation (lock held): a sample
         taken before a swap still counts for the pair it was taken in, if that is kept."""
         acc = self._pairs.get(key)
         if acc is None:
-            acc = Comparison(active=key[0], reference=key[1], since=utc_now_iso())
+            acc = Comparison(active=key[0], reference=key[1], since=utc_now_iso(), cohort=key[2])
             self._pairs[key] = acc
         return acc
 

@@ -16,6 +16,7 @@ from rankswap.comparison import (
     psi,
     quantile,
     spearman_of_top,
+    standardise,
 )
 
 pytestmark = pytest.mark.timeout(10)
@@ -111,3 +112,29 @@ def test_accumulated_ratios_and_merge_adds_everything() -> None:
     doc = m.model_dump(mode="json")
     assert doc["psi"] == 0.0 and doc["top1_agreement"] == 0.5
     assert Comparison.model_validate(doc) == m, "the computed fields are ignored when parsed"
+
+
+def test_the_psi_is_of_standardised_scores_so_scale_and_offset_do_not_count() -> None:
+    rng = np.random.default_rng(5)
+    scores = rng.gamma(2.0, 1.0, 300).astype(np.float32)  # skewed, as lambdarank scores are
+    top = [int(i) for i in np.argsort(-scores)[:5]]
+    same_ranking = compare_request(
+        top, scores, top, scores * 7 - 40, active_seconds=0.0, reference_seconds=0.0
+    )
+    acc = Comparison(active="new", reference="old", since="x")
+    acc.add(same_ranking)
+    assert acc.psi is not None and acc.psi < 1e-3, "a rescaled, shifted model is not a shift"
+    assert sum(acc.active_scores) == 300 and len(acc.active_scores) == len(SCORE_EDGES) + 1
+    # Another shape of the spread around the request's mean is one.
+    other = rng.normal(0.0, 1.0, 300).astype(np.float32) ** 3
+    shaped = Comparison(active="new", reference="old", since="x")
+    shaped.add(compare_request(top, scores, top, other, active_seconds=0.0, reference_seconds=0.0))
+    assert shaped.psi is not None and shaped.psi > 0.25
+
+
+def test_standardised_scores_of_a_constant_or_single_candidate_are_zero() -> None:
+    assert standardise(_f32(3.0, 3.0, 3.0)).tolist() == [0.0, 0.0, 0.0]
+    assert standardise(_f32(1.5)).tolist() == [0.0]
+    assert standardise(_f32()).tolist() == []
+    z = standardise(_f32(1.0, 2.0, 3.0))
+    assert abs(float(z.mean())) < 1e-12 and abs(float(z.std()) - 1.0) < 1e-12

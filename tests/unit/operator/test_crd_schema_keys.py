@@ -71,3 +71,12 @@ def test_the_status_enums_hold_every_value_the_operator_writes() -> None:
     ]["rollout"]["properties"]
     assert set(VERDICTS) <= set(rollout["analysis"]["properties"]["verdict"]["enum"])
     assert set(PHASES) <= set(rollout["phase"]["enum"])
+    from typing import get_args
+
+    from rankswap_operator.plan import PodState
+
+    pods = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"][
+        "properties"
+    ]["pods"]["items"]["properties"]
+    assert set(get_args(PodState)) <= set(pods["state"]["enum"])
+    assert "Cohort" in get_args(PodState)

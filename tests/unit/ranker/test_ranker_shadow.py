@@ -71,7 +71,9 @@ def test_a_bundle_that_ranks_like_the_old_one_agrees(pair: Trio, db_url: str) ->
     assert (c.active, c.reference) == (same.bundle_id, old.bundle_id)
     assert (c.offered, c.sampled, c.compared, c.dropped) == (20, 20, 20, 0)
     assert c.top1_agreement == 1.0 and c.topk_overlap == 1.0 and c.rank_correlation == 1.0
-    assert c.psi is not None and c.psi > 0, "doubled scores shift the distribution"
+    # Doubled scores are the same ranking on another scale: the PSI of standardised scores
+    # does not call that a shift (the raw-score PSI did: a good retrain looked shifted).
+    assert c.psi is not None and c.psi < 0.1, c.psi
     assert c.p99_ratio is not None and c.active_error_rate == 0.0
 
 
@@ -85,7 +87,9 @@ def test_a_bundle_that_ranks_backwards_disagrees(pair: Trio, db_url: str) -> Non
     (c,) = shadow.comparisons()
     assert c.compared == 10
     assert c.top1_agreement == 0.0 and c.topk_overlap == 0.0
-    assert c.psi is not None and c.psi > 1.0
+    # Reversed scores mirror each request's standardised distribution: the PSI sees a shape
+    # (close to symmetric here), the ranking measures above are what catch a reversal.
+    assert c.psi is not None and c.psi < 0.25
 
 
 def test_sampling_counts_every_request_and_compares_a_share(pair: Trio, db_url: str) -> None:
