@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .inputs import Candidates, ContextBatch, ModelInput, RankContext
+from .itemtext import text_features
 from .schema import (
     AMT_STD_FLOOR,
     C_CAT,
@@ -19,6 +20,7 @@ from .schema import (
     C_ITEM_AGE,
     C_LOG_AMOUNT,
     C_LOG_NCAND,
+    C_TEXT,
     C_VENDOR_ITEM,
     CATEGORICAL_FEATURES,
     CATEGORY_DEFAULTS,
@@ -259,6 +261,10 @@ def assemble_batch(
     block[:, 6] = share[:, n_desc]
     block[:, 7] = share[:, n_desc + 1]
     num[:, C_CAT : C_CAT + 8] = block.take(inv, axis=0)
+
+    # the expense vs the item's own name and code, and the description's terms x item
+    text = num[:, C_TEXT : C_TEXT + 7]
+    text_features(contexts, ci, candidates, tables, term_ids[:, :n_desc], single=single, out=text)
 
     cat = pre.cat.copy() if pre.shared else pre.cat
     cat[:, 2] = per_row(contexts.industries)
