@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 WorldLike = dict[str, pd.DataFrame]
 
 SPLITS_PER_TENANT = 4
-SPLIT_MIN_USES = 40
+SPLIT_FROM_TOP = 12
+"""Split items are drawn from the tenant's most used items (with at least SPLIT_MIN_USES)."""
+SPLIT_MIN_USES = 10
 CASE_NAMED = 0.9
 """Share of a split item's descriptions that name the case."""
 TYPED_NAME = 0.25
@@ -78,7 +80,9 @@ def _split_items(
     items = out["items"]
     mine = items.loc[(items["tenant_id"] == tenant) & items["active"]]
     uses = exp.loc[exp["tenant_id"] == tenant, "item_id"].value_counts()
-    busy = [int(i) for i in uses.index if uses[i] >= SPLIT_MIN_USES and i in set(mine["id"])]
+    active = set(mine["id"].tolist())
+    busy = [int(i) for i in uses.index if uses[i] >= SPLIT_MIN_USES and i in active]
+    busy = busy[:SPLIT_FROM_TOP]  # value_counts: most used first
     if not busy:
         return
     chosen = rng.choice(busy, size=min(SPLITS_PER_TENANT, len(busy)), replace=False)

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .inputs import Candidates, ContextBatch, ModelInput, RankContext
-from .itemtext import text_features
+from .itemtext import ITEM_TEXT_FEATURES, text_features
 from .schema import (
     AMT_STD_FLOOR,
     C_CAT,
@@ -263,7 +263,7 @@ def assemble_batch(
     num[:, C_CAT : C_CAT + 8] = block.take(inv, axis=0)
 
     # the expense vs the item's own name and code, and the description's terms x item
-    text = num[:, C_TEXT : C_TEXT + 7]
+    text = num[:, C_TEXT : C_TEXT + len(ITEM_TEXT_FEATURES)]
     text_features(contexts, ci, candidates, tables, term_ids[:, :n_desc], single=single, out=text)
 
     cat = pre.cat.copy() if pre.shared else pre.cat

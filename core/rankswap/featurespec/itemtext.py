@@ -13,7 +13,12 @@ The name features need nothing but the product DB, so an item created a second a
   description (a vendor whose name names the item);
 * ``emp_name_share``: the same weighting over the ``emp_term`` table: how much the employee's
   recent items' names hold the candidate's name terms (an employee moved to project
-  ``PJ-0130`` files its items: a new ``PJ-0130`` item shares the project's number with them).
+  ``PJ-0130`` files its items: a new ``PJ-0130`` item shares the project's number with them);
+* ``emp_name_rest``: the same over the name terms the description does not hold (the part of
+  the name the user did not type: the project, the department, the qualifier they usually
+  file).
+
+The ratios are rounded to 1e-4 (``_grid``: float32 ONNX thresholds, see there).
 
 ``desc_item_mean`` / ``desc_item_max``: mean / max over the description's known terms of the
 item's ``term_item`` share (0 for an item without a row: the documented default), so a new
@@ -41,7 +46,7 @@ from .terms import pair_key_nonneg, tokenize
 
 F64 = npt.NDArray[np.float64]
 
-ITEM_TEXT_FEATURES: Final[tuple[str, ...]] = NUMERIC_FEATURES[C_TEXT : C_TEXT + 7]
+ITEM_TEXT_FEATURES: Final[tuple[str, ...]] = NUMERIC_FEATURES[C_TEXT : C_TEXT + 8]
 """The features this module writes (a run of ``NUMERIC_FEATURES``)."""
 
 
@@ -79,45 +84,50 @@ class NameTerms:
 
     @staticmethod
     def _build(candidates: Candidates) -> NameTerms:
+        # tokenise each distinct (code, name) once, then expand to rows with numpy (training
+        # passes one row per (context, candidate): many rows share an item)
+        pairs = np.empty(len(candidates), dtype=object)
+        pairs[:] = [
+            f"{c or ''}\x00{m or ''}"
+            for c, m in zip(candidates.codes.tolist(), candidates.names.tolist(), strict=True)
+        ]
+        if len(candidates) == 0:
+            empty = np.empty(0, dtype=np.int64)
+            return NameTerms(vocab={}, row=empty, term=empty, n_terms=np.zeros(0, np.float32))
+        uniq, inv = np.unique(pairs, return_inverse=True)
         vocab: dict[str, int] = {}
-        rows: list[int] = []
-        terms: list[int] = []
-        counts = np.zeros(len(candidates), dtype=np.float32)
-        for i, (code, name) in enumerate(
-            zip(candidates.codes.tolist(), candidates.names.tolist(), strict=True)
-        ):
-            found = item_terms(str(code or ""), str(name or ""))
-            counts[i] = len(found)
-            for t in found:
-                rows.append(i)
-                terms.append(vocab.setdefault(t, len(vocab)))
-        return NameTerms(
-            vocab=vocab,
-            row=np.asarray(rows, dtype=np.int64),
-            term=np.asarray(terms, dtype=np.int64),
-            n_terms=counts,
-        )
+        flat: list[int] = []
+        lens = np.empty(len(uniq), dtype=np.int64)
+        for k, text in enumerate(uniq.tolist()):
+            code, _, name = str(text).partition("\x00")
+            found = item_terms(code, name)
+            lens[k] = len(found)
+            flat.extend(vocab.setdefault(t, len(vocab)) for t in found)
+        starts = np.cumsum(lens) - lens
+        row_len = lens[inv]
+        row = np.repeat(np.arange(len(candidates), dtype=np.int64), row_len)
+        within = np.arange(row.shape[0]) - np.repeat(np.cumsum(row_len) - row_len, row_len)
+        term = np.asarray(flat, dtype=np.int64)[np.repeat(starts[inv], row_len) + within]
+        return NameTerms(vocab=vocab, row=row, term=term, n_terms=row_len.astype(np.float32))
 
 
 @dataclass(frozen=True, slots=True)
 class Rarity:
     """Per (row, term) pair: its key ``context * V + term`` and its idf within the context's
-    candidate list; per row: the sum of its terms' idf."""
+    candidate list."""
 
     key: I64
     idf: F64
-    idf_total: F64
 
     @staticmethod
-    def build(names: NameTerms, ci: I64, n_rows: int) -> Rarity:
+    def build(names: NameTerms, ci: I64) -> Rarity:
         v = max(len(names.vocab), 1)
         ctx = ci[names.row]
         key: I64 = ctx * v + names.term
         _, inv, df = np.unique(key, return_inverse=True, return_counts=True)
         per_ctx = np.bincount(ci).astype(np.float64)
         idf: F64 = np.log1p(per_ctx[ctx] / df[inv].astype(np.float64))
-        total: F64 = np.bincount(names.row, weights=idf, minlength=n_rows)
-        return Rarity(key=key, idf=idf, idf_total=total)
+        return Rarity(key=key, idf=idf)
 
 
 def text_features(
@@ -130,7 +140,7 @@ def text_features(
     single: bool,
     out: F32,
 ) -> None:
-    """Write the seven features (``C_TEXT`` run of ``NUMERIC_FEATURES``) into ``out`` [N, 7].
+    """Write the eight features (``C_TEXT`` run of ``NUMERIC_FEATURES``) into ``out`` [N, 8].
 
     ``desc_term_ids`` [n_ctx, MAX_TERMS]: the contexts' description term ids in the feature
     vocabulary (-1 padded / unknown), as ``assembly`` computed them."""
@@ -139,49 +149,57 @@ def text_features(
     if single:
         rarity = candidates._memo.get("name_rarity")
         if rarity is None:
-            built = Rarity.build(names, np.zeros(n, dtype=np.int64), n)
+            built = Rarity.build(names, np.zeros(n, dtype=np.int64))
             rarity = candidates._memo.setdefault("name_rarity", built)
     else:
-        rarity = Rarity.build(names, ci, n)
+        rarity = Rarity.build(names, ci)
     v = max(len(names.vocab), 1)
     desc_keys = _context_keys(contexts.descriptions, names.vocab, v)
     vendor_keys = _context_keys(contexts.vendor_names, names.vocab, v)
     matched = _isin(rarity.key, desc_keys)
     match_n = np.bincount(names.row, weights=matched, minlength=n)
     out[:, 0] = match_n
-    out[:, 1] = match_n / np.maximum(names.n_terms, 1.0)
-    out[:, 2] = _cover(names.row, rarity, matched, n)
-    out[:, 3] = _cover(names.row, rarity, _isin(rarity.key, vendor_keys), n)
-    out[:, 4] = _emp_name_share(contexts, ci, candidates, tables, names, rarity, single)
+    out[:, 1] = _grid(match_n / np.maximum(names.n_terms, 1.0))
+    out[:, 2] = _grid(_cover(names.row, rarity.idf, matched, n))
+    out[:, 3] = _grid(_cover(names.row, rarity.idf, _isin(rarity.key, vendor_keys), n))
+    emp = _emp_term_shares(contexts, ci, candidates, tables, names, single)
+    out[:, 4] = _grid(_cover(names.row, rarity.idf, emp, n))
+    out[:, 5] = _grid(_cover(names.row, rarity.idf * (1.0 - matched), emp, n))
     share = _term_item_shares(tables, candidates, ci, desc_term_ids, single)
     n_known = (desc_term_ids >= 0).sum(axis=1)
     known: Any = n_known[0] if single else n_known[ci]
-    out[:, 5] = np.where(known > 0, share.sum(axis=1) / np.maximum(known, 1), 0.0)
-    out[:, 6] = share.max(axis=1) if share.shape[1] else 0.0
+    out[:, 6] = _grid(np.where(known > 0, share.sum(axis=1) / np.maximum(known, 1), 0.0))
+    out[:, 7] = share.max(axis=1) if share.shape[1] else 0.0
 
 
-def _emp_name_share(
+def _grid(values: Any) -> Any:
+    """Ratios rounded to ``GRID`` (1e-4): sums of float terms give values one float32 step
+    apart (0.99999994 next to 1.0), and a tree threshold between two such values rounds onto
+    one of them in the float32 ONNX graph, sending its rows the other way than the native
+    model (a parity failure of 0.05 seen before rounding)."""
+    return np.round(values, 4)
+
+
+def _emp_term_shares(
     contexts: ContextBatch,
     ci: I64,
     candidates: Candidates,
     tables: FeatureTables,
     names: NameTerms,
-    rarity: Rarity,
     single: bool,
 ) -> F64:
-    """Rarity-weighted mean over the candidate's name terms of the employee's ``emp_term``
-    share (0 for a term without a row: the documented default)."""
+    """Per (row, name term) pair: the employee's ``emp_term`` share of the term (0 without a
+    row: the documented default)."""
     table = tables.tables["emp_term"]
-    n = len(candidates)
     if names.term.shape[0] == 0 or len(table) == 0:
-        return np.zeros(n, dtype=np.float64)
+        return np.zeros(names.term.shape[0], dtype=np.float64)
     low = _feature_term_ids(names, tables, single, candidates)[names.term]
     if single:
         pos, found = table.lookup_pairs(int(contexts.employee_ids[0]), low)
     else:
         pos, found = table.lookup(pair_key_nonneg(contexts.employee_ids[ci[names.row]], low))
-    share = np.where(found, table.columns["share"][pos], np.float32(0.0)).astype(np.float64)
-    return _cover(names.row, rarity, share, n)
+    out: F64 = np.where(found, table.columns["share"][pos], np.float32(0.0)).astype(np.float64)
+    return out
 
 
 def _feature_term_ids(
@@ -225,9 +243,11 @@ def _isin(keys: I64, sorted_keys: I64) -> F64:
     return (sorted_keys[pos] == keys).astype(np.float64)
 
 
-def _cover(row: I64, rarity: Rarity, matched: F64, n: int) -> F64:
-    got = np.bincount(row, weights=rarity.idf * matched, minlength=n)
-    out: F64 = np.where(rarity.idf_total > 0, got / np.maximum(rarity.idf_total, 1e-12), 0.0)
+def _cover(row: I64, weight: F64, value: F64, n: int) -> F64:
+    """Per row: the ``weight``-weighted mean of ``value`` over its pairs (0 without weight)."""
+    got = np.bincount(row, weights=weight * value, minlength=n)
+    total = np.bincount(row, weights=weight, minlength=n)
+    out: F64 = np.where(total > 0, got / np.maximum(total, 1e-12), 0.0)
     return out
 
 

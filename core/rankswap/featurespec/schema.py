@@ -65,6 +65,7 @@ NUMERIC_FEATURES: Final[tuple[str, ...]] = (
     "name_idf_cover",
     "vendor_name_idf_cover",
     "emp_name_share",
+    "emp_name_rest",
     # the description's terms x item (``term_item`` table, the last TERM_ITEM_DAYS days)
     "desc_item_mean",
     "desc_item_max",
@@ -189,6 +190,7 @@ C_TEXT: Final = column_run(
     "name_idf_cover",
     "vendor_name_idf_cover",
     "emp_name_share",
+    "emp_name_rest",
     "desc_item_mean",
     "desc_item_max",
 )
