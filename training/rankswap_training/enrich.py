@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 WorldLike = dict[str, pd.DataFrame]
 
-SPLITS_PER_TENANT = 4
+SPLITS_PER_TENANT = 6
 SPLIT_FROM_TOP = 12
 """Split items are drawn from the tenant's most used items (with at least SPLIT_MIN_USES)."""
 SPLIT_MIN_USES = 10
@@ -90,7 +90,7 @@ def _split_items(
     new_rows: list[dict[str, Any]] = []
     for item_id in chosen.tolist():
         row = items.loc[items["id"] == item_id].iloc[0]
-        split_day = int(rng.integers(max(1, cfg.days - 90), cfg.days - 5))
+        split_day = int(rng.integers(max(1, cfg.days - 45), cfg.days - 3))
         split_at = start + timedelta(days=split_day)
         lang = _lang(str(row["name"]))
         ids = []

@@ -124,7 +124,7 @@ TERM_ITEM_DAYS: Final = 60
 """Window of the ``term_item`` table: expenses dated in ``[as_of - 60 d, as_of)``, short so that
 a new item's first days of use weigh against the older items' history."""
 
-EMP_TERM_HALF_LIFE_DAYS: Final = 7.0
+EMP_TERM_HALF_LIFE_DAYS: Final = 2.0
 """Half-life of an expense's weight in the ``emp_term`` table: an employee who moved to a new
 project a week ago weighs its items' names as much as all the older ones."""
 
