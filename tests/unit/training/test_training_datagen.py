@@ -95,7 +95,9 @@ def enriched() -> datagen.World:
 
 def test_enriched_world_splits_items_into_qualified_siblings(enriched: datagen.World) -> None:
     items, exp = enriched.items, enriched.expenses
-    split = items.loc[items["name"].str.contains("（社内）|（社外）| \\(internal\\)| \\(external\\)")]
+    split = items.loc[
+        items["name"].str.contains("（社内）|（社外）| \\(internal\\)| \\(external\\)")
+    ]
     assert len(split) >= 4 and len(split) % 2 == 0
     origin = split["tenant_id"] + "/" + split["code"].str[:-2]  # a pair: <original code>-I / -E
     for key in origin.unique():
@@ -134,5 +136,7 @@ def test_enriched_world_types_item_names_and_names_vendors_after_items(
     # the vendor's name holds a word of the item it sells
     ven_name = named.set_index("id")["name"]
     item_name = enriched.items.set_index("id")["name"]
-    word = ven_name.loc[sold["vendor_id"].astype(int)].str.replace("ショップ$| Store$", "", regex=True)
+    word = ven_name.loc[sold["vendor_id"].astype(int)].str.replace(
+        "ショップ$| Store$", "", regex=True
+    )
     assert all(w in str(n) for w, n in zip(word, item_name.loc[sold["item_id"]], strict=True))
