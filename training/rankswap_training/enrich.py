@@ -51,6 +51,11 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
 _CHUNKS = re.compile(r"[\s()（）\-]+")
 
 
+def _col(frame: pd.DataFrame, name: str) -> int:
+    """Position of a (unique) column, for ``iloc`` / ``iat``."""
+    return int(list(frame.columns).index(name))
+
+
 def _lang(name: str) -> str:
     return "ja" if _CJK.search(name) else "en"
 
@@ -114,13 +119,13 @@ def _split_items(
             & (pd.to_datetime(exp["created_at"]).to_numpy() >= np.datetime64(split_at))
         )
         side = rng.integers(0, 2, size=len(later))
-        exp.iloc[later, exp.columns.get_loc("item_id")] = np.asarray(ids)[side]
+        exp.iloc[later, _col(exp, "item_id")] = np.asarray(ids)[side]
         named = rng.random(len(later)) < CASE_NAMED
         desc = exp["description"].to_numpy(dtype=object)[later].copy()
         for j in np.flatnonzero(named).tolist():
             words = QUALIFIERS[lang][int(side[j])][1]
             desc[j] = f"{desc[j]} {words[int(rng.integers(0, len(words)))]}"
-        exp.iloc[later, exp.columns.get_loc("description")] = desc
+        exp.iloc[later, _col(exp, "description")] = desc
     if new_rows:
         out["items"] = pd.concat([items, pd.DataFrame(new_rows)], ignore_index=True)
 
@@ -136,7 +141,7 @@ def _typed_names(tenant: str, out: WorldLike, exp: pd.DataFrame, rng: np.random.
         words = chunks.get(int(item_id)) or []
         if words:
             desc[j] = f"{desc[j]} {words[int(picks[j] * len(words))]}"
-    exp.iloc[rows, exp.columns.get_loc("description")] = desc
+    exp.iloc[rows, _col(exp, "description")] = desc
 
 
 def _named_vendors(
@@ -149,7 +154,7 @@ def _named_vendors(
     next_id = int(vendors["id"].max()) + 1
     industry_of = dict(zip(vendors["id"].tolist(), vendors["industry"].tolist(), strict=True))
     new_rows: list[dict[str, Any]] = []
-    ven_col = exp.columns.get_loc("vendor_id")
+    ven_col = _col(exp, "vendor_id")
     for item_id, name in zip(chosen["id"].tolist(), chosen["name"].tolist(), strict=True):
         words = _chunks(str(name))
         if not words:

@@ -49,12 +49,30 @@ def metrics_from_ranks(ranks: npt.NDArray[np.int64]) -> dict[str, float]:
     }
 
 
+SERVING_SUBSETS = frozenset({"new_sibling", "new_sibling_named"})
+"""Subsets ranked among the candidates active today (what serving ranks): the DB keeps no
+deactivation history, so a hold-out list also holds items deactivated since, among them the
+original of a split item, which would otherwise compete with its own successors."""
+
+
 def evaluate_scores(
-    scores: npt.ArrayLike, pairs: PairSet, subsets: dict[str, npt.NDArray[np.bool_]]
+    scores: npt.ArrayLike,
+    pairs: PairSet,
+    subsets: dict[str, npt.NDArray[np.bool_]],
+    active: npt.NDArray[np.bool_] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Metrics per subset of groups (``subsets[name]`` is a boolean mask over groups)."""
+    """Metrics per subset of groups (``subsets[name]`` is a boolean mask over groups); the
+    ``SERVING_SUBSETS`` among the rows of ``active`` candidates only, when given."""
     ranks = positive_ranks(scores, pairs)
-    return {name: metrics_from_ranks(ranks[mask]) for name, mask in subsets.items()}
+    out = {}
+    served = ranks
+    if active is not None and any(name in SERVING_SUBSETS for name in subsets):
+        s = np.asarray(scores, dtype=np.float64)
+        floor = (s.min() - 1.0) if len(s) else 0.0
+        served = positive_ranks(np.where(active | (pairs.label > 0), s, floor), pairs)
+    for name, mask in subsets.items():
+        out[name] = metrics_from_ranks((served if name in SERVING_SUBSETS else ranks)[mask])
+    return out
 
 
 # ------------------------------------------------------------------------------ baselines
@@ -144,6 +162,16 @@ def results_table(results: dict[str, dict[str, dict[str, float]]]) -> pd.DataFra
 
 
 # ------------------------------------------------------------------------------ subsets
+
+
+def active_rows(history: History, pairs: PairSet) -> npt.NDArray[np.bool_]:
+    """Per row: the candidate is active in the product DB today."""
+    it = history.items
+    ids = it["id"].to_numpy(dtype=np.int64)
+    order = np.argsort(ids)
+    where = order[np.searchsorted(ids, pairs.item_ids, sorter=order)]
+    out: npt.NDArray[np.bool_] = it["active"].to_numpy(dtype=bool)[where]
+    return out
 
 
 def sibling_subsets(

@@ -292,6 +292,8 @@ class _Pairs:
     train: dataset.PairSet
     held: dataset.PairSet
     subsets: dict[str, npt.NDArray[np.bool_]]
+    active: npt.NDArray[np.bool_]
+    """Hold-out rows whose candidate is active today (``evaluate.SERVING_SUBSETS``)."""
     """Hold-out groups per evaluation subset: ``overall``, ``cold_start`` (the chosen item
     was created after the cutoff), ``new_sibling`` and ``new_sibling_named``
     (``evaluate.sibling_subsets``)."""
@@ -343,7 +345,7 @@ def _build_pairs(
         "cold_start": cold,
         **evaluate.sibling_subsets(history, held, cold),
     }
-    return _Pairs(train, held, subsets)
+    return _Pairs(train, held, subsets, evaluate.active_rows(history, held))
 
 
 @dataclass(slots=True)
@@ -367,7 +369,7 @@ def _fit_candidates(pairs: _Pairs, opts: TrainOptions) -> _Fits:
         with _step(f"fitting {spec.label}"):
             pipe = model.fit(spec, train_frame, train.label, train.group_sizes(), opts.seed)
         scores = model.native_scores(pipe, held_frame)
-        res = evaluate.evaluate_scores(scores, held, pairs.subsets)
+        res = evaluate.evaluate_scores(scores, held, pairs.subsets, pairs.active)
         onx = model.to_onnx(pipe).SerializeToString()
         sessions[spec.label] = model.session(onx)
         results[spec.label] = res
@@ -428,25 +430,25 @@ def _ablation(pairs: _Pairs, opts: TrainOptions, chosen: str) -> dict[str, Any]:
         )
     scores = model.native_scores(pipe, model.feature_frame(without(held.num), held.cat))
     label = f"{ABLATION_PREFIX}{spec.label} without item-text features"
-    return {label: evaluate.evaluate_scores(scores, held, pairs.subsets)}
+    return {label: evaluate.evaluate_scores(scores, held, pairs.subsets, pairs.active)}
 
 
 def _baselines(
     history: features.History, train_rows: npt.NDArray[np.int64], pairs: _Pairs
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Hold-out metrics of the baselines the report compares the model with."""
-    held, subsets = pairs.held, pairs.subsets
+    held, subsets, active = pairs.held, pairs.subsets, pairs.active
     with _step("baselines"):
         mc = evaluate.MulticlassBaseline().fit(history, train_rows)
         return {
             "baseline: popularity": evaluate.evaluate_scores(
-                evaluate.popularity_scores(held), held, subsets
+                evaluate.popularity_scores(held), held, subsets, active
             ),
             "baseline: employee's recent item": evaluate.evaluate_scores(
-                evaluate.recent_item_scores(held), held, subsets
+                evaluate.recent_item_scores(held), held, subsets, active
             ),
             "baseline: multiclass over item ids": evaluate.evaluate_scores(
-                mc.scores(history, held), held, subsets
+                mc.scores(history, held), held, subsets, active
             ),
         }
 

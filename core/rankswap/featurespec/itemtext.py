@@ -240,7 +240,8 @@ def _isin(keys: I64, sorted_keys: I64) -> F64:
     if sorted_keys.shape[0] == 0 or keys.shape[0] == 0:
         return np.zeros(keys.shape[0], dtype=np.float64)
     pos = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.shape[0] - 1)
-    return (sorted_keys[pos] == keys).astype(np.float64)
+    out: F64 = (sorted_keys[pos] == keys).astype(np.float64)
+    return out
 
 
 def _cover(row: I64, weight: F64, value: F64, n: int) -> F64:

@@ -36,7 +36,7 @@ def _catalogue(names: list[str]) -> fs.Candidates:
 
 
 def _no_tables() -> fs.FeatureTables:
-    empty = {
+    empty: dict[str, dict[str, np.ndarray]] = {
         name: {"key": np.empty(0, np.int64), **{c: np.empty(0, np.float32) for c in cols}}
         for name, cols in fs.TABLES.items()
     }

@@ -107,3 +107,15 @@ def test_new_sibling_subsets() -> None:
     assert subsets["new_sibling"].tolist() == [True, True, False, False]
     # "社内打合せ" names the variant (社内 is in no sibling's name); "顧客と会議" does not
     assert subsets["new_sibling_named"].tolist() == [True, False, False, False]
+
+
+def test_serving_subsets_rank_among_active_candidates_only() -> None:
+    from rankswap_training.evaluate import evaluate_scores
+
+    pairs = _pairs([0, 0, 0], [0, 1, 0])
+    scores = [0.9, 0.5, 0.1]  # an inactive original outscores the true (new) item
+    active = np.array([False, True, True])
+    subsets = {"cold_start": np.array([True]), "new_sibling": np.array([True])}
+    got = evaluate_scores(scores, pairs, subsets, active)
+    assert got["cold_start"]["recall@1"] == 0.0  # the hold-out list as it was
+    assert got["new_sibling"]["recall@1"] == 1.0  # what serving ranks today
