@@ -18,6 +18,10 @@ The name features need nothing but the product DB, so an item created a second a
   the name the user did not type: the project, the department, the qualifier they usually
   file).
 
+``name_alone_match``: the description's terms that this candidate's name holds and no other
+candidate of its category does (the description singles the item out within its category:
+``社外`` for ``会議費（社外）`` next to ``会議費（社内）``).
+
 The ratios are rounded to 1e-4 (``_grid``: float32 ONNX thresholds, see there).
 
 ``desc_item_mean`` / ``desc_item_max``: mean / max over the description's known terms of the
@@ -46,7 +50,7 @@ from .terms import pair_key_nonneg, tokenize
 
 F64 = npt.NDArray[np.float64]
 
-ITEM_TEXT_FEATURES: Final[tuple[str, ...]] = NUMERIC_FEATURES[C_TEXT : C_TEXT + 8]
+ITEM_TEXT_FEATURES: Final[tuple[str, ...]] = NUMERIC_FEATURES[C_TEXT : C_TEXT + 9]
 """The features this module writes (a run of ``NUMERIC_FEATURES``)."""
 
 
@@ -113,21 +117,26 @@ class NameTerms:
 
 @dataclass(frozen=True, slots=True)
 class Rarity:
-    """Per (row, term) pair: its key ``context * V + term`` and its idf within the context's
-    candidate list."""
+    """Per (row, term) pair: its key ``context * V + term``, its idf within the context's
+    candidate list, and whether no other candidate of its category holds the term."""
 
     key: I64
     idf: F64
+    alone: F64
 
     @staticmethod
-    def build(names: NameTerms, ci: I64) -> Rarity:
+    def build(names: NameTerms, ci: I64, cat_of_row: npt.NDArray[np.intp]) -> Rarity:
         v = max(len(names.vocab), 1)
         ctx = ci[names.row]
         key: I64 = ctx * v + names.term
         _, inv, df = np.unique(key, return_inverse=True, return_counts=True)
         per_ctx = np.bincount(ci).astype(np.float64)
         idf: F64 = np.log1p(per_ctx[ctx] / df[inv].astype(np.float64))
-        return Rarity(key=key, idf=idf)
+        n_cat = int(cat_of_row.max()) + 1 if cat_of_row.shape[0] else 1
+        in_cat = (ctx * n_cat + cat_of_row[names.row].astype(np.int64)) * v + names.term
+        _, inv_c, df_c = np.unique(in_cat, return_inverse=True, return_counts=True)
+        alone: F64 = (df_c[inv_c] == 1).astype(np.float64)
+        return Rarity(key=key, idf=idf, alone=alone)
 
 
 def text_features(
@@ -140,7 +149,7 @@ def text_features(
     single: bool,
     out: F32,
 ) -> None:
-    """Write the eight features (``C_TEXT`` run of ``NUMERIC_FEATURES``) into ``out`` [N, 8].
+    """Write the nine features (``C_TEXT`` run of ``NUMERIC_FEATURES``) into ``out`` [N, 9].
 
     ``desc_term_ids`` [n_ctx, MAX_TERMS]: the contexts' description term ids in the feature
     vocabulary (-1 padded / unknown), as ``assembly`` computed them."""
@@ -149,10 +158,13 @@ def text_features(
     if single:
         rarity = candidates._memo.get("name_rarity")
         if rarity is None:
-            built = Rarity.build(names, np.zeros(n, dtype=np.int64))
+            built = Rarity.build(
+                names, np.zeros(n, dtype=np.int64), candidates.distinct_categories()[1]
+            )
             rarity = candidates._memo.setdefault("name_rarity", built)
     else:
-        rarity = Rarity.build(names, ci)
+        _, cat_of_row = np.unique(candidates.category_ids, return_inverse=True)
+        rarity = Rarity.build(names, ci, cat_of_row)
     v = max(len(names.vocab), 1)
     desc_keys = _context_keys(contexts.descriptions, names.vocab, v)
     vendor_keys = _context_keys(contexts.vendor_names, names.vocab, v)
@@ -170,6 +182,7 @@ def text_features(
     known: Any = n_known[0] if single else n_known[ci]
     out[:, 6] = _grid(np.where(known > 0, share.sum(axis=1) / np.maximum(known, 1), 0.0))
     out[:, 7] = share.max(axis=1) if share.shape[1] else 0.0
+    out[:, 8] = np.bincount(names.row, weights=matched * rarity.alone, minlength=n)
 
 
 def _grid(values: Any) -> Any:

@@ -69,6 +69,8 @@ NUMERIC_FEATURES: Final[tuple[str, ...]] = (
     # the description's terms x item (``term_item`` table, the last TERM_ITEM_DAYS days)
     "desc_item_mean",
     "desc_item_max",
+    # the description singles the item out within its category (``itemtext``)
+    "name_alone_match",
 )
 
 CATEGORICAL_FEATURES: Final[tuple[str, ...]] = (
@@ -193,6 +195,7 @@ C_TEXT: Final = column_run(
     "emp_name_rest",
     "desc_item_mean",
     "desc_item_max",
+    "name_alone_match",
 )
 
 

@@ -70,6 +70,7 @@ def test_the_text_features_are_a_run_of_the_numeric_features() -> None:
         "emp_name_rest",
         "desc_item_mean",
         "desc_item_max",
+        "name_alone_match",
     )
     assert "term_item" in fs.TABLES and "emp_term" in fs.TABLES
 
@@ -95,6 +96,8 @@ def test_split_siblings_are_told_apart_by_the_qualifier_the_description_names() 
     )
     # the qualifier weighs more than the shared term: rarity within the candidate list
     assert _col(mi, "name_idf_cover")[0] > 2 * _col(mi, "name_idf_cover")[1]
+    # 社内 singles out the first item within the category; 会議 is shared by both splits
+    np.testing.assert_array_equal(_col(mi, "name_alone_match"), [1.0, 0.0, 0.0])
 
 
 def test_vendor_name_vs_item_name() -> None:
