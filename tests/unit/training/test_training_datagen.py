@@ -109,12 +109,15 @@ def test_enriched_world_splits_items_into_qualified_siblings(enriched: datagen.W
             {"（社内）", "（社外）"},
             {" (internal)", " (external)"},
         )
-        used = exp.loc[exp["item_id"].isin(pair["id"])]
-        assert len(used) > 0
+        used = exp.loc[exp["item_id"].isin(pair["id"])]  # none yet for a split days ago
         after = pd.to_datetime(used["created_at"]) >= pd.to_datetime(pair["created_at"]).min()
         assert after.all()  # filed after the split items existed
-        words = "社内|社外|顧客|客先|internal|in-house|external|client|customer"
-        assert used["description"].str.contains(words).mean() >= 0.8
+    # most descriptions of the split items' uses name the case (90 % drawn; over all pairs, as
+    # a pair split a few days before the end has only a handful of uses)
+    used = exp.loc[exp["item_id"].isin(split["id"])]
+    assert len(used) >= 20
+    words = "社内|社外|顧客|客先|internal|in-house|external|client|customer"
+    assert used["description"].str.contains(words).mean() >= 0.8
 
 
 def test_enriched_world_types_item_names_and_names_vendors_after_items(
