@@ -22,7 +22,7 @@ The name features need nothing but the product DB, so an item created a second a
 candidate of its category does (the description singles the item out within its category:
 ``社外`` for ``会議費（社外）`` next to ``会議費（社内）``).
 
-The ratios are rounded to 1e-4 (``_grid``: float32 ONNX thresholds, see there).
+The ratios are rounded to 1e-4 (``_grid``, see there).
 
 ``desc_item_mean`` / ``desc_item_max``: mean / max over the description's known terms of the
 item's ``term_item`` share (0 for an item without a row: the documented default), so a new
@@ -186,10 +186,11 @@ def text_features(
 
 
 def _grid(values: Any) -> Any:
-    """Ratios rounded to ``GRID`` (1e-4): sums of float terms give values one float32 step
-    apart (0.99999994 next to 1.0), and a tree threshold between two such values rounds onto
-    one of them in the float32 ONNX graph, sending its rows the other way than the native
-    model (a parity failure of 0.05 seen before rounding)."""
+    """Ratios rounded to ``GRID`` (1e-4): stable values (sums of float terms otherwise differ
+    in the last bits) and few distinct ones. This is not what keeps the float32 ONNX graph
+    equal to the float64 model: a grid even invites the trap (a threshold halfway between the
+    grid values k and k+2 is k+1 itself); the export's float32-floor thresholds
+    (``rankswap_training.model.float32_floor``) do, for any value."""
     return np.round(values, 4)
 
 
