@@ -65,6 +65,7 @@ demo: venv kube-tools
 
 bench: venv
 	$(PY) -m rankswap_dev.bench_ranker
+	$(PY) -m rankswap_dev.bench_shadow
 
 # kubectl apply -> every pod confirmed, for 3 and 10 local ranker pods (docs/OPERATOR.md).
 bench-rollout: venv kube-tools

@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rankswap.comparison import Comparison
+
 Timings = dict[str, float | int | str | bool | None]
 """Load timings and their context (seconds rounded to 0.1 ms, ids, timestamps)."""
 
@@ -148,7 +150,7 @@ class BundleRequestState(BaseModel):
     request_id: int
     model_uri: str
     features_uri: str
-    source: Literal["admin", "settings", "refresher", "restart"]
+    source: Literal["admin", "settings", "startup", "refresher", "restart"]
     refresh_interval_s: float | None = None
     at: str
 
@@ -193,3 +195,75 @@ class PodState(BaseModel):
     refresher: RefresherState | None = None
     supervisor_pid: int | None = None
     worker_restarts: dict[str, int] | None = None
+    shadow: list[Comparison] = Field(
+        default_factory=list,
+        description="How the active bundle ranks a sample of live requests against the warm "
+        "one, per (active, reference) pair, summed over the workers (docs/RANKER.md, "
+        '"Shadow comparison").',
+    )
+
+
+# The start-up bundle ------------------------------------------------------------------------
+
+STARTUP_FILE = "startup.json"
+"""The key of the operator's start-up ConfigMap, and the file name where a pod mounts it."""
+STARTUP_MAX_BYTES = 16384
+"""The largest start-up document a pod reads (a real one, two 2,048-char URIs per bundle, is
+under 10 KB); a larger file is refused unread."""
+VERSION_PATTERN = r"^\d{4}-\d{2}-\d{2}-[0-9a-f]{8}$"
+"""An artifact's content-derived version, ``YYYY-MM-DD-<8 hex>``."""
+
+
+class PinnedRef(BaseModel):
+    """A bundle by URI and by the content version the operator found behind each URI."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_uri: str = Field(min_length=1, max_length=2048)
+    features_uri: str = Field(min_length=1, max_length=2048)
+    model_version: str = Field(pattern=VERSION_PATTERN)
+    features_version: str = Field(pattern=VERSION_PATTERN)
+
+    @property
+    def versions(self) -> tuple[str, str]:
+        return (self.model_version, self.features_version)
+
+
+class StartupDocument(BaseModel):
+    """``startup.json`` in the ConfigMap the operator keeps per ArtifactVersion (and a pod
+    mounts): the desired bundle and the last good one (the last one every selected pod served).
+
+    Written by the operator, read by every ranker pod that starts without a bundle; a pod
+    starts on :meth:`startup_bundle`, never on a bundle that is not known good. Strict (unknown
+    fields refused): a new format gets a new ``format_version``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    format_version: Literal[1] = 1
+    artifact_version: str = Field(
+        min_length=1, max_length=400, description="<namespace>/<name> of the ArtifactVersion."
+    )
+    generation: int = Field(ge=0)
+    rollout_phase: (
+        Literal["Progressing", "Verifying", "Analyzing", "Paused", "Complete", "Failed"] | None
+    ) = None
+    desired: PinnedRef | None = Field(
+        default=None, description="The spec's bundle (null when it cannot be resolved)."
+    )
+    last_good: PinnedRef | None = Field(
+        default=None, description="The last bundle a whole rollout confirmed on every pod."
+    )
+    written_at: str = Field(max_length=64)
+
+    def startup_bundle(self) -> PinnedRef | None:
+        """What a new pod loads: the last good bundle — by the desired URIs when the desired
+        bundle is that same content (say, a ``latest/`` URI the pod should go on following) —
+        and nothing before any bundle was ever good. A desired bundle still in its rollout (a
+        canary under verification) or one that failed is never it: the operator pushes that."""
+        good = self.last_good
+        if good is None:
+            return None
+        if self.desired is not None and self.desired.versions == good.versions:
+            return self.desired
+        return good

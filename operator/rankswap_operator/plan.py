@@ -12,15 +12,18 @@ resumes a rollout where it stood.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from rankswap.comparison import Comparison
+from rankswap_operator.analysis import AnalysisResult, judge
 from rankswap_operator.errors import OperatorError
 from rankswap_operator.spec import AVSpec
 
-Phase = Literal["Progressing", "Verifying", "Complete", "Failed"]
+Phase = Literal["Progressing", "Verifying", "Analyzing", "Paused", "Complete", "Failed"]
+Kind = Literal["Rollout", "Rollback"]
 PodState = Literal["Updated", "Pending", "Loading", "Failed", "Outdated", "Unreachable", "NotReady"]
 Outcome = Literal["Succeeded", "Failed", "RolledBack", "Superseded"]
 
@@ -56,6 +59,7 @@ class AdminState:
     loading: bool
     error: str | None  # last load error for the desired bundle, if it failed
     warm_versions: tuple[tuple[str, str], ...] = ()
+    comparisons: tuple[Comparison, ...] = ()  # the pod's shadow comparison (PodState.shadow)
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,11 @@ class RolloutRecord:
     reason: str = ""
     message: str = ""
     pushed: dict[str, datetime] = field(default_factory=dict)
+    kind: Kind = "Rollout"
+    """``Rollback``: to a bundle that was good before, every pod at once (instantRollback)."""
+    canary: tuple[str, ...] = ()
+    """The canary pods, chosen once when the canary wave is first pushed."""
+    analysis: AnalysisResult | None = None
 
     def targets(self, bundle: PinnedBundle) -> bool:
         return (self.model_version, self.features_version) == bundle.versions
@@ -127,6 +136,8 @@ class HistoryEntry:
     started_at: datetime
     finished_at: datetime
     message: str
+    kind: Kind = "Rollout"
+    analysis: str | None = None
 
 
 @dataclass(frozen=True)
@@ -172,13 +183,22 @@ def _failed_on(pod: PodObservation, bundle: PinnedBundle) -> str | None:
     return None
 
 
-def _waves(names: Sequence[str], spec: AVSpec) -> list[list[str]]:
-    if spec.rollout.strategy == "AllAtOnce" or not names:
+def _canaried(spec: AVSpec, rollout: RolloutRecord) -> bool:
+    """This rollout goes canary first (a rollback goes to every pod at once unless
+    ``instantRollback`` is false)."""
+    return spec.rollout.strategy == "Canary" and not (
+        rollout.kind == "Rollback" and spec.rollout.instant_rollback
+    )
+
+
+def _waves(names: Sequence[str], canary: Sequence[str], spec: AVSpec) -> list[list[str]]:
+    """The canary pods (recorded once; those still live), then the rest by name in batches."""
+    if not canary or not names:
         return [list(names)]
-    waves = [list(names[: spec.rollout.canary_pods])]
-    rest = list(names[spec.rollout.canary_pods :])
+    first = [n for n in canary if n in names]
+    rest = [n for n in names if n not in first]
     size = spec.rollout.batch_size
-    waves += [rest[i : i + size] for i in range(0, len(rest), size)]
+    waves = [first] + [rest[i : i + size] for i in range(0, len(rest), size)]
     return [w for w in waves if w]
 
 
@@ -213,13 +233,17 @@ def plan(
     rollout: RolloutRecord | None,
     pods: Sequence[PodObservation],
     now: datetime,
+    good_before: Collection[tuple[str, str]] = (),
 ) -> Plan:
-    """Decide the next step of the rollout. ``target`` is None only with a ``target_problem``.
+    """Decide the next step of the rollout. ``target`` is None only with a ``target_problem``;
+    ``good_before``: versions of bundles that were rolled out successfully before (history),
+    so a rollout to one of them is a rollback.
 
     The steps, each a function below: (1) a new rollout starts when the generation or the
     content behind the URIs changes; (2) an unusable target keeps every pod on the last good
     bundle; (3) failures among the pods asked for the target fail the rollout (and roll back);
-    (4) act by phase: roll back, repair drift, or advance the waves; (5) report."""
+    (4) judge the canary by its analysis; (5) act by phase: roll back, repair drift, or advance
+    the waves; (6) report."""
     pods = sorted(pods, key=lambda p: p.name)
     acts = _Acts(live=[p for p in pods if p.running and p.ip])
     if target is None:
@@ -227,8 +251,9 @@ def plan(
             "Unknown", "the desired bundle could not be resolved"
         )
         return _unusable_target(spec, problem, last_good, rollout, pods, acts)
-    rollout = _start_if_new(spec, generation, target, rollout, now, acts)
+    rollout = _start_if_new(spec, generation, target, last_good, good_before, rollout, now, acts)
     rollout = _fail_on_pod_errors(spec, generation, target, last_good, rollout, now, acts)
+    rollout = _judge_canary(spec, target, last_good, rollout, now, acts)
     if spec.suspend:
         pass
     elif rollout.phase == "Failed":
@@ -270,6 +295,8 @@ class _Acts:
                 record.started_at,
                 now,
                 message,
+                record.kind,
+                record.analysis.verdict if record.analysis is not None else None,
             )
         )
 
@@ -278,22 +305,34 @@ def _start_if_new(
     spec: AVSpec,
     generation: int,
     target: PinnedBundle,
+    last_good: PinnedBundle | None,
+    good_before: Collection[tuple[str, str]],
     rollout: RolloutRecord | None,
     now: datetime,
     acts: _Acts,
 ) -> RolloutRecord:
     """Step 1: the rollout record for ``target``, a new one when the generation or the content
-    behind the URIs changed (an unfinished previous rollout is recorded as superseded)."""
+    behind the URIs changed (an unfinished previous rollout is recorded as superseded). A
+    target that was good before (the last good bundle, or one an earlier rollout brought to
+    every pod) makes it a ``Rollback``."""
     if rollout is not None and rollout.generation == generation and rollout.targets(target):
         return rollout
     if rollout is not None and rollout.phase not in ("Complete", "Failed"):
         acts.finish(rollout, "Superseded", now, "a newer spec or version replaced it")
-    acts.events.append(
-        Event("Normal", "RolloutStarted", f"rolling out {target.label()} ({spec.rollout.strategy})")
+    good = set(good_before) | ({last_good.versions} if last_good is not None else set())
+    kind: Kind = "Rollback" if target.versions in good else "Rollout"
+    record = RolloutRecord(
+        generation, target.model_version, target.features_version, "Progressing", now, kind=kind
     )
-    return RolloutRecord(
-        generation, target.model_version, target.features_version, "Progressing", now
-    )
+    how: str = spec.rollout.strategy
+    if kind == "Rollback":
+        how = (
+            "rollback to a bundle good before: canary first"
+            if _canaried(spec, record)
+            else ("rollback to a bundle good before: every pod at once")
+        )
+    acts.events.append(Event("Normal", "RolloutStarted", f"rolling out {target.label()} ({how})"))
+    return record
 
 
 def _unusable_target(
@@ -362,7 +401,20 @@ def _fail_on_pod_errors(
     if not failures:
         return rollout
     reason = "LoadFailed" if load_failed else "Timeout"
-    message = "; ".join(failures)
+    return _fail(spec, target, last_good, rollout, now, acts, reason, "; ".join(failures))
+
+
+def _fail(
+    spec: AVSpec,
+    target: PinnedBundle,
+    last_good: PinnedBundle | None,
+    rollout: RolloutRecord,
+    now: datetime,
+    acts: _Acts,
+    reason: str,
+    message: str,
+) -> RolloutRecord:
+    """The rollout of ``target`` failed: recorded, with Events, rolled back where possible."""
     rolled_back = (
         spec.auto_rollback and last_good is not None and last_good.versions != target.versions
     )
@@ -375,6 +427,54 @@ def _fail_on_pod_errors(
         acts.events.append(
             Event("Warning", "RollingBack", f"returning pods to last good {last_good.label()}")
         )
+    return rollout
+
+
+def _judge_canary(
+    spec: AVSpec,
+    target: PinnedBundle,
+    last_good: PinnedBundle | None,
+    rollout: RolloutRecord,
+    now: datetime,
+    acts: _Acts,
+) -> RolloutRecord:
+    """Step 4: once the canary wave serves the target, judge it by ``spec.rollout.analysis``
+    (the canary pods' shadow comparison against the last good bundle) until a final verdict;
+    ``Failed`` fails the rollout with reason ``AnalysisFailed``."""
+    analysis = spec.rollout.analysis
+    if (
+        analysis is None
+        or rollout.phase in ("Complete", "Failed")
+        or rollout.wave_completed_at is None
+        or not _canaried(spec, rollout)
+        or (rollout.analysis is not None and rollout.analysis.final)
+    ):
+        return rollout
+    by_name = {p.name: p for p in acts.live}
+    comparisons: dict[str, tuple[Comparison, ...]] = {}
+    for name in rollout.canary:
+        if name in by_name:
+            admin = by_name[name].admin
+            comparisons[name] = admin.comparisons if admin is not None else ()
+    result = judge(
+        analysis,
+        comparisons,
+        new=target.versions,
+        old=last_good.versions if last_good is not None else None,
+        waited_seconds=(now - rollout.wave_completed_at).total_seconds(),
+        now=now,
+    )
+    before = rollout.analysis.verdict if rollout.analysis is not None else None
+    rollout = dataclasses.replace(rollout, analysis=result)
+    if result.verdict == "Failed":
+        acts.events.append(Event("Warning", "AnalysisFailed", result.message))
+        return _fail(spec, target, last_good, rollout, now, acts, "AnalysisFailed", result.message)
+    if result.verdict == "Passed":
+        acts.events.append(Event("Normal", "AnalysisPassed", result.message))
+    elif result.verdict == "Skipped":
+        acts.events.append(Event("Normal", "AnalysisSkipped", result.message))
+    elif result.verdict == "Paused" and before != "Paused":
+        acts.events.append(Event("Warning", "AnalysisPaused", result.message))
     return rollout
 
 
@@ -391,7 +491,8 @@ def _advance(
     holding after the canary wave until it has stayed healthy ``canaryVerifySeconds``; when
     every live pod serves it the rollout is complete and the target becomes the last good."""
     by_name = {p.name: p for p in acts.live}
-    waves = _waves(list(by_name), spec)
+    canary = _canary_pods(spec, rollout, list(by_name))
+    waves = _waves(list(by_name), canary, spec)
     allowed: list[str] = []
     phase: Phase = "Progressing"
     wave_completed_at = rollout.wave_completed_at
@@ -399,8 +500,9 @@ def _advance(
         allowed += wave
         if not all(_serves(by_name[n], target) for n in allowed):
             break
-        if index == 0 and spec.rollout.strategy == "Canary" and len(waves) > 1:
-            # The canary wave is done: hold the rest until it has stayed healthy a while.
+        if index == 0 and canary:
+            # The canary wave is done: hold the rest until it has stayed healthy a while and,
+            # with an analysis, until the analysis passed.
             if wave_completed_at is None:
                 wave_completed_at = now
                 acts.events.append(
@@ -410,6 +512,10 @@ def _advance(
                         f"canary pods {', '.join(wave)} serve {target.label()}",
                     )
                 )
+            verdict = rollout.analysis.verdict if rollout.analysis is not None else None
+            if spec.rollout.analysis is not None and verdict not in ("Passed", "Skipped"):
+                phase = "Paused" if verdict == "Paused" else "Analyzing"
+                break
             if now - wave_completed_at < timedelta(seconds=spec.rollout.canary_verify_seconds):
                 phase = "Verifying"
                 break
@@ -417,7 +523,7 @@ def _advance(
     live = acts.live
     if not (live and all(_serves(p, target) for p in live)):
         return dataclasses.replace(
-            rollout, phase=phase, wave_completed_at=wave_completed_at
+            rollout, phase=phase, wave_completed_at=wave_completed_at, canary=tuple(canary)
         ), last_good
     rollout = dataclasses.replace(
         rollout,
@@ -432,6 +538,16 @@ def _advance(
     )
     acts.finish(rollout, "Succeeded", now, f"{len(live)} pods")
     return rollout, target
+
+
+def _canary_pods(spec: AVSpec, rollout: RolloutRecord, live: Sequence[str]) -> list[str]:
+    """The canary wave: none when this rollout is not canaried (or has one wave only); the
+    recorded pods that are still live; else (first pass, or every canary pod gone) the first
+    ``canaryPods`` live pods by name, recorded from then on."""
+    if not _canaried(spec, rollout) or len(live) <= spec.rollout.canary_pods:
+        return [n for n in rollout.canary if n in live] if rollout.canary else []
+    kept = [n for n in rollout.canary if n in live]
+    return kept or list(live[: spec.rollout.canary_pods])
 
 
 def _report_plan(
@@ -503,6 +619,22 @@ def _conditions(
     if spec.suspend:
         progressing = Condition(
             "Progressing", "False", "Suspended", "spec.suspend is true: nothing is pushed"
+        )
+    elif rollout.phase == "Paused":
+        progressing = Condition(
+            "Progressing",
+            "False",
+            "AnalysisPaused",
+            rollout.analysis.message if rollout.analysis else "canary analysis paused",
+        )
+    elif rollout.phase == "Analyzing":
+        progressing = Condition(
+            "Progressing",
+            "True",
+            "CanaryAnalyzing",
+            rollout.analysis.message
+            if rollout.analysis
+            else f"canary pods serve {target.label()}; analysing",
         )
     elif rollout.phase == "Verifying":
         progressing = Condition(

@@ -43,6 +43,7 @@ def admin_state(state: PodState) -> AdminState:
         loading=status in ("loading", "pending") or state.loading is not None,
         error=error,
         warm_versions=tuple(b.versions for b in state.warm),
+        comparisons=tuple(state.shadow),
     )
 
 

@@ -10,6 +10,7 @@ from rankswap.artifacts import ArtifactError, parse_artifact_uri
 from rankswap_operator.errors import InvalidSpec
 
 Strategy = Literal["AllAtOnce", "Canary"]
+Insufficient = Literal["Fail", "Pass", "Pause"]
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,72 @@ class Selector:
 
 
 @dataclass(frozen=True)
+class Analysis:
+    """``spec.rollout.analysis``: thresholds on the canary pods' shadow comparison (None: not
+    judged), how many compared requests are needed, how long to wait for them, and what to do
+    when they do not come."""
+
+    min_compared: int = 100
+    wait_seconds: int = 300
+    insufficient_traffic: Insufficient = "Fail"
+    min_top1_agreement: float | None = None
+    min_topk_overlap: float | None = None
+    min_rank_correlation: float | None = None
+    max_psi: float | None = None
+    max_error_rate: float | None = None
+    max_p99_ratio: float | None = None
+
+
+@dataclass(frozen=True)
 class Rollout:
     strategy: Strategy = "AllAtOnce"
     canary_pods: int = 1
     canary_verify_seconds: int = 10
     batch_size: int = 1000
     pod_timeout_seconds: int = 120
+    instant_rollback: bool = True
+    analysis: Analysis | None = None
+
+
+_THRESHOLDS = {
+    "minTop1Agreement": "min_top1_agreement",
+    "minTopKOverlap": "min_topk_overlap",
+    "minRankCorrelation": "min_rank_correlation",
+    "maxPSI": "max_psi",
+    "maxErrorRate": "max_error_rate",
+    "maxP99Ratio": "max_p99_ratio",
+}
+
+
+def parse_analysis(doc: Mapping[str, Any] | None, strategy: Strategy) -> Analysis | None:
+    """``spec.rollout.analysis`` (the CRD schema checks the same; a resource written before the
+    schema, or through a server without it, is checked here)."""
+    if doc is None:
+        return None
+    if strategy != "Canary":
+        raise InvalidSpec("spec.rollout.analysis judges canary pods: it needs strategy Canary")
+    thresholds = {
+        attr: float(doc[key]) for key, attr in _THRESHOLDS.items() if doc.get(key) is not None
+    }
+    if not thresholds:
+        raise InvalidSpec(
+            "spec.rollout.analysis needs at least one threshold: " + ", ".join(_THRESHOLDS)
+        )
+    insufficient = doc.get("insufficientTraffic", "Fail")
+    if insufficient not in ("Fail", "Pass", "Pause"):
+        raise InvalidSpec(
+            f"spec.rollout.analysis.insufficientTraffic: {insufficient!r} is not Fail, Pass "
+            "or Pause"
+        )
+    analysis = Analysis(
+        min_compared=int(doc.get("minCompared", 100)),
+        wait_seconds=int(doc.get("waitSeconds", 300)),
+        insufficient_traffic=insufficient,
+        **thresholds,
+    )
+    if analysis.min_compared < 1 or analysis.wait_seconds < 1:
+        raise InvalidSpec("spec.rollout.analysis: minCompared and waitSeconds must be at least 1")
+    return analysis
 
 
 @dataclass(frozen=True)
@@ -90,12 +151,15 @@ def parse_spec(spec: Mapping[str, Any]) -> AVSpec:
         admin = spec.get("admin") or {}
         token_ref = admin.get("tokenSecretRef") or {}
         ro = spec.get("rollout") or {}
+        strategy: Strategy = "Canary" if ro.get("strategy") == "Canary" else "AllAtOnce"
         rollout = Rollout(
-            strategy="Canary" if ro.get("strategy") == "Canary" else "AllAtOnce",
+            strategy=strategy,
             canary_pods=int(ro.get("canaryPods", 1)),
             canary_verify_seconds=int(ro.get("canaryVerifySeconds", 10)),
             batch_size=int(ro.get("batchSize", 1000)),
             pod_timeout_seconds=int(ro.get("podTimeoutSeconds", 120)),
+            instant_rollback=bool(ro.get("instantRollback", True)),
+            analysis=parse_analysis(ro.get("analysis"), strategy),
         )
         parsed = AVSpec(
             selector=selector,

@@ -22,8 +22,9 @@ from rankswap_ranker.metrics import RankerMetrics
 from rankswap_ranker.openapi import state_top_k_bound
 from rankswap_ranker.ranking import CandidateSource
 from rankswap_ranker.registry import BundleRegistry
-from rankswap_ranker.routes import public_router
+from rankswap_ranker.routes import RankEndpoint, public_router
 from rankswap_ranker.settings import RankerSettings
+from rankswap_ranker.shadow import Shadow
 
 _ROUTES = frozenset({"/v1/rank", "/healthz", "/readyz", "/metrics"})
 
@@ -57,6 +58,36 @@ class RequestMetrics:
             self.metrics.requests.labels(route, str(status)).inc()
 
 
+class RankFastPath:
+    """Hands a JSON ``POST /v1/rank`` to :meth:`RankEndpoint.fast_path`, past the framework's
+    routing (pure ASGI, inside :class:`BodyLimit`, which delivers the whole body in one message);
+    every other request, and an empty body, goes on to the app."""
+
+    def __init__(self, app: ASGIApp, endpoint: RankEndpoint) -> None:
+        self.app = app
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.endpoint.takes(scope):
+            await self.app(scope, receive, send)
+            return
+        message = await receive()
+        raw = message.get("body", b"") if message["type"] == "http.request" else b""
+        if raw:
+            await self.endpoint.fast_path(raw, scope, receive, send)
+            return
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if delivered:
+                return await receive()
+            delivered = True
+            return message
+
+        await self.app(scope, replay, send)
+
+
 class RankerAPI(FastAPI):
     """The public app; its OpenAPI document states the configured ``top_k`` bound."""
 
@@ -78,6 +109,7 @@ def create_app(
     metrics: RankerMetrics | None = None,
     pod: PodView | None = None,
     worker_slot: int = 0,
+    shadow: Shadow | None = None,
 ) -> FastAPI:
     metrics = metrics if metrics is not None else RankerMetrics(CollectorRegistry())
     app = RankerAPI(
@@ -89,6 +121,7 @@ def create_app(
         redoc_url=None,
     )
     install_error_handlers(app)
+    endpoint = RankEndpoint(settings, registry, candidate_source, metrics, worker_slot, shadow)
     app.include_router(
         public_router(
             settings,
@@ -96,9 +129,10 @@ def create_app(
             candidate_source,
             metrics,
             pod if pod is not None else LocalPodView(registry),
-            worker_slot,
+            endpoint,
         )
     )
+    app.add_middleware(RankFastPath, endpoint=endpoint)
     app.add_middleware(
         BodyLimit, max_bytes=settings.public_max_body_bytes, timeout_s=settings.body_timeout_s
     )

@@ -47,12 +47,19 @@ from rankswap_ranker import logs
 from rankswap_ranker.bundle import Bundle, BundleRef, utc_now_iso
 from rankswap_ranker.cache import CacheKeeper
 from rankswap_ranker.convergence import PodView, RunDir
-from rankswap_ranker.errors import BadBundleRequest, URINotAllowed, error_record, translate
+from rankswap_ranker.errors import (
+    BadBundleRequest,
+    BundleIncompatible,
+    URINotAllowed,
+    error_record,
+    translate,
+)
 from rankswap_ranker.metrics import RankerMetrics
+from rankswap_ranker.shadow import read_pod_comparisons
 
 log = logging.getLogger("rankswap.ranker.coordinator")
 
-Source = Literal["admin", "settings", "refresher", "restart"]
+Source = Literal["admin", "settings", "startup", "refresher", "restart"]
 Resolver = Callable[[str, str], BundleRef]
 Validator = Callable[[BundleRef], Bundle]
 
@@ -103,6 +110,9 @@ class BundleRequest:
     source: Source
     refresh_interval_s: float | None = None
     at: str = field(default_factory=utc_now_iso)
+    expect_versions: tuple[str, str] | None = None
+    """The (model, features) content versions the URIs must hold (a start-up bundle is pinned
+    by the operator); None takes whatever they hold."""
 
     def public(self) -> dict[str, Any]:
         return {
@@ -181,15 +191,24 @@ class Coordinator:
         source: Source,
         *,
         refresh_interval_s: float | None = None,
+        expect_versions: tuple[str, str] | None = None,
     ) -> BundleRequest:
         """Record a desired bundle (checked against the allowed roots) and wake the loader.
 
-        A ``refresher`` request reloads the current desired URIs; any other replaces them."""
+        A ``refresher`` request reloads the current desired URIs; any other replaces them.
+        With ``expect_versions`` the load fails unless the URIs hold exactly those versions."""
         check_bundle_uris(model_uri, features_uri, self.allowed_roots)
         with self._lock:
             if source == "refresher" and self.requested is not None:
                 refresh_interval_s = self.requested.refresh_interval_s
-            req = BundleRequest(self._next_id, model_uri, features_uri, source, refresh_interval_s)
+            req = BundleRequest(
+                self._next_id,
+                model_uri,
+                features_uri,
+                source,
+                refresh_interval_s,
+                expect_versions=expect_versions,
+            )
             self._next_id += 1
             if source != "refresher":
                 self.requested = req
@@ -241,6 +260,7 @@ class Coordinator:
         stage = "fetch"
         try:
             ref = self._resolver(req.model_uri, req.features_uri)
+            _check_pinned(req, ref)
             t1 = time.perf_counter()
             stage = "validate"
             if ref.bundle_id not in self._validated:
@@ -389,6 +409,7 @@ class Coordinator:
             workers=workers,
             last_error=LoadError.model_validate(last_error) if last_error else None,
             last_load=self.last_load,
+            shadow=read_pod_comparisons(self.run_dir, self.pod.workers),
         )
 
     def _worker_error(self, live: list[WorkerState]) -> dict[str, Any] | None:
@@ -408,6 +429,17 @@ class Coordinator:
                     ),
                 }
         return None
+
+
+def _check_pinned(req: BundleRequest, ref: BundleRef) -> None:
+    """BundleIncompatible unless ``ref`` holds the versions ``req`` was pinned to."""
+    want = req.expect_versions
+    got = (ref.model.version, ref.features.version)
+    if want is not None and got != want:
+        raise BundleIncompatible(
+            f"the URIs hold model {got[0]} + features {got[1]}, not the pinned "
+            f"model {want[0]} + features {want[1]}"
+        )
 
 
 def _lower_priority(nice: int) -> None:

@@ -87,6 +87,7 @@ def worker_main(settings: RankerSettings, slot: int, sock: socket.socket, parent
     from rankswap_ranker.limits import header_timeout_protocol
     from rankswap_ranker.metrics import RankerMetrics
     from rankswap_ranker.registry import BundleRegistry
+    from rankswap_ranker.shadow import Shadow, ShadowMetrics, shadow_path
 
     logs.configure(settings.log_level)
     logs.set_process("worker", slot)
@@ -107,6 +108,14 @@ def worker_main(settings: RankerSettings, slot: int, sock: socket.socket, parent
         poll_interval_s=settings.worker_poll_interval_s,
         nice=settings.loader_nice,
     )
+    shadow = Shadow(
+        registry,
+        ShadowMetrics(metrics.registry),
+        sample_rate=settings.shadow_sample_rate,
+        queue_size=settings.shadow_queue_size,
+        state_path=shadow_path(run_dir, slot),
+        pid=os.getpid(),
+    )
     app = create_app(
         settings,
         registry,
@@ -114,6 +123,7 @@ def worker_main(settings: RankerSettings, slot: int, sock: socket.socket, parent
         metrics=metrics,
         pod=PodView(run_dir, settings.workers),
         worker_slot=slot,
+        shadow=shadow,
     )
     config = uvicorn.Config(
         app,
@@ -138,9 +148,11 @@ def worker_main(settings: RankerSettings, slot: int, sock: socket.socket, parent
         log.exception("applying the desired bundle at start failed")
     sync.accepting()
     sync.start()
+    shadow.start()
     try:
         server.run(sockets=[sock])
     finally:
+        shadow.stop()
         sync.stop()
         source.close()
 
@@ -340,6 +352,7 @@ async def _supervise(settings: RankerSettings, public: socket.socket, admin: soc
     from rankswap_ranker.coordinator import Coordinator, Refresher
     from rankswap_ranker.limits import header_timeout_protocol
     from rankswap_ranker.metrics import RankerMetrics
+    from rankswap_ranker.startup import request_first_bundle
 
     run_dir = RunDir(settings.effective_run_dir)
     cache_dir: Path = settings.effective_cache_dir
@@ -359,8 +372,8 @@ async def _supervise(settings: RankerSettings, public: socket.socket, admin: soc
     refresher = Refresher(
         coordinator, settings.refresh_interval_s, lambda uri: read_manifest(uri).version
     )
-    if coordinator.target is None and settings.model_uri and settings.features_uri:
-        coordinator.request(settings.model_uri, settings.features_uri, "settings")
+    if coordinator.target is None:
+        request_first_bundle(settings, coordinator)
     pool = WorkerPool(settings, public, metrics=metrics)
     pool.start_all()
     server = uvicorn.Server(

@@ -212,7 +212,8 @@ def node_values(
                 "limits": {"memory": "1Gi"},
             },
         },
-        "artifactVersion": {"create": False},
+        # The tests apply the ArtifactVersion `lineitems`: the rankers mount its start-up ConfigMap.
+        "artifactVersion": {"create": False, "name": AV},
         "tests": {"enabled": True, "tenantId": tenant},
         "pipelines": {
             "enabled": pipelines,
@@ -486,6 +487,56 @@ def test_operator_pod_deleted_mid_rollout_its_replacement_resumes(
         rel.apply_av(d1)
         rel.wait_serving(d1)
     assert load.failures == [], load.failures[:10]
+
+
+@pytest.mark.timeout(600)
+def test_rankers_scaled_out_while_the_operator_is_scaled_to_zero_become_ready(
+    release: Release, world: NodeWorld
+) -> None:
+    """Pods that start while the operator is down load the last good bundle from the start-up
+    ConfigMap the kubelet projects into them; the operator, back, reports them Updated."""
+    rel = release
+    d1 = world.dates[0]
+    rel.wait_serving(d1)
+    startup = json.loads(rel.json("configmap", f"{AV}-startup")["data"]["startup.json"])
+    assert (startup["last_good"]["model_version"], startup["last_good"]["features_version"]) == (
+        world.versions[d1]
+    )
+    before = {p["metadata"]["name"] for p in rel.ranker_pods()}
+    with ServiceLoad(rel.service_url(), world.sample_requests) as load:
+        wait_for("answers through the Service", lambda: load.sent > 20, 60)
+        rel.kubectl("scale", f"deployment/{FULL}-operator", "--replicas=0")
+        wait_for(
+            "the operator pod gone",
+            lambda: (
+                not rel.json(
+                    "pods",
+                    "-l",
+                    f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=operator",
+                )["items"]
+            ),
+            120,
+        )
+        rel.kubectl("scale", f"deployment/{FULL}-ranker", f"--replicas={REPLICAS + 2}")
+        rel.kubectl("rollout", "status", f"deployment/{FULL}-ranker", "--timeout=300s", timeout=320)
+        new = [p for p in rel.ranker_pods() if p["metadata"]["name"] not in before]
+        assert len(new) == 2
+        for p in new:
+            ready = {c["type"]: c["status"] for c in p["status"]["conditions"]}
+            assert ready["Ready"] == "True", p["metadata"]["name"]
+        sent = load.sent
+        wait_for("more answers", lambda: load.sent > sent + 40, 60)
+        rel.kubectl("scale", f"deployment/{FULL}-operator", "--replicas=1")
+        wait_for(
+            "the operator reports every pod, the new ones too, on d1",
+            lambda: rel.serving(d1, pods=REPLICAS + 2),
+            240,
+            detail=rel.diagnose,
+        )
+        rel.kubectl("scale", f"deployment/{FULL}-ranker", f"--replicas={REPLICAS}")
+        wait_for("back to 3 pods", lambda: rel.serving(d1) is not None, 240, detail=rel.diagnose)
+    assert load.failures == [], load.failures[:10]
+    assert set(load.versions) == {world.versions[d1]}
 
 
 @pytest.mark.timeout(1200)
