@@ -148,17 +148,24 @@ class Rarity:
 @dataclass(frozen=True, slots=True)
 class NameIndex:
     """The context-free part of the text features for one candidate list (one context): the
-    name terms, their rarity within the list, ``by_term`` (pair indices sorted by term, so the
-    pairs of local term ``t`` are ``by_term[term_start[t]:term_start[t + 1]]``) and per row the
-    idf total (the denominator of the covers)."""
+    name terms, their rarity within the list (``idf``, ``alone`` per (row, term) pair), the
+    pairs by term (``by_term[term_start[t]:term_start[t + 1]]``: the pairs of local term ``t``,
+    ascending) and by row (``row_start``), per row the idf total (the covers' denominator) and
+    ``max(term count, 1)``."""
 
     names: NameTerms
-    rarity: Rarity
+    idf: F64
+    alone: F64
     term_start: I64
     by_term: I64
+    row_start: I64
     idf_total: F64
+    has_idf: npt.NDArray[np.bool_]
+    """[N, 1]: ``idf_total > 0``."""
     idf_den: F64
-    """``max(idf_total, 1e-12)``."""
+    """[N, 1]: ``max(idf_total, 1e-12)``."""
+    terms_den: F32
+    """``max(term count, 1)``."""
 
     @staticmethod
     def of(candidates: Candidates) -> NameIndex:
@@ -176,38 +183,40 @@ class NameIndex:
         rarity = Rarity.build(
             names, np.zeros(n, dtype=np.int64), candidates.distinct_categories()[1]
         )
-        by_term = np.argsort(names.term, kind="stable")
-        counts = np.bincount(names.term, minlength=len(names.vocab))
-        term_start = np.zeros(len(names.vocab) + 1, dtype=np.int64)
-        np.cumsum(counts, out=term_start[1:])
+        v = len(names.vocab)
+        term_start = np.zeros(v + 1, dtype=np.int64)
+        np.cumsum(np.bincount(names.term, minlength=v), out=term_start[1:])
+        row_start = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(names.row, minlength=n), out=row_start[1:])
         total: F64 = np.bincount(names.row, weights=rarity.idf, minlength=n).astype(np.float64)
         out = NameIndex(
             names=names,
-            rarity=rarity,
+            idf=rarity.idf,
+            alone=rarity.alone,
             term_start=term_start,
-            by_term=by_term.astype(np.int64),
+            by_term=np.argsort(names.term, kind="stable").astype(np.int64),
+            row_start=row_start,
             idf_total=total,
-            idf_den=np.maximum(total, 1e-12),
+            has_idf=(total > 0)[:, None],
+            idf_den=np.maximum(total, 1e-12)[:, None],
+            terms_den=np.maximum(names.n_terms, 1.0),
         )
-        for value in (getattr(out, name) for name in ("term_start", "by_term", "idf_total")):
-            value.flags.writeable = False  # shared by every request
+        for value in (getattr(out, name) for name in out.__slots__):
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False  # shared by every request
         return out
 
     def pairs_of(self, local_terms: I64) -> I64:
-        """The (row, term) pair indices holding any of ``local_terms`` (distinct), in pair
-        order (row by row, each row's terms in name order: the order the dense path sums in)."""
+        """The pair indices holding any of ``local_terms`` (distinct), ascending: pair order
+        (row by row, each row's terms in name order), the order the dense path sums in."""
         if local_terms.shape[0] == 0:
             return np.empty(0, dtype=np.int64)
+        if local_terms.shape[0] == 1:
+            t = int(local_terms[0])
+            return self.by_term[self.term_start[t] : self.term_start[t + 1]]
         idx = _ranges(self.term_start[local_terms], self.term_start[local_terms + 1])
         pairs: I64 = np.sort(self.by_term[idx])
         return pairs
-
-    def cover(self, pairs: I64, weights: F64, n: int) -> F64:
-        """``_cover(row, idf, value, n)`` where ``idf * value`` is ``weights`` on ``pairs`` and
-        0 elsewhere: the same sums (adding 0.0 changes no float), without touching the rest."""
-        got = np.bincount(self.names.row[pairs], weights=weights, minlength=n)
-        out: F64 = np.where(self.idf_total > 0, got / self.idf_den, 0.0)
-        return out
 
 
 def text_features(
@@ -240,44 +249,59 @@ def _one_context(
     desc_term_ids: I64,
     out: F32,
 ) -> None:
-    """Serving: the features of one context from the memoised :class:`NameIndex`, touching
-    only the pairs of the description's, the vendor name's and the employee's terms."""
+    """Serving: the features of one context from the memoised :class:`NameIndex`.
+
+    With one context, whether a pair is matched / vendor-named depends on its term only, so
+    only the pairs of the description's and the vendor name's terms are summed; the employee's
+    ``emp_term`` rows (one key range) are spread over every pair. The dense path sums the same
+    products in the same (pair) order, leaving out only zeros, so the values are identical:
+    ``emp_name_rest`` equals ``emp_name_share``'s sums on rows without a matched pair and is
+    summed again, over all their pairs, on the few rows with one."""
     n = len(candidates)
     index = NameIndex.of(candidates)
-    names, rarity = index.names, index.rarity
+    names, idf = index.names, index.idf
     vocab = names.vocab
-    matched = index.pairs_of(_local_terms(desc_terms, vocab))
+    desc = _local_terms(desc_terms, vocab)
+    matched = index.pairs_of(desc)
     m_rows = names.row[matched]
     match_n = np.bincount(m_rows, minlength=n).astype(np.float64)
-    out[:, 0] = match_n
-    out[:, 1] = _grid(match_n / np.maximum(names.n_terms, 1.0))
-    out[:, 2] = _grid(index.cover(matched, rarity.idf[matched], n))
+    # the ratios (features 1-6) in one float64 block, rounded with one call
+    block = np.zeros((n, 6), dtype=np.float64)
+    block[:, 0] = match_n / index.terms_den
+    block[:, 1] = np.bincount(m_rows, weights=idf[matched], minlength=n)
     vendor = index.pairs_of(_local_terms(tokenize(str(contexts.vendor_names[0])), vocab))
-    out[:, 3] = _grid(index.cover(vendor, rarity.idf[vendor], n))
-    out[:, 8] = np.bincount(m_rows, weights=rarity.alone[matched], minlength=n)
-    # the employee's emp_term rows (one key range), mapped onto the candidates' name terms
-    emp_terms, emp_share = _employee_terms(int(contexts.employee_ids[0]), tables, names, candidates)
-    if emp_terms.shape[0]:
+    block[:, 2] = np.bincount(names.row[vendor], weights=idf[vendor], minlength=n)
+    emp, emp_share = _employee_terms(int(contexts.employee_ids[0]), tables, names, candidates)
+    if emp.shape[0]:
         per_term = np.zeros(len(vocab), dtype=np.float64)
-        per_term[emp_terms] = emp_share
-        emp = index.pairs_of(emp_terms)  # distinct: one emp_term row per term
-        w = rarity.idf[emp] * per_term[names.term[emp]]
-        out[:, 4] = _grid(index.cover(emp, w, n))
-        # the same over the name terms the description does not hold: weight idf * (1 -
-        # matched), i.e. idf with the matched pairs zeroed (idf * 0.0 and idf * 1.0 exactly)
-        rest = ~_isin_sorted(emp, matched)
-        idf_rest = rarity.idf.copy()
-        idf_rest[matched] = 0.0
-        total = np.bincount(names.row, weights=idf_rest, minlength=n)
-        got = np.bincount(names.row[emp[rest]], weights=w[rest], minlength=n)
-        out[:, 5] = _grid(np.where(total > 0, got / np.maximum(total, 1e-12), 0.0))
-    else:
-        out[:, 4:6] = 0.0
+        per_term[emp] = emp_share
+        w = idf * per_term[names.term]
+        got = np.bincount(names.row, weights=w, minlength=n)
+        block[:, 3] = got
+        rest, den = got, index.idf_total
+        if matched.shape[0]:
+            # rows with a matched pair: idf * (1 - matched) (idf or 0.0) over all their pairs
+            rows = np.unique(m_rows)
+            q = _ranges(index.row_start[rows], index.row_start[rows + 1])
+            keep = np.ones(len(vocab), dtype=np.float64)
+            keep[desc] = 0.0
+            k, rq = keep[names.term[q]], names.row[q]
+            rest, den = got.copy(), den.copy()
+            rest[rows] = np.bincount(rq, weights=w[q] * k, minlength=n)[rows]
+            den[rows] = np.bincount(rq, weights=idf[q] * k, minlength=n)[rows]
+        block[:, 4] = np.where(den > 0, rest / np.maximum(den, 1e-12), 0.0)
+    covers = block[:, 1:4]
+    np.divide(covers, index.idf_den, out=covers)
+    covers[~index.has_idf[:, 0]] = 0.0
     share = _term_item_one(tables, candidates, desc_term_ids)
     n_known = np.count_nonzero(desc_term_ids[0] >= 0)
-    # divided by an int64 (not a Python int, which would keep the float32 sum in float32)
-    out[:, 6] = _grid(share.sum(axis=1) / np.int64(n_known)) if n_known > 0 else 0.0
+    if n_known > 0:
+        # divided by an int64 (not a Python int, which would keep the float32 sum in float32)
+        block[:, 5] = share.sum(axis=1) / np.int64(n_known)
+    out[:, 0] = match_n
+    out[:, 1:7] = _grid(block)
     out[:, 7] = share.max(axis=1) if share.shape[1] else 0.0
+    out[:, 8] = np.bincount(m_rows, weights=index.alone[matched], minlength=n)
 
 
 def _many_contexts(
