@@ -26,6 +26,7 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
+from rankswap import featurespec as fs
 from rankswap.artifacts import artifact_uri, read_manifest
 from rankswap.productdb import ProductDB
 from rankswap_dev.localkube.stack import LocalStack
@@ -85,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     db_url, store, (d0, d1, d2) = publish(work)
     sizes = {
         "model": read_manifest(artifact_uri(store, "model", "line-items", d1)).total_bytes,
-        "features": read_manifest(artifact_uri(store, "features", "1.0.0", d1)).total_bytes,
+        "features": read_manifest(
+            artifact_uri(store, "features", fs.FEATURE_SCHEMA_VERSION, d1)
+        ).total_bytes,
     }
     # One cycle, starting on d0 (each worker keeps 1 warm bundle, the default):
     cycle = [

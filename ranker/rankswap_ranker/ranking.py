@@ -92,7 +92,7 @@ def rank(bundle: Bundle, source: CandidateSource, q: RankQuery) -> RankOutcome:
         amount=q.amount,
         expense_date=q.expense_date,
     )
-    cands = source.candidates(q.tenant_id, with_names=False)
+    cands = source.candidates(q.tenant_id, with_names=True)  # item-name features
     t1 = time.perf_counter()
     inputs = fs.assemble(ctx, cands, bundle.tables)
     t2 = time.perf_counter()

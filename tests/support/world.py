@@ -97,6 +97,7 @@ def build_world(work: Path, *, seed: int = 11) -> World:
             "model", "train", "--db", url, "--as-of", when.isoformat(), "--store", root,
             "--holdout-days", "21", "--train-days", "120",
             "--max-train-expenses", "1500", "--max-eval-expenses", "300",
+            "--no-ablation",  # the ablation is the evaluation's, tested in tests/.../training
         )  # fmt: skip
     features_uri = _only_features_uri(root, d2)
     schema = read_manifest(features_uri).name

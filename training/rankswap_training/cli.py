@@ -67,6 +67,7 @@ def cmd_datagen(args: argparse.Namespace) -> int:
         days=args.days if args.days is not None else datagen.DEFAULT_DAYS,
         end=args.end if args.end is not None else datagen.DEFAULT_END,
         scale=args.scale,
+        enrich=args.enrich,
     )
     counts = pipelines.run_datagen(args.db, cfg)
     print(" ".join(f"{k}={v}" for k, v in counts.items()))
@@ -101,13 +102,15 @@ def cmd_model_train(args: argparse.Namespace) -> int:
         candidates=pipelines.SWEEP_CANDIDATES if args.sweep else pipelines.DEFAULT_CANDIDATES,
         force=args.force,
         move_latest_backwards=args.move_latest_backwards,
+        ablation=not args.no_ablation,
     )
     done = pipelines.run_model_train(args.db, args.as_of, args.store, opts)
     m = done.manifest
     o, c = m.metrics["overall"], m.metrics["cold_start"]
     print(
         f"published model {m.name} {m.version}: NDCG@5 {o['ndcg@5']:.3f} "
-        f"Recall@5 {o['recall@5']:.3f} cold-start Recall@5 {c['recall@5']:.3f} "
+        f"Recall@5 {o['recall@5']:.3f} cold-start Recall@1 {c['recall@1']:.3f} "
+        f"Recall@5 {c['recall@5']:.3f} NDCG@5 {c['ndcg@5']:.3f} "
         f"parity {m.metrics['parity_max_abs_diff']:.1e}"
     )
     print(done.describe())
@@ -151,6 +154,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--scale", type=float, default=1.0, help="employees/expenses multiplier (default 1.0)"
     )
+    p.add_argument(
+        "--enrich",
+        action="store_true",
+        help="add split items (社内/社外), typed item names and vendors named after items "
+        "(off by default: the default world stays as it is)",
+    )
     p.set_defaults(func=cmd_datagen)
 
     f = subparsers.add_parser("features", help="daily feature pipeline")
@@ -179,6 +188,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     mt.add_argument("--force", action="store_true")
     mt.add_argument("--move-latest-backwards", action="store_true", help=LATEST_BACKWARDS_HELP)
+    mt.add_argument(
+        "--no-ablation",
+        action="store_true",
+        help="skip the report's ablation (the chosen model fitted again without the item-text "
+        "features; one more fit)",
+    )
     mt.set_defaults(func=cmd_model_train)
 
     e = subparsers.add_parser(

@@ -34,7 +34,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from rankswap.productdb import ProductDB
-from rankswap_training import vocab
+from rankswap_training import enrich, vocab
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,10 @@ class WorldConfig:
     scale: float = 1.0
     """Multiplies employees (and so expenses) and projects; tests use a small scale."""
     expenses_per_employee_day: float = 0.35
+    enrich: bool = False
+    """Add what real tenants do on top of the default world (``datagen --enrich``; off by
+    default, so the default world is unchanged): items split into variants that differ only by a
+    qualifier, descriptions that type words of the item's name, vendors named after items."""
 
     @property
     def start(self) -> date:
@@ -136,6 +140,10 @@ def generate_world(cfg: WorldConfig) -> World:
             parts[k].append(v)
     out = {k: pd.concat(v, ignore_index=True) for k, v in parts.items()}
     exp = out["expenses"].sort_values(["expense_date", "created_at"], kind="stable")
+    if cfg.enrich:
+        # its own stream, drawn after the default world: the default draws stay as they were
+        enrich.enrich(cfg, out, exp, np.random.default_rng([cfg.seed, 12]))
+        exp = exp.sort_values(["expense_date", "created_at"], kind="stable")
     exp.insert(0, "id", np.arange(1, len(exp) + 1, dtype=np.int64))
     return World(
         tenants=out["tenants"],

@@ -74,6 +74,7 @@ def context_batch(history: History, rows: I64) -> fs.ContextBatch:
         expense_days=e["day"].to_numpy(dtype=np.int64)[rows],
         departments=e["department"].to_numpy(dtype=object)[rows],
         industries=e["industry"].to_numpy(dtype=object)[rows],
+        vendor_names=e["vendor_name"].to_numpy(dtype=object)[rows],
     )
 
 

@@ -49,12 +49,30 @@ def metrics_from_ranks(ranks: npt.NDArray[np.int64]) -> dict[str, float]:
     }
 
 
+SERVING_SUBSETS = frozenset({"new_sibling", "new_sibling_named"})
+"""Subsets ranked among the candidates active today (what serving ranks): the DB keeps no
+deactivation history, so a hold-out list also holds items deactivated since, among them the
+original of a split item, which would otherwise compete with its own successors."""
+
+
 def evaluate_scores(
-    scores: npt.ArrayLike, pairs: PairSet, subsets: dict[str, npt.NDArray[np.bool_]]
+    scores: npt.ArrayLike,
+    pairs: PairSet,
+    subsets: dict[str, npt.NDArray[np.bool_]],
+    active: npt.NDArray[np.bool_] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Metrics per subset of groups (``subsets[name]`` is a boolean mask over groups)."""
+    """Metrics per subset of groups (``subsets[name]`` is a boolean mask over groups); the
+    ``SERVING_SUBSETS`` among the rows of ``active`` candidates only, when given."""
     ranks = positive_ranks(scores, pairs)
-    return {name: metrics_from_ranks(ranks[mask]) for name, mask in subsets.items()}
+    out = {}
+    served = ranks
+    if active is not None and any(name in SERVING_SUBSETS for name in subsets):
+        s = np.asarray(scores, dtype=np.float64)
+        floor = (s.min() - 1.0) if len(s) else 0.0
+        served = positive_ranks(np.where(active | (pairs.label > 0), s, floor), pairs)
+    for name, mask in subsets.items():
+        out[name] = metrics_from_ranks((served if name in SERVING_SUBSETS else ranks)[mask])
+    return out
 
 
 # ------------------------------------------------------------------------------ baselines
@@ -141,3 +159,49 @@ def results_table(results: dict[str, dict[str, dict[str, float]]]) -> pd.DataFra
         for subset, m in by_subset.items():
             rows.append({"model": model, "subset": subset, **m})
     return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------ subsets
+
+
+def active_rows(history: History, pairs: PairSet) -> npt.NDArray[np.bool_]:
+    """Per row: the candidate is active in the product DB today."""
+    it = history.items
+    ids = it["id"].to_numpy(dtype=np.int64)
+    order = np.argsort(ids)
+    where = order[np.searchsorted(ids, pairs.item_ids, sorter=order)]
+    out: npt.NDArray[np.bool_] = it["active"].to_numpy(dtype=bool)[where]
+    return out
+
+
+def sibling_subsets(
+    history: History, pairs: PairSet, cold: npt.NDArray[np.bool_]
+) -> dict[str, npt.NDArray[np.bool_]]:
+    """``new_sibling``: cold-start queries whose item's category holds another active item among
+    the candidates (two new split items of one category are each other's siblings);
+    ``new_sibling_named``: those whose description holds a term of the item's name and code
+    that no sibling's name or code holds (the description names the variant)."""
+    it = history.items
+    ids = it["id"].to_numpy(dtype=np.int64)
+    order = np.argsort(ids)
+    where = order[np.searchsorted(ids, pairs.item_ids, sorter=order)]
+    cat = it["category_id"].to_numpy(dtype=np.int64)[where]
+    active = it["active"].to_numpy(dtype=bool)[where]
+    is_pos = pairs.label > 0
+    true_row = np.full(pairs.n_groups, -1, dtype=np.int64)
+    true_row[pairs.group[is_pos]] = np.flatnonzero(is_pos)
+    true_cat = cat[true_row]
+    sib = (cat == true_cat[pairs.group]) & active & ~is_pos
+    has_sib = np.bincount(pairs.group, weights=sib, minlength=pairs.n_groups) > 0
+    new_sibling = cold & has_sib
+    named = np.zeros(pairs.n_groups, dtype=bool)
+    codes = it["code"].to_numpy(dtype=object)
+    names = it["name"].to_numpy(dtype=object)
+    desc = history.expenses["description"].to_numpy(dtype=object)
+    for g in np.flatnonzero(new_sibling).tolist():
+        r = int(true_row[g])
+        own = set(fs.item_terms(str(codes[where[r]]), str(names[where[r]])))
+        for s in np.flatnonzero(sib & (pairs.group == g)).tolist():
+            own -= set(fs.item_terms(str(codes[where[s]]), str(names[where[s]])))
+        named[g] = bool(own & set(fs.tokenize(str(desc[pairs.exp_rows[g]]))))
+    return {"new_sibling": new_sibling, "new_sibling_named": named}

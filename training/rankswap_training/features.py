@@ -32,7 +32,7 @@ class History:
 
     Columns: id, tenant_id, employee_id, vendor_id (-1 = none), item_id, category_id,
     description, amount, day (days since epoch), created_s (filing time, epoch seconds),
-    department, industry. ``terms``: one row per (expense row, term) with columns row, term."""
+    department, industry, vendor_name. ``terms``: one row per (expense row, term) with columns row, term."""
 
     expenses: pd.DataFrame
     terms: pd.DataFrame
@@ -68,6 +68,7 @@ def load_history(db: ProductDB, *, before: date, since: date | None = None) -> H
             e.c.created_at,
             emp.c.department,
             ven.c.industry,
+            ven.c.name.label("vendor_name"),
         )
         .select_from(
             e.join(i, i.c.id == e.c.item_id)
@@ -126,6 +127,7 @@ def make_history(raw: pd.DataFrame, items: pd.DataFrame) -> History:
             "industry": raw["industry"].fillna("").astype(str).to_numpy(dtype=object)
             if n
             else np.empty(0, object),
+            "vendor_name": _texts(raw, "vendor_name", n),
         }
     )
     exp = exp.sort_values(["day", "id"], kind="stable").reset_index(drop=True)
@@ -160,6 +162,15 @@ def make_history(raw: pd.DataFrame, items: pd.DataFrame) -> History:
         }
     )
     return History(expenses=exp, terms=terms, items=it)
+
+
+def _texts(frame: pd.DataFrame, col: str, n: int) -> np.ndarray:
+    """A text column ("" for NULL); absent in rows made by hand (tests) reads as all ""."""
+    if not n:
+        return np.empty(0, object)
+    if col not in frame.columns:
+        return np.full(n, "", dtype=object)
+    return frame[col].fillna("").astype(str).to_numpy(dtype=object)
 
 
 def _ints(frame: pd.DataFrame, col: str) -> np.ndarray:
@@ -300,14 +311,75 @@ def build_tables(history: History, as_of: date) -> fs.FeatureTables:
         ).loc[h["department"].to_numpy() != ""],
     ]
     tc_rows = pd.concat(pieces, ignore_index=True)
-    vocab = np.array(sorted(set(tc_rows["term"].tolist())), dtype=object)
+    et = _emp_term_rows(history, end)
+    vocab = np.array(sorted(set(tc_rows["term"].tolist()) | set(et["term"].tolist())), dtype=object)
     tc = tc_rows.groupby(["tenant_id", "term", "category_id"], sort=False).size().rename("n")
     tc = tc.reset_index()
     term_tot = tc.groupby(["tenant_id", "term"])["n"].transform("sum")
     tc["share"] = tc["n"] / (term_tot + _TERM_SMOOTHING)
     term_id = np.searchsorted(vocab, tc["term"].to_numpy(dtype=object))
     tables["term_cat"] = _table(fs.pair_key(term_id, tc["category_id"].to_numpy()), tc, "term_cat")
+    tables["term_item"] = _term_item(exp, t, end, vocab)
+    term_id = np.searchsorted(vocab, et["term"].to_numpy(dtype=object))
+    tables["emp_term"] = _table(fs.pair_key(et["employee_id"].to_numpy(), term_id), et, "emp_term")
     return fs.FeatureTables.from_arrays(as_of, tables, vocab)
+
+
+def _emp_term_rows(history: History, end: int) -> pd.DataFrame:
+    """(employee_id, term, share): the employee's expenses of the last ``TERM_ITEM_DAYS``
+    before ``end``, each weighted ``0.5 ** (age / EMP_TERM_HALF_LIFE_DAYS)``; share = weight of
+    those whose item's name holds the term (``featurespec.item_terms``) / the employee's
+    total weight."""
+    exp = history.expenses
+    day = exp["day"].to_numpy()
+    sel = np.flatnonzero((day < end) & (day >= end - fs.TERM_ITEM_DAYS))
+    columns = {"employee_id": np.empty(0, np.int64), "term": np.empty(0, object), "share": []}
+    if len(sel) == 0:
+        return pd.DataFrame(columns)
+    weight = 0.5 ** ((end - day[sel]) / fs.EMP_TERM_HALF_LIFE_DAYS)
+    emp = exp["employee_id"].to_numpy()[sel]
+    it = history.items
+    terms_of = {
+        int(i): fs.item_terms(str(c), str(n))
+        for i, c, n in zip(it["id"].to_numpy(), it["code"], it["name"], strict=True)
+    }
+    item = exp["item_id"].to_numpy()[sel]
+    per = [terms_of.get(int(i), ()) for i in item]
+    lens = np.array([len(p) for p in per], dtype=np.int64)
+    rows = pd.DataFrame(
+        {
+            "employee_id": np.repeat(emp, lens),
+            "term": np.array([t for p in per for t in p], dtype=object),
+            "w": np.repeat(weight, lens),
+        }
+    )
+    total = pd.Series(weight).groupby(emp).sum()
+    et = rows.groupby(["employee_id", "term"], sort=False)["w"].sum().reset_index()
+    et["share"] = et["w"].to_numpy() / total.reindex(et["employee_id"].to_numpy()).to_numpy()
+    return et
+
+
+def _term_item(
+    exp: pd.DataFrame, terms: pd.DataFrame, end: int, vocab: np.ndarray
+) -> dict[str, np.ndarray]:
+    """P(item | term) within the tenant over the last ``TERM_ITEM_DAYS`` before ``end``:
+    n(term, item) / (n(term) + smoothing), description terms only (``terms`` already holds
+    only the 365-day window's rows, so every term is in ``vocab``)."""
+    rows = terms["row"].to_numpy()
+    recent = exp["day"].to_numpy()[rows] >= end - fs.TERM_ITEM_DAYS
+    rows = rows[recent]
+    ti = pd.DataFrame(
+        {
+            "tenant_id": exp["tenant_id"].to_numpy()[rows],
+            "term": terms["term"].to_numpy()[recent],
+            "item_id": exp["item_id"].to_numpy()[rows],
+        }
+    )
+    ti = ti.groupby(["tenant_id", "term", "item_id"], sort=False).size().rename("n").reset_index()
+    term_tot = ti.groupby(["tenant_id", "term"])["n"].transform("sum")
+    ti["share"] = ti["n"] / (term_tot + _TERM_SMOOTHING)
+    term_id = np.searchsorted(vocab, ti["term"].to_numpy(dtype=object))
+    return _table(fs.pair_key(term_id, ti["item_id"].to_numpy()), ti, "term_item")
 
 
 def _tenant_totals(tenant_ids: pd.Series, totals: pd.Series) -> np.ndarray:

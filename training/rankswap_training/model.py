@@ -154,7 +154,7 @@ def to_onnx(pipe: Any) -> onnx.ModelProto:
     initial = [(c, FloatTensorType([None, 1])) for c in fs.NUMERIC_FEATURES] + [
         (c, StringTensorType([None, 1])) for c in fs.CATEGORICAL_FEATURES
     ]
-    with _skl2onnx_bool_workaround():
+    with _skl2onnx_bool_workaround(), _float32_floor_thresholds():
         model = convert_sklearn(pipe, initial_types=initial, target_opset=OPSET)
     return _pack_inputs(model)
 
@@ -181,6 +181,74 @@ def _skl2onnx_bool_workaround() -> Iterator[None]:
         yield
     finally:
         tree_ensemble.add_node = original
+
+
+def float32_floor(threshold: float) -> float:
+    """The largest float32 ``t`` with ``t <= threshold``: for every float32 ``x``,
+    ``x <= threshold`` (the native model, in float64) iff ``x <= t`` (the graph, in float32).
+
+    Rounding to the *nearest* float32 (what the converters do) breaks that whenever the double
+    threshold lies just below a float32 value ``v``: ``v`` goes right natively and left in the
+    graph. LightGBM's thresholds are midpoints of two training values, so on a grid of values
+    (k/10^4) the midpoint of k and k+2 is the grid value k+1 itself, a value the training rows
+    need not hold but the parity / serving rows do (0.136 on the test world)."""
+    t = np.float32(threshold)
+    if float(t) > threshold:
+        t = np.nextafter(t, np.float32(-np.inf), dtype=np.float32)
+    return float(t)
+
+
+def _floor_dump(node: dict[str, Any]) -> None:
+    """Snap the numerical thresholds of one LightGBM ``dump_model`` tree (in place)."""
+    stack = [node]
+    while stack:
+        nd = stack.pop()
+        if "split_feature" not in nd:
+            continue
+        if nd.get("decision_type") == "<=" and not isinstance(nd["threshold"], str):
+            nd["threshold"] = float32_floor(float(nd["threshold"]))
+        stack.extend(nd[k] for k in ("left_child", "right_child") if k in nd)
+
+
+@contextlib.contextmanager
+def _float32_floor_thresholds() -> Iterator[None]:
+    """For one conversion (scoped, restored afterwards), write every ``<=`` split threshold
+    into the graph as :func:`float32_floor` of the model's double threshold, so that the
+    float32 graph takes the native model's branch on every float32 input (the graph's input is
+    float32; the models are fitted and predict in float64 on the same float32 values). LightGBM
+    through onnxmltools' ``dump_booster_model``; HistGradientBoosting through skl2onnx's
+    ``add_node`` (both round to nearest otherwise)."""
+    from onnxmltools.convert.lightgbm.operator_converters import LightGbm
+    from skl2onnx.common import tree_ensemble
+
+    original_dump = LightGbm.dump_booster_model
+    original_add = tree_ensemble.add_node
+
+    def dump_booster_model(*args: Any, **kwargs: Any) -> Any:
+        text, info = original_dump(*args, **kwargs)
+        for tree in text["tree_info"]:
+            _floor_dump(tree["tree_structure"])
+        return text, info
+
+    def add_node(*args: Any, **kwargs: Any) -> Any:
+        # add_node(attr_pairs, is_classifier, tree_id, tree_weight, node_id, feature_id,
+        #          mode, value, ...): skl2onnx passes them positionally
+        args_l = list(args)
+        mode = kwargs["mode"] if "mode" in kwargs else args_l[6]
+        if mode == "BRANCH_LEQ":
+            if "value" in kwargs:
+                kwargs["value"] = float32_floor(float(kwargs["value"]))
+            else:
+                args_l[7] = float32_floor(float(args_l[7]))
+        return original_add(*args_l, **kwargs)
+
+    LightGbm.dump_booster_model = dump_booster_model
+    tree_ensemble.add_node = add_node
+    try:
+        yield
+    finally:
+        LightGbm.dump_booster_model = original_dump
+        tree_ensemble.add_node = original_add
 
 
 def _pack_inputs(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -152,6 +152,8 @@ class TrainOptions:
     move_latest_backwards: bool = False
     """Point ``latest/`` at this model even when it holds a newer one (a backfill)."""
     extra_metrics: dict[str, Any] = field(default_factory=dict)
+    ablation: bool = True
+    """Also fit the chosen model without the item-text features (the report's ablation)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +221,8 @@ def run_model_train(
     fits = _fit_candidates(pairs, opts)
     fits.results.update(_baselines(history, train_rows, pairs))
     chosen, reason = _choose(fits.sweep, opts.ndcg_tolerance, opts.leaf_budget)
+    if opts.ablation:
+        fits.results.update(_ablation(pairs, opts, chosen))
     pipe, onx = fits.fitted[chosen]
     with _step("ONNX parity check on hold-out rows"):
         held = pairs.held
@@ -288,8 +292,11 @@ class _Pairs:
     train: dataset.PairSet
     held: dataset.PairSet
     subsets: dict[str, npt.NDArray[np.bool_]]
-    """Hold-out groups per evaluation subset: ``overall`` and ``cold_start`` (the chosen item
-    was created after the cutoff)."""
+    active: npt.NDArray[np.bool_]
+    """Hold-out rows whose candidate is active today (``evaluate.SERVING_SUBSETS``)."""
+    """Hold-out groups per evaluation subset: ``overall``, ``cold_start`` (the chosen item
+    was created after the cutoff), ``new_sibling`` and ``new_sibling_named``
+    (``evaluate.sibling_subsets``)."""
 
 
 def _build_pairs(
@@ -333,8 +340,12 @@ def _build_pairs(
     cutoff_s = fs.to_day(cutoff) * 86400
     true_items = history.expenses["item_id"].to_numpy(dtype=np.int64)[held.exp_rows]
     cold = np.array([item_created[int(i)] >= cutoff_s for i in true_items], dtype=bool)
-    subsets = {"overall": np.ones(held.n_groups, dtype=bool), "cold_start": cold}
-    return _Pairs(train, held, subsets)
+    subsets = {
+        "overall": np.ones(held.n_groups, dtype=bool),
+        "cold_start": cold,
+        **evaluate.sibling_subsets(history, held, cold),
+    }
+    return _Pairs(train, held, subsets, evaluate.active_rows(history, held))
 
 
 @dataclass(slots=True)
@@ -358,16 +369,18 @@ def _fit_candidates(pairs: _Pairs, opts: TrainOptions) -> _Fits:
         with _step(f"fitting {spec.label}"):
             pipe = model.fit(spec, train_frame, train.label, train.group_sizes(), opts.seed)
         scores = model.native_scores(pipe, held_frame)
-        res = evaluate.evaluate_scores(scores, held, pairs.subsets)
+        res = evaluate.evaluate_scores(scores, held, pairs.subsets, pairs.active)
         onx = model.to_onnx(pipe).SerializeToString()
         sessions[spec.label] = model.session(onx)
         results[spec.label] = res
         fitted[spec.label] = (pipe, onx)
         log.info(
-            "%s: NDCG@5 %.3f, cold-start Recall@5 %.3f",
+            "%s: NDCG@5 %.3f, cold-start Recall@1 %.3f Recall@5 %.3f NDCG@5 %.3f",
             spec.label,
             res["overall"]["ndcg@5"],
+            res["cold_start"]["recall@1"],
             res["cold_start"]["recall@5"],
+            res["cold_start"]["ndcg@5"],
         )
     with _step(f"ONNX latency per {opts.latency_rows} rows, 1 thread, interleaved"):
         latency = model.compare_latency(sessions, held.num, held.cat, rows=opts.latency_rows)
@@ -379,7 +392,9 @@ def _fit_candidates(pairs: _Pairs, opts: TrainOptions) -> _Fits:
                 "label": spec.label,
                 "kind": spec.kind,
                 "ndcg@5": res["overall"]["ndcg@5"],
+                "cold_recall@1": res["cold_start"]["recall@1"],
                 "cold_recall@5": res["cold_start"]["recall@5"],
+                "cold_ndcg@5": res["cold_start"]["ndcg@5"],
                 "latency_ms": latency[spec.label],
                 "leaves": spec.n_estimators * spec.num_leaves,
                 "size_kb": len(fitted[spec.label][1]) / 1024,
@@ -389,22 +404,51 @@ def _fit_candidates(pairs: _Pairs, opts: TrainOptions) -> _Fits:
     return _Fits(results, sweep, fitted)
 
 
+ABLATION_PREFIX = "ablation: "
+
+
+def _ablation(pairs: _Pairs, opts: TrainOptions, chosen: str) -> dict[str, Any]:
+    """The chosen model's pipeline fitted and evaluated again with the item-text features
+    (``featurespec.ITEM_TEXT_FEATURES``) held at 0 in training and hold-out rows: a constant
+    column is never split on, so this is the same pipeline without them."""
+    spec = next(s for s in opts.candidates if s.label == chosen)
+    text = [fs.NUMERIC_FEATURES.index(f) for f in fs.ITEM_TEXT_FEATURES]
+
+    def without(num: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        out = num.copy()
+        out[:, text] = 0.0
+        return out
+
+    train, held = pairs.train, pairs.held
+    with _step(f"ablation: fitting {spec.label} without the item-text features"):
+        pipe = model.fit(
+            spec,
+            model.feature_frame(without(train.num), train.cat),
+            train.label,
+            train.group_sizes(),
+            opts.seed,
+        )
+    scores = model.native_scores(pipe, model.feature_frame(without(held.num), held.cat))
+    label = f"{ABLATION_PREFIX}{spec.label} without item-text features"
+    return {label: evaluate.evaluate_scores(scores, held, pairs.subsets, pairs.active)}
+
+
 def _baselines(
     history: features.History, train_rows: npt.NDArray[np.int64], pairs: _Pairs
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Hold-out metrics of the baselines the report compares the model with."""
-    held, subsets = pairs.held, pairs.subsets
+    held, subsets, active = pairs.held, pairs.subsets, pairs.active
     with _step("baselines"):
         mc = evaluate.MulticlassBaseline().fit(history, train_rows)
         return {
             "baseline: popularity": evaluate.evaluate_scores(
-                evaluate.popularity_scores(held), held, subsets
+                evaluate.popularity_scores(held), held, subsets, active
             ),
             "baseline: employee's recent item": evaluate.evaluate_scores(
-                evaluate.recent_item_scores(held), held, subsets
+                evaluate.recent_item_scores(held), held, subsets, active
             ),
             "baseline: multiclass over item ids": evaluate.evaluate_scores(
-                mc.scores(history, held), held, subsets
+                mc.scores(history, held), held, subsets, active
             ),
         }
 
@@ -428,7 +472,10 @@ def _publish_model(
     metrics = {
         "overall": results[chosen]["overall"],
         "cold_start": results[chosen]["cold_start"],
+        "new_sibling": results[chosen]["new_sibling"],
+        "new_sibling_named": results[chosen]["new_sibling_named"],
         "baselines": {k: v for k, v in results.items() if k.startswith("baseline")},
+        "ablation": {k: v for k, v in results.items() if k.startswith(ABLATION_PREFIX)},
         "candidates": {s["label"]: {k: v for k, v in s.items() if k != "label"} for s in sweep},
         "parity_max_abs_diff": max_diff,
         "onnx_latency_ms_per_1000": chosen_sweep["latency_ms"],
@@ -439,7 +486,9 @@ def _publish_model(
         "training window": window.describe(),
         "hold-out": f"{window.cutoff} .. {as_of - timedelta(days=1)}",
         "training pairs": f"{len(train)} rows, {train.n_groups} expenses",
-        "hold-out queries": f"{held.n_groups} ({int(pairs.subsets['cold_start'].sum())} cold-start)",
+        "hold-out queries": f"{held.n_groups} ({int(pairs.subsets['cold_start'].sum())} "
+        f"cold-start, {int(pairs.subsets['new_sibling'].sum())} new sibling items, "
+        f"{int(pairs.subsets['new_sibling_named'].sum())} of them named by the description)",
         "feature schema": fs.FEATURE_SCHEMA_VERSION,
         "parity max abs diff": f"{max_diff:.2e}",
     }

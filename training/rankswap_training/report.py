@@ -7,6 +7,15 @@ from typing import Any
 
 from rankswap_training.evaluate import METRICS
 
+SUBSETS = {
+    "overall": "",
+    "cold_start": "The chosen item was created after the training cut-off.",
+    "new_sibling": "Cold start, and the item's category holds another active candidate.",
+    "new_sibling_named": "New sibling items whose description holds a term of the item's "
+    "name or code that no sibling's holds (the description names the variant).",
+}
+"""The report's sections: evaluation subsets, each with what it holds."""
+
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
@@ -28,8 +37,10 @@ def write_report(
     md = [f"# {title}", ""]
     md += [f"- **{k}**: {_fmt(v)}" for k, v in facts.items()]
     md += ["", f"Chosen model: **{chosen}**. {reason}", ""]
-    for subset in ("overall", "cold_start"):
+    for subset, about in SUBSETS.items():
         md += [f"## {subset.replace('_', ' ')}", ""]
+        if about:
+            md += [about, ""]
         md += ["| model | " + " | ".join(METRICS) + " | queries |"]
         md += ["|---|" + "---|" * (len(METRICS) + 1)]
         for model, by_subset in results.items():
@@ -45,14 +56,15 @@ def write_report(
     if sweep:
         md += ["## Tree budget: quality vs ONNX latency", ""]
         md += [
-            "| candidate | leaves | NDCG@5 | cold Recall@5 | ONNX ms / 1,000 rows (1 thread) "
-            "| size KB |"
+            "| candidate | leaves | NDCG@5 | cold Recall@1 | cold Recall@5 | cold NDCG@5 "
+            "| ONNX ms / 1,000 rows (1 thread) | size KB |"
         ]
-        md += ["|---|---|---|---|---|---|"]
+        md += ["|---|---|---|---|---|---|---|---|"]
         for s in sweep:
             md += [
                 f"| {s['label']} | {s['leaves']} | {_fmt(s['ndcg@5'])} | "
-                f"{_fmt(s['cold_recall@5'])} | {s['latency_ms']:.3f} | {s['size_kb']:.0f} |"
+                f"{_fmt(s['cold_recall@1'])} | {_fmt(s['cold_recall@5'])} | "
+                f"{_fmt(s['cold_ndcg@5'])} | {s['latency_ms']:.3f} | {s['size_kb']:.0f} |"
             ]
         md += [""]
     md += ["![metrics](report.png)", ""]

@@ -12,6 +12,8 @@ Public surface (import from ``rankswap.featurespec``; the submodules are its sea
 * ``tables``: ``FeatureTables``, the feature artifact's tables, memory-mapped Arrow IPC files,
   sorted int64 ``key`` column + float32 value columns; ``write`` (pipeline) and ``open``
   (serving).
+* ``itemtext``: the features between the expense and each candidate's own name and code, and
+  the description's terms x item (``term_item``); called by ``assembly``.
 * ``assembly``: ``assemble`` (one context x its candidates, serving) and ``assemble_batch``
   (many contexts x their candidates, training): the same code path, fully vectorised (numpy
   ``searchsorted`` on sorted int64 composite keys, no Python loop over candidates).
@@ -22,9 +24,11 @@ Days are integer days since 1970-01-01 (``date.toordinal() - EPOCH_ORDINAL``).
 
 from .assembly import assemble, assemble_batch
 from .inputs import Candidates, ContextBatch, ModelInput, RankContext
+from .itemtext import ITEM_TEXT_FEATURES, item_terms
 from .schema import (
     CATEGORICAL_FEATURES,
     DAYS_NEVER,
+    EMP_TERM_HALF_LIFE_DAYS,
     EPOCH_ORDINAL,
     FEATURE_SCHEMA_VERSION,
     MAX_TERMS,
@@ -32,6 +36,7 @@ from .schema import (
     NUMERIC_FEATURES,
     RANK_NEVER,
     TABLES,
+    TERM_ITEM_DAYS,
     TERMS_FILE,
     FeatureSpecError,
     FeatureTablesError,
@@ -42,14 +47,17 @@ from .terms import department_term, industry_term, pair_key, to_day, tokenize
 __all__ = [
     "CATEGORICAL_FEATURES",
     "DAYS_NEVER",
+    "EMP_TERM_HALF_LIFE_DAYS",
     "EPOCH_ORDINAL",
     "FEATURE_SCHEMA_VERSION",
+    "ITEM_TEXT_FEATURES",
     "MAX_TERMS",
     "META_FILE",
     "NUMERIC_FEATURES",
     "RANK_NEVER",
     "TABLES",
     "TERMS_FILE",
+    "TERM_ITEM_DAYS",
     "Candidates",
     "ContextBatch",
     "FeatureSpecError",
@@ -63,6 +71,7 @@ __all__ = [
     "assemble_batch",
     "department_term",
     "industry_term",
+    "item_terms",
     "pair_key",
     "to_day",
     "tokenize",

@@ -28,6 +28,7 @@ class RankContext:
     expense_date: date
     employee_department: str = ""
     vendor_industry: str = ""
+    vendor_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,7 @@ class ContextBatch:
     expense_days: I64
     departments: OBJ
     industries: OBJ
+    vendor_names: OBJ
 
     def __len__(self) -> int:
         return int(self.employee_ids.shape[0])
@@ -119,6 +121,7 @@ class ContextBatch:
             expense_days=self.expense_days[i],
             departments=self.departments[i],
             industries=self.industries[i],
+            vendor_names=self.vendor_names[i],
         )
 
     @staticmethod
@@ -140,6 +143,7 @@ class ContextBatch:
             expense_days=np.array([to_day(c.expense_date) for c in contexts], dtype=np.int64),
             departments=objs([c.employee_department or "" for c in contexts]),
             industries=objs([c.vendor_industry or "" for c in contexts]),
+            vendor_names=objs([c.vendor_name or "" for c in contexts]),
         )
 
 

@@ -14,7 +14,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-FEATURE_SCHEMA_VERSION: Final = "1.0.0"
+FEATURE_SCHEMA_VERSION: Final = "1.1.0"
 
 EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 DAYS_NEVER: Final = 3650.0
@@ -58,6 +58,19 @@ NUMERIC_FEATURES: Final[tuple[str, ...]] = (
     "desc_cat_max",
     "industry_cat_share",
     "dept_cat_share",
+    # the expense vs the candidate item's own name and code (``itemtext``): live from the
+    # product DB, so an item has them the second it exists
+    "name_match_n",
+    "name_match_share",
+    "name_idf_cover",
+    "vendor_name_idf_cover",
+    "emp_name_share",
+    "emp_name_rest",
+    # the description's terms x item (``term_item`` table, the last TERM_ITEM_DAYS days)
+    "desc_item_mean",
+    "desc_item_max",
+    # the description singles the item out within its category (``itemtext``)
+    "name_alone_match",
 )
 
 CATEGORICAL_FEATURES: Final[tuple[str, ...]] = (
@@ -93,6 +106,11 @@ TABLES: Final[Mapping[str, tuple[str, ...]]] = {
     "category": ("share_90d", "amt_mean", "amt_std"),
     # key = (term_id << 32) | category_id ; term ids index the sorted ``terms`` vocabulary
     "term_cat": ("share",),
+    # key = (term_id << 32) | item_id ; P(item | term) within the tenant, last TERM_ITEM_DAYS
+    "term_item": ("share",),
+    # key = (employee_id << 32) | term_id ; the employee's recent items' name terms, weighted
+    # by recency (half-life EMP_TERM_HALF_LIFE_DAYS), last TERM_ITEM_DAYS
+    "emp_term": ("share",),
 }
 """Every feature table, its value columns (float32). Each file also has a sorted int64 ``key``."""
 
@@ -103,6 +121,14 @@ AMT_STD_FLOOR: Final = 0.1
 """Floor of a standard deviation used as the divisor of an amount z-score."""
 NEVER_DAY: Final = -1.0e9
 """``last_day`` of a key with no row: reads as "used infinitely long ago"."""
+
+TERM_ITEM_DAYS: Final = 60
+"""Window of the ``term_item`` table: expenses dated in ``[as_of - 60 d, as_of)``, short so that
+a new item's first days of use weigh against the older items' history."""
+
+EMP_TERM_HALF_LIFE_DAYS: Final = 2.0
+"""Half-life of an expense's weight in the ``emp_term`` table: an employee who moved to a new
+project a week ago weighs its items' names as much as all the older ones."""
 
 I64 = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
@@ -159,6 +185,17 @@ C_CAT: Final = column_run(
     "desc_cat_max",
     "industry_cat_share",
     "dept_cat_share",
+)
+C_TEXT: Final = column_run(
+    "name_match_n",
+    "name_match_share",
+    "name_idf_cover",
+    "vendor_name_idf_cover",
+    "emp_name_share",
+    "emp_name_rest",
+    "desc_item_mean",
+    "desc_item_max",
+    "name_alone_match",
 )
 
 

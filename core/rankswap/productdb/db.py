@@ -64,11 +64,13 @@ _ITEMS_SQL = {
 _ATTRS_SQL = {
     "sqlite": (
         "SELECT (SELECT department FROM employees WHERE id = ? AND tenant_id = ?),"
-        " (SELECT industry FROM vendors WHERE id = ? AND tenant_id = ?)"
+        " (SELECT industry FROM vendors WHERE id = ? AND tenant_id = ?),"
+        " (SELECT name FROM vendors WHERE id = ? AND tenant_id = ?)"
     ),
     "postgresql": (
         "SELECT (SELECT department FROM employees WHERE id = %s AND tenant_id = %s),"
-        " (SELECT industry FROM vendors WHERE id = %s AND tenant_id = %s)"
+        " (SELECT industry FROM vendors WHERE id = %s AND tenant_id = %s),"
+        " (SELECT name FROM vendors WHERE id = %s AND tenant_id = %s)"
     ),
 }
 
@@ -362,26 +364,32 @@ class ProductDB:
     ) -> tuple[str, str]:
         """(employee department, vendor industry), ``""`` when unknown; one query (SQLite: once
         per data version, see :meth:`_versioned_memo`)."""
+        department, industry, _ = self._context_row(tenant_id, employee_id, vendor_id)
+        return department, industry
+
+    def _context_row(
+        self, tenant_id: str, employee_id: int | None, vendor_id: int | None
+    ) -> tuple[str, str, str]:
+        """(employee department, vendor industry, vendor name), ``""`` when unknown; one query
+        (SQLite: once per data version, see :meth:`_versioned_memo`)."""
         if employee_id is None and vendor_id is None:
-            return "", ""
+            return "", "", ""
         memo = self._versioned_memo()
         key = ("attributes", tenant_id, employee_id, vendor_id)
         if memo is not None:
-            hit: tuple[str, str] | None = memo.get(key)
+            hit: tuple[str, str, str] | None = memo.get(key)
             if hit is not None:
                 return hit
+        emp = -1 if employee_id is None else employee_id
+        ven = -1 if vendor_id is None else vendor_id
         with self._raw() as cur:
-            cur.execute(
-                _ATTRS_SQL[self.dialect],
-                (
-                    -1 if employee_id is None else employee_id,
-                    tenant_id,
-                    -1 if vendor_id is None else vendor_id,
-                    tenant_id,
-                ),
-            )
+            cur.execute(_ATTRS_SQL[self.dialect], (emp, tenant_id, ven, tenant_id, ven, tenant_id))
             row = cur.fetchone()
-        out = ("", "") if row is None else (str(row[0] or ""), str(row[1] or ""))
+        out = (
+            ("", "", "")
+            if row is None
+            else (str(row[0] or ""), str(row[1] or ""), str(row[2] or ""))
+        )
         if memo is not None:
             memo[key] = out
         return out
@@ -396,8 +404,8 @@ class ProductDB:
         amount: float,
         expense_date: date,
     ) -> RankContext:
-        """A ``RankContext`` with the looked-up department and industry."""
-        department, industry = self.context_attributes(tenant_id, employee_id, vendor_id)
+        """A ``RankContext`` with the looked-up department, vendor industry and vendor name."""
+        department, industry, vendor_name = self._context_row(tenant_id, employee_id, vendor_id)
         return RankContext(
             tenant_id=tenant_id,
             employee_id=employee_id,
@@ -407,6 +415,7 @@ class ProductDB:
             expense_date=expense_date,
             employee_department=department,
             vendor_industry=industry,
+            vendor_name=vendor_name,
         )
 
     # ---------------------------------------------------------------- writes

@@ -42,6 +42,8 @@ def feature_tables(n_items: int, seed: int = 0, as_of: date = AS_OF) -> fs.Featu
     vendor_cat = pairs(VENDORS * 10, VENDORS, n_cat)
     terms = sorted({f"w{i}" for i in range(2000)})
     term_cat = pairs(20_000, len(terms) - 1, n_cat)
+    term_item = pairs(n_items // 2, len(terms) - 1, n_items)
+    emp_term = pairs(EMPLOYEES * 20, EMPLOYEES, len(terms) - 1)
     tables: dict[str, dict[str, Any]] = {
         "item": {
             "key": ids,
@@ -78,6 +80,8 @@ def feature_tables(n_items: int, seed: int = 0, as_of: date = AS_OF) -> fs.Featu
             "amt_std": f32(n_cat, 2),
         },
         "term_cat": {"key": term_cat, "share": f32(len(term_cat))},
+        "term_item": {"key": term_item, "share": f32(len(term_item))},
+        "emp_term": {"key": emp_term, "share": f32(len(emp_term))},
     }
     return fs.FeatureTables.from_arrays(as_of, tables, terms)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from rankswap import featurespec as fs
 from rankswap.artifacts import artifact_uri, read_manifest
 from rankswap_dev.launch import OperatorProcess, RankerProcess, operator_args
 from rankswap_dev.localkube import ControlPlane, ensure_binaries
@@ -107,7 +108,9 @@ class LocalStack:
     def artifact_version(
         self, name: str, when: Any, *, rollout: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        features = read_manifest(artifact_uri(self.store, "features", "1.0.0", when))
+        features = read_manifest(
+            artifact_uri(self.store, "features", fs.FEATURE_SCHEMA_VERSION, when)
+        )
         return {
             "apiVersion": "rankswap.io/v1alpha1",
             "kind": "ArtifactVersion",

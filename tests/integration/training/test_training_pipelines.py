@@ -35,6 +35,7 @@ SMALL_TRAIN = pipelines.TrainOptions(
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.timeout(300)  # the whole pipeline with two fits and the ablation: ~125 s at load 9
 def test_datagen_features_model_examples(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -48,6 +49,9 @@ def test_datagen_features_model_examples(
     )
     assert f_latest.as_of == AS_OF and f_latest.extra["row_counts"]["item"] > 0
     assert {"item.arrow", "term_cat.arrow", "terms.arrow", "tables.json"} <= set(f_latest.files)
+    assert {"term_item.arrow", "emp_term.arrow"} <= set(f_latest.files)
+    assert f_latest.extra["row_counts"]["term_item"] > 0
+    assert f_latest.extra["row_counts"]["emp_term"] > 0
 
     m = pipelines.run_model_train(url, AS_OF, store, SMALL_TRAIN).manifest
     assert m.requires_feature_schema == fs.FEATURE_SCHEMA_VERSION
@@ -58,6 +62,18 @@ def test_datagen_features_model_examples(
     assert overall["ndcg@5"] > m.metrics["baselines"]["baseline: popularity"]["overall"]["ndcg@5"]
     assert m.metrics["cold_start"]["queries"] >= 0
     assert m.params["kind"] in ("lgbm_lambdarank", "sklearn_hgb")
+    # the evaluation's new subsets and the ablation (the chosen model without the item-text
+    # features), in the manifest and in the report
+    assert {"new_sibling", "new_sibling_named"} <= set(m.metrics)
+    (ablation,) = m.metrics["ablation"].values()
+    assert set(ablation) == {"overall", "cold_start", "new_sibling", "new_sibling_named"}
+    assert ablation["overall"]["queries"] == overall["queries"]
+    _, model_dir = artifacts.fetch_artifact(
+        artifacts.artifact_uri(store, "model", "line-items", AS_OF), tmp_path / "c1"
+    )
+    report = (model_dir / "report.md").read_text(encoding="utf-8")
+    assert "## new sibling" in report and "without item-text features |" in report
+    assert "| NDCG@5 | cold Recall@1 | cold Recall@5 | cold NDCG@5 |" in report
 
     capsys.readouterr()
     cache = str(tmp_path / "cache")

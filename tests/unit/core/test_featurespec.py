@@ -157,6 +157,7 @@ def test_training_batch_equals_serving_assemble(small_db_url: str, tmp_path: Pat
             expense_date=date(2026, 3, 24),
             employee_department=str(e["department"].iloc[r]),
             vendor_industry=str(e["industry"].iloc[r]),
+            vendor_name=str(e["vendor_name"].iloc[r]),
         )
         served = fs.assemble(ctx, cands.take(item_rows), served_tables)
         np.testing.assert_array_equal(served.num, pairs.num[sel])

@@ -65,6 +65,8 @@ def feature_tables(
             "amt_std": [1.0] * 3,
         },
         "term_cat": {"key": [], "share": []},
+        "term_item": {"key": [], "share": []},
+        "emp_term": {"key": [], "share": []},
     }
     return fs.FeatureTables.from_arrays(as_of, tables, ["taxi", "交通"])
 

@@ -70,3 +70,76 @@ def test_amounts_follow_items(small_world: datagen.World) -> None:
     spread = exp.groupby("item_id")["amount"].apply(lambda a: np.log(a).std())
     overall = np.log(exp["amount"]).std()
     assert spread.median() < overall / 2
+
+
+DEMO_WORLD_SHA256 = "748a8d2f2482bc06a096660b4b18791837e42e2c8c0a1b5bb5fc78c30aec71f0"
+"""The default world (seed 7, ``make demo``) as generated before ``--enrich`` existed."""
+
+
+def test_the_default_world_is_unchanged_by_the_enrich_option() -> None:
+    import hashlib
+
+    world = datagen.generate_world(datagen.WorldConfig())
+    digest = hashlib.sha256()
+    for name, frame in world.frames().items():
+        digest.update(name.encode())
+        digest.update(frame.to_csv(index=False).encode())
+    assert (len(world.items), len(world.expenses)) == (2702, 48752)
+    assert digest.hexdigest() == DEMO_WORLD_SHA256
+
+
+@pytest.fixture(scope="module")
+def enriched() -> datagen.World:
+    return datagen.generate_world(replace(SMALL, enrich=True))
+
+
+def test_enriched_world_splits_items_into_qualified_siblings(enriched: datagen.World) -> None:
+    items, exp = enriched.items, enriched.expenses
+    split = items.loc[
+        items["name"].str.contains("（社内）|（社外）| \\(internal\\)| \\(external\\)")
+    ]
+    assert len(split) >= 4 and len(split) % 2 == 0
+    origin = split["tenant_id"] + "/" + split["code"].str[:-2]  # a pair: <original code>-I / -E
+    for key in origin.unique():
+        pair = split.loc[origin == key]
+        original = items.loc[(items["tenant_id"] + "/" + items["code"]) == key].iloc[0]
+        assert len(pair) == 2 and not original["active"] and pair["active"].all()
+        assert (pair["category_id"] == original["category_id"]).all()
+        assert set(pair["name"].str.replace(str(original["name"]), "", regex=False)) in (
+            {"（社内）", "（社外）"},
+            {" (internal)", " (external)"},
+        )
+        used = exp.loc[exp["item_id"].isin(pair["id"])]  # none yet for a split days ago
+        after = pd.to_datetime(used["created_at"]) >= pd.to_datetime(pair["created_at"]).min()
+        assert after.all()  # filed after the split items existed
+    # most descriptions of the split items' uses name the case (90 % drawn; over all pairs, as
+    # a pair split a few days before the end has only a handful of uses)
+    used = exp.loc[exp["item_id"].isin(split["id"])]
+    assert len(used) >= 20
+    words = "社内|社外|顧客|客先|internal|in-house|external|client|customer"
+    assert used["description"].str.contains(words).mean() >= 0.8
+
+
+def test_enriched_world_types_item_names_and_names_vendors_after_items(
+    small_world: datagen.World, enriched: datagen.World
+) -> None:
+    def typed_share(world: datagen.World) -> float:
+        names = world.items.set_index("id")["name"]
+        base = names.str.replace("（.*?）|\\(.*?\\)", "", regex=True).str.split().str[-1]
+        chosen = base.loc[world.expenses["item_id"]].to_numpy()
+        desc = world.expenses["description"].to_numpy()
+        return float(np.mean([str(b) in str(d) for b, d in zip(chosen, desc, strict=True)]))
+
+    assert typed_share(enriched) > typed_share(small_world) + 0.1
+    added = ~enriched.vendors["id"].isin(small_world.vendors["id"])
+    named = enriched.vendors.loc[added]
+    assert len(named) >= 3 and named["name"].str.contains("ショップ$| Store$").all()
+    sold = enriched.expenses.loc[enriched.expenses["vendor_id"].isin(named["id"])]
+    assert len(sold) > 0
+    # the vendor's name holds a word of the item it sells
+    ven_name = named.set_index("id")["name"]
+    item_name = enriched.items.set_index("id")["name"]
+    word = ven_name.loc[sold["vendor_id"].astype(int)].str.replace(
+        "ショップ$| Store$", "", regex=True
+    )
+    assert all(w in str(n) for w, n in zip(word, item_name.loc[sold["item_id"]], strict=True))
