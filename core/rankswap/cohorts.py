@@ -50,7 +50,18 @@ class CohortAssignment(BaseModel):
     """Tenants served by the cohort bundle: those listed, and those whose hash bucket falls in
     the first ``percent`` % (hostile input: bounded, validated, strict)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        # What the validator below checks, stated in the schema (clients and fuzzers see it).
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["tenants"], "properties": {"tenants": {"minItems": 1}}},
+                {"required": ["percent"], "properties": {"percent": {"minimum": 1}}},
+            ]
+        },
+    )
 
     tenants: list[TenantId] = Field(
         default_factory=list,
@@ -60,6 +71,14 @@ class CohortAssignment(BaseModel):
     percent: int = Field(
         0, ge=0, le=100, description="Share of all tenants, by a stable hash of the tenant id."
     )
+
+    @field_validator("percent", mode="before")
+    @classmethod
+    def _json_integer(cls, value: object) -> object:
+        """JSON Schema's integer: ``10.0`` is one (a generated client may send it)."""
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
 
     @field_validator("tenants")
     @classmethod
