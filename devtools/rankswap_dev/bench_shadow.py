@@ -29,6 +29,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from rankswap.artifacts import artifact_uri
+from rankswap.featurespec import FEATURE_SCHEMA_VERSION
 from rankswap.productdb import ProductDB
 from rankswap_ranker import bundle as bundles
 from rankswap_ranker.candidates import LazyProductDB
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         bundles.load(
             bundles.resolve(
                 artifact_uri(store, "model", "line-items", when),
-                artifact_uri(store, "features", "1.0.0", when),
+                artifact_uri(store, "features", FEATURE_SCHEMA_VERSION, when),
                 cache,
             )
         )

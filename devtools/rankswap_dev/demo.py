@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 
 from rankswap.artifacts import artifact_uri, fetch_artifact, read_manifest
+from rankswap.featurespec import FEATURE_SCHEMA_VERSION
 from rankswap.productdb import ProductDB
 from rankswap_dev.badmodel import publish_permuted
 from rankswap_dev.launch import RankerProcess
@@ -109,7 +110,7 @@ def main() -> int:
         f"2b. A bad but loadable model as of {bad}: the {d2} model reading its numeric feature "
         "columns in reverse order (a broken feature join; it loads, smoke-scores and answers 200)"
     )
-    schema = read_manifest(artifact_uri(store, "features", "1.0.0", d2)).name
+    schema = read_manifest(artifact_uri(store, "features", FEATURE_SCHEMA_VERSION, d2)).name
     publish_permuted(store, "line-items", schema, d2, bad, work / "bad-model")
     say(f"3. Offline evaluation on the time-split hold-out (from the published report of {d2})")
     print_evaluation(store, d2, work / "cache")

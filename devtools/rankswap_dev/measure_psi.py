@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from rankswap.artifacts import artifact_uri, parse_uri
 from rankswap.comparison import Comparison, compare_request, psi
+from rankswap.featurespec import FEATURE_SCHEMA_VERSION
 from rankswap_ranker import bundle as bundles
 from rankswap_ranker.candidates import LazyProductDB
 from rankswap_ranker.ranking import RankQuery, rank, top_k_indices
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = Path(parse_uri(store).path) / "models" / "line-items"
     dates = sorted(date.fromisoformat(p.name) for p in model_dir.iterdir() if p.name != "latest")
     d1, d2, bad = dates[:3]
-    schema = "1.0.0"
+    schema = FEATURE_SCHEMA_VERSION
     with tempfile.TemporaryDirectory(prefix="measure-psi-") as cache:
 
         def load(model_day: date, features_day: date) -> bundles.Bundle:
