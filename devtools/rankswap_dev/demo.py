@@ -45,15 +45,18 @@ from rankswap_dev.wait import WaitTimeout, wait_until
 REPO = Path(__file__).resolve().parents[2]
 AV = "lineitems"
 # The PSI is of per-request standardised scores (lambdarank scores have no fixed scale between
-# retrains): two good retrains of the demo world differ by 0.004, the bad model by 8.8 (raw
-# scores: 1.5 and 11.1; `python -m rankswap_dev.measure_psi work/demo`, docs/OPERATOR.md), so
-# the usual 0.25 bound holds; the ranking measures (top-1 agreement, top-k overlap) catch it too.
+# retrains). On the demo world (feature schema 1.1.0), `python -m rankswap_dev.measure_psi
+# work/demo -n 400`: two good retrains differ by 0.019, the bad model by 2.69 (raw scores: 0.08
+# and 13.0). The demo compares only ~30 requests, whose PSI is noisier (0.14 for the good
+# retrain in one run, 2.4 for the bad model), so its bound is 0.5; with the hundreds of
+# requests a production analysis waits for, the usual 0.25 holds (docs/OPERATOR.md). The
+# ranking measures (top-1 agreement, top-k overlap) catch the bad model too.
 ANALYSIS = {
     "minCompared": 30,
     "waitSeconds": 60,
     "minTop1Agreement": 0.5,
     "minTopKOverlap": 0.5,
-    "maxPSI": 0.25,
+    "maxPSI": 0.5,
     "maxErrorRate": 0.0,
 }
 
