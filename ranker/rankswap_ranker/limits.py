@@ -6,20 +6,16 @@
   arrive within ``timeout_s`` is answered 408. Both in the error envelope, with
   ``Connection: close`` (the rest of the body is never read). Memory per request is bounded by
   the limit, whatever the client sends.
-* :func:`header_timeout_protocol` is uvicorn's httptools protocol plus one timer: a connection
-  that has not sent a complete request line and headers within ``header_timeout_s`` of opening
-  (or of starting its next request) is closed. uvicorn's own ``timeout_keep_alive`` closes a
-  connection idle between requests; neither covers a connection that never sends anything.
+
+The header and idle time of a connection are the protocol's (:mod:`rankswap_ranker.protocol`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from rankswap_ranker.errors import BodyTooLarge, RankerError, RequestTimeout, error_response
 
@@ -82,42 +78,3 @@ class BodyLimit:
     @staticmethod
     async def _refuse(scope: Scope, receive: Receive, send: Send, err: RankerError) -> None:
         await error_response(err)(scope, receive, send)
-
-
-def header_timeout_protocol(header_timeout_s: float) -> type[asyncio.Protocol]:
-    """uvicorn's httptools protocol, closing connections that do not send their headers."""
-
-    class HeaderTimeoutProtocol(HttpToolsProtocol):
-        _header_timer: asyncio.TimerHandle | None = None
-
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
-            self._arm_header_timer()
-
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            self._arm_header_timer()
-
-        def on_headers_complete(self) -> None:
-            self._disarm_header_timer()
-            super().on_headers_complete()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm_header_timer()
-            super().connection_lost(exc)
-
-        def _arm_header_timer(self) -> None:
-            if self._header_timer is None:
-                self._header_timer = self.loop.call_later(header_timeout_s, self._headers_late)
-
-        def _disarm_header_timer(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _headers_late(self) -> None:
-            self._header_timer = None
-            if not self.transport.is_closing():
-                self.transport.close()
-
-    return HeaderTimeoutProtocol

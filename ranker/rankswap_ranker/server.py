@@ -93,8 +93,8 @@ def worker_main(
     from rankswap_ranker.app import create_app
     from rankswap_ranker.candidates import LazyProductDB
     from rankswap_ranker.convergence import PodView, RunDir, WorkerSync
-    from rankswap_ranker.limits import header_timeout_protocol
     from rankswap_ranker.metrics import RankerMetrics
+    from rankswap_ranker.protocol import http_protocol
     from rankswap_ranker.registry import BundleRegistry
     from rankswap_ranker.shadow import Shadow, ShadowMetrics, shadow_path
 
@@ -143,13 +143,16 @@ def worker_main(
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http=header_timeout_protocol(settings.header_timeout_s),
+        http=http_protocol(settings.header_timeout_s),
         timeout_keep_alive=settings.keep_alive_timeout_s,
         lifespan="off",
         access_log=settings.access_log,
         log_config=None,
         timeout_graceful_shutdown=5,
         server_header=False,
+        # Nothing reads the client address (a Service's traffic carries no X-Forwarded-For
+        # worth trusting); without this uvicorn wraps the app in ProxyHeadersMiddleware.
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     sync.orphan_check = lambda: os.getppid() != parent
@@ -402,8 +405,8 @@ async def _supervise(
     from rankswap_ranker.cache import CacheKeeper
     from rankswap_ranker.convergence import PodView, RunDir
     from rankswap_ranker.coordinator import Coordinator, Refresher
-    from rankswap_ranker.limits import header_timeout_protocol
     from rankswap_ranker.metrics import RankerMetrics
+    from rankswap_ranker.protocol import http_protocol
     from rankswap_ranker.startup import request_first_bundle
 
     run_dir = RunDir(settings.effective_run_dir)
@@ -435,7 +438,8 @@ async def _supervise(
             log_config=None,
             access_log=settings.access_log,
             server_header=False,
-            http=header_timeout_protocol(settings.header_timeout_s),
+            proxy_headers=False,
+            http=http_protocol(settings.header_timeout_s),
             timeout_keep_alive=settings.keep_alive_timeout_s,
         )
     )

@@ -1,0 +1,132 @@
+"""The HTTP protocol of both ports (:mod:`rankswap_ranker.protocol`): uvicorn's real httptools
+protocol on a recording transport, and the coalescing writer on its own."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import uvicorn
+from uvicorn.server import ServerState
+
+from rankswap_ranker.protocol import CoalescedWrites, http_protocol
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Recording:
+    """A transport that records what is written to it."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "written after close"
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 80)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+async def _app(scope: Any, receive: Any, send: Any) -> None:
+    await receive()
+    body = b'{"items": []}'
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _protocol(transport: Recording, header_timeout_s: float = 5.0) -> Any:
+    cls = http_protocol(header_timeout_s)
+    config = uvicorn.Config(_app, http=cls, lifespan="off", log_config=None, proxy_headers=False)
+    config.load()
+    proto = cls(config=config, server_state=ServerState(), app_state={})  # type: ignore[call-arg]
+    proto.connection_made(transport)  # type: ignore[arg-type]
+    return proto
+
+
+async def test_a_response_leaves_in_one_write() -> None:
+    """uvicorn writes the status line and headers, then the body; the port sends them as one
+    buffer (one send syscall, one TCP segment for a small answer), in order, for every request
+    of a keep-alive connection."""
+    transport = Recording()
+    proto = _protocol(transport)
+    request = b"POST /v1/rank HTTP/1.1\r\nHost: r\r\nContent-Length: 2\r\n\r\n{}"
+    for n in (1, 2):
+        proto.data_received(request)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert len(transport.writes) == n
+        head, _, body = transport.writes[-1].partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK")
+        assert b"content-length: 13" in head
+        assert body == b'{"items": []}'
+    proto.connection_lost(None)
+
+
+async def test_a_connection_that_sends_no_headers_is_closed() -> None:
+    transport = Recording()
+    proto = _protocol(transport, header_timeout_s=0.05)
+    proto.data_received(b"POST /v1/rank HTTP/1.1\r\nHost: r\r\n")  # headers never end
+    await asyncio.sleep(0.3)
+    assert transport.closed
+    assert transport.writes == []
+    proto.connection_lost(None)
+
+
+async def test_coalesced_writes_hold_one_loop_iteration_and_keep_the_order() -> None:
+    transport = Recording()
+    writes = CoalescedWrites(transport, asyncio.get_running_loop())  # type: ignore[arg-type]
+    writes.write(b"a")
+    writes.write(b"b")
+    assert transport.writes == []  # held until this iteration ends
+    await asyncio.sleep(0)
+    assert transport.writes == [b"ab"]
+    writes.write(b"c")
+    await asyncio.sleep(0)
+    writes.write(b"d")
+    await asyncio.sleep(0)
+    assert transport.writes == [b"ab", b"c", b"d"]
+
+
+async def test_closing_sends_what_is_held_first() -> None:
+    transport = Recording()
+    writes = CoalescedWrites(transport, asyncio.get_running_loop())  # type: ignore[arg-type]
+    writes.write(b"last words")
+    writes.close()
+    assert transport.writes == [b"last words"]
+    assert transport.closed and writes.is_closing()
+    await asyncio.sleep(0)  # the cancelled flush writes nothing after the close
+    assert transport.writes == [b"last words"]
+
+
+async def test_nothing_is_written_to_a_transport_closed_meanwhile() -> None:
+    transport = Recording()
+    writes = CoalescedWrites(transport, asyncio.get_running_loop())  # type: ignore[arg-type]
+    writes.write(b"too late")
+    transport.close()  # the peer went away (connection_lost closes the real one)
+    await asyncio.sleep(0)
+    assert transport.writes == []
+    assert writes.get_extra_info("peername") == ("127.0.0.1", 5000)  # the rest is the transport's
