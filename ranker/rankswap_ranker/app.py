@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rankswap_ranker.bundle import Bundle
@@ -38,6 +39,20 @@ class RequestMetrics:
     def __init__(self, app: ASGIApp, metrics: RankerMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        # The labelled series, bound once: ``labels()`` costs more than the update itself.
+        # Bounded: five routes, and the statuses the app can answer.
+        self._latency: dict[str, Any] = {}
+        self._count: dict[tuple[str, int], Any] = {}
+
+    def _observe(self, route: str, status: int, seconds: float) -> None:
+        latency = self._latency.get(route)
+        if latency is None:
+            latency = self._latency[route] = self.metrics.request_latency.labels(route)
+        count = self._count.get((route, status))
+        if count is None:
+            count = self._count[route, status] = self.metrics.requests.labels(route, str(status))
+        latency.observe(seconds)
+        count.inc()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,8 +72,7 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            self.metrics.request_latency.labels(route).observe(time.perf_counter() - started)
-            self.metrics.requests.labels(route, str(status)).inc()
+            self._observe(route, status, time.perf_counter() - started)
 
 
 class RankFastPath:
@@ -97,6 +111,19 @@ class RankerAPI(FastAPI):
     def __init__(self, settings: RankerSettings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.top_k = (settings.top_k_default, settings.top_k_max)
+        self.front: list[Middleware] = []
+
+    def add_front(self, cls: Any, **options: Any) -> None:
+        """A pure ASGI layer *outside* the framework's own stack (its error, telemetry and
+        body-limit middlewares, routing): each added one wraps the previous ones. Rank requests
+        are answered in these layers (:class:`RankFastPath`), so they pay for nothing else."""
+        self.front.append(Middleware(cls, **options))
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app = super().build_middleware_stack()
+        for layer in self.front:
+            app = layer.cls(app, *layer.args, **layer.kwargs)
+        return app
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
@@ -141,15 +168,17 @@ def create_app(
             endpoint,
         )
     )
-    app.add_middleware(RankFastPath, endpoint=endpoint)
-    app.add_middleware(
+    # Outside FastAPI's stack, innermost first; every request passes them, and a JSON
+    # POST /v1/rank is answered by the fast path without entering the framework at all.
+    app.add_front(RankFastPath, endpoint=endpoint)
+    app.add_front(
         BodyLimit, max_bytes=settings.public_max_body_bytes, timeout_s=settings.body_timeout_s
     )
     if tracing is not None:  # off: nothing in the stack, the SDK never imported
         from rankswap_ranker.spans import TraceRequests
 
-        app.add_middleware(TraceRequests, tracing=tracing)  # spans 413 and 408 answers too
-    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts 413 and 408 too
+        app.add_front(TraceRequests, tracing=tracing)  # spans 413 and 408 answers too
+    app.add_front(RequestMetrics, metrics=metrics)  # outermost: counts 413 and 408 too
     state: Any = app.state
     state.metrics = metrics
     state.registry = registry

@@ -62,6 +62,10 @@ class RankerError(Exception):
         return doc
 
 
+INTERNAL_MESSAGE = "internal error; the ranker logs have the details"
+"""What a 500 says: the traceback is in the logs, never in the answer."""
+
+
 class InternalError(RankerError):
     """A bug or an unforeseen failure; the traceback is in the logs, not in the answer."""
 
@@ -230,7 +234,7 @@ def http_error(status: int, message: str, cause: BaseException | None) -> Ranker
         return BodyTooLarge(message)
     if status < 500:
         return InvalidRequest(message)
-    return InternalError("internal error; the ranker logs have the details")
+    return InternalError(INTERNAL_MESSAGE)
 
 
 def error_response(err: RankerError, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -262,7 +266,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_unhandled(request: Request, exc: Exception) -> JSONResponse:
         # Starlette logs the traceback and re-raises after this answer.
-        return error_response(InternalError("internal error; the ranker logs have the details"))
+        return error_response(InternalError(INTERNAL_MESSAGE))
 
     app.add_exception_handler(RankerError, on_ranker_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

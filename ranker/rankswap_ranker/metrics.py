@@ -58,6 +58,14 @@ class RankerMetrics:
             ["route", "status"],
             registry=r,
         )
+        self.rank_cpu = Counter(
+            "rankswap_ranker_rank_cpu_seconds",
+            "CPU time of the worker threads spent in ranking (bundle choice, rank() and its "
+            "counters) for rank requests, errors included: against the worker processes' CPU "
+            "time (process_cpu_seconds_total), the cost of everything around ranking "
+            "(HTTP, JSON parsing, middleware, metrics, logs) per request.",
+            registry=r,
+        )
         self.candidates = Histogram(
             "rankswap_ranker_candidates",
             "Candidates scored per rank request.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Response
@@ -17,6 +18,7 @@ from rankswap_ranker import logs
 from rankswap_ranker.bundle import Bundle
 from rankswap_ranker.convergence import PodView
 from rankswap_ranker.errors import (
+    INTERNAL_MESSAGE,
     InternalError,
     InvalidRequest,
     RankerError,
@@ -106,6 +108,13 @@ class RankEndpoint:
         return self._rank_request(body)
 
     def _rank_request(self, body: RankRequest) -> RankOutcome:
+        started = time.thread_time()
+        try:
+            return self._rank(body)
+        finally:
+            self.metrics.rank_cpu.inc(time.thread_time() - started)
+
+    def _rank(self, body: RankRequest) -> RankOutcome:
         settings = self.settings
         top_k = body.top_k if body.top_k is not None else settings.top_k_default
         if top_k > settings.top_k_max:
@@ -136,7 +145,7 @@ class RankEndpoint:
                     if self.shadow is not None:
                         self.shadow.failed(bundle)
                     log.exception("rank failed", extra={"ctx": {"tenant_id": body.tenant_id}})
-                    raise InternalError("internal error; the ranker logs have the details") from exc
+                    raise InternalError(INTERNAL_MESSAGE) from exc
                 raise err from exc
             record(self.metrics, outcome)
         finally:
@@ -177,15 +186,19 @@ class RankEndpoint:
         """Answer a JSON ``raw`` body (the whole of it, read by :class:`BodyLimit`)."""
         try:
             outcome = await self.answer(parse_rank_request(raw))
+            body = outcome.body
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *((k.lower().encode(), v.encode()) for k, v in self.headers(outcome).items()),
+            ]
         except RankerError as err:
             await error_response(err)(scope, receive, send)
             return
-        body = outcome.body
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            *((k.lower().encode(), v.encode()) for k, v in self.headers(outcome).items()),
-        ]
+        except Exception:  # answered here: the fast path runs outside the framework's stack
+            log.exception("rank request failed")
+            await error_response(InternalError(INTERNAL_MESSAGE))(scope, receive, send)
+            return
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

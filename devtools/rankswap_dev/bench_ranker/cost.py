@@ -124,15 +124,53 @@ def cpu_s(pids: list[int]) -> float:
     return total
 
 
+_RANK_CPU = re.compile(r"^rankswap_ranker_rank_cpu_seconds_total (\S+)$", re.MULTILINE)
+
+
+def rank_cpu_s(base_url: str) -> float:
+    """The pod's ``rankswap_ranker_rank_cpu_seconds_total``: CPU its workers spent ranking."""
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    found = _RANK_CPU.search(text)
+    if found is None:
+        raise RuntimeError(f"{base_url}/metrics has no rankswap_ranker_rank_cpu_seconds_total")
+    return float(found.group(1))
+
+
 def measured(
-    pids: list[int], runner: Runner, url: str, body: dict[str, Any], duration: float, rate: float
+    pids: list[int],
+    runner: Runner,
+    url: str,
+    body: dict[str, Any],
+    duration: float,
+    rate: float,
+    rank_cpu: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
-    """``runner``'s result plus the serving processes' CPU time per request answered."""
+    """``runner``'s result plus the serving processes' CPU time per request answered, and with
+    ``rank_cpu`` (the pod's ranking CPU counter) the part of it spent ranking, measured by the
+    worker itself during the same requests."""
+    ranked = rank_cpu() if rank_cpu is not None else 0.0
     before = cpu_s(pids)
     doc = runner(url, body, duration, rate)
     used = cpu_s(pids) - before
-    doc["cpu_ms_per_request"] = used * 1000 / max(doc["requests"], 1.0)
+    requests = max(doc["requests"], 1.0)
+    doc["cpu_ms_per_request"] = used * 1000 / requests
+    if rank_cpu is not None:  # the scrape itself is one request, not counted in ``requests``
+        doc["rank_cpu_ms_per_request"] = (rank_cpu() - ranked) * 1000 / requests
     return doc
+
+
+def parse_cpu_ms(body: dict[str, Any], calls: int = 2000) -> float:
+    """CPU per call of parsing ``body`` as the fast path does (``json.loads`` + validation)."""
+    from rankswap_ranker.routes import parse_rank_request
+
+    raw = json.dumps(body).encode()
+    best = []
+    for _ in range(5):
+        t0 = time.process_time()
+        for _ in range(calls // 5):
+            parse_rank_request(raw)
+        best.append((time.process_time() - t0) * 1000 / (calls // 5))
+    return statistics.median(best)
 
 
 def asgi_cpu_ms(apps: dict[str, Any], raw: bytes, rounds: int, calls: int) -> dict[str, float]:
@@ -303,6 +341,7 @@ def load_target(
     bodies: dict[str, dict[str, Any]],
     runners: dict[str, Runner],
     duration: float,
+    rank_cpu: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """Per tenant: each closed-loop runner (after a 1 s warm-up), then open loop at half the
     capacity implied by the CPU measure of the first runner."""
@@ -311,7 +350,7 @@ def load_target(
         runs: dict[str, Any] = {}
         for name, runner in runners.items():
             runner(f"{url}/v1/rank", body, 1.0, 0.0)  # warm-up
-            runs[name] = measured(pids, runner, f"{url}/v1/rank", body, duration, 0.0)
+            runs[name] = measured(pids, runner, f"{url}/v1/rank", body, duration, 0.0, rank_cpu)
         first = next(iter(runs.values()))
         rate = 0.5 * 1000 / first["cpu_ms_per_request"]
         runs["open"] = measured(pids, loadgen_runner(32), f"{url}/v1/rank", body, duration, rate)
@@ -347,7 +386,9 @@ def section(
         model_uri=world.model_uri,
         features_uri=world.features_uri,
     ) as pod:
-        doc["rankswap"] = load_target(pod.public, pod.worker_pids(), first, runners, duration)
+        doc["rankswap"] = load_target(
+            pod.public, pod.worker_pids(), first, runners, duration, lambda: rank_cpu_s(pod.public)
+        )
     probe = next(iter(first.values()))
     with peer_process(
         work / "cost-peer", world.model_uri, world.features_uri, world.db_url, probe
@@ -356,6 +397,7 @@ def section(
     doc["inproc"] = {
         t: {k: inproc[t][k] for k in ("candidates", "total_ms", "cpu_ms")} for t in first
     }
+    doc["parse_ms"] = {t: parse_cpu_ms(b) for t, b in first.items()}
     return doc
 
 
@@ -385,6 +427,28 @@ def report(x: dict[str, Any], label: dict[str, str]) -> list[str]:
                     f"{cpu - ip['cpu_ms']:.3f} | {1000 / cpu:.0f} | {d.get('p50_ms', 0):.2f} | "
                     f"{d.get('p99_ms', 0):.2f} | {d['errors']:.0f} |"
                 )
+    lines += [
+        "",
+        "Measured by the worker itself during the same runs (rankswap only): *rank CPU* = its "
+        "`rankswap_ranker_rank_cpu_seconds_total` per request (ranking, from the bundle choice "
+        "to the counters); *parse* = CPU of parsing the same body in process; *overhead in the "
+        "worker* = CPU/req − rank CPU − parse: everything HTTP, the app and its metrics add, on "
+        "the same requests at the same time (no comparison across processes or moments).",
+        "",
+        "| tenant | generator | CPU/req ms | rank CPU ms | parse ms | overhead in the worker ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t in x["inproc"]:
+        for g in gens:
+            d = x["rankswap"][t][g]
+            if "rank_cpu_ms_per_request" not in d:
+                continue
+            cpu, ranked = d["cpu_ms_per_request"], d["rank_cpu_ms_per_request"]
+            parse = x.get("parse_ms", {}).get(t, 0.0)
+            lines.append(
+                f"| {t} | {g} | {cpu:.3f} | {ranked:.3f} | {parse:.3f} | "
+                f"{cpu - ranked - parse:.3f} |"
+            )
     lines += [
         "",
         "| tenant | app | open loop req/s offered | served | p50 ms | p99 ms | p99 / p50 | errors |",

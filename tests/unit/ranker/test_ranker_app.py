@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from rankswap.productdb import ProductDB
-from rankswap_ranker.app import RankFastPath, create_app
+from rankswap_ranker.app import RankerAPI, RankFastPath, create_app
 from rankswap_ranker.bundle import Bundle
 from rankswap_ranker.candidates import LazyProductDB
 from rankswap_ranker.registry import BundleRegistry
@@ -188,6 +188,76 @@ async def test_metrics_and_readiness(client: httpx.AsyncClient, loaded: Bundle) 
     assert "rankswap_ranker_request_duration_seconds_bucket" in text
 
 
+async def test_the_workers_ranking_cpu_is_counted(client: httpx.AsyncClient) -> None:
+    """``rankswap_ranker_rank_cpu_seconds_total`` grows with every ranking, errors included:
+    against the process CPU it tells what everything around ranking costs per request."""
+
+    def counted(text: str) -> float:
+        line = next(x for x in text.splitlines() if x.startswith("rankswap_ranker_rank_cpu_"))
+        return float(line.split()[-1])
+
+    before = counted((await client.get("/metrics")).text)
+    assert (await client.post("/v1/rank", json=BODY)).status_code == 200
+    after_one = counted((await client.get("/metrics")).text)
+    assert after_one > before
+    assert (await client.post("/v1/rank", json={**BODY, "tenant_id": "nobody"})).status_code == 404
+    assert counted((await client.get("/metrics")).text) > after_one
+
+
+async def test_rank_requests_never_enter_the_frameworks_stack(
+    settings: RankerSettings, registry: BundleRegistry[Bundle], db_url: str
+) -> None:
+    """The fast path, the body limit and the request metrics wrap the framework's whole stack
+    (its error, telemetry and body-limit middlewares): a JSON POST /v1/rank is answered
+    without passing any of it, every other request still passes it, and both are counted."""
+    seen: list[str] = []
+
+    class Witness:
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            seen.append(scope.get("path", ""))
+            await self.app(scope, receive, send)
+
+    app = create_app(settings, registry, LazyProductDB(db_url))
+    app.add_middleware(Witness)  # a framework middleware, inside its error handling
+    async with _client(app) as c:
+        assert (await c.post("/v1/rank", json=BODY)).status_code == 200
+        assert (await c.get("/healthz")).status_code == 200
+        text = (await c.get("/metrics")).text
+    assert seen == ["/healthz", "/metrics"]
+    assert 'rankswap_ranker_requests_total{route="/v1/rank",status="200"} 1.0' in text
+    assert 'rankswap_ranker_requests_total{route="/healthz",status="200"} 1.0' in text
+
+
+async def test_a_bug_on_the_fast_path_is_a_500_envelope_and_a_log_line(
+    settings: RankerSettings,
+    registry: BundleRegistry[Bundle],
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Outside the framework's stack nothing else would turn an unforeseen exception into the
+    error envelope: the fast path does, logs the traceback, and counts the 500."""
+
+    def broken(self: RankEndpoint, outcome: Any) -> dict[str, str]:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(RankEndpoint, "headers", broken)
+    app = create_app(settings, registry, LazyProductDB(db_url))
+    async with _client(app) as c:
+        r = await c.post("/v1/rank", json=BODY)
+        text = (await c.get("/metrics")).text
+    assert r.status_code == 500
+    assert r.json()["error"] == "internal_error"
+    assert "secret" not in r.text
+    assert any(
+        rec.exc_info and "secret internals" in str(rec.exc_info[1]) for rec in caplog.records
+    )
+    assert 'rankswap_ranker_requests_total{route="/v1/rank",status="500"} 1.0' in text
+
+
 class _BrokenSource(LazyProductDB):
     """A product DB whose candidate query hits a bug (not a DB outage)."""
 
@@ -282,7 +352,8 @@ async def test_the_fast_path_answers_as_the_framework_route_does(
     the status, body and headers the FastAPI route gives the same request."""
     fast = create_app(settings, registry, LazyProductDB(db_url))
     plain = create_app(settings, registry, LazyProductDB(db_url))
-    plain.user_middleware = [m for m in plain.user_middleware if m.cls is not RankFastPath]  # type: ignore[comparison-overlap]
+    assert isinstance(plain, RankerAPI)
+    plain.front = [m for m in plain.front if m.cls is not RankFastPath]  # type: ignore[comparison-overlap]
     taken: list[bytes] = []
     fast_path = RankEndpoint.fast_path
 
