@@ -20,37 +20,17 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import time
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 from rankswap import featurespec as fs
 from rankswap.artifacts import artifact_uri, read_manifest
-from rankswap.productdb import ProductDB
+from rankswap_dev.benchworld import publish
 from rankswap_dev.localkube.stack import LocalStack
 
 AV = "bench"
-
-
-def rankswap(*args: str) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "rankswap.cli", "--log-level", "WARNING", *args], check=True
-    )
-
-
-def publish(work: Path) -> tuple[str, str, list[date]]:
-    db_url, store = f"sqlite:///{work / 'product.db'}", (work / "store").as_uri()
-    rankswap("datagen", "--db", db_url, "--seed", "3")
-    rng = ProductDB(db_url).expense_date_range()
-    assert rng is not None
-    days = [rng[1] + timedelta(days=i) for i in range(3)]
-    for when in days:
-        rankswap("features", "build", "--db", db_url, "--as-of", when.isoformat(), "--store", store)
-        rankswap("model", "train", "--db", db_url, "--as-of", when.isoformat(), "--store", store,
-                 "--max-train-expenses", "3000", "--max-eval-expenses", "300")  # fmt: skip
-    return db_url, store, days
 
 
 CANARY = {"strategy": "Canary", "canaryPods": 1, "canaryVerifySeconds": 2, "batchSize": 2}
@@ -83,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     print("publishing three dated bundles ...", flush=True)
-    db_url, store, (d0, d1, d2) = publish(work)
+    db_url, store, (d0, d1, d2) = publish(work, 3)
     sizes = {
         "model": read_manifest(artifact_uri(store, "model", "line-items", d1)).total_bytes,
         "features": read_manifest(

@@ -20,7 +20,6 @@ import random
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import time
 from datetime import date, timedelta
@@ -31,6 +30,7 @@ from prometheus_client import CollectorRegistry
 from rankswap.artifacts import artifact_uri
 from rankswap.featurespec import FEATURE_SCHEMA_VERSION
 from rankswap.productdb import ProductDB
+from rankswap_dev.benchworld import publish
 from rankswap_ranker import bundle as bundles
 from rankswap_ranker.candidates import LazyProductDB
 from rankswap_ranker.ranking import RankQuery, rank
@@ -38,25 +38,6 @@ from rankswap_ranker.registry import BundleRegistry
 from rankswap_ranker.shadow import Shadow, ShadowMetrics
 
 RATES = (0.0, 0.1, 1.0)
-
-
-def rankswap(*args: str) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "rankswap.cli", "--log-level", "WARNING", *args], check=True
-    )
-
-
-def publish(work: Path) -> tuple[str, str, list[date]]:
-    db_url, store = f"sqlite:///{work / 'product.db'}", (work / "store").as_uri()
-    rankswap("datagen", "--db", db_url, "--seed", "3")
-    rng = ProductDB(db_url).expense_date_range()
-    assert rng is not None
-    days = [rng[1] + timedelta(days=i) for i in range(2)]
-    for when in days:
-        rankswap("features", "build", "--db", db_url, "--as-of", when.isoformat(), "--store", store)
-        rankswap("model", "train", "--db", db_url, "--as-of", when.isoformat(), "--store", store,
-                 "--max-train-expenses", "3000", "--max-eval-expenses", "300")  # fmt: skip
-    return db_url, store, days
 
 
 def queries(db_path: Path, when: date, n: int) -> list[RankQuery]:
@@ -140,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         print("publishing two dated bundles ...", flush=True)
-        db_url, store, (d0, d1) = publish(work)
+        db_url, store, (d0, d1) = publish(work, 2)
     cache = work / "cache"
     loaded = [
         bundles.load(
