@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -281,20 +281,25 @@ def sample_requests(db: ProductDB, when: date, n: int) -> list[dict[str, Any]]:
             f"order by id desc limit {int(n)}"
         )
     )
-    return [
-        {
-            "tenant_id": str(row["tenant_id"]),
-            "context": {
-                "employee_id": int(row["employee_id"]),
-                "vendor_id": int(row["vendor_id"]),
-                "description": str(row["description"]),
-                "amount": float(row["amount"]),
-                "date": when.isoformat(),
-            },
-            "top_k": 5,
-        }
-        for _, row in frame.iterrows()
-    ]
+    return [rank_body(row, when) for row in frame.to_dict("records")]
+
+
+def rank_body(row: Mapping[Any, Any], when: date) -> dict[str, Any]:
+    """A rank request for one expense row as a client sends it: an unknown employee or
+    vendor (NULL in the product DB) is left out, as the API allows, not sent as NaN."""
+
+    def known(value: Any) -> int | None:
+        return None if value is None or value != value else int(value)  # NULL reads as NaN
+
+    context: dict[str, Any] = {
+        "description": "" if row["description"] is None else str(row["description"]),
+        "amount": float(row["amount"]),
+        "date": when.isoformat(),
+    }
+    for key in ("employee_id", "vendor_id"):
+        if (value := known(row[key])) is not None:
+            context[key] = value
+    return {"tenant_id": str(row["tenant_id"]), "context": context, "top_k": 5}
 
 
 class Traffic:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -48,3 +49,20 @@ def test_real_section_picks_tenants_by_ratio() -> None:
     sizes = {"t001": 1371, "t002": 248, "t003": 33, "t004": 28, "t005": 188, "t006": 770, "t7": 0}
     assert pick_tenants(sizes) == {"~100": "t005", "~1000": "t006", "largest": "t001"}
     assert pick_tenants({"a": 5}) == {"~100": "a", "~1000": "a", "largest": "a"}
+
+
+def test_demo_rank_bodies_leave_out_unknown_vendors_and_employees() -> None:
+    """Expenses without a vendor (NULL, read by pandas as NaN) make valid rank requests; the
+    demo's sampler crashed on them (``int(nan)``) once it read past the first rows."""
+    from rankswap_dev.demo import rank_body
+    from rankswap_ranker.schemas import RankRequest
+
+    when = date(2026, 7, 1)
+    row = {"tenant_id": "t001", "employee_id": 3.0, "vendor_id": float("nan"),
+           "description": None, "amount": 1200, }  # fmt: skip
+    body = rank_body(row, when)
+    assert body["context"] == {"employee_id": 3, "description": "", "amount": 1200.0,
+                               "date": "2026-07-01"}  # fmt: skip
+    RankRequest.model_validate(body)
+    full = rank_body({**row, "vendor_id": 40, "description": "taxi"}, when)
+    assert full["context"]["vendor_id"] == 40 and full["context"]["description"] == "taxi"
