@@ -174,6 +174,17 @@ class LocalPodView(PodView):
         ]
 
 
+def _bundle_labels(ref: BundleRef) -> tuple[str, str, str, str, str]:
+    """The labels of a bundle's series (``active_bundle``, ``cohort_bundle``)."""
+    return (
+        ref.bundle_id,
+        ref.model.name,
+        ref.model.version,
+        ref.features.name,
+        ref.features.version,
+    )
+
+
 def worker_cohort(registry: BundleRegistry[Bundle]) -> WorkerCohort | None:
     """The cohort a worker's registry routes to, as its state reports it."""
     cohort = registry.cohort
@@ -225,6 +236,7 @@ class WorkerSync:
             "rollbacks": 0,
         }
         self._age_published = 0.0
+        self._cohort_labels: tuple[str, ...] | None = None
         self.orphan_check: Callable[[], bool] | None = None
         """Returns True when the supervisor is gone; then ``on_orphan`` runs and sync stops."""
         self.on_orphan: Callable[[], None] | None = None
@@ -289,6 +301,7 @@ class WorkerSync:
             return
         if cohort is None:
             self.registry.set_cohort(None)
+            self._count_cohort(None)
         else:
             cref = BundleRef.of(cohort.bundle)
             bundle = self.registry.take_warm(cref.bundle_id)
@@ -304,6 +317,7 @@ class WorkerSync:
                 self.metrics.loads.labels("activate").inc()
                 self._state["loads"] += 1
             self.registry.set_cohort(bundle, cohort.assignment)
+            self._count_cohort(cref)
             logs.event(
                 log,
                 logging.INFO,
@@ -315,6 +329,18 @@ class WorkerSync:
             )
         self._state.update(applied_seq=seq, loading=None, last_error=None)
         self.write_state()
+
+    def _count_cohort(self, ref: BundleRef | None) -> None:
+        """``rankswap_ranker_cohort_bundle``: 1 for the bundle this worker serves a cohort, the
+        previous cohort's series back to 0 (so a cohort left for hours is visible to alerts)."""
+        labels = _bundle_labels(ref) if ref is not None else None
+        if labels == self._cohort_labels:
+            return
+        if self._cohort_labels is not None:
+            self.metrics.cohort_bundle.labels(*self._cohort_labels).set(0)
+        if labels is not None:
+            self.metrics.cohort_bundle.labels(*labels).set(1)
+        self._cohort_labels = labels
 
     def _apply_main(self, seq: int, ref: BundleRef) -> bool:
         """Make ``ref`` the active bundle; False when loading it failed (recorded)."""
@@ -347,13 +373,7 @@ class WorkerSync:
         previous = self._state.get("active_labels")
         if previous:
             self.metrics.active_bundle.labels(*previous).set(0)
-        labels = (
-            ref.bundle_id,
-            ref.model.name,
-            ref.model.version,
-            ref.features.name,
-            ref.features.version,
-        )
+        labels = _bundle_labels(ref)
         self.metrics.active_bundle.labels(*labels).set(1)
         self._state["active_labels"] = labels
         if how == "load":

@@ -79,6 +79,15 @@ class RankerMetrics:
             multiprocess_mode="livesum",
             registry=r,
         )
+        self.cohort_bundle = Gauge(
+            "rankswap_ranker_cohort_bundle",
+            "Worker processes serving each bundle to a tenant cohort (a TenantCanary step: the "
+            "cohort's tenants get it, the others the active bundle; 1 per worker; summed over "
+            "live workers).",
+            ["bundle_id", "model_name", "model_version", "feature_schema", "features_version"],
+            multiprocess_mode="livesum",
+            registry=r,
+        )
         self.loads = Counter(
             "rankswap_ranker_bundle_loads",
             "Bundle loads that succeeded, by stage: 'resolve' (supervisor: fetch, verify, "

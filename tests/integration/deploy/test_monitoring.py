@@ -282,11 +282,67 @@ def rule_tests() -> list[dict[str, Any]]:
                             {"severity": "warning", "namespace": NS},
                             f"Ranker pods in {NS} serve 2 different bundles",
                             "Pods have served different bundles for longer than a rollout should "
-                            "take (30 min): a stuck canary, a pod the operator cannot reach, or a "
-                            "suspended resource.",
+                            "take (30 min): a stuck canary or tenant cohort, a pod the operator "
+                            "cannot reach, or a suspended resource.",
                         )
                     ],
                 },
+            ],
+        },
+        {
+            # Every pod has the same active bundle, but a TenantCanary cohort stays on m2.
+            "name": "a tenant cohort left on its bundle for longer than a rollout",
+            "interval": "1m",
+            "input_series": [
+                *(
+                    {
+                        "series": f'rankswap_ranker_active_bundle{{{RANKER}, pod="{p}", bundle_id="m1+f1"}}',
+                        "values": "2x60",
+                    }
+                    for p in ("r-a", "r-b")
+                ),
+                *(
+                    {
+                        "series": f'rankswap_ranker_cohort_bundle{{{RANKER}, pod="{p}", bundle_id="m2+f1"}}',
+                        "values": "_x9 2x50",
+                    }
+                    for p in ("r-a", "r-b")
+                ),
+            ],
+            "alert_rule_test": [
+                {"eval_time": "35m", "alertname": "RankswapMixedBundles", "exp_alerts": []},
+                {
+                    "eval_time": "45m",
+                    "alertname": "RankswapMixedBundles",
+                    "exp_alerts": [
+                        _alert(
+                            "RankswapMixedBundles",
+                            {"severity": "warning", "namespace": NS},
+                            f"Ranker pods in {NS} serve 2 different bundles",
+                            "Pods have served different bundles for longer than a rollout should "
+                            "take (30 min): a stuck canary or tenant cohort, a pod the operator "
+                            "cannot reach, or a suspended resource.",
+                        )
+                    ],
+                },
+            ],
+        },
+        {
+            # A cohort that ended (gauge back to 0) does not count.
+            "name": "a tenant cohort that ended",
+            "interval": "1m",
+            "input_series": [
+                {
+                    "series": f'rankswap_ranker_active_bundle{{{RANKER}, pod="r-a", bundle_id="m1+f1"}}',
+                    "values": "1x60",
+                },
+                {
+                    "series": f'rankswap_ranker_cohort_bundle{{{RANKER}, pod="r-a", bundle_id="m2+f1"}}',
+                    "values": "1x5 0x55",
+                },
+            ],
+            "alert_rule_test": [
+                {"eval_time": "45m", "alertname": "RankswapMixedBundles", "exp_alerts": []},
             ],
         },
         {

@@ -121,6 +121,28 @@ def test_a_rollback_drops_the_cohort_and_keeps_its_bundle_warm(
         assert reg.warm_ids() == [newer.bundle_id], "a re-promotion is a pointer swap"
 
 
+def test_the_cohort_bundle_is_a_metric_so_a_stuck_cohort_can_alert(
+    pod: Pod, published: Published, newer: Published
+) -> None:
+    """``rankswap_ranker_cohort_bundle`` is 1 per worker for the bundle it serves a cohort and
+    back to 0 when the cohort goes (RankswapMixedBundles counts it with the active bundles)."""
+
+    def cohort_series() -> dict[str, float]:
+        out: dict[str, float] = {}
+        for family in pod.metrics.registry.collect():
+            if family.name == "rankswap_ranker_cohort_bundle":
+                for sample in family.samples:
+                    out[sample.labels["bundle_id"]] = sample.value
+        return out
+
+    _push(pod, published, None)
+    assert cohort_series() == {}
+    _push(pod, published, newer)
+    assert cohort_series() == {newer.bundle_id: 1.0}  # the two workers share one registry here
+    _push(pod, published, None)  # rolled back
+    assert cohort_series() == {newer.bundle_id: 0.0}
+
+
 def test_the_cohort_bundle_must_differ_and_lie_in_the_allowed_roots(
     pod: Pod, published: Published, tmp_path: Path
 ) -> None:
