@@ -5,8 +5,11 @@ operator builds one per step of a ``TenantCanary`` rollout and sends it with the
 ranker routes each request by it. Shared by both (pure, no NumPy), so they agree on who is in.
 
 The hash is keyed BLAKE2b of the tenant id's UTF-8 bytes (:func:`tenant_bucket`): the same in
-every pod, worker and restart (not Python's per-process ``hash``), and the same for every
-rollout, so a cohort widens monotonically: a tenant inside 10 % is inside 50 %.
+every pod, worker and restart (not Python's per-process ``hash``). An assignment's ``salt``
+goes into the hash: the operator salts every step of one rollout alike (with the target model's
+version), so a cohort widens monotonically within the rollout — a tenant inside 10 % is inside
+50 % — while the next rollout starts with other tenants, instead of putting every new model on
+the same 10 % first. Without a salt the buckets are those of the unsalted hash.
 """
 
 from __future__ import annotations
@@ -33,17 +36,28 @@ MAX_COHORT_TENANTS = 200
 port's 64 KiB body limit)."""
 BUCKETS = 10000
 """Hash buckets (basis points): ``percent`` P takes the buckets below ``P * 100``."""
+SALT_PATTERN = r"^[A-Za-z0-9._:+-]{0,64}$"
+"""A cohort's hash salt: up to 64 letters, digits and ``._:+-`` (empty: no salt)."""
 _HASH_KEY = b"rankswap.cohort.v1"
 
 TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
 
 
 @functools.lru_cache(maxsize=65536)
-def tenant_bucket(tenant_id: str) -> int:
-    """The tenant's hash bucket, ``0 <= bucket < BUCKETS``, stable everywhere (memoised: a
-    pod sees the same tenants again and again)."""
-    digest = hashlib.blake2b(tenant_id.encode("utf-8"), digest_size=8, key=_HASH_KEY).digest()
+def tenant_bucket(tenant_id: str, salt: str = "") -> int:
+    """The tenant's hash bucket under ``salt``, ``0 <= bucket < BUCKETS``, stable everywhere
+    (memoised: a pod sees the same tenants again and again)."""
+    data = tenant_id.encode("utf-8")
+    if salt:  # a NUL cannot occur in a salt, so (salt, tenant) pairs never collide
+        data = salt.encode("ascii") + b"\0" + data
+    digest = hashlib.blake2b(data, digest_size=8, key=_HASH_KEY).digest()
     return int.from_bytes(digest, "big") % BUCKETS
+
+
+def rollout_salt(model_version: str) -> str:
+    """The salt of every cohort of one rollout: a digest of the target model's version (any
+    string the store accepts, always a valid salt)."""
+    return hashlib.sha256(model_version.encode("utf-8")).hexdigest()[:16]
 
 
 class CohortAssignment(BaseModel):
@@ -71,6 +85,12 @@ class CohortAssignment(BaseModel):
     percent: int = Field(
         0, ge=0, le=100, description="Share of all tenants, by a stable hash of the tenant id."
     )
+    salt: str = Field(
+        "",
+        pattern=SALT_PATTERN,
+        description="Goes into the tenant hash (the same for every step of one rollout, so "
+        "the share only widens; another rollout, other tenants first).",
+    )
 
     @field_validator("percent", mode="before")
     @classmethod
@@ -92,7 +112,7 @@ class CohortAssignment(BaseModel):
         return self
 
     def __hash__(self) -> int:
-        return hash((self.percent, *self.tenants))
+        return hash((self.percent, self.salt, *self.tenants))
 
     def contains(self, tenant_id: str) -> bool:
         """The tenant is served by the cohort bundle."""
@@ -106,7 +126,10 @@ class CohortAssignment(BaseModel):
     def fingerprint(self) -> str:
         """A short digest of the assignment (the same tenants and percent, the same value): the
         shadow comparison is accumulated per fingerprint, so each step is judged on its own."""
-        doc = json.dumps({"percent": self.percent, "tenants": self.tenants}, sort_keys=True)
+        fields: dict[str, object] = {"percent": self.percent, "tenants": self.tenants}
+        if self.salt:  # an unsalted assignment keeps the fingerprint it always had
+            fields["salt"] = self.salt
+        doc = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(doc.encode()).hexdigest()[:12]
 
     def describe(self) -> str:
@@ -122,15 +145,16 @@ class CohortAssignment(BaseModel):
 class Members:
     """``tenant_id in members``: one set lookup, then (with a percent) one memoised hash."""
 
-    __slots__ = ("_tenants", "_threshold")
+    __slots__ = ("_salt", "_tenants", "_threshold")
 
     def __init__(self, assignment: CohortAssignment) -> None:
         self._tenants = frozenset(assignment.tenants)
         self._threshold = assignment.percent * (BUCKETS // 100)
+        self._salt = assignment.salt
 
     def __contains__(self, tenant_id: object) -> bool:
         if not isinstance(tenant_id, str):
             return False
         if tenant_id in self._tenants:
             return True
-        return self._threshold > 0 and tenant_bucket(tenant_id) < self._threshold
+        return self._threshold > 0 and tenant_bucket(tenant_id, self._salt) < self._threshold

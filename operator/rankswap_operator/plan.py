@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from rankswap.cohorts import CohortAssignment
+from rankswap.cohorts import CohortAssignment, rollout_salt
 from rankswap.comparison import Comparison
 from rankswap_operator.analysis import AnalysisResult, judge
 from rankswap_operator.errors import OperatorError
-from rankswap_operator.spec import AVSpec, cohort_at
+from rankswap_operator.spec import AVSpec, CohortStep, cohort_at
 
 Phase = Literal["Progressing", "Verifying", "Analyzing", "Paused", "Complete", "Failed"]
 Kind = Literal["Rollout", "Rollback"]
@@ -118,6 +118,12 @@ class RolloutRecord:
 
     def targets(self, bundle: PinnedBundle) -> bool:
         return (self.model_version, self.features_version) == bundle.versions
+
+
+def rollout_cohort(steps: Sequence[CohortStep], rollout: RolloutRecord) -> CohortAssignment:
+    """The cohort of the rollout's step in flight, salted by its target model's version: the
+    same tenants for every step of this rollout (so it only widens), others for the next."""
+    return cohort_at(steps, rollout.step, rollout_salt(rollout.model_version))
 
 
 @dataclass(frozen=True)
@@ -247,7 +253,7 @@ def _step_target(
         and _tenant_canaried(spec, rollout, target, last_good)
         and rollout.step < len(spec.rollout.steps)
     ):
-        return last_good, CohortTarget(target, cohort_at(spec.rollout.steps, rollout.step))
+        return last_good, CohortTarget(target, rollout_cohort(spec.rollout.steps, rollout))
     return target, None
 
 
@@ -545,7 +551,7 @@ def _judge_canary(
         if name in by_name:
             admin = by_name[name].admin
             comparisons[name] = admin.comparisons if admin is not None else ()
-    cohort = cohort_at(spec.rollout.steps, rollout.step) if cohorts else None
+    cohort = rollout_cohort(spec.rollout.steps, rollout) if cohorts else None
     result = judge(
         analysis,
         comparisons,
@@ -650,7 +656,7 @@ def _advance_cohorts(
     serves it, the rollout is complete."""
     steps = spec.rollout.steps
     while rollout.step < len(steps):
-        cohort = CohortTarget(target, cohort_at(steps, rollout.step))
+        cohort = CohortTarget(target, rollout_cohort(steps, rollout))
         label = f"step {rollout.step + 1}/{len(steps)} ({cohort.assignment.describe()})"
         acts.push_all(last_good, acts.live, f"tenant canary {label}", cohort)
         if not (acts.live and all(_serves(p, last_good, cohort) for p in acts.live)):

@@ -100,12 +100,13 @@ _THRESHOLDS = {
 }
 
 
-def cohort_at(steps: Sequence[CohortStep], index: int) -> CohortAssignment:
+def cohort_at(steps: Sequence[CohortStep], index: int, salt: str = "") -> CohortAssignment:
     """The cohort of step ``index``: every tenant listed up to it, and the largest percent so
-    far (a cohort only widens: whoever was in stays in)."""
+    far, hashed with ``salt`` (a cohort only widens: whoever was in stays in, as long as the
+    salt stays; a rollout salts every step with :func:`rankswap.cohorts.rollout_salt`)."""
     tenants = sorted({t for step in steps[: index + 1] for t in step.tenants})
     percent = max(step.percent for step in steps[: index + 1])
-    return CohortAssignment(tenants=tenants, percent=percent)
+    return CohortAssignment(tenants=tenants, percent=percent, salt=salt)
 
 
 def parse_steps(docs: Any, strategy: Strategy) -> tuple[CohortStep, ...]:

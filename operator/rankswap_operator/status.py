@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from rankswap.cohorts import rollout_salt
 from rankswap_operator.analysis import AnalysisResult
 from rankswap_operator.plan import Condition, HistoryEntry, PinnedBundle, Plan, RolloutRecord
 from rankswap_operator.spec import CohortStep, cohort_at
@@ -104,7 +105,7 @@ def tenant_canary_to_json(rollout: RolloutRecord, steps: Sequence[CohortStep]) -
     index = min(rollout.step, len(steps))
     doc: dict[str, Any] = {"step": index, "steps": len(steps)}
     if index < len(steps):
-        cohort = cohort_at(steps, index)
+        cohort = cohort_at(steps, index, rollout_salt(rollout.model_version))
         doc["cohort"] = cohort.describe()
         doc["percent"] = cohort.percent
         doc["tenants"] = len(cohort.tenants)

@@ -139,7 +139,7 @@ class CohortSpec(CohortAssignment):
     features_uri: str = Field(min_length=1, max_length=2048)
 
     def assignment(self) -> CohortAssignment:
-        return CohortAssignment(tenants=list(self.tenants), percent=self.percent)
+        return CohortAssignment(tenants=list(self.tenants), percent=self.percent, salt=self.salt)
 
 
 class BundleSpec(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -9,7 +11,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from rankswap.cohorts import MAX_COHORT_TENANTS, CohortAssignment, tenant_bucket
+from rankswap.cohorts import MAX_COHORT_TENANTS, CohortAssignment, rollout_salt, tenant_bucket
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -43,6 +45,29 @@ def test_a_percent_takes_about_that_share_and_a_wider_one_keeps_everyone_in() ->
     assert all(CohortAssignment(percent=100).contains(t) for t in TENANTS)
 
 
+def test_a_salt_picks_other_tenants_and_still_only_widens() -> None:
+    """Within one salt (one rollout) 10 % stays inside 50 %; another salt (the next rollout)
+    starts with a mostly different 10 %; no salt keeps the unsalted buckets."""
+    salted = [tenant_bucket(t, "9f2c1a") for t in ("t0001", "acme", "テナント")]
+    assert salted == PINNED_SALTED and salted != PINNED
+    assert [tenant_bucket(t, "") for t in ("t0001", "acme", "テナント")] == PINNED
+
+    def share(percent: int, salt: str) -> set[str]:
+        cohort = CohortAssignment(percent=percent, salt=salt)
+        return {t for t in TENANTS if cohort.contains(t)}
+
+    assert share(10, "a1") <= share(50, "a1")
+    first, other = share(10, "a1"), share(10, "b2")
+    assert 150 <= len(other) <= 250
+    assert len(first & other) < len(first) / 2, "the next rollout tries other tenants first"
+    assert rollout_salt("2026-07-01-223f07bd") == rollout_salt("2026-07-01-223f07bd")
+    assert rollout_salt("2026-07-01-223f07bd") != rollout_salt("2026-07-02-223f07bd")
+    CohortAssignment(percent=10, salt=rollout_salt("any ☃ version / at all"))  # always valid
+
+
+PINNED_SALTED = [5289, 8196, 5091]
+
+
 def test_listed_tenants_are_in_whatever_their_bucket() -> None:
     cohort = CohortAssignment(tenants=["t0001", "t0002"])
     assert cohort.contains("t0001") and cohort.contains("t0002")
@@ -55,6 +80,18 @@ def test_the_fingerprint_ignores_order_and_duplicates_and_changes_with_the_cohor
     assert a == b and a.fingerprint == b.fingerprint and a.tenants == ["a", "b"]
     assert CohortAssignment(tenants=["a", "b"], percent=20).fingerprint != a.fingerprint
     assert CohortAssignment(tenants=["a"], percent=10).fingerprint != a.fingerprint
+    salted = CohortAssignment(tenants=["a", "b"], percent=10, salt="s1")
+    assert salted.fingerprint not in {
+        a.fingerprint,
+        salted.model_copy(update={"salt": "s2"}).fingerprint,
+    }
+    # Unsalted assignments keep the fingerprint they had before salts existed.
+    assert (
+        a.fingerprint
+        == hashlib.sha256(
+            json.dumps({"percent": 10, "tenants": ["a", "b"]}, sort_keys=True).encode()
+        ).hexdigest()[:12]
+    )
 
 
 @pytest.mark.parametrize(
@@ -73,7 +110,11 @@ def test_the_fingerprint_ignores_order_and_duplicates_and_changes_with_the_cohor
         {"tenants": ["x" * 129]},
         {"tenants": ["t\n1"]},
         {"tenants": [f"t{i}" for i in range(MAX_COHORT_TENANTS + 1)]},
-        {"tenants": ["a"], "salt": "x"},
+        {"tenants": ["a"], "pepper": "x"},
+        {"percent": 10, "salt": "has space"},
+        {"percent": 10, "salt": "x" * 65},
+        {"percent": 10, "salt": "nul\u0000"},
+        {"percent": 10, "salt": 7},
     ],
 )
 def test_hostile_assignments_are_refused(doc: dict[str, object]) -> None:

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from tests.unit.operator.test_plan import NEW, OLD, T0, pod, run, spec
 
-from rankswap.cohorts import CohortAssignment
+from rankswap.cohorts import CohortAssignment, rollout_salt
 from rankswap.comparison import Comparison
 from rankswap_operator.analysis import bundle_id
 from rankswap_operator.errors import InvalidSpec
@@ -19,6 +19,7 @@ from rankswap_operator.plan import (
     Plan,
     PodObservation,
     RolloutRecord,
+    rollout_cohort,
 )
 from rankswap_operator.spec import Analysis, CohortStep, cohort_at, parse_spec
 from rankswap_operator.status import rollout_from_json, rollout_to_json
@@ -30,8 +31,12 @@ ANALYSIS = Analysis(min_compared=20, wait_seconds=60, min_top1_agreement=0.8)
 TENANT = {"strategy": "TenantCanary", "steps": STEPS, "canary_verify_seconds": 5}
 
 
+SALT = rollout_salt(NEW.model_version)
+"""Every step of a rollout to NEW hashes tenants with this salt."""
+
+
 def cohort(index: int) -> CohortTarget:
-    return CohortTarget(NEW, cohort_at(STEPS, index))
+    return CohortTarget(NEW, cohort_at(STEPS, index, SALT))
 
 
 def on_step(name: str, index: int | None, *, told_step: int | None = None) -> PodObservation:
@@ -55,7 +60,7 @@ def comparison(index: int, compared: int, agree: int) -> Comparison:
         active=bundle_id(NEW.versions),
         reference=bundle_id(OLD.versions),
         since="x",
-        cohort=cohort_at(STEPS, index).fingerprint,
+        cohort=cohort_at(STEPS, index, SALT).fingerprint,
     )
     c.compared = c.offered = compared
     c.top1_agreements = agree
@@ -216,10 +221,25 @@ def test_the_step_survives_an_operator_restart_and_status_shows_the_cohort() -> 
         "cohort": "2 tenant(s) [t0001, t0002] + 10% of tenants",
         "percent": 10,
         "tenants": 2,
-        "fingerprint": cohort_at(STEPS, 1).fingerprint,
+        "fingerprint": cohort_at(STEPS, 1, SALT).fingerprint,
     }
     again = rollout_from_json(doc)
     assert again is not None and again.step == 1
+
+
+def test_every_step_of_a_rollout_shares_a_salt_and_the_next_rollout_has_another() -> None:
+    """The cohorts of one rollout hash tenants alike (a step only widens the previous one);
+    a rollout of another model version starts with other tenants (not the same 10 % for every
+    new model)."""
+    steps = [rollout_cohort(STEPS, RolloutRecord(2, *NEW.versions, "Analyzing", T0, step=i))
+             for i in range(3)]  # fmt: skip
+    assert {c.salt for c in steps} == {SALT}
+    tenants = [f"t{i:04d}" for i in range(2000)]
+    ten, fifty = ({t for t in tenants if c.contains(t)} for c in steps[1:])
+    assert ten <= fifty
+    other = rollout_cohort(STEPS, RolloutRecord(2, "m9", NEW.versions[1], "Analyzing", T0, step=1))
+    assert other.salt != SALT
+    assert len({t for t in tenants if other.contains(t)} & ten) < len(ten) / 2
 
 
 def test_the_spec_parses_steps_and_refuses_bad_ones() -> None:

@@ -264,6 +264,8 @@ def test_the_shadow_compares_only_the_cohorts_requests(
         ({"tenants": []}, "cohort"),
         ({"tenants": ["a"], "extra": 1}, "extra"),
         ({"tenants": ["a"], "model_uri": ""}, "model_uri"),
+        ({"percent": 10, "salt": "a/b"}, "salt"),
+        ({"percent": 10, "salt": "s" * 65}, "salt"),
     ],
     ids=[
         "space",
@@ -276,6 +278,8 @@ def test_the_shadow_compares_only_the_cohorts_requests(
         "empty-list",
         "unknown-field",
         "empty-uri",
+        "salt-slash",
+        "salt-too-long",
     ],
 )
 async def test_the_admin_api_refuses_a_bad_cohort_with_the_field_named(
@@ -300,4 +304,4 @@ async def test_the_admin_api_refuses_a_bad_cohort_with_the_field_named(
         )
         assert ok.status_code == 202, ok.text
         state = (await c.get("/admin/v1/state", headers=auth)).json()
-        assert state["desired"]["cohort"]["assignment"] == {"tenants": [], "percent": 5}
+        assert state["desired"]["cohort"]["assignment"] == {"tenants": [], "percent": 5, "salt": ""}
