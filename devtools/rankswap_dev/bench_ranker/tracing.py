@@ -18,10 +18,9 @@ CPU per request = ``process_time`` over a turn ÷ its calls; medians over the ro
 from __future__ import annotations
 
 import json
-import statistics
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ def section(
 ) -> dict[str, Any]:
     from prometheus_client import CollectorRegistry
 
+    from rankswap_dev.bench_ranker.cost import asgi_cpu_ms
     from rankswap_ranker import bundle as bundles
     from rankswap_ranker import spans
     from rankswap_ranker.app import create_app
@@ -71,10 +71,11 @@ def section(
                 tracing=tracing,
             )
 
-        apps = {"off": (app(None), None), **{k: (app(t), t) for k, t in on.items()}}
+        apps = {"off": app(None), **{k: app(t) for k, t in on.items()}}
+        flush: dict[str, Callable[[], Any]] = {k: t.provider.force_flush for k, t in on.items()}
         out: dict[str, Any] = {}
         for tenant, body in bodies.items():
-            out[tenant] = _turns(apps, json.dumps(body).encode(), rounds, calls)
+            out[tenant] = asgi_cpu_ms(apps, json.dumps(body).encode(), rounds, calls, flush)
         for t in on.values():
             t.shutdown()
     finally:
@@ -88,44 +89,6 @@ def section(
         "calls": calls,
         "spans_received": spans_received,
     }
-
-
-def _turns(
-    apps: dict[str, tuple[Any, Any]], raw: bytes, rounds: int, calls: int
-) -> dict[str, float]:
-    """Median CPU ms per request of each app (round 0 warms up), and wall-clock medians."""
-    from rankswap_dev.bench_ranker.cost import asgi_scope
-
-    scope = asgi_scope(raw)
-    request = {"type": "http.request", "body": raw, "more_body": False}
-
-    async def receive() -> dict[str, Any]:
-        return request
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start" and message["status"] != 200:
-            raise RuntimeError(f"in-process ASGI call answered {message['status']}")
-
-    async def run() -> dict[str, float]:
-        cpu: dict[str, list[float]] = {name: [] for name in apps}
-        wall: dict[str, list[float]] = {name: [] for name in apps}
-        for r in range(rounds + 1):
-            for name, (app, tracing) in apps.items():
-                c0, w0 = time.process_time(), time.perf_counter()
-                for _ in range(calls):
-                    await app(dict(scope), receive, send)
-                if tracing is not None:
-                    tracing.provider.force_flush()
-                if r:
-                    cpu[name].append((time.process_time() - c0) * 1000 / calls)
-                    wall[name].append((time.perf_counter() - w0) * 1000 / calls)
-        doc = {name: statistics.median(v) for name, v in cpu.items()}
-        doc.update({f"{name} wall": statistics.median(v) for name, v in wall.items()})
-        return doc
-
-    import uvloop
-
-    return uvloop.run(run())
 
 
 def report(x: dict[str, Any], label: dict[str, str]) -> list[str]:
