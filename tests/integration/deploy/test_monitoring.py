@@ -179,6 +179,13 @@ def _alert(name: str, labels: dict[str, str], summary: str, description: str) ->
 
 
 RANKER = f'job="rankswap-ranker", namespace="{NS}"'
+MIXED_BUNDLES = _alert(
+    "RankswapMixedBundles",
+    {"severity": "warning", "namespace": NS},
+    f"Ranker pods in {NS} serve 2 different bundles",
+    "Pods have served different bundles for longer than a rollout should take (30 min): a "
+    "stuck canary or tenant cohort, a pod the operator cannot reach, or a suspended resource.",
+)
 OPERATOR = f'job="rankswap-operator", namespace="{NS}", artifactversion="lineitems"'
 
 
@@ -276,16 +283,7 @@ def rule_tests() -> list[dict[str, Any]]:
                 {
                     "eval_time": "45m",
                     "alertname": "RankswapMixedBundles",
-                    "exp_alerts": [
-                        _alert(
-                            "RankswapMixedBundles",
-                            {"severity": "warning", "namespace": NS},
-                            f"Ranker pods in {NS} serve 2 different bundles",
-                            "Pods have served different bundles for longer than a rollout should "
-                            "take (30 min): a stuck canary or tenant cohort, a pod the operator "
-                            "cannot reach, or a suspended resource.",
-                        )
-                    ],
+                    "exp_alerts": [MIXED_BUNDLES],
                 },
             ],
         },
@@ -314,16 +312,7 @@ def rule_tests() -> list[dict[str, Any]]:
                 {
                     "eval_time": "45m",
                     "alertname": "RankswapMixedBundles",
-                    "exp_alerts": [
-                        _alert(
-                            "RankswapMixedBundles",
-                            {"severity": "warning", "namespace": NS},
-                            f"Ranker pods in {NS} serve 2 different bundles",
-                            "Pods have served different bundles for longer than a rollout should "
-                            "take (30 min): a stuck canary or tenant cohort, a pod the operator "
-                            "cannot reach, or a suspended resource.",
-                        )
-                    ],
+                    "exp_alerts": [MIXED_BUNDLES],
                 },
             ],
         },
