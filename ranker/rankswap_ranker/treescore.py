@@ -15,8 +15,9 @@ it only if it scores a parity set of rows bit-identically to the whole graph
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
 
@@ -156,6 +157,68 @@ def _initializer_ints(graph: Fields) -> dict[str, list[int]]:
     return out
 
 
+MEMO_ENTRIES = 64
+"""Encoded candidate-side columns kept per :class:`TreeScorer` (a few per tenant served)."""
+
+
+def object_ids(cat: npt.NDArray[Any]) -> npt.NDArray[np.uintp]:
+    """The identity (address) of every element of an object array, read from the array's own
+    buffer without a Python call per element: ``[N, C]``, column-major so columns are
+    contiguous."""
+    c = np.ascontiguousarray(cat, dtype=object)
+    if c.size == 0:
+        return np.zeros(c.shape[::-1], dtype=np.uintp)
+    return np.frombuffer(memoryview(c).cast("B"), dtype=np.uintp).reshape(c.shape).T.copy()
+
+
+@dataclass
+class _Encoded:
+    ids: npt.NDArray[np.uintp]
+    codes: npt.NDArray[np.float32]
+    keep: npt.NDArray[Any]
+    """The encoded strings themselves: while the entry lives, no other object can take one of
+    their addresses, so equal ``ids`` mean the very same strings."""
+
+
+class CodeMemo:
+    """Encoded columns by the identity of their strings (bounded, oldest first out).
+
+    A cached candidate list hands the same string objects to every request, so the
+    ``category``/``account_code`` columns of one tenant are encoded once and then recognised by
+    comparing addresses (a vectorised comparison, no dict lookup per row). Any difference in any
+    row is a miss and encodes the column again: a hit is exact by construction."""
+
+    def __init__(self, entries: int = MEMO_ENTRIES) -> None:
+        self._entries = entries
+        self._memo: dict[tuple[int, int, int, int], _Encoded] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def get(self, column: int, ids: npt.NDArray[np.uintp]) -> npt.NDArray[np.float32] | None:
+        key = (column, ids.shape[0], int(ids[0]), int(ids[-1]))
+        with self._lock:
+            hit = self._memo.get(key)
+        if hit is None or not np.array_equal(hit.ids, ids):
+            return None
+        self.hits += 1
+        return hit.codes
+
+    def put(
+        self,
+        column: int,
+        ids: npt.NDArray[np.uintp],
+        values: npt.NDArray[Any],
+        codes: npt.NDArray[np.float32],
+    ) -> None:
+        key = (column, ids.shape[0], int(ids[0]), int(ids[-1]))
+        entry = _Encoded(ids=ids.copy(), codes=codes, keep=np.array(values, dtype=object))
+        with self._lock:
+            self._memo.pop(key, None)
+            while len(self._memo) >= self._entries:
+                del self._memo[next(iter(self._memo))]
+            self._memo[key] = entry
+
+
 @dataclass(frozen=True)
 class Encoder:
     """One categorical column's ``LabelEncoder``: the graph's own keys and values."""
@@ -163,6 +226,14 @@ class Encoder:
     column: int
     codes: dict[str, float]
     default: float
+
+    def encode(self, values: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        """The float32 codes of ``values`` (``default`` for unknown strings), one per row."""
+        return np.fromiter(
+            map(self.codes.get, values, repeat(self.default)),
+            dtype=np.float32,
+            count=values.shape[0],
+        )
 
 
 @dataclass(frozen=True)
@@ -173,6 +244,30 @@ class TreeScorer:
     input_name: str
     output_name: str
     encoders: tuple[Encoder, ...]
+    memo: CodeMemo = field(default_factory=CodeMemo, compare=False, repr=False)
+
+    def encode(self, cat: npt.NDArray[Any], out: npt.NDArray[np.float32]) -> None:
+        """Write each categorical column encoded as the graph's ``LabelEncoder`` + ``Cast``
+        would into ``out[j]`` (``[len(encoders), N]``, any strides).
+
+        A column of one string object (a request's ``vendor_industry``,
+        ``employee_department``) is one lookup; a column seen before (a cached candidate
+        list's ``category``, ``account_code``) comes from :class:`CodeMemo`."""
+        n = cat.shape[0]
+        if n == 0:
+            return
+        ids = object_ids(cat)
+        for j, enc in enumerate(self.encoders):
+            col = ids[enc.column]
+            if col[0] == col[-1] and bool((col == col[0]).all()):
+                out[j] = self.encoders[j].codes.get(cat[0, enc.column], enc.default)
+                continue
+            codes = self.memo.get(enc.column, col)
+            if codes is None:
+                values = cat[:, enc.column]
+                codes = enc.encode(values)
+                self.memo.put(enc.column, col, values, codes)
+            out[j] = codes
 
     def rows(self, num: npt.NDArray[np.float32], cat: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         """The ensemble's input: ``num``, then each categorical column encoded as the graph's
@@ -180,12 +275,7 @@ class TreeScorer:
         n, width = num.shape
         rows = np.empty((n, width + len(self.encoders)), dtype=np.float32)
         rows[:, :width] = num
-        for j, enc in enumerate(self.encoders):
-            rows[:, width + j] = np.fromiter(
-                map(enc.codes.get, cat[:, enc.column], repeat(enc.default)),
-                dtype=np.float32,
-                count=n,
-            )
+        self.encode(cat, rows[:, width:].T)
         return rows
 
     def score(self, num: npt.NDArray[np.float32], cat: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
