@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rankswap.artifacts.model_contract import INPUT_CAT, INPUT_NUM, OUTPUT_SCORE
+from rankswap_ranker.treejit import NativeTrees
 
 Fields = list[tuple[int, int, Any]]  # (field number, wire type, value: int or bytes)
 
@@ -168,7 +169,8 @@ def object_ids(cat: npt.NDArray[Any]) -> npt.NDArray[np.uintp]:
     c = np.ascontiguousarray(cat, dtype=object)
     if c.size == 0:
         return np.zeros(c.shape[::-1], dtype=np.uintp)
-    return np.frombuffer(memoryview(c).cast("B"), dtype=np.uintp).reshape(c.shape).T.copy()
+    raw = memoryview(c).cast("B")  # type: ignore[arg-type]  # ndarray exports a buffer
+    return np.frombuffer(raw, dtype=np.uintp).reshape(c.shape).T.copy()
 
 
 @dataclass
@@ -244,6 +246,10 @@ class TreeScorer:
     input_name: str
     output_name: str
     encoders: tuple[Encoder, ...]
+    attributes: dict[str, list[Any]] = field(default_factory=dict, repr=False)
+    """The ``TreeEnsembleRegressor`` node's attributes (:func:`attribute_values`)."""
+    native: NativeTrees | None = None
+    """The same trees compiled (:mod:`rankswap_ranker.treejit`), when the loader kept them."""
     memo: CodeMemo = field(default_factory=CodeMemo, compare=False, repr=False)
 
     def encode(self, cat: npt.NDArray[Any], out: npt.NDArray[np.float32]) -> None:
@@ -278,7 +284,25 @@ class TreeScorer:
         self.encode(cat, rows[:, width:].T)
         return rows
 
+    def columns(self, num: npt.NDArray[np.float32], cat: npt.NDArray[Any], stride: int) -> Any:
+        """The same input column-major, ``[width, stride]`` (rows past ``N`` are zeros)."""
+        n, width = num.shape
+        cols = np.empty((width + len(self.encoders), stride), dtype=np.float32)
+        cols[:width, :n] = num.T
+        cols[:, n:] = 0.0
+        self.encode(cat, cols[width:, :n])
+        return cols
+
     def score(self, num: npt.NDArray[np.float32], cat: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        if self.native is not None:
+            n = num.shape[0]
+            return self.native.score(self.columns(num, cat, self.native.stride(n)), n)
+        return self.score_ort(num, cat)
+
+    def score_ort(
+        self, num: npt.NDArray[np.float32], cat: npt.NDArray[Any]
+    ) -> npt.NDArray[np.float32]:
+        """The ensemble scored by ONNX Runtime (the copied node)."""
         out = self.session.run([self.output_name], {self.input_name: self.rows(num, cat)})
         return np.asarray(out[0], dtype=np.float32).reshape(-1)
 
@@ -359,25 +383,44 @@ def split(model: bytes, num_width: int, session_options: Any) -> TreeScorer | No
         )
     except Exception:  # onnxruntime's own errors: score the whole graph
         return None
-    return TreeScorer(session, tree.inputs[0], out_name, tuple(encoders))
+    try:
+        attributes = {name: attribute_values(a) for name, a in tree.attrs.items()}
+    except (ValueError, struct.error):  # UnicodeDecodeError is a ValueError
+        return None
+    return TreeScorer(session, tree.inputs[0], out_name, tuple(encoders), attributes)
+
+
+def attribute_values(attr: Fields) -> list[Any]:
+    """An ``AttributeProto``'s value as a list: floats, ints or strings, by its type (a single
+    value is a list of one); an empty list for tensors and graphs."""
+    kind = _one(attr, 20, 0)
+    if kind in (1, 6):  # FLOAT, FLOATS: fixed32, packed or not
+        out: list[Any] = []
+        for n, wire, v in attr:
+            if n in (2, 7) and wire == 5:
+                out.append(struct.unpack("<f", v)[0])
+            elif n == 7 and wire == 2:
+                if len(v) % 4:
+                    raise ValueError("truncated packed floats")
+                out.extend(struct.unpack(f"<{len(v) // 4}f", v))
+        return out
+    if kind == 2:
+        return _ints(attr, 3)
+    if kind == 7:
+        return _ints(attr, 8)
+    if kind == 3:
+        return [bytes(_one(attr, 4, b"")).decode()]
+    if kind == 8:
+        return [bytes(v).decode() for v in _get(attr, 9)]
+    return []
 
 
 def ensemble_attributes(model: bytes) -> dict[str, list[Any]]:
-    """The ``TreeEnsembleRegressor`` node's attributes (ints, floats or strings), for tools
-    that rebuild the same trees elsewhere (the benchmark's compiled evaluator)."""
+    """The ``TreeEnsembleRegressor`` node's attributes (floats, ints or strings), for
+    what rebuilds the same trees elsewhere (:mod:`rankswap_ranker.treejit`, the benchmark)."""
     graph = fields(_one(fields(model), 7, b""))
     node = next(n for n in _nodes(graph) if n.op == "TreeEnsembleRegressor")
-    out: dict[str, list[Any]] = {}
-    for name, a in node.attrs.items():
-        floats: list[float] = []
-        for n, w, v in a:
-            if n == 7:
-                floats.extend(struct.unpack(f"<{len(v) // 4}f", v) if w == 2 else (0.0,))
-            if n == 7 and w == 5:
-                floats[-1] = struct.unpack("<f", v)[0]
-        strings = [bytes(v).decode() for v in _get(a, 9)]
-        out[name] = floats or strings or _ints(a, 8) or [_one(a, 3, _one(a, 4, b""))]
-    return out
+    return {name: attribute_values(a) for name, a in node.attrs.items()}
 
 
-__all__ = ["OUTPUT_SCORE", "TreeScorer", "ensemble_attributes", "split"]
+__all__ = ["OUTPUT_SCORE", "TreeScorer", "attribute_values", "ensemble_attributes", "split"]

@@ -26,7 +26,9 @@ def _strings(values: list[str]) -> npt.NDArray[np.object_]:
     return arr
 
 
-def _reference(trees: treescore.TreeScorer, cat: npt.NDArray[np.object_]) -> npt.NDArray[np.float32]:
+def _reference(
+    trees: treescore.TreeScorer, cat: npt.NDArray[np.object_]
+) -> npt.NDArray[np.float32]:
     """One dict lookup per row and column: the encoders' plain definition."""
     out = np.empty((len(trees.encoders), cat.shape[0]), dtype=np.float32)
     for j, enc in enumerate(trees.encoders):
@@ -77,7 +79,7 @@ def test_the_memo_is_bounded_and_keeps_its_strings() -> None:
         cat[:] = "x"
         cat[:, 0] = _strings(["travel", f"new{i}", "meals"])
         np.testing.assert_array_equal(_encoded(trees, cat), _reference(trees, cat))
-    held = trees.memo._memo  # noqa: SLF001 - the bound is the point of this test
+    held = trees.memo._memo  # the bound is the point of this test
     assert len(held) == treescore.MEMO_ENTRIES
     last = next(reversed(held.values()))
     assert last.keep.tolist() == ["travel", f"new{treescore.MEMO_ENTRIES + 9}", "meals"]
