@@ -277,3 +277,20 @@ def test_the_real_attribute_reader_gives_what_the_compiler_reads() -> None:
     width = F + len(trees.encoders)
     ens = treejit.ensemble(trees.attributes, width)
     assert ens.nodes == len(trees.attributes["nodes_treeids"])
+
+
+def test_the_benchmark_compares_both_evaluators_on_the_same_rows(
+    file_root: str, tmp_path: Path, cache_dir: Path
+) -> None:
+    from rankswap_dev.bench_ranker import gbdt
+
+    bundle = _bundle(file_root, tmp_path, cache_dir)
+    assert bundle.trees is not None
+    parity = bundles.parity_rows(bundle, bundle.trees.encoders)
+    result = gbdt.compare(bundle, {"t001": [parity]}, calls=4)
+    assert result["t001"]["bit_identical"] is True
+    assert result["t001"]["rows"] == parity.rows
+    table = "\n".join(gbdt.report(result))
+    assert "| t001 |" in table and "| yes |" in table
+    no_native = _bundle(file_root, tmp_path, cache_dir, compile_trees=False)
+    assert "Not measured" in "\n".join(gbdt.report(gbdt.compare(no_native, {}, calls=1)))
