@@ -435,7 +435,8 @@ def parity_checked_native(bundle: Bundle, trees: TreeScorer) -> TreeScorer:
             version,
         )
         return trees
-    log.info("model %s: trees compiled in %.3f s (%d nodes)", version, native.compile_s, ens.nodes)
+    how = f"compiled in {native.compile_s:.3f} s" if native.compile_s else "compiled before"
+    log.info("model %s: trees %s (%d nodes)", version, how, ens.nodes)
     return compiled
 
 

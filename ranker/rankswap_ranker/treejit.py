@@ -21,8 +21,11 @@ validated ``f`` < width and ``i`` < stride, and writes ``out[i]``, nothing else.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
+import hashlib
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -292,13 +295,25 @@ class NativeTrees:
         return out[:n]
 
 
-def compile_ensemble(ens: Ensemble, *, opt: int = 2) -> NativeTrees:
-    """Generate, verify and compile :func:`llvm_ir` for this host's CPU."""
-    import time
+KEPT = 4
+"""Compiled ensembles kept per process, by their code: a bundle of the same model (new
+features, a rollback) loads without compiling again."""
+_kept: dict[tuple[str, int], NativeTrees] = {}
+_kept_lock = threading.Lock()
 
+
+def compile_ensemble(ens: Ensemble, *, opt: int = 2) -> NativeTrees:
+    """Generate, verify and compile :func:`llvm_ir` for this host's CPU (or reuse the code of
+    an identical ensemble compiled before in this process; ``compile_s`` is then 0)."""
+    code = llvm_ir(ens)
+    key = (hashlib.sha256(code.encode()).hexdigest(), opt)
+    with _kept_lock:
+        hit = _kept.get(key)
+    if hit is not None:
+        return dataclasses.replace(hit, ensemble=ens, compile_s=0.0)
     llvm = _llvm()
     t0 = time.perf_counter()
-    module = llvm.parse_assembly(llvm_ir(ens))
+    module = llvm.parse_assembly(code)
     module.verify()
     target = llvm.Target.from_default_triple().create_target_machine(
         cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=opt
@@ -306,6 +321,12 @@ def compile_ensemble(ens: Ensemble, *, opt: int = 2) -> NativeTrees:
     engine = llvm.create_mcjit_compiler(module, target)
     engine.finalize_object()
     kernel = _Kernel(engine.get_function_address("score"))
-    return NativeTrees(
+    native = NativeTrees(
         ensemble=ens, engine=engine, kernel=kernel, compile_s=time.perf_counter() - t0
     )
+    with _kept_lock:
+        _kept.pop(key, None)
+        while len(_kept) >= KEPT:
+            del _kept[next(iter(_kept))]
+        _kept[key] = native
+    return native

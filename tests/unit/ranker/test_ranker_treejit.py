@@ -115,6 +115,21 @@ def test_compiled_trees_score_exactly_as_onnx_runtime() -> None:
             assert got.tobytes() == want.tobytes()
 
 
+def test_an_identical_ensemble_is_compiled_once_per_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(treejit, "_kept", {})
+    ens = treejit.ensemble(as_read(random_ensemble(7)), WIDTH)
+    first = treejit.compile_ensemble(ens)
+    again = treejit.compile_ensemble(treejit.ensemble(as_read(random_ensemble(7)), WIDTH))
+    assert first.compile_s > 0 and again.compile_s == 0
+    assert again.engine is first.engine
+    for seed in range(8, 8 + treejit.KEPT):
+        treejit.compile_ensemble(treejit.ensemble(as_read(random_ensemble(seed)), WIDTH))
+    assert len(treejit._kept) == treejit.KEPT
+    assert treejit.compile_ensemble(ens).compile_s > 0  # the oldest went first
+
+
 def test_the_kernel_refuses_rows_of_another_shape() -> None:
     native = treejit.compile_ensemble(treejit.ensemble(as_read(random_ensemble(4)), WIDTH))
     with pytest.raises(ValueError, match="float32"):
