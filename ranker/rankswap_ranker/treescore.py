@@ -15,8 +15,9 @@ it only if it scores a parity set of rows bit-identically to the whole graph
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
 
@@ -24,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rankswap.artifacts.model_contract import INPUT_CAT, INPUT_NUM, OUTPUT_SCORE
+from rankswap_ranker.treejit import NativeTrees
 
 Fields = list[tuple[int, int, Any]]  # (field number, wire type, value: int or bytes)
 
@@ -156,6 +158,69 @@ def _initializer_ints(graph: Fields) -> dict[str, list[int]]:
     return out
 
 
+MEMO_ENTRIES = 64
+"""Encoded candidate-side columns kept per :class:`TreeScorer` (a few per tenant served)."""
+
+
+def object_ids(cat: npt.NDArray[Any]) -> npt.NDArray[np.uintp]:
+    """The identity (address) of every element of an object array, read from the array's own
+    buffer without a Python call per element: ``[N, C]``, column-major so columns are
+    contiguous."""
+    c = np.ascontiguousarray(cat, dtype=object)
+    if c.size == 0:
+        return np.zeros(c.shape[::-1], dtype=np.uintp)
+    raw = memoryview(c).cast("B")  # type: ignore[arg-type]  # ndarray exports a buffer
+    return np.frombuffer(raw, dtype=np.uintp).reshape(c.shape).T.copy()
+
+
+@dataclass
+class _Encoded:
+    ids: npt.NDArray[np.uintp]
+    codes: npt.NDArray[np.float32]
+    keep: npt.NDArray[Any]
+    """The encoded strings themselves: while the entry lives, no other object can take one of
+    their addresses, so equal ``ids`` mean the very same strings."""
+
+
+class CodeMemo:
+    """Encoded columns by the identity of their strings (bounded, oldest first out).
+
+    A cached candidate list hands the same string objects to every request, so the
+    ``category``/``account_code`` columns of one tenant are encoded once and then recognised by
+    comparing addresses (a vectorised comparison, no dict lookup per row). Any difference in any
+    row is a miss and encodes the column again: a hit is exact by construction."""
+
+    def __init__(self, entries: int = MEMO_ENTRIES) -> None:
+        self._entries = entries
+        self._memo: dict[tuple[int, int, int, int], _Encoded] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def get(self, column: int, ids: npt.NDArray[np.uintp]) -> npt.NDArray[np.float32] | None:
+        key = (column, ids.shape[0], int(ids[0]), int(ids[-1]))
+        with self._lock:
+            hit = self._memo.get(key)
+        if hit is None or not np.array_equal(hit.ids, ids):
+            return None
+        self.hits += 1
+        return hit.codes
+
+    def put(
+        self,
+        column: int,
+        ids: npt.NDArray[np.uintp],
+        values: npt.NDArray[Any],
+        codes: npt.NDArray[np.float32],
+    ) -> None:
+        key = (column, ids.shape[0], int(ids[0]), int(ids[-1]))
+        entry = _Encoded(ids=ids.copy(), codes=codes, keep=np.array(values, dtype=object))
+        with self._lock:
+            self._memo.pop(key, None)
+            while len(self._memo) >= self._entries:
+                del self._memo[next(iter(self._memo))]
+            self._memo[key] = entry
+
+
 @dataclass(frozen=True)
 class Encoder:
     """One categorical column's ``LabelEncoder``: the graph's own keys and values."""
@@ -163,6 +228,14 @@ class Encoder:
     column: int
     codes: dict[str, float]
     default: float
+
+    def encode(self, values: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        """The float32 codes of ``values`` (``default`` for unknown strings), one per row."""
+        return np.fromiter(
+            map(self.codes.get, values, repeat(self.default)),
+            dtype=np.float32,
+            count=values.shape[0],
+        )
 
 
 @dataclass(frozen=True)
@@ -173,6 +246,34 @@ class TreeScorer:
     input_name: str
     output_name: str
     encoders: tuple[Encoder, ...]
+    attributes: dict[str, list[Any]] = field(default_factory=dict, repr=False)
+    """The ``TreeEnsembleRegressor`` node's attributes (:func:`attribute_values`)."""
+    native: NativeTrees | None = None
+    """The same trees compiled (:mod:`rankswap_ranker.treejit`), when the loader kept them."""
+    memo: CodeMemo = field(default_factory=CodeMemo, compare=False, repr=False)
+
+    def encode(self, cat: npt.NDArray[Any], out: npt.NDArray[np.float32]) -> None:
+        """Write each categorical column encoded as the graph's ``LabelEncoder`` + ``Cast``
+        would into ``out[j]`` (``[len(encoders), N]``, any strides).
+
+        A column of one string object (a request's ``vendor_industry``,
+        ``employee_department``) is one lookup; a column seen before (a cached candidate
+        list's ``category``, ``account_code``) comes from :class:`CodeMemo`."""
+        n = cat.shape[0]
+        if n == 0:
+            return
+        ids = object_ids(cat)
+        for j, enc in enumerate(self.encoders):
+            col = ids[enc.column]
+            if col[0] == col[-1] and bool((col == col[0]).all()):
+                out[j] = self.encoders[j].codes.get(cat[0, enc.column], enc.default)
+                continue
+            codes = self.memo.get(enc.column, col)
+            if codes is None:
+                values = cat[:, enc.column]
+                codes = enc.encode(values)
+                self.memo.put(enc.column, col, values, codes)
+            out[j] = codes
 
     def rows(self, num: npt.NDArray[np.float32], cat: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         """The ensemble's input: ``num``, then each categorical column encoded as the graph's
@@ -180,15 +281,28 @@ class TreeScorer:
         n, width = num.shape
         rows = np.empty((n, width + len(self.encoders)), dtype=np.float32)
         rows[:, :width] = num
-        for j, enc in enumerate(self.encoders):
-            rows[:, width + j] = np.fromiter(
-                map(enc.codes.get, cat[:, enc.column], repeat(enc.default)),
-                dtype=np.float32,
-                count=n,
-            )
+        self.encode(cat, rows[:, width:].T)
         return rows
 
+    def columns(self, num: npt.NDArray[np.float32], cat: npt.NDArray[Any], stride: int) -> Any:
+        """The same input column-major, ``[width, stride]`` (rows past ``N`` are zeros)."""
+        n, width = num.shape
+        cols = np.empty((width + len(self.encoders), stride), dtype=np.float32)
+        cols[:width, :n] = num.T
+        cols[:, n:] = 0.0
+        self.encode(cat, cols[width:, :n])
+        return cols
+
     def score(self, num: npt.NDArray[np.float32], cat: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        if self.native is not None:
+            n = num.shape[0]
+            return self.native.score(self.columns(num, cat, self.native.stride(n)), n)
+        return self.score_ort(num, cat)
+
+    def score_ort(
+        self, num: npt.NDArray[np.float32], cat: npt.NDArray[Any]
+    ) -> npt.NDArray[np.float32]:
+        """The ensemble scored by ONNX Runtime (the copied node)."""
         out = self.session.run([self.output_name], {self.input_name: self.rows(num, cat)})
         return np.asarray(out[0], dtype=np.float32).reshape(-1)
 
@@ -269,25 +383,44 @@ def split(model: bytes, num_width: int, session_options: Any) -> TreeScorer | No
         )
     except Exception:  # onnxruntime's own errors: score the whole graph
         return None
-    return TreeScorer(session, tree.inputs[0], out_name, tuple(encoders))
+    try:
+        attributes = {name: attribute_values(a) for name, a in tree.attrs.items()}
+    except (ValueError, struct.error):  # UnicodeDecodeError is a ValueError
+        return None
+    return TreeScorer(session, tree.inputs[0], out_name, tuple(encoders), attributes)
+
+
+def attribute_values(attr: Fields) -> list[Any]:
+    """An ``AttributeProto``'s value as a list: floats, ints or strings, by its type (a single
+    value is a list of one); an empty list for tensors and graphs."""
+    kind = _one(attr, 20, 0)
+    if kind in (1, 6):  # FLOAT, FLOATS: fixed32, packed or not
+        out: list[Any] = []
+        for n, wire, v in attr:
+            if n in (2, 7) and wire == 5:
+                out.append(struct.unpack("<f", v)[0])
+            elif n == 7 and wire == 2:
+                if len(v) % 4:
+                    raise ValueError("truncated packed floats")
+                out.extend(struct.unpack(f"<{len(v) // 4}f", v))
+        return out
+    if kind == 2:
+        return _ints(attr, 3)
+    if kind == 7:
+        return _ints(attr, 8)
+    if kind == 3:
+        return [bytes(_one(attr, 4, b"")).decode()]
+    if kind == 8:
+        return [bytes(v).decode() for v in _get(attr, 9)]
+    return []
 
 
 def ensemble_attributes(model: bytes) -> dict[str, list[Any]]:
-    """The ``TreeEnsembleRegressor`` node's attributes (ints, floats or strings), for tools
-    that rebuild the same trees elsewhere (the benchmark's compiled evaluator)."""
+    """The ``TreeEnsembleRegressor`` node's attributes (floats, ints or strings), for
+    what rebuilds the same trees elsewhere (:mod:`rankswap_ranker.treejit`, the benchmark)."""
     graph = fields(_one(fields(model), 7, b""))
     node = next(n for n in _nodes(graph) if n.op == "TreeEnsembleRegressor")
-    out: dict[str, list[Any]] = {}
-    for name, a in node.attrs.items():
-        floats: list[float] = []
-        for n, w, v in a:
-            if n == 7:
-                floats.extend(struct.unpack(f"<{len(v) // 4}f", v) if w == 2 else (0.0,))
-            if n == 7 and w == 5:
-                floats[-1] = struct.unpack("<f", v)[0]
-        strings = [bytes(v).decode() for v in _get(a, 9)]
-        out[name] = floats or strings or _ints(a, 8) or [_one(a, 3, _one(a, 4, b""))]
-    return out
+    return {name: attribute_values(a) for name, a in node.attrs.items()}
 
 
-__all__ = ["OUTPUT_SCORE", "TreeScorer", "ensemble_attributes", "split"]
+__all__ = ["OUTPUT_SCORE", "TreeScorer", "attribute_values", "ensemble_attributes", "split"]

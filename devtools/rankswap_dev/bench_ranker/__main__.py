@@ -339,7 +339,7 @@ def section_tracing(_: Any, args: argparse.Namespace, results: dict[str, Any]) -
 
 
 def _gbdt(world: Any, bodies: dict[str, Any], work: Path, calls: int) -> dict[str, Any]:
-    """ORT vs a compiled evaluator on the real model's trees and the tenants' rows."""
+    """ORT vs the compiled trees on the real model's trees and the tenants' rows."""
     from rankswap import featurespec as fs
     from rankswap_dev.bench_ranker import gbdt
     from rankswap_ranker import bundle as bundles
@@ -367,7 +367,7 @@ def _gbdt(world: Any, bodies: dict[str, Any], work: Path, calls: int) -> dict[st
                 inputs[tenant].append(fs.assemble(ctx, cands, bundle.tables))
     finally:
         source.close()
-    return gbdt.compare(bundle, inputs, work, calls)
+    return gbdt.compare(bundle, inputs, calls)
 
 
 def section_real(_: Any, args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
