@@ -167,13 +167,13 @@ def test_the_streaming_writer_stores_the_rows_the_whole_world_writer_stores(
 ) -> None:
     cfg = replace(SMALL, tenants=8)  # beyond the six profiles: the smaller copies too
     dumps = []
-    for name, write in (
-        ("whole", lambda db: datagen.write_world(db, datagen.generate_world(cfg))),
-        ("stream", lambda db: datagen.write_world_streaming(db, cfg)),
-    ):
+    for name in ("whole", "stream"):
         db = ProductDB(f"sqlite:///{tmp_path / name}.db", create=True)
         try:
-            write(db)
+            if name == "whole":
+                datagen.write_world(db, datagen.generate_world(cfg))
+            else:
+                datagen.write_world_streaming(db, cfg)
         finally:
             db.close()
         dumps.append(_dump(tmp_path / f"{name}.db"))
