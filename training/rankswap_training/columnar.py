@@ -136,7 +136,7 @@ class HistoryDB:
                 }
             )
             out.con.register("exp_in", exp)
-            out.con.execute("CREATE TABLE exp AS SELECT * FROM exp_in ORDER BY tenant_id, day, id")
+            out.con.execute("CREATE TABLE exp AS SELECT * FROM exp_in")
             out.con.unregister("exp_in")
             out.items = history.items
             out._derive_terms()
@@ -204,31 +204,37 @@ class HistoryDB:
             }
         )
         self._derive_terms()
-        # stored by tenant and day: a snapshot of a few tenants (training) reads their row groups
-        # only (DuckDB's min/max zone maps); positions are row numbers in (day, id) order
-        con.execute("CREATE TABLE exp_sorted AS SELECT * FROM exp ORDER BY tenant_id, day, id")
-        con.execute("DROP TABLE exp")
-        con.execute("ALTER TABLE exp_sorted RENAME TO exp")
 
     def _derive_terms(self) -> None:
         """``desc_term(description, term)`` for every distinct description (tokenised once,
         in Python: text is the only per-value Python step) and ``item_term(item_id, term)``."""
         con = self.con
         t0 = time.perf_counter()
-        descs: list[str] = (
-            con.sql("SELECT DISTINCT description FROM exp").to_arrow_table().column(0).to_pylist()
+        con.execute(
+            "CREATE OR REPLACE TABLE descs AS SELECT description, "
+            "(row_number() OVER ())::BIGINT AS did FROM (SELECT DISTINCT description FROM exp)"
         )
-        d_col: list[str] = []
+        table = con.sql("SELECT did, description FROM descs").to_arrow_table()
+        descs: list[str] = table.column("description").to_pylist()
+        dids: list[int] = table.column("did").to_pylist()
+        d_col: list[int] = []
         t_col: list[str] = []
-        for d in descs:
+        for did, d in zip(dids, descs, strict=True):
             toks = fs.tokenize(d)
-            d_col.extend([d] * len(toks))
+            d_col.extend([did] * len(toks))
             t_col.extend(toks)
-        con.register(
-            "desc_term_in", pa.table({"description": d_col, "term": t_col}, schema=_TERM_SCHEMA)
-        )
+        con.register("desc_term_in", pa.table({"did": d_col, "term": t_col}, schema=_TERM_SCHEMA))
         con.execute("CREATE OR REPLACE TABLE desc_term AS SELECT * FROM desc_term_in")
         con.unregister("desc_term_in")
+        # integer description ids (joins on strings cost most of a snapshot); stored by tenant
+        # and day: a snapshot of a few tenants (training) reads their row groups only (DuckDB's
+        # min/max zone maps); positions are row numbers in (day, id) order
+        con.execute(
+            "CREATE TABLE exp_sorted AS SELECT e.*, d.did FROM exp e "
+            "JOIN descs d USING (description) ORDER BY e.tenant_id, e.day, e.id"
+        )
+        con.execute("DROP TABLE exp")
+        con.execute("ALTER TABLE exp_sorted RENAME TO exp")
         it = self.items
         i_col: list[int] = []
         it_col: list[str] = []
@@ -285,7 +291,8 @@ class HistoryDB:
         frame = con.execute(
             """
             WITH numbered AS (SELECT *, (row_number() OVER (ORDER BY day, id)) - 1 AS pos FROM exp)
-            SELECT n.* EXCLUDE (pos) FROM numbered n JOIN pick USING (pos) ORDER BY n.day, n.id
+            SELECT n.* EXCLUDE (pos, did) FROM numbered n JOIN pick USING (pos)
+            ORDER BY n.day, n.id
             """
         ).df()
         con.unregister("pick")
@@ -339,7 +346,7 @@ class HistoryDB:
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE h AS
-            SELECT id, tenant_id, employee_id, vendor_id, item_id, category_id, description,
+            SELECT id, tenant_id, employee_id, vendor_id, item_id, category_id, did,
                    industry, department, day, {end} - day AS age,
                    ln(1 + greatest(amount, 0.0)) AS la
             FROM exp WHERE day < {end} AND day >= {end - WINDOW_DAYS} AND {only}
@@ -431,7 +438,7 @@ class HistoryDB:
         con.execute(
             """
             CREATE OR REPLACE TEMP TABLE tc_rows AS
-            SELECT h.tenant_id, t.term, h.category_id FROM h JOIN desc_term t USING (description)
+            SELECT h.tenant_id, t.term, h.category_id FROM h JOIN desc_term t USING (did)
             UNION ALL
             SELECT tenant_id, chr(1) || 'i:' || industry, category_id FROM h WHERE industry <> ''
             UNION ALL
@@ -480,7 +487,7 @@ class HistoryDB:
             "term_item",
             f"""
             WITH g AS (SELECT h.tenant_id, t.term, h.item_id, count(*) AS n
-                       FROM h JOIN desc_term t USING (description) WHERE h.day >= {recent}
+                       FROM h JOIN desc_term t USING (did) WHERE h.day >= {recent}
                        GROUP BY h.tenant_id, t.term, h.item_id)
             SELECT v.tid AS a, g.item_id AS b,
                    g.n / (sum(g.n) OVER (PARTITION BY g.tenant_id, g.term) + {TERM_SMOOTHING})
@@ -510,7 +517,7 @@ class HistoryDB:
         return out
 
 
-_TERM_SCHEMA = pa.schema([("description", pa.string()), ("term", pa.string())])
+_TERM_SCHEMA = pa.schema([("did", pa.int64()), ("term", pa.string())])
 
 
 def _progress(reader: pa.RecordBatchReader, what: str) -> pa.RecordBatchReader:
