@@ -7,7 +7,7 @@ STAMP := $(VENV)/.rankswap-installed
 ROOTS := core training ranker operator devtools
 export RANKSWAP_CACHE ?= $(HOME)/.cache/rankswap
 
-.PHONY: venv test test-node check demo bench bench-rollout bench-pipelines kube-tools node-tools images promtool postgres clean
+.PHONY: venv test test-fast test-node check demo bench bench-rollout bench-pipelines kube-tools node-tools images promtool postgres clean
 
 # The virtual environment is rebuilt only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -36,7 +36,11 @@ kube-tools:
 promtool:
 	@bash scripts/promtool.sh >/dev/null
 
-test: venv postgres kube-tools promtool
+# Every tier: unit + process-based integration (real kube-apiserver, S3 API, PostgreSQL), then
+# the real-node tier (root: helm install on a real node, rollouts against real pods).
+test: test-fast test-node
+
+test-fast: venv postgres kube-tools promtool
 	$(VENV)/bin/pytest
 
 # A real single-node cluster (docs/NODE.md): kubelet, kube-controller-manager, kube-scheduler,
@@ -65,6 +69,7 @@ demo: venv kube-tools
 
 bench: venv
 	$(PY) -m rankswap_dev.bench_ranker
+	$(PY) -m rankswap_dev.bench_shadow
 
 # kubectl apply -> every pod confirmed, for 3 and 10 local ranker pods (docs/OPERATOR.md).
 bench-rollout: venv kube-tools

@@ -2,7 +2,7 @@
 # Build the rankswap images (ranker, operator, training) from docker/Dockerfile with Debian's
 # container tools, with no registry and no HTTPS inside the build (docs/NODE.md):
 #
-#   1. podman, buildah, runc, debootstrap, CNI plugins: `apt-get install` when missing (root)
+#   1. podman, buildah, runc, debootstrap, CNI plugins, ipset (kube-router on the test node): `apt-get install` when missing (root)
 #   2. a base image: debootstrap of Debian bookworm (minbase) from the machine's Debian mirror
 #      plus Python 3.11 from Debian packages; cached by a hash of its recipe, rebuilt only when
 #      the recipe changes
@@ -45,7 +45,7 @@ command -v flock >/dev/null 2>&1 && flock 8
 ensure_tools() {
     local missing=() p
     for p in podman:podman buildah:buildah runc:/usr/sbin/runc debootstrap:/usr/sbin/debootstrap \
-        containernetworking-plugins:/usr/lib/cni/bridge; do
+        containernetworking-plugins:/usr/lib/cni/bridge ipset:/usr/sbin/ipset; do
         local cmd="${p#*:}"
         if [[ "${cmd}" == /* ]]; then [[ -x "${cmd}" ]] || missing+=("${p%%:*}")
         else command -v "${cmd}" >/dev/null 2>&1 || missing+=("${p%%:*}"); fi

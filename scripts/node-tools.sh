@@ -11,6 +11,10 @@
 #   coredns         Go build of github.com/coredns/coredns@$COREDNS_VERSION in its own wrapper
 #                   module (scripts/kube-build/coredns-$COREDNS_VERSION; main.go selects the
 #                   plugins: kubernetes, cache, errors, log, health, ready, bind): cluster DNS
+#   kube-router     Go build of github.com/cloudnativelabs/kube-router/v2@$KUBE_ROUTER_VERSION in its
+#                   own wrapper module (scripts/kube-build/kube-router-$KUBE_ROUTER_VERSION); only its
+#                   network policy controller runs (--run-firewall), so the test node enforces the
+#                   chart's NetworkPolicy with iptables + ipset (ipset from Debian: scripts/images.sh)
 #   pause           a static C program (scripts/kube-build/pause/pause.c, gcc -static), and
 #                   pause.oci.tar: an OCI archive of a FROM-scratch image localhost/pause:3.10
 #                   with it, for `ctr images import` (the upstream pause image cannot be pulled)
@@ -20,12 +24,14 @@
 #
 # Environment: KUBE_VERSION (v1.35.4), CONTAINERD_VERSION (v2.1.6), RANKSWAP_CACHE,
 # KUBE_TOOLS_BIN_DIR, GO, KUBE_TOOLS_FORCE=1 (as scripts/kube-tools.sh);
-# COREDNS_VERSION (v1.14.7); NODE_TOOLS_COMPONENTS (default "pause containerd kube coredns").
+# COREDNS_VERSION (v1.14.7); KUBE_ROUTER_VERSION (v2.1.0, the only v2 on the proxy here);
+# NODE_TOOLS_COMPONENTS (default "pause containerd kube coredns kube-router").
 set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-v1.35.4}"
 CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.1.6}"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.14.7}"
+KUBE_ROUTER_VERSION="${KUBE_ROUTER_VERSION:-v2.1.0}"
 KUBE_MINOR="$(echo "${KUBE_VERSION#v}" | cut -d. -f2)"
 RANKSWAP_CACHE="${RANKSWAP_CACHE:-${HOME}/.cache/rankswap}"
 KUBE_ROOT="${RANKSWAP_CACHE}/kube/${KUBE_VERSION}"
@@ -138,6 +144,25 @@ build_coredns() {
     log "coredns ${COREDNS_VERSION}: built in $((SECONDS - start)) s"
 }
 
+# --- kube-router (network policy only) ----------------------------------------------------------
+build_kube_router() {
+    local pinned="${PINNED_DIR}/kube-router-${KUBE_ROUTER_VERSION}"
+    local key="github.com/cloudnativelabs/kube-router/v2@${KUBE_ROUTER_VERSION} go-wrapper=$(hash_of "${pinned}/go.mod" "${pinned}/go.sum")"
+    if up_to_date kube-router "${key}"; then
+        log "kube-router ${KUBE_ROUTER_VERSION}: cached"
+        return
+    fi
+    local v=github.com/cloudnativelabs/kube-router/v2/pkg/version start=${SECONDS}
+    local ldflags="-s -w -X ${v}.Version=${KUBE_ROUTER_VERSION} -X ${v}.BuildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    log "kube-router ${KUBE_ROUTER_VERSION}: go build"
+    go_build "${KUBE_ROOT}/build/kube-router-${KUBE_ROUTER_VERSION}" "${pinned}" "" "${ldflags}" \
+        github.com/cloudnativelabs/kube-router/v2/cmd/kube-router \
+        || die "building kube-router ${KUBE_ROUTER_VERSION} failed"
+    mv -f "${KUBE_ROOT}/build/kube-router-${KUBE_ROUTER_VERSION}/out/kube-router" "${BIN_DIR}/kube-router"
+    write_stamp kube-router "${key}"
+    log "kube-router ${KUBE_ROUTER_VERSION}: built in $((SECONDS - start)) s"
+}
+
 # --- pause ------------------------------------------------------------------------------------
 build_pause() {
     local src="${PINNED_DIR}/pause/pause.c"
@@ -167,13 +192,14 @@ build_pause() {
 
 main() {
     local c
-    for c in ${NODE_TOOLS_COMPONENTS:-pause containerd kube coredns}; do
+    for c in ${NODE_TOOLS_COMPONENTS:-pause containerd kube coredns kube-router}; do
         case "${c}" in
             pause) build_pause ;;
             containerd) build_containerd ;;
             kube) build_kube_node ;;
             coredns) build_coredns ;;
-            *) die "unknown component ${c} (pause, containerd, kube, coredns)" ;;
+            kube-router) build_kube_router ;;
+            *) die "unknown component ${c} (pause, containerd, kube, coredns, kube-router)" ;;
         esac
     done
     echo "${BIN_DIR}"

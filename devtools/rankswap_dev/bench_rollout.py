@@ -5,9 +5,13 @@ local processes) and times, for 3 and for 10 pods:
 
 * a promotion to a bundle the pods have never loaded (download + verify + load + smoke test),
 * a rollback to the previous bundle, still warm in every worker (a pointer swap),
-* a promotion back to a warm bundle.
+* a promotion back to a warm bundle;
+* with a ``Canary`` spec (1 canary pod verified 2 s, then batches of 2): a rollback to the warm
+  previous bundle with ``instantRollback: false`` (the canary runs again) and with the default
+  ``instantRollback: true`` (every pod at once), side by side in the same run.
 
-``python -m rankswap_dev.bench_rollout [--work DIR] [--repeat N]``; results go to docs/BENCHMARKS.md.
+``python -m rankswap_dev.bench_rollout [--work DIR] [--repeat N] [--only-rollbacks]``; results go
+to docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -49,9 +53,14 @@ def publish(work: Path) -> tuple[str, str, list[date]]:
     return db_url, store, days
 
 
-def timed_apply(stack: LocalStack, when: date, pods: int) -> float:
+CANARY = {"strategy": "Canary", "canaryPods": 1, "canaryVerifySeconds": 2, "batchSize": 2}
+
+
+def timed_apply(
+    stack: LocalStack, when: date, pods: int, rollout: dict[str, object] | None = None
+) -> float:
     version = read_manifest(artifact_uri(stack.store, "model", "line-items", when)).version
-    body = stack.artifact_version(AV, when)
+    body = stack.artifact_version(AV, when, rollout=rollout)
     start = time.monotonic()
     stack.apply(body)
     stack.wait_serving(AV, version, pods=pods)
@@ -64,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--work", type=Path, default=Path("work/bench-rollout"))
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--only-rollbacks",
+        action="store_true",
+        help="only the canary-spec rollbacks, instantRollback false vs true",
+    )
     args = parser.parse_args(argv)
     work = args.work.resolve()
     shutil.rmtree(work, ignore_errors=True)
@@ -94,7 +108,16 @@ def main(argv: list[str] | None = None) -> int:
             fetched = {d0}  # versions already in every pod's local cache
             start = "first apply (operator start, download)" if n_pods == 3 else "7 new pods join"
             row: dict[str, list[float]] = {start: [timed_apply(stack, d0, n_pods)]}
+            timed_apply(stack, d1, n_pods)  # d1 good once, d0 warm behind it
+            fetched.add(d1)
             for _ in range(args.repeat):
+                # A warm rollback d1 -> d0 under a Canary spec, the canary run again, then not.
+                for instant in (False, True):
+                    timed_apply(stack, d1, n_pods, {**CANARY, "instantRollback": True})
+                    label = f"Canary spec: warm rollback, instantRollback {str(instant).lower()}"
+                    seconds = timed_apply(stack, d0, n_pods, {**CANARY, "instantRollback": instant})
+                    row.setdefault(label, []).append(seconds)
+            for _ in range(0 if args.only_rollbacks else args.repeat):
                 for when, scenario in cycle:
                     label = scenario if when in fetched else "first load of a version (download)"
                     fetched.add(when)

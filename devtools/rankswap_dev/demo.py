@@ -7,7 +7,9 @@
 3. three ranker "pods": Pod objects whose containers are local ``rankswap serve`` processes on
    127.0.0.N (no kubelet here: a stand-in writes their status, probing /readyz);
 4. ``kubectl apply`` of an ArtifactVersion; a ranking; a new item ranked at once; a promotion to
-   the next date with per-pod status switching; a rollback; the Events.
+   the next date, its canary judged by how it ranks live traffic against the previous bundle;
+   a bad but loadable model caught by that analysis and rolled back; an instant rollback; the
+   Events. A small load generator sends requests throughout (none may fail).
 
 Everything lives under ``work/demo/`` (``RANKSWAP_DEMO_DIR``) and is stopped at the end.
 """
@@ -16,9 +18,11 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import unicodedata
 from collections.abc import Callable
@@ -29,7 +33,9 @@ from typing import Any
 import httpx
 
 from rankswap.artifacts import artifact_uri, fetch_artifact, read_manifest
+from rankswap.featurespec import FEATURE_SCHEMA_VERSION
 from rankswap.productdb import ProductDB
+from rankswap_dev.badmodel import publish_permuted
 from rankswap_dev.launch import RankerProcess
 from rankswap_dev.localkube.stack import NAMESPACE as NS
 from rankswap_dev.localkube.stack import OPERATOR_NAMESPACE as OPERATOR_NS
@@ -38,6 +44,21 @@ from rankswap_dev.wait import WaitTimeout, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 AV = "lineitems"
+# The PSI is of per-request standardised scores (lambdarank scores have no fixed scale between
+# retrains). On the demo world (feature schema 1.1.0), `python -m rankswap_dev.measure_psi
+# work/demo -n 400`: two good retrains differ by 0.019, the bad model by 2.69 (raw scores: 0.08
+# and 13.0). The demo compares only ~30 requests, whose PSI is noisier (0.14 for the good
+# retrain in one run, 2.4 for the bad model), so its bound is 0.5; with the hundreds of
+# requests a production analysis waits for, the usual 0.25 holds (docs/OPERATOR.md). The
+# ranking measures (top-1 agreement, top-k overlap) catch the bad model too.
+ANALYSIS = {
+    "minCompared": 30,
+    "waitSeconds": 60,
+    "minTop1Agreement": 0.5,
+    "minTopKOverlap": 0.5,
+    "maxPSI": 0.5,
+    "maxErrorRate": 0.0,
+}
 
 
 def say(title: str) -> None:
@@ -87,6 +108,13 @@ def main() -> int:
         )
         run("features", "build", "--db", db_url, "--as-of", when.isoformat(), "--store", store)
         run("model", "train", "--db", db_url, "--as-of", when.isoformat(), "--store", store)
+    bad = d2 + timedelta(days=1)
+    say(
+        f"2b. A bad but loadable model as of {bad}: the {d2} model reading its numeric feature "
+        "columns in reverse order (a broken feature join; it loads, smoke-scores and answers 200)"
+    )
+    schema = read_manifest(artifact_uri(store, "features", FEATURE_SCHEMA_VERSION, d2)).name
+    publish_permuted(store, "line-items", schema, d2, bad, work / "bad-model")
     say(f"3. Offline evaluation on the time-split hold-out (from the published report of {d2})")
     print_evaluation(store, d2, work / "cache")
 
@@ -126,9 +154,17 @@ def main() -> int:
             "   process on its own address 127.0.0.N; a stand-in writes the Pod status (IP, Ready from /readyz)."
         )
         print("   On a real cluster the same operator drives real pods: see docs/INSTALL.md.")
-        rankers = [stack.add_ranker(f"ranker-{i}") for i in range(3)]
+        # Every live request is also scored with the warm bundle (default 10 %), so the demo's
+        # small traffic is enough for the canary analysis.
+        shadow = {"RANKSWAP_SHADOW_SAMPLE_RATE": "1"}
+        rankers = [stack.add_ranker(f"ranker-{i}", settings=shadow) for i in range(3)]
         print(kubectl("get", "pods", "-n", NS, "-o", "wide").stdout)
-        canary = {"strategy": "Canary", "canaryPods": 1, "canaryVerifySeconds": 2}
+        canary = {
+            "strategy": "Canary",
+            "canaryPods": 1,
+            "canaryVerifySeconds": 2,
+            "analysis": ANALYSIS,
+        }
 
         def av(when: date) -> str:
             return json.dumps(stack.artifact_version(AV, when, rollout=canary))
@@ -165,16 +201,39 @@ def main() -> int:
             f"item {item_id} scored among {response['candidates']} candidates (no feature row, unseen name): rank {position}"
         )
 
+        traffic = Traffic(rankers, sample_requests(db, d2, 40)).start()
         say(
-            f"10. Promote: kubectl apply with the {d2} URIs (canary: one pod first, verified, then the rest)"
+            f"10. Promote: kubectl apply with the {d2} URIs (canary: one pod first; its live traffic is"
+            " compared with the previous bundle and judged by spec.rollout.analysis; then the rest)"
         )
+        print(f"   spec.rollout.analysis: {json.dumps(ANALYSIS)}")
         kubectl("apply", "-f", "-", input=av(d2))
         watch_rollout(kubectl, ready_on(d2))
+        print(f"   analysis: {analysis_line(kubectl)}")
         print(kubectl("get", "av", "-n", NS).stdout)
         show_ranking(rankers[2], request)
 
+        say(f"11. Promote the bad model ({bad}): the canary analysis catches it and rolls back")
+        kubectl("apply", "-f", "-", input=av(bad))
+        v2 = read_manifest(artifact_uri(store, "model", "line-items", d2)).version
+
+        def caught() -> bool:
+            st = status(kubectl)
+            degraded: dict[str, Any] = next(
+                (c for c in st.get("conditions") or [] if c["type"] == "Degraded"), {}
+            )
+            return degraded.get("reason") == "AnalysisFailed" and all(
+                p.get("modelVersion") == v2 for p in st.get("pods") or []
+            )
+
+        watch_rollout(kubectl, caught)
+        failed = next(c for c in status(kubectl)["conditions"] if c["type"] == "Degraded")
+        print(f"   Degraded={failed['status']} {failed['reason']}: {failed['message']}")
+        print(kubectl("get", "av", "-n", NS).stdout)
+
         say(
-            f"11. Roll back: rankswap rollback {AV} --to {d1}  (the pods still hold it warm: a pointer swap)"
+            f"12. Roll back: rankswap rollback {AV} --to {d1}  (good before, so every pod at once:"
+            " no canary; the pods hold it warm)"
         )
         run(
             "rollback",
@@ -187,11 +246,17 @@ def main() -> int:
         )
         seconds = wait("rollback", ready_on(d1))
         print(
-            f"all pods back on {d1} and confirmed in {seconds:.1f}s (including the 2 s canary verification)"
+            f"all pods back on {d1} and confirmed in {seconds:.1f}s (a rollback skips the canary)"
         )
         run("status", AV, "-n", NS, env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)})
 
-        say("12. kubectl get events (what kubectl describe av shows)")
+        traffic.stop()
+        print(
+            f"load generator: {traffic.sent} requests during steps 10-12, {len(traffic.failures)} failed"
+            + (f": {traffic.failures[:3]}" if traffic.failures else "")
+        )
+
+        say("13. kubectl get events (what kubectl describe av shows)")
         print(kubectl("get", "events", "-n", NS, "--field-selector", f"involvedObject.name={AV}",
                       "--sort-by=.metadata.resourceVersion", "-o",
                       "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message").stdout)  # fmt: skip
@@ -203,26 +268,76 @@ def main() -> int:
 
 
 def sample_request(db: ProductDB, when: date) -> dict[str, Any]:
+    return sample_requests(db, when, 1)[0]
+
+
+def sample_requests(db: ProductDB, when: date, n: int) -> list[dict[str, Any]]:
     import pandas as pd
     import sqlalchemy as sa
 
     frame: pd.DataFrame = db.frame(
         sa.text(
-            "select tenant_id, employee_id, vendor_id, description, amount from expenses order by id desc limit 1"
+            "select tenant_id, employee_id, vendor_id, description, amount from expenses "
+            f"order by id desc limit {int(n)}"
         )
     )
-    row = frame.iloc[0]
-    return {
-        "tenant_id": str(row["tenant_id"]),
-        "context": {
-            "employee_id": int(row["employee_id"]),
-            "vendor_id": int(row["vendor_id"]),
-            "description": str(row["description"]),
-            "amount": float(row["amount"]),
-            "date": when.isoformat(),
-        },
-        "top_k": 5,
-    }
+    return [
+        {
+            "tenant_id": str(row["tenant_id"]),
+            "context": {
+                "employee_id": int(row["employee_id"]),
+                "vendor_id": int(row["vendor_id"]),
+                "description": str(row["description"]),
+                "amount": float(row["amount"]),
+                "date": when.isoformat(),
+            },
+            "top_k": 5,
+        }
+        for _, row in frame.iterrows()
+    ]
+
+
+class Traffic:
+    """A small load generator: rank requests to random pods (~30/s) until stopped."""
+
+    def __init__(self, rankers: list[RankerProcess], requests: list[dict[str, Any]]) -> None:
+        self.rankers, self.requests = rankers, requests
+        self.sent = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
+
+    def start(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        rng = random.Random(5)
+        with httpx.Client(timeout=5) as http:
+            while not self._stop.is_set():
+                pod = rng.choice(self.rankers)
+                try:
+                    r = http.post(f"{pod.public_url}/v1/rank", json=rng.choice(self.requests))
+                    if r.status_code != 200:
+                        self.failures.append(f"{pod.name}: HTTP {r.status_code}")
+                except httpx.HTTPError as exc:
+                    self.failures.append(f"{pod.name}: {type(exc).__name__}")
+                self.sent += 1
+                time.sleep(0.03)
+
+
+def status(kubectl: Callable[..., subprocess.CompletedProcess[str]]) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(kubectl("get", "av", AV, "-n", NS, "-o", "json").stdout)
+    return doc.get("status") or {}
+
+
+def analysis_line(kubectl: Callable[..., subprocess.CompletedProcess[str]]) -> str:
+    result = (status(kubectl).get("rollout") or {}).get("analysis") or {}
+    return f"{result.get('verdict')}: {result.get('message')}"
 
 
 def show_ranking(

@@ -16,9 +16,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -55,6 +58,10 @@ class RankerProcess:
     admin_port: int = 0
     workers: int = 1
     settings: dict[str, str] = field(default_factory=dict)
+    config_maps: dict[str, Mapping[str, str] | None] = field(default_factory=dict)
+    """ConfigMap volumes by volume name: their data, projected into :meth:`mount` at
+    :meth:`start` as the kubelet does (None: the ConfigMap does not exist, and the volume is
+    ``optional: true``: an empty folder)."""
     proc: subprocess.Popen[bytes] | None = None
     public_url: str = ""
     admin_url: str = ""
@@ -66,6 +73,10 @@ class RankerProcess:
     @property
     def run_dir(self) -> Path:
         return self.work / "run"
+
+    def mount(self, volume: str) -> Path:
+        """Where the ConfigMap volume ``volume`` is mounted."""
+        return self.work / "mounts" / volume
 
     @property
     def auth(self) -> dict[str, str]:
@@ -92,6 +103,8 @@ class RankerProcess:
         self.work.mkdir(parents=True, exist_ok=True)
         (self.work / "admin-token").write_text(self.token + "\n")
         (self.run_dir / "ports.json").unlink(missing_ok=True)
+        for volume, data in self.config_maps.items():
+            project_config_map(data or {}, self.mount(volume))
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [*CLI, "serve"],
@@ -173,6 +186,30 @@ class RankerProcess:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
+
+
+def project_config_map(data: Mapping[str, str], directory: Path) -> None:
+    """Write a ConfigMap's ``data`` into ``directory`` the way the kubelet projects a volume:
+    the files in a timestamped folder ``..<time>``, a symlink ``..data`` to it (swapped
+    atomically on an update), and one symlink per key, ``<key> -> ..data/<key>``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = (
+        directory / f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.{os.getpid()}.{time.monotonic_ns()}"
+    )
+    stamp.mkdir()
+    for key, value in data.items():
+        (stamp / key).write_text(value, encoding="utf-8")
+        (stamp / key).chmod(0o444)
+    link = directory / "..data_tmp"
+    link.unlink(missing_ok=True)
+    link.symlink_to(stamp.name)
+    os.replace(link, directory / "..data")
+    for key in data:
+        if not (directory / key).is_symlink():
+            (directory / key).symlink_to(f"..data/{key}")
+    for old in directory.glob("..[0-9]*"):
+        if old != stamp:
+            shutil.rmtree(old)
 
 
 @dataclass

@@ -20,10 +20,11 @@ import httpx
 import kopf
 from prometheus_client import CollectorRegistry
 
-from rankswap_operator import kube
+from rankswap_operator import kube, startup
 from rankswap_operator.errors import (
     AdminTokenUnavailable,
     InvalidSpec,
+    KubeError,
     OperatorError,
     PodUnreachable,
     StoreUnavailable,
@@ -31,6 +32,7 @@ from rankswap_operator.errors import (
 from rankswap_operator.metrics import OperatorMetrics, serve
 from rankswap_operator.plan import (
     PinnedBundle,
+    Plan,
     PodObservation,
     TargetProblem,
     plan,
@@ -44,6 +46,7 @@ from rankswap_operator.spec import AVSpec, Selector, parse_spec
 from rankswap_operator.status import (
     bundle_from_json,
     conditions_to_json,
+    good_before,
     rollout_from_json,
     status_from_plan,
 )
@@ -75,6 +78,8 @@ class Shared:
     """Per resource: set to run its reconcile pass now (a pod or the spec changed)."""
     selectors: dict[tuple[str, str], Selector] = field(default_factory=dict)
     """Per resource: the pod selector of its last valid spec."""
+    startup_written: dict[tuple[str, str], str] = field(default_factory=dict)
+    """Per resource: the content of its start-up ConfigMap as last written (startup.publish)."""
 
 
 def shared(memo: kopf.Memo) -> Shared:
@@ -209,6 +214,7 @@ async def reconcile_loop(
         state.metrics.forget(namespace, name)
         state.wakeups.pop(key, None)
         state.selectors.pop(key, None)
+        state.startup_written.pop(key, None)
 
 
 Outcome = Literal["busy", "idle", "retry", "wait"]
@@ -259,10 +265,13 @@ async def reconcile(
         rollout=rollout_from_json(previous.get("rollout")),
         pods=observations,
         now=now,
+        good_before=good_before(previous),
     )
     push_results = await asyncio.gather(
         *(
-            pods_client.push(p.ip, spec.admin_port, p.bundle, spec.refresh_interval_seconds)
+            pods_client.push(
+                p.ip, spec.admin_port, p.bundle, spec.refresh_interval_seconds, p.cohort
+            )
             for p in result.pushes
         ),
         return_exceptions=True,
@@ -287,13 +296,46 @@ async def reconcile(
         desired_uris=(spec.model_uri, spec.features_uri),
         now=now,
         history_limit=config.history_limit,
+        steps=spec.rollout.steps,
     )
     await kube.patch_status(namespace, name, kube.merge_patch(previous, new_status))
     state.metrics.record_status(namespace, name, new_status)
+    await _publish_startup(state, body, namespace, name, generation, target, result, now, logger)
     in_flight = not result.settled or any(
         p.state in ("Loading", "Pending", "Unreachable") for p in result.pods
     )
     return "busy" if in_flight else "idle"
+
+
+async def _publish_startup(
+    state: Shared,
+    body: kopf.Body,
+    namespace: str,
+    name: str,
+    generation: int,
+    target: PinnedBundle | None,
+    result: Plan,
+    now: datetime,
+    logger: kopf.Logger,
+) -> None:
+    """Keep the start-up ConfigMap in step with the plan; a failed write is logged and tried
+    again next pass (it never stops a rollout)."""
+    doc = startup.startup_document(
+        namespace=namespace,
+        name=name,
+        generation=generation,
+        desired=target,
+        last_good=result.last_good,
+        phase=result.rollout.phase if result.rollout else None,
+        now=now,
+    )
+    try:
+        uid = str(body.meta.get("uid") or "")
+        if await startup.publish(state.startup_written, namespace, name, uid, doc):
+            good = result.last_good.label() if result.last_good else "none yet"
+            logger.info(f"start-up ConfigMap {startup.configmap_name(name)}: last good {good}")
+    except KubeError as exc:
+        logger.warning(f"start-up ConfigMap not written: {exc}")
 
 
 async def _observe(client: PodClient, pod: PodRecord, spec: AVSpec) -> PodObservation:

@@ -77,3 +77,50 @@ async def read_token(namespace: str, secret: str, key: str) -> str:
     if not data:
         raise AdminTokenUnavailable(f"admin token Secret {namespace}/{secret} has no key {key!r}")
     return base64.b64decode(data).decode().strip()
+
+
+def _kube_error(action: str, exc: ApiException) -> KubeError:
+    hint = " (may the operator's ServiceAccount do that? see its RBAC)" if exc.status == 403 else ""
+    return KubeError(f"{action}: {exc.status} {exc.reason}{hint}")
+
+
+async def read_config_map(
+    namespace: str, name: str
+) -> tuple[dict[str, str], list[dict[str, Any]]] | None:
+    """A ConfigMap's data and owner references, or None when there is none."""
+
+    def call() -> Any:
+        return client.CoreV1Api().read_namespaced_config_map(name, namespace)
+
+    try:
+        obj = await asyncio.to_thread(call)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise _kube_error(f"reading ConfigMap {namespace}/{name}", exc) from exc
+    owners = [o.to_dict() for o in (obj.metadata.owner_references or [])]
+    return dict(obj.data or {}), owners
+
+
+async def create_config_map(namespace: str, body: Mapping[str, Any]) -> None:
+    doc: Any = dict(body)  # the client takes a plain dict for its V1ConfigMap
+
+    def call() -> None:
+        client.CoreV1Api().create_namespaced_config_map(namespace, doc)
+
+    try:
+        await asyncio.to_thread(call)
+    except ApiException as exc:
+        raise _kube_error(
+            f"creating ConfigMap {namespace}/{body['metadata']['name']}", exc
+        ) from exc
+
+
+async def patch_config_map(namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+    def call() -> None:
+        client.CoreV1Api().patch_namespaced_config_map(name, namespace, dict(patch))
+
+    try:
+        await asyncio.to_thread(call)
+    except ApiException as exc:
+        raise _kube_error(f"updating ConfigMap {namespace}/{name}", exc) from exc

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from rankswap.podstate import PodState
 from rankswap_operator.errors import PodUnreachable
-from rankswap_operator.plan import AdminState, PinnedBundle
+from rankswap_operator.plan import AdminState, CohortTarget, PinnedBundle
 
 
 def admin_state_from_json(doc: Any) -> AdminState:
@@ -43,7 +43,39 @@ def admin_state(state: PodState) -> AdminState:
         loading=status in ("loading", "pending") or state.loading is not None,
         error=error,
         warm_versions=tuple(b.versions for b in state.warm),
+        comparisons=tuple(state.shadow),
+        desired_cohort=(
+            (
+                (desired.cohort.model_uri, desired.cohort.features_uri),
+                desired.cohort.assignment.fingerprint,
+            )
+            if desired is not None and desired.cohort is not None
+            else None
+        ),
+        cohort=(
+            (state.cohort.bundle.versions, state.cohort.fingerprint)
+            if state.cohort is not None
+            else None
+        ),
     )
+
+
+def push_body(
+    bundle: PinnedBundle, refresh_interval_s: int, cohort: CohortTarget | None
+) -> dict[str, Any]:
+    """The ``PUT /admin/v1/bundle`` body (the ranker's ``BundleSpec``)."""
+    body: dict[str, Any] = {
+        "model_uri": bundle.model_uri,
+        "features_uri": bundle.features_uri,
+        "refresh_interval_s": refresh_interval_s,
+    }
+    if cohort is not None:
+        body["cohort"] = {
+            "model_uri": cohort.bundle.model_uri,
+            "features_uri": cohort.bundle.features_uri,
+            **cohort.assignment.model_dump(mode="json"),
+        }
+    return body
 
 
 class PodClient:
@@ -60,15 +92,18 @@ class PodClient:
         except PodUnreachable as exc:
             raise PodUnreachable(f"GET http://{ip}:{port}/admin/v1/state: {exc}") from exc
 
-    async def push(self, ip: str, port: int, bundle: PinnedBundle, refresh_interval_s: int) -> None:
+    async def push(
+        self,
+        ip: str,
+        port: int,
+        bundle: PinnedBundle,
+        refresh_interval_s: int,
+        cohort: CohortTarget | None = None,
+    ) -> None:
         await self._call(
             "PUT",
             f"http://{ip}:{port}/admin/v1/bundle",
-            json={
-                "model_uri": bundle.model_uri,
-                "features_uri": bundle.features_uri,
-                "refresh_interval_s": refresh_interval_s,
-            },
+            json=push_body(bundle, refresh_interval_s, cohort),
         )
 
     async def _call(

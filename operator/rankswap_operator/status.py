@@ -6,7 +6,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from rankswap_operator.analysis import AnalysisResult
 from rankswap_operator.plan import Condition, HistoryEntry, PinnedBundle, Plan, RolloutRecord
+from rankswap_operator.spec import CohortStep, cohort_at
+
+PHASES = ("Progressing", "Verifying", "Analyzing", "Paused", "Complete", "Failed")
+VERDICTS = ("Waiting", "Passed", "Failed", "Paused", "Skipped")
 
 
 def iso(moment: datetime) -> str:
@@ -44,7 +49,7 @@ def bundle_from_json(doc: Mapping[str, Any] | None) -> PinnedBundle | None:
 
 
 def rollout_from_json(doc: Mapping[str, Any] | None) -> RolloutRecord | None:
-    if not doc or doc.get("phase") not in ("Progressing", "Verifying", "Complete", "Failed"):
+    if not doc or doc.get("phase") not in PHASES:
         return None
     started = parse_time(doc.get("startedAt"))
     if started is None:
@@ -60,10 +65,61 @@ def rollout_from_json(doc: Mapping[str, Any] | None) -> RolloutRecord | None:
         reason=str(doc.get("reason", "")),
         message=str(doc.get("message", "")),
         pushed={k: t for k, v in (doc.get("pushed") or {}).items() if (t := parse_time(v))},
+        kind="Rollback" if doc.get("kind") == "Rollback" else "Rollout",
+        canary=tuple(str(n) for n in doc.get("canaryPods") or ()),
+        analysis=analysis_from_json(doc.get("analysis")),
+        step=int((doc.get("tenantCanary") or {}).get("step", 0)),
     )
 
 
-def rollout_to_json(rollout: RolloutRecord | None) -> dict[str, Any] | None:
+def analysis_from_json(doc: Mapping[str, Any] | None) -> AnalysisResult | None:
+    if not doc or doc.get("verdict") not in VERDICTS:
+        return None
+    at = parse_time(doc.get("evaluatedAt"))
+    if at is None:
+        return None
+    return AnalysisResult(
+        verdict=doc["verdict"],
+        message=str(doc.get("message", "")),
+        evaluated_at=at,
+        reference=str(doc.get("reference", "")),
+        compared=int(doc.get("compared", 0)),
+        measured={str(k): float(v) for k, v in (doc.get("measured") or {}).items()},
+    )
+
+
+def analysis_to_json(result: AnalysisResult) -> dict[str, Any]:
+    return {
+        "verdict": result.verdict,
+        "message": result.message[:2000],
+        "reference": result.reference,
+        "compared": result.compared,
+        "measured": dict(result.measured),
+        "evaluatedAt": iso(result.evaluated_at),
+    }
+
+
+def tenant_canary_to_json(rollout: RolloutRecord, steps: Sequence[CohortStep]) -> dict[str, Any]:
+    """``status.rollout.tenantCanary``: the step in flight and its cohort, for people."""
+    index = min(rollout.step, len(steps))
+    doc: dict[str, Any] = {"step": index, "steps": len(steps)}
+    if index < len(steps):
+        cohort = cohort_at(steps, index)
+        doc["cohort"] = cohort.describe()
+        doc["percent"] = cohort.percent
+        doc["tenants"] = len(cohort.tenants)
+        doc["fingerprint"] = cohort.fingerprint
+        doc["current"] = f"{index + 1}/{len(steps)}"
+    else:
+        doc["cohort"] = "every tenant"
+        doc["percent"] = 100
+        doc["current"] = "done"
+    return doc
+
+
+def rollout_to_json(
+    rollout: RolloutRecord | None, steps: Sequence[CohortStep] = ()
+) -> dict[str, Any] | None:
     if rollout is None:
         return None
     doc: dict[str, Any] = {
@@ -75,7 +131,13 @@ def rollout_to_json(rollout: RolloutRecord | None) -> dict[str, Any] | None:
         "reason": rollout.reason,
         "message": rollout.message[:2000],
         "pushed": {k: iso(v) for k, v in rollout.pushed.items()},
+        "kind": rollout.kind,
+        "canaryPods": list(rollout.canary),
     }
+    if rollout.analysis is not None:
+        doc["analysis"] = analysis_to_json(rollout.analysis)
+    if steps:
+        doc["tenantCanary"] = tenant_canary_to_json(rollout, steps)
     if rollout.wave_completed_at:
         doc["waveCompletedAt"] = iso(rollout.wave_completed_at)
     if rollout.finished_at:
@@ -117,7 +179,22 @@ def history_to_json(entry: HistoryEntry) -> dict[str, Any]:
         "startedAt": iso(entry.started_at),
         "finishedAt": iso(entry.finished_at),
         "message": entry.message[:500],
+        "kind": entry.kind,
+        **({"analysis": entry.analysis} if entry.analysis else {}),
     }
+
+
+def good_before(status: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """Versions that an earlier rollout brought to every pod (``history``), and ``lastGood``."""
+    found = {
+        (str(h.get("modelVersion")), str(h.get("featuresVersion")))
+        for h in status.get("history") or []
+        if h.get("outcome") == "Succeeded"
+    }
+    last = bundle_from_json(status.get("lastGood"))
+    if last is not None:
+        found.add(last.versions)
+    return found
 
 
 def status_from_plan(
@@ -129,6 +206,7 @@ def status_from_plan(
     desired_uris: tuple[str, str],
     now: datetime,
     history_limit: int,
+    steps: Sequence[CohortStep] = (),
 ) -> dict[str, Any]:
     """The whole new ``status``: what a user reads in ``kubectl get av`` and ``describe``."""
     before_pods = {p.get("name"): p for p in previous.get("pods") or []}
@@ -163,7 +241,7 @@ def status_from_plan(
         ),
         "desired": desired_doc,
         "lastGood": bundle_to_json(result.last_good),
-        "rollout": rollout_to_json(result.rollout),
+        "rollout": rollout_to_json(result.rollout, steps),
         "pods": pods,
         "counts": {
             "selected": result.selected,

@@ -19,7 +19,7 @@ from rankswap.podstate import PodState
 from rankswap_ranker.errors import Unauthorized, install_error_handlers
 from rankswap_ranker.limits import BodyLimit
 from rankswap_ranker.routes import BODY_ERRORS
-from rankswap_ranker.schemas import BundleAccepted, BundleSpec, ErrorBody
+from rankswap_ranker.schemas import BundleAccepted, BundleSpec, CohortSpec, ErrorBody
 from rankswap_ranker.settings import RankerSettings
 
 ADMIN_PREFIX = "/admin/v1"
@@ -29,7 +29,11 @@ class AdminBackend(Protocol):
     """What the admin API drives: the pod's coordinator (and refresher)."""
 
     def request_bundle(
-        self, model_uri: str, features_uri: str, refresh_interval_s: float | None
+        self,
+        model_uri: str,
+        features_uri: str,
+        refresh_interval_s: float | None,
+        cohort: CohortSpec | None = None,
     ) -> int: ...
     def state(self) -> PodState: ...
 
@@ -93,7 +97,7 @@ def admin_router(settings: RankerSettings, backend: AdminBackend) -> APIRouter:
         worker switches to it. Follow ``GET /admin/v1/state`` until ``converged`` is true and
         ``desired.request_id`` is this ``request_id`` (or ``last_error`` names it)."""
         request_id = backend.request_bundle(
-            spec.model_uri, spec.features_uri, spec.refresh_interval_s
+            spec.model_uri, spec.features_uri, spec.refresh_interval_s, spec.cohort
         )
         return BundleAccepted(
             request_id=request_id, model_uri=spec.model_uri, features_uri=spec.features_uri

@@ -8,7 +8,7 @@ the pod view that makes ``/readyz`` speak for every worker.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -22,8 +22,12 @@ from rankswap_ranker.metrics import RankerMetrics
 from rankswap_ranker.openapi import state_top_k_bound
 from rankswap_ranker.ranking import CandidateSource
 from rankswap_ranker.registry import BundleRegistry
-from rankswap_ranker.routes import public_router
+from rankswap_ranker.routes import RankEndpoint, public_router
 from rankswap_ranker.settings import RankerSettings
+from rankswap_ranker.shadow import Shadow
+
+if TYPE_CHECKING:
+    from rankswap_ranker.spans import Tracing
 
 _ROUTES = frozenset({"/v1/rank", "/healthz", "/readyz", "/metrics"})
 
@@ -57,6 +61,36 @@ class RequestMetrics:
             self.metrics.requests.labels(route, str(status)).inc()
 
 
+class RankFastPath:
+    """Hands a JSON ``POST /v1/rank`` to :meth:`RankEndpoint.fast_path`, past the framework's
+    routing (pure ASGI, inside :class:`BodyLimit`, which delivers the whole body in one message);
+    every other request, and an empty body, goes on to the app."""
+
+    def __init__(self, app: ASGIApp, endpoint: RankEndpoint) -> None:
+        self.app = app
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.endpoint.takes(scope):
+            await self.app(scope, receive, send)
+            return
+        message = await receive()
+        raw = message.get("body", b"") if message["type"] == "http.request" else b""
+        if raw:
+            await self.endpoint.fast_path(raw, scope, receive, send)
+            return
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if delivered:
+                return await receive()
+            delivered = True
+            return message
+
+        await self.app(scope, replay, send)
+
+
 class RankerAPI(FastAPI):
     """The public app; its OpenAPI document states the configured ``top_k`` bound."""
 
@@ -78,6 +112,8 @@ def create_app(
     metrics: RankerMetrics | None = None,
     pod: PodView | None = None,
     worker_slot: int = 0,
+    shadow: Shadow | None = None,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     metrics = metrics if metrics is not None else RankerMetrics(CollectorRegistry())
     app = RankerAPI(
@@ -87,8 +123,14 @@ def create_app(
         summary="Ranks a tenant's own expense line items with the bundle the pod serves.",
         docs_url=None,
         redoc_url=None,
+        # FastAPI's own spans stay off whatever tracer provider is global: with tracing on,
+        # TraceRequests makes the one server span, for the fast path and the route alike.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
+    endpoint = RankEndpoint(
+        settings, registry, candidate_source, metrics, worker_slot, shadow, tracing
+    )
     app.include_router(
         public_router(
             settings,
@@ -96,12 +138,17 @@ def create_app(
             candidate_source,
             metrics,
             pod if pod is not None else LocalPodView(registry),
-            worker_slot,
+            endpoint,
         )
     )
+    app.add_middleware(RankFastPath, endpoint=endpoint)
     app.add_middleware(
         BodyLimit, max_bytes=settings.public_max_body_bytes, timeout_s=settings.body_timeout_s
     )
+    if tracing is not None:  # off: nothing in the stack, the SDK never imported
+        from rankswap_ranker.spans import TraceRequests
+
+        app.add_middleware(TraceRequests, tracing=tracing)  # spans 413 and 408 answers too
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts 413 and 408 too
     state: Any = app.state
     state.metrics = metrics

@@ -13,6 +13,7 @@ Two steps, each usable on its own:
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,7 +30,11 @@ from rankswap.artifacts import model_contract as contract
 from rankswap.artifacts.cache_layout import read_cached_manifest
 from rankswap.artifacts.model_contract import INPUT_CAT, INPUT_NUM, MODEL_FILE, OUTPUT_SCORE
 from rankswap.podstate import ArtifactState, BundleState, ResolvedBundle
+from rankswap_ranker import treescore
 from rankswap_ranker.errors import BundleIncompatible, ModelInvalid, SmokeScoringFailed
+from rankswap_ranker.treescore import Encoder, TreeScorer
+
+log = logging.getLogger("rankswap.ranker.bundle")
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,10 @@ class Bundle:
     """Categorical values the model's encoder was fitted on, per categorical feature (from the
     model manifest's ``extra.encoder_categories``; empty when the manifest does not say)."""
     loaded_at: float = field(default_factory=time.time)
+    trees: TreeScorer | None = None
+    """The tree ensemble alone behind the graph's own encoders (:mod:`rankswap_ranker.treescore`),
+    kept only when it scores the parity rows bit-identically to the whole graph; None: the
+    whole graph scores."""
 
     @property
     def bundle_id(self) -> str:
@@ -154,6 +163,12 @@ class Bundle:
         """One score per candidate row (higher ranks first)."""
         if inputs.rows == 0:
             return np.empty(0, dtype=np.float32)
+        if self.trees is not None:
+            return self.trees.score(inputs.num, inputs.cat)
+        return self.score_whole(inputs)
+
+    def score_whole(self, inputs: fs.ModelInput) -> npt.NDArray[np.float32]:
+        """Scores of the whole ONNX graph (the artifact as published)."""
         out = self.session.run([OUTPUT_SCORE], {INPUT_NUM: inputs.num, INPUT_CAT: inputs.cat})
         return np.asarray(out[0], dtype=np.float32).reshape(-1)
 
@@ -186,7 +201,8 @@ def load(ref: BundleRef, *, intra_op_threads: int = 1, prefault: bool = False) -
     if prefault:
         prefault_tables(tables)
     t1 = time.perf_counter()
-    session = _open_session(Path(ref.model.local_dir) / MODEL_FILE, ref, intra_op_threads)
+    model_path = Path(ref.model.local_dir) / MODEL_FILE
+    session = _open_session(model_path, ref, intra_op_threads)
     t2 = time.perf_counter()
     bundle = Bundle(
         ref=ref,
@@ -195,6 +211,8 @@ def load(ref: BundleRef, *, intra_op_threads: int = 1, prefault: bool = False) -
         timings=LoadTimings(0, 0, 0),
         encoder_vocab=encoder_vocab(Path(ref.model.local_dir)),
     )
+    smoke_score(bundle)
+    bundle.trees = parity_checked_trees(bundle, model_path.read_bytes(), intra_op_threads)
     smoke_score(bundle)
     t3 = time.perf_counter()
     bundle.timings = LoadTimings(features_s=t1 - t0, session_s=t2 - t1, smoke_s=t3 - t2)
@@ -292,6 +310,66 @@ def smoke_candidates(tables: fs.FeatureTables, rows: int = SMOKE_ROWS) -> fs.Can
         account_codes=strings(""),
         created_at=np.full(n, np.datetime64("2000-01-01T00:00:00", "s")),
     )
+
+
+PARITY_ROWS = 512
+
+
+def parity_rows(bundle: Bundle, encoders: tuple[Encoder, ...]) -> fs.ModelInput:
+    """Rows to compare the two ways of scoring on: the smoke request's assembled rows, then
+    random numeric rows (wide and narrow ranges) with every encoder key, unseen and empty
+    strings in the categorical columns (fixed seed)."""
+    ctx = fs.RankContext(
+        tenant_id="__parity__",
+        employee_id=None,
+        vendor_id=None,
+        description="parity",
+        amount=1234.0,
+        expense_date=date.today(),
+    )
+    smoke = fs.assemble(ctx, smoke_candidates(bundle.tables), bundle.tables)
+    rng = np.random.default_rng(14)
+    n, width = PARITY_ROWS, smoke.num.shape[1]
+    scale = np.where(rng.random((n, 1)) < 0.5, 3.0, 400.0)
+    num = (rng.normal(0.0, 1.0, (n, width)) * scale).astype(np.float32)
+    num[: n // 4] = np.abs(num[: n // 4])
+    cat = np.empty((n, smoke.cat.shape[1]), dtype=object)
+    for j in range(cat.shape[1]):
+        keys = [k for e in encoders if e.column == j for k in e.codes]
+        pool = [*keys, "", "__unseen__", *smoke.cat[:, j].tolist()]
+        cat[:, j] = [pool[int(i)] for i in rng.integers(0, len(pool), n)]
+    return fs.ModelInput(
+        num=np.concatenate([smoke.num, num]),
+        cat=np.concatenate([smoke.cat, cat]),
+        rows=smoke.rows + n,
+        item_default_rows=0,
+        emp_item_default_rows=0,
+        unknown_employee_rows=0,
+        unknown_vendor_rows=0,
+        unknown_terms=0,
+    )
+
+
+def parity_checked_trees(bundle: Bundle, model: bytes, intra_op_threads: int) -> TreeScorer | None:
+    """The tree ensemble alone (:func:`rankswap_ranker.treescore.split`) if it scores the
+    parity rows exactly as the whole graph does; else None (logged), and the graph scores."""
+    trees = treescore.split(model, len(fs.NUMERIC_FEATURES), session_options(intra_op_threads))
+    if trees is None:
+        return None
+    rows = parity_rows(bundle, trees.encoders)
+    try:
+        same = bool(np.array_equal(trees.score(rows.num, rows.cat), bundle.score_whole(rows)))
+    except Exception:  # onnxruntime's own errors: score the whole graph
+        log.warning("model %s: the tree ensemble alone failed to score", bundle.ref.model.version)
+        return None
+    if not same:
+        log.warning(
+            "model %s: the tree ensemble alone does not score as the whole graph; the whole "
+            "graph scores",
+            bundle.ref.model.version,
+        )
+        return None
+    return trees
 
 
 def smoke_score(bundle: Bundle) -> None:

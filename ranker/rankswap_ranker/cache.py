@@ -32,14 +32,16 @@ class CacheKeeper:
         self.cache_dir = cache_dir
         self._recent: deque[BundleRef] = deque(maxlen=keep)
 
-    def desired(self, ref: BundleRef) -> list[Path]:
-        """Record ``ref`` as the newest desired bundle; return the folders removed."""
-        if any(r.bundle_id == ref.bundle_id for r in self._recent):
-            self._recent = deque(
-                (r for r in self._recent if r.bundle_id != ref.bundle_id),
-                maxlen=self._recent.maxlen,
-            )
-        self._recent.append(ref)
+    def desired(self, ref: BundleRef, *more: BundleRef) -> list[Path]:
+        """Record ``ref`` (and a cohort's bundle, ``more``) as the newest desired bundles;
+        return the folders removed."""
+        for one in (*more, ref):
+            if any(r.bundle_id == one.bundle_id for r in self._recent):
+                self._recent = deque(
+                    (r for r in self._recent if r.bundle_id != one.bundle_id),
+                    maxlen=self._recent.maxlen,
+                )
+            self._recent.append(one)
         return self.prune()
 
     def prune(self) -> list[Path]:

@@ -86,7 +86,11 @@ def settings_from_args(args: argparse.Namespace) -> RankerSettings:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    import os
+
     from rankswap_ranker.server import serve
+    from rankswap_ranker.tracing import TracingConfig
 
     settings = settings_from_args(args)
-    return serve(settings, json_logs=settings.log_format == "json")
+    tracing = TracingConfig.from_env(os.environ)  # the standard OTEL_* variables; None: off
+    return serve(settings, json_logs=settings.log_format == "json", tracing=tracing)

@@ -30,7 +30,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from rankswap.podstate import DesiredBundle, WorkerState, pod_ready
+from rankswap.cohorts import CohortAssignment
+from rankswap.podstate import DesiredBundle, DesiredCohort, WorkerCohort, WorkerState, pod_ready
 from rankswap_ranker import logs
 from rankswap_ranker.bundle import Bundle, BundleRef, utc_now_iso
 from rankswap_ranker.errors import error_record, translate
@@ -99,9 +100,24 @@ class RunDir:
     def read_desired(self) -> DesiredBundle | None:
         return _read_model(self.desired, DesiredBundle)
 
-    def write_desired(self, seq: int, ref: BundleRef, *, request_id: int | None) -> None:
+    def write_desired(
+        self,
+        seq: int,
+        ref: BundleRef,
+        *,
+        request_id: int | None,
+        cohort: tuple[BundleRef, CohortAssignment] | None = None,
+    ) -> None:
         doc = DesiredBundle(
-            seq=seq, request_id=request_id, set_at=utc_now_iso(), bundle=ref.resolved()
+            seq=seq,
+            request_id=request_id,
+            set_at=utc_now_iso(),
+            bundle=ref.resolved(),
+            cohort=(
+                DesiredCohort(bundle=cohort[0].resolved(), assignment=cohort[1])
+                if cohort is not None
+                else None
+            ),
         )
         write_json_atomic(self.desired, doc.model_dump(mode="json"))
 
@@ -152,9 +168,20 @@ class LocalPodView(PodView):
                 pid=os.getpid(),
                 alive=True,
                 active=active.ref.public() if active else None,
+                cohort=worker_cohort(self._registry),
                 warm=[b.ref.public() for b in self._registry.warm_bundles()],
             )
         ]
+
+
+def worker_cohort(registry: BundleRegistry[Bundle]) -> WorkerCohort | None:
+    """The cohort a worker's registry routes to, as its state reports it."""
+    cohort = registry.cohort
+    if cohort is None:
+        return None
+    return WorkerCohort(
+        bundle_id=cohort.bundle.bundle_id, fingerprint=cohort.assignment.fingerprint
+    )
 
 
 Loader = Callable[[BundleRef], Bundle]
@@ -252,23 +279,56 @@ class WorkerSync:
         desired = self.run_dir.read_desired()
         if desired is None or desired.seq == self._state["applied_seq"]:
             return False
-        self.apply(desired.seq, BundleRef.of(desired.bundle))
+        self.apply(desired.seq, BundleRef.of(desired.bundle), desired.cohort)
         return True
 
-    def apply(self, seq: int, ref: BundleRef) -> None:
+    def apply(self, seq: int, ref: BundleRef, cohort: DesiredCohort | None = None) -> None:
+        """Serve ``ref`` to every tenant, or to every tenant outside ``cohort``, whose tenants
+        get the cohort's bundle (a pointer swap when it is loaded, else loaded first)."""
+        if not self._apply_main(seq, ref):
+            return
+        if cohort is None:
+            self.registry.set_cohort(None)
+        else:
+            cref = BundleRef.of(cohort.bundle)
+            bundle = self.registry.take_warm(cref.bundle_id)
+            if bundle is None:
+                self._state["loading"] = cref.bundle_id
+                self.write_state()
+                try:
+                    with self.run_dir.load_slot():
+                        bundle = self.loader(cref)
+                except Exception as exc:
+                    self._failed(seq, cref, exc)
+                    return
+                self.metrics.loads.labels("activate").inc()
+                self._state["loads"] += 1
+            self.registry.set_cohort(bundle, cohort.assignment)
+            logs.event(
+                log,
+                logging.INFO,
+                "cohort active",
+                seq=seq,
+                cohort_bundle=cref.bundle_id,
+                cohort=cohort.assignment.describe(),
+                fingerprint=cohort.assignment.fingerprint,
+            )
+        self._state.update(applied_seq=seq, loading=None, last_error=None)
+        self.write_state()
+
+    def _apply_main(self, seq: int, ref: BundleRef) -> bool:
+        """Make ``ref`` the active bundle; False when loading it failed (recorded)."""
         target = ref.bundle_id
         active = self.registry.active
         if active is not None and active.bundle_id == target:
-            self._state["applied_seq"] = seq
-            self.write_state()
-            return
+            return True
         started = time.perf_counter()
         swap = self.registry.activate_warm(target)
         if swap is not None:
             self.metrics.rollbacks.inc()
             self._state["rollbacks"] += 1
             self._after_swap(seq, ref, "warm", time.perf_counter() - started, None)
-            return
+            return True
         self._state["loading"] = target
         self.write_state()
         try:
@@ -276,9 +336,10 @@ class WorkerSync:
                 bundle = self.loader(ref)
         except Exception as exc:
             self._failed(seq, ref, exc)
-            return
+            return False
         self.registry.activate(bundle)
         self._after_swap(seq, ref, "load", time.perf_counter() - started, bundle)
+        return True
 
     def _after_swap(
         self, seq: int, ref: BundleRef, how: str, seconds: float, bundle: Bundle | None
@@ -356,6 +417,7 @@ class WorkerSync:
             {
                 **{k: v for k, v in self._state.items() if k != "active_labels"},
                 "active": active.ref.public() if active is not None else None,
+                "cohort": worker_cohort(self.registry),
                 "warm": [b.ref.public() for b in self.registry.warm_bundles()],
                 "updated_at": utc_now_iso(),
             }

@@ -31,14 +31,17 @@ from rankswap.artifacts import (
     parse_uri,
     resolve_within,
 )
+from rankswap.cohorts import CohortAssignment
 from rankswap.podstate import (
     BundleRequestState,
     BundleState,
+    CohortState,
     DesiredState,
     LoadError,
     PodState,
     RefresherState,
     TargetState,
+    WorkerCohort,
     WorkerState,
     pod_converged,
     pod_ready,
@@ -47,12 +50,19 @@ from rankswap_ranker import logs
 from rankswap_ranker.bundle import Bundle, BundleRef, utc_now_iso
 from rankswap_ranker.cache import CacheKeeper
 from rankswap_ranker.convergence import PodView, RunDir
-from rankswap_ranker.errors import BadBundleRequest, URINotAllowed, error_record, translate
+from rankswap_ranker.errors import (
+    BadBundleRequest,
+    BundleIncompatible,
+    URINotAllowed,
+    error_record,
+    translate,
+)
 from rankswap_ranker.metrics import RankerMetrics
+from rankswap_ranker.shadow import read_pod_comparisons
 
 log = logging.getLogger("rankswap.ranker.coordinator")
 
-Source = Literal["admin", "settings", "refresher", "restart"]
+Source = Literal["admin", "settings", "startup", "refresher", "restart"]
 Resolver = Callable[[str, str], BundleRef]
 Validator = Callable[[BundleRef], Bundle]
 
@@ -93,6 +103,22 @@ def is_latest(uri: str) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class CohortRequest:
+    """The cohort part of an ask: the bundle serving ``assignment``'s tenants instead."""
+
+    model_uri: str
+    features_uri: str
+    assignment: CohortAssignment
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "model_uri": self.model_uri,
+            "features_uri": self.features_uri,
+            "assignment": self.assignment.model_dump(mode="json"),
+        }
+
+
 @dataclass
 class BundleRequest:
     """One ask for a bundle: the URIs as given (a ``latest/`` URI stays ``latest/``)."""
@@ -103,12 +129,17 @@ class BundleRequest:
     source: Source
     refresh_interval_s: float | None = None
     at: str = field(default_factory=utc_now_iso)
+    expect_versions: tuple[str, str] | None = None
+    """The (model, features) content versions the URIs must hold (a start-up bundle is pinned
+    by the operator); None takes whatever they hold."""
+    cohort: CohortRequest | None = None
 
     def public(self) -> dict[str, Any]:
         return {
             "request_id": self.request_id,
             "model_uri": self.model_uri,
             "features_uri": self.features_uri,
+            "cohort": self.cohort.public() if self.cohort is not None else None,
             "source": self.source,
             "refresh_interval_s": self.refresh_interval_s,
             "at": self.at,
@@ -149,6 +180,8 @@ class Coordinator:
         self.loading: BundleRequest | None = None
         self.target: BundleRef | None = None
         """The validated desired bundle (``state().target``); ``state().desired`` is the request."""
+        self.target_cohort: tuple[BundleRef, CohortAssignment] | None = None
+        """The validated cohort of the target (``state().cohort``), if any."""
         self.desired_seq = 0
         self.desired_request_id: int | None = None
         self.last_error: dict[str, Any] | None = None
@@ -165,11 +198,19 @@ class Coordinator:
         self.target = BundleRef.of(doc.bundle)
         self.desired_seq = doc.seq
         self._validated.add(self.target.bundle_id)
+        cohort: CohortRequest | None = None
+        if doc.cohort is not None:
+            cref = BundleRef.of(doc.cohort.bundle)
+            self.target_cohort = (cref, doc.cohort.assignment)
+            self._validated.add(cref.bundle_id)
+            cohort = CohortRequest(cref.model.uri, cref.features.uri, doc.cohort.assignment)
         if self._cache is not None:
-            self._cache.desired(self.target)
+            self._cache.desired(
+                self.target, *([self.target_cohort[0]] if self.target_cohort else [])
+            )
         self.desired_request_id = 0
         self.requested = BundleRequest(
-            0, self.target.model.uri, self.target.features.uri, "restart"
+            0, self.target.model.uri, self.target.features.uri, "restart", cohort=cohort
         )
 
     # Requests -------------------------------------------------------------------------------
@@ -181,15 +222,30 @@ class Coordinator:
         source: Source,
         *,
         refresh_interval_s: float | None = None,
+        expect_versions: tuple[str, str] | None = None,
+        cohort: CohortRequest | None = None,
     ) -> BundleRequest:
         """Record a desired bundle (checked against the allowed roots) and wake the loader.
 
-        A ``refresher`` request reloads the current desired URIs; any other replaces them."""
+        A ``refresher`` request reloads the current desired URIs (and cohort); any other
+        replaces them. With ``expect_versions`` the load fails unless the URIs hold exactly
+        those versions. With ``cohort`` its tenants are served by the cohort's bundle."""
         check_bundle_uris(model_uri, features_uri, self.allowed_roots)
+        if cohort is not None:
+            check_bundle_uris(cohort.model_uri, cohort.features_uri, self.allowed_roots)
         with self._lock:
             if source == "refresher" and self.requested is not None:
                 refresh_interval_s = self.requested.refresh_interval_s
-            req = BundleRequest(self._next_id, model_uri, features_uri, source, refresh_interval_s)
+                cohort = self.requested.cohort
+            req = BundleRequest(
+                self._next_id,
+                model_uri,
+                features_uri,
+                source,
+                refresh_interval_s,
+                expect_versions=expect_versions,
+                cohort=cohort,
+            )
             self._next_id += 1
             if source != "refresher":
                 self.requested = req
@@ -241,12 +297,22 @@ class Coordinator:
         stage = "fetch"
         try:
             ref = self._resolver(req.model_uri, req.features_uri)
+            _check_pinned(req, ref)
+            cohort: tuple[BundleRef, CohortAssignment] | None = None
+            if req.cohort is not None:
+                cref = self._resolver(req.cohort.model_uri, req.cohort.features_uri)
+                if cref.bundle_id == ref.bundle_id:
+                    raise BadBundleRequest(
+                        f"cohort: the cohort bundle {cref.bundle_id} is the pod's bundle itself"
+                    )
+                cohort = (cref, req.cohort.assignment)
             t1 = time.perf_counter()
             stage = "validate"
-            if ref.bundle_id not in self._validated:
-                bundle = self._validator(ref)
-                del bundle  # validated; the supervisor does not serve
-                self._validated.add(ref.bundle_id)
+            for one in (ref, *([cohort[0]] if cohort is not None else [])):
+                if one.bundle_id not in self._validated:
+                    bundle = self._validator(one)
+                    del bundle  # validated; the supervisor does not serve
+                    self._validated.add(one.bundle_id)
             t2 = time.perf_counter()
         except Exception as exc:
             self._record_failure(req, stage, exc, time.perf_counter() - t0)
@@ -254,18 +320,26 @@ class Coordinator:
             return None
         self.metrics.loads.labels("resolve").inc()
         self.metrics.load_duration.labels("resolve").observe(t2 - t0)
-        changed = self.target is None or self.target.bundle_id != ref.bundle_id
+        want_cohort = _worker_cohort(cohort)
+        changed = (
+            self.target is None
+            or self.target.bundle_id != ref.bundle_id
+            or _worker_cohort(self.target_cohort) != want_cohort
+        )
         # The same bundle again: rewrite it anyway if a worker does not serve it (a worker
         # that failed to load it gets another chance; the others only note the new seq).
         lagging = any(
-            w.active is None or w.active.bundle_id != ref.bundle_id
+            w.active is None or w.active.bundle_id != ref.bundle_id or w.cohort != want_cohort
             for w in self.pod.worker_states()
         )
         with self._lock:
             if changed or lagging:
-                self.run_dir.write_desired(self.desired_seq + 1, ref, request_id=req.request_id)
+                self.run_dir.write_desired(
+                    self.desired_seq + 1, ref, request_id=req.request_id, cohort=cohort
+                )
                 self.desired_seq += 1
             self.target = ref
+            self.target_cohort = cohort
             self.desired_request_id = req.request_id
             if (
                 self.last_error is not None
@@ -283,7 +357,7 @@ class Coordinator:
         }
         logs.event(log, logging.INFO, "bundle desired", seq=self.desired_seq, **self.last_load)
         if self._cache is not None and changed:
-            self._log_pruned(self._cache.desired(ref))
+            self._log_pruned(self._cache.desired(ref, *([cohort[0]] if cohort else [])))
         return ref
 
     def _prune_cache(self) -> None:
@@ -369,10 +443,13 @@ class Coordinator:
                 status = "pending"
             desired = DesiredState(**requested.public(), status=status, bundle_id=bundle)
         last_error = self.last_error or worker_error
+        cohort = self.target_cohort
         return PodState(
             workers_expected=self.pod.workers,
             ready=pod_ready(workers),
-            converged=pod_converged(workers, self.pod.workers, target_id, self.desired_seq),
+            converged=pod_converged(
+                workers, self.pod.workers, target_id, self.desired_seq, _worker_cohort(cohort)
+            ),
             desired=desired,
             loading=BundleRequestState(**loading.public()) if loading is not None else None,
             target=(
@@ -385,10 +462,20 @@ class Coordinator:
                 else None
             ),
             active=active,
+            cohort=(
+                CohortState(
+                    bundle=cohort[0].public(),
+                    assignment=cohort[1],
+                    fingerprint=cohort[1].fingerprint,
+                )
+                if cohort is not None
+                else None
+            ),
             warm=list(warm.values()),
             workers=workers,
             last_error=LoadError.model_validate(last_error) if last_error else None,
             last_load=self.last_load,
+            shadow=read_pod_comparisons(self.run_dir, self.pod.workers),
         )
 
     def _worker_error(self, live: list[WorkerState]) -> dict[str, Any] | None:
@@ -408,6 +495,24 @@ class Coordinator:
                     ),
                 }
         return None
+
+
+def _worker_cohort(cohort: tuple[BundleRef, CohortAssignment] | None) -> WorkerCohort | None:
+    """What a worker serving ``cohort`` reports (:class:`rankswap.podstate.WorkerCohort`)."""
+    if cohort is None:
+        return None
+    return WorkerCohort(bundle_id=cohort[0].bundle_id, fingerprint=cohort[1].fingerprint)
+
+
+def _check_pinned(req: BundleRequest, ref: BundleRef) -> None:
+    """BundleIncompatible unless ``ref`` holds the versions ``req`` was pinned to."""
+    want = req.expect_versions
+    got = (ref.model.version, ref.features.version)
+    if want is not None and got != want:
+        raise BundleIncompatible(
+            f"the URIs hold model {got[0]} + features {got[1]}, not the pinned "
+            f"model {want[0]} + features {want[1]}"
+        )
 
 
 def _lower_priority(nice: int) -> None:

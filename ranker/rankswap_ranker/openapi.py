@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rankswap.podstate import PodState
+from rankswap_ranker.schemas import CohortSpec
 from rankswap_ranker.settings import RankerSettings
 
 DOC_PATH = Path("docs") / "openapi-ranker.json"
@@ -22,7 +23,11 @@ class _SchemaOnly:
     """Backend of the admin app when it is built only to describe itself."""
 
     def request_bundle(
-        self, model_uri: str, features_uri: str, refresh_interval_s: float | None
+        self,
+        model_uri: str,
+        features_uri: str,
+        refresh_interval_s: float | None,
+        cohort: CohortSpec | None = None,
     ) -> int:
         raise NotImplementedError
 

@@ -61,6 +61,13 @@ class RankOutcome:
     candidates: int
     timings: dict[str, float] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)
+    query: RankQuery | None = None
+    context: fs.RankContext | None = None
+    cands: fs.Candidates | None = None
+    scores: npt.NDArray[np.float32] | None = None
+    top: Any = None
+    """The inputs and results behind ``body`` (references, no copies): what a shadow
+    comparison needs to score the same request with another bundle."""
 
 
 def top_k_indices(scores: npt.NDArray[np.float32], item_ids: npt.NDArray[np.int64], k: int) -> Any:
@@ -135,6 +142,11 @@ def rank(bundle: Bundle, source: CandidateSource, q: RankQuery) -> RankOutcome:
             "serialise": t6 - t5,
         },
         stats=stats,
+        query=q,
+        context=ctx,
+        cands=cands,
+        scores=scores,
+        top=best,
     )
 
 

@@ -2,22 +2,38 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from rankswap.podstate import pod_ready
 from rankswap_ranker import logs
 from rankswap_ranker.bundle import Bundle
 from rankswap_ranker.convergence import PodView
-from rankswap_ranker.errors import InternalError, InvalidRequest, translate
+from rankswap_ranker.errors import (
+    InternalError,
+    InvalidRequest,
+    RankerError,
+    error_response,
+    translate,
+    unparsable_body,
+    validation_error,
+)
 from rankswap_ranker.metrics import RankerMetrics
-from rankswap_ranker.ranking import CandidateSource, RankQuery, rank, record
+from rankswap_ranker.ranking import CandidateSource, RankOutcome, RankQuery, rank, record
 from rankswap_ranker.registry import BundleRegistry
 from rankswap_ranker.schemas import ErrorBody, Health, RankRequest, RankResponse, Readiness
 from rankswap_ranker.settings import RankerSettings
+from rankswap_ranker.shadow import Shadow
+
+if TYPE_CHECKING:
+    from rankswap_ranker.spans import Tracing
 
 log = logging.getLogger("rankswap.ranker.rank")
 
@@ -47,34 +63,59 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def public_router(
-    settings: RankerSettings,
-    registry: BundleRegistry[Bundle],
-    source: CandidateSource,
-    metrics: RankerMetrics,
-    pod: PodView,
-    worker_slot: int = 0,
-) -> APIRouter:
-    router = APIRouter()
-    worker = str(worker_slot)
+class RankEndpoint:
+    """``POST /v1/rank``: one pure call, :meth:`rank_request`, and two ways in.
 
-    @router.post(
-        "/v1/rank",
-        response_model=RankResponse,
-        responses=_ERRORS,
-        summary="Rank a tenant's active items for one expense",
-        tags=["rank"],
-    )
-    def rank_items(body: RankRequest) -> Response:
-        """Candidates are the tenant's active items, read from the product DB now. The answer
-        names the bundle that produced it (also in the ``X-Rankswap-*`` headers)."""
+    * :meth:`fast_path` (pure ASGI, in front of the framework's routing): a JSON body is
+      parsed and validated exactly as FastAPI does (``json.loads``, then the model), errors
+      become the same envelope; it skips routing, dependency solving and the per-request
+      exception middleware, which cost more than the transport itself.
+    * the FastAPI route (:func:`public_router`) for whatever the fast path leaves alone (an
+      empty body, another content type): the framework's own answers, the same call.
+    """
+
+    def __init__(
+        self,
+        settings: RankerSettings,
+        registry: BundleRegistry[Bundle],
+        source: CandidateSource,
+        metrics: RankerMetrics,
+        worker_slot: int,
+        shadow: Shadow | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
+        self.settings = settings
+        self.shadow = shadow
+        self.tracing = tracing
+        self.registry = registry
+        self.source = source
+        self.metrics = metrics
+        self.worker = str(worker_slot)
+        # SQLite reads are local file reads, cached between writes: ranking runs on the event
+        # loop (no thread-pool hop). Each PostgreSQL read is a network round trip: ranking then
+        # runs in the thread pool, so a slow query does not stall the worker's connections.
+        self.inline = settings.database_url.startswith("sqlite")
+
+    def rank_request(self, body: RankRequest) -> RankOutcome:
+        """Rank one request with the bundle current now (used to its end); errors become
+        :class:`RankerError`; the outcome's defaults and unknowns are counted. With tracing on,
+        the request's server span is told the bundle, tenant and sizes, and gets one child span
+        per stage (:meth:`rankswap_ranker.spans.Tracing.rank`)."""
+        if self.tracing is not None:
+            return self.tracing.rank(self._rank_request, body)
+        return self._rank_request(body)
+
+    def _rank_request(self, body: RankRequest) -> RankOutcome:
+        settings = self.settings
         top_k = body.top_k if body.top_k is not None else settings.top_k_default
         if top_k > settings.top_k_max:
             raise InvalidRequest(
                 f"top_k: must be at most {settings.top_k_max}",
                 detail=[{"loc": ["body", "top_k"], "msg": f"at most {settings.top_k_max}"}],
             )
-        bundle = registry.current()  # this request's bundle, to its end
+        # This request's bundle, to its end: the cohort's during a tenant canary, else the
+        # active one.
+        bundle = self.registry.for_tenant(body.tenant_id)
         token = logs.request_bundle.set(bundle.bundle_id)
         try:
             ctx = body.context
@@ -88,26 +129,106 @@ def public_router(
                 top_k=top_k,
             )
             try:
-                outcome = rank(bundle, source, query)
+                outcome = rank(bundle, self.source, query)
             except Exception as exc:
                 err = translate(exc)
                 if isinstance(err, InternalError):
+                    if self.shadow is not None:
+                        self.shadow.failed(bundle)
                     log.exception("rank failed", extra={"ctx": {"tenant_id": body.tenant_id}})
                     raise InternalError("internal error; the ranker logs have the details") from exc
                 raise err from exc
-            record(metrics, outcome)
+            record(self.metrics, outcome)
         finally:
             logs.request_bundle.reset(token)
-        ref = bundle.ref
+        if self.shadow is not None:
+            self.shadow.offer(outcome)  # the body is built; O(1), never blocks
+        return outcome
+
+    async def answer(self, body: RankRequest) -> RankOutcome:
+        if self.inline:
+            return self.rank_request(body)
+        return await run_in_threadpool(self.rank_request, body)
+
+    def headers(self, outcome: RankOutcome) -> dict[str, str]:
+        ref = outcome.bundle.ref
+        return {
+            HEADER_BUNDLE: ref.bundle_id,
+            HEADER_MODEL: ref.model.version,
+            HEADER_FEATURES: ref.features.version,
+            HEADER_WORKER: self.worker,
+        }
+
+    @staticmethod
+    def takes(scope: Scope) -> bool:
+        """A POST to /v1/rank with a JSON content type (as FastAPI reads it: ``application/json``
+        or ``application/*+json``, parameters ignored)."""
+        if scope["path"] != "/v1/rank" or scope["method"] != "POST":
+            return False
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                kind = value.split(b";", 1)[0].strip().lower()
+                return bool(kind == b"application/json") or (
+                    kind.startswith(b"application/") and kind.endswith(b"+json")
+                )
+        return False
+
+    async def fast_path(self, raw: bytes, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer a JSON ``raw`` body (the whole of it, read by :class:`BodyLimit`)."""
+        try:
+            outcome = await self.answer(parse_rank_request(raw))
+        except RankerError as err:
+            await error_response(err)(scope, receive, send)
+            return
+        body = outcome.body
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *((k.lower().encode(), v.encode()) for k, v in self.headers(outcome).items()),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def parse_rank_request(raw: bytes) -> RankRequest:
+    """The body as FastAPI reads a JSON body (``json.loads``, then the model's validation),
+    its failures as the errors the framework's would become (:mod:`rankswap_ranker.errors`)."""
+    try:
+        doc = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise unparsable_body(None, f"{exc.msg} at character {exc.pos}") from exc
+    except (UnicodeError, RecursionError) as exc:
+        raise unparsable_body(exc) from exc
+    try:
+        return RankRequest.model_validate(doc, from_attributes=True)  # as FastAPI validates
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise validation_error(errors) from exc
+
+
+def public_router(
+    settings: RankerSettings,
+    registry: BundleRegistry[Bundle],
+    source: CandidateSource,
+    metrics: RankerMetrics,
+    pod: PodView,
+    endpoint: RankEndpoint,
+) -> APIRouter:
+    router = APIRouter()
+
+    @router.post(
+        "/v1/rank",
+        response_model=RankResponse,
+        responses=_ERRORS,
+        summary="Rank a tenant's active items for one expense",
+        tags=["rank"],
+    )
+    async def rank_items(body: RankRequest) -> Response:
+        """Candidates are the tenant's active items, read from the product DB now. The answer
+        names the bundle that produced it (also in the ``X-Rankswap-*`` headers)."""
+        outcome = await endpoint.answer(body)
         return Response(
-            content=outcome.body,
-            media_type="application/json",
-            headers={
-                HEADER_BUNDLE: ref.bundle_id,
-                HEADER_MODEL: ref.model.version,
-                HEADER_FEATURES: ref.features.version,
-                HEADER_WORKER: worker,
-            },
+            content=outcome.body, media_type="application/json", headers=endpoint.headers(outcome)
         )
 
     @router.get("/healthz", summary="Liveness: the process answers", tags=["health"])

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from rankswap.cohorts import CohortAssignment
+
 MAX_ID = 2**31 - 1
 TOP_K_LIMIT = 1000
 """Outer bound of ``top_k`` (and of the ``top_k_max`` setting); each app's OpenAPI document states
@@ -129,8 +131,20 @@ class ErrorBody(BaseModel):
     detail: Any = None
 
 
+class CohortSpec(CohortAssignment):
+    """A tenant canary's cohort: these tenants are served by this bundle instead of the pod's
+    own (which stays every other tenant's). Tenants listed and/or a stable hash ``percent``."""
+
+    model_uri: str = Field(min_length=1, max_length=2048)
+    features_uri: str = Field(min_length=1, max_length=2048)
+
+    def assignment(self) -> CohortAssignment:
+        return CohortAssignment(tenants=list(self.tenants), percent=self.percent)
+
+
 class BundleSpec(BaseModel):
-    """The bundle the pod must serve: a model and a features artifact URI."""
+    """The bundle the pod must serve: a model and a features artifact URI; during a tenant
+    canary also the cohort bundle and the tenants it serves."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -153,6 +167,11 @@ class BundleSpec(BaseModel):
         le=86400,
         description="How often to poll a latest/ URI of this bundle (default: the pod's "
         "RANKSWAP_REFRESH_INTERVAL_S). Ignored for dated URIs.",
+    )
+    cohort: CohortSpec | None = Field(
+        None,
+        description="A tenant canary: the cohort's tenants are served by the cohort bundle, "
+        "every other tenant by this bundle. Null: this bundle serves every tenant.",
     )
 
 

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from rankswap.podstate import PodState
     from rankswap_ranker.coordinator import Coordinator, Refresher
     from rankswap_ranker.metrics import RankerMetrics
+    from rankswap_ranker.schemas import CohortSpec
+    from rankswap_ranker.tracing import TracingConfig
 
 log = logging.getLogger("rankswap.ranker")
 
@@ -75,8 +77,15 @@ def bind(host: str, port: int) -> socket.socket:
 # Worker ---------------------------------------------------------------------------------------
 
 
-def worker_main(settings: RankerSettings, slot: int, sock: socket.socket, parent: int) -> None:
-    """Entry point of a worker process (spawned; builds everything itself)."""
+def worker_main(
+    settings: RankerSettings,
+    slot: int,
+    sock: socket.socket,
+    parent: int,
+    tracing_config: TracingConfig | None = None,
+) -> None:
+    """Entry point of a worker process (spawned; builds everything itself, its tracer
+    provider too: the SDK's export thread belongs to the process that runs it)."""
     import uvicorn
     from prometheus_client import CollectorRegistry
 
@@ -87,6 +96,7 @@ def worker_main(settings: RankerSettings, slot: int, sock: socket.socket, parent
     from rankswap_ranker.limits import header_timeout_protocol
     from rankswap_ranker.metrics import RankerMetrics
     from rankswap_ranker.registry import BundleRegistry
+    from rankswap_ranker.shadow import Shadow, ShadowMetrics, shadow_path
 
     logs.configure(settings.log_level)
     logs.set_process("worker", slot)
@@ -107,6 +117,19 @@ def worker_main(settings: RankerSettings, slot: int, sock: socket.socket, parent
         poll_interval_s=settings.worker_poll_interval_s,
         nice=settings.loader_nice,
     )
+    shadow = Shadow(
+        registry,
+        ShadowMetrics(metrics.registry),
+        sample_rate=settings.shadow_sample_rate,
+        queue_size=settings.shadow_queue_size,
+        state_path=shadow_path(run_dir, slot),
+        pid=os.getpid(),
+    )
+    tracing = None
+    if tracing_config is not None:
+        from rankswap_ranker import spans
+
+        tracing = spans.start(tracing_config, slot)
     app = create_app(
         settings,
         registry,
@@ -114,6 +137,8 @@ def worker_main(settings: RankerSettings, slot: int, sock: socket.socket, parent
         metrics=metrics,
         pod=PodView(run_dir, settings.workers),
         worker_slot=slot,
+        shadow=shadow,
+        tracing=tracing,
     )
     config = uvicorn.Config(
         app,
@@ -138,11 +163,20 @@ def worker_main(settings: RankerSettings, slot: int, sock: socket.socket, parent
         log.exception("applying the desired bundle at start failed")
     sync.accepting()
     sync.start()
+    shadow.start()
+    # uvicorn restores the previous handlers and re-raises a captured SIGTERM when it stops:
+    # with the default handler that killed the process there, before the clean-up below (the
+    # spans still queued were lost). Ours only note it, as the supervisor's do.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     try:
         server.run(sockets=[sock])
     finally:
+        shadow.stop()
         sync.stop()
         source.close()
+        if tracing is not None:
+            tracing.shutdown()  # exports the spans still queued
 
 
 # Supervisor -----------------------------------------------------------------------------------
@@ -157,9 +191,11 @@ class WorkerPool:
         sock: socket.socket,
         clock: Callable[[], float] = time.monotonic,
         metrics: RankerMetrics | None = None,
+        tracing: TracingConfig | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.tracing = tracing
         self.sock = sock
         self.ctx = multiprocessing.get_context("spawn")
         self.clock = clock
@@ -174,7 +210,7 @@ class WorkerPool:
     def start(self, slot: int) -> None:
         proc = self.ctx.Process(
             target=worker_main,
-            args=(self.settings, slot, self.sock, os.getpid()),
+            args=(self.settings, slot, self.sock, os.getpid(), self.tracing),
             name=f"rankswap-ranker-worker-{slot}",
             daemon=False,
         )
@@ -255,10 +291,24 @@ class PodAdmin:
         self.pool = pool
 
     def request_bundle(
-        self, model_uri: str, features_uri: str, refresh_interval_s: float | None
+        self,
+        model_uri: str,
+        features_uri: str,
+        refresh_interval_s: float | None,
+        cohort: CohortSpec | None = None,
     ) -> int:
+        from rankswap_ranker.coordinator import CohortRequest
+
         req = self.coordinator.request(
-            model_uri, features_uri, "admin", refresh_interval_s=refresh_interval_s
+            model_uri,
+            features_uri,
+            "admin",
+            refresh_interval_s=refresh_interval_s,
+            cohort=(
+                CohortRequest(cohort.model_uri, cohort.features_uri, cohort.assignment())
+                if cohort is not None
+                else None
+            ),
         )
         return req.request_id
 
@@ -287,8 +337,11 @@ def enable_multiprocess_metrics(directory: Path) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
-def serve(settings: RankerSettings, *, json_logs: bool = True) -> int:
-    """Run the pod's ranker until SIGTERM / SIGINT. Returns the exit code."""
+def serve(
+    settings: RankerSettings, *, json_logs: bool = True, tracing: TracingConfig | None = None
+) -> int:
+    """Run the pod's ranker until SIGTERM / SIGINT (``tracing``: each worker's spans, see
+    :mod:`rankswap_ranker.tracing`; None: off). Returns the exit code."""
     run_root = settings.effective_run_dir
     run_root.mkdir(parents=True, exist_ok=True)
     enable_multiprocess_metrics(run_root / "metrics")
@@ -296,7 +349,13 @@ def serve(settings: RankerSettings, *, json_logs: bool = True) -> int:
 
     logs.configure(settings.log_level, json_lines=json_logs)
     logs.set_process("supervisor")
-    logs.event(log, logging.INFO, "effective configuration", config=settings.masked())
+    logs.event(
+        log,
+        logging.INFO,
+        "effective configuration",
+        config=settings.masked(),
+        tracing=tracing.public() if tracing is not None else None,
+    )
     if settings.read_admin_token() is None:
         logs.event(
             log,
@@ -321,14 +380,19 @@ def serve(settings: RankerSettings, *, json_logs: bool = True) -> int:
     try:
         import uvloop
 
-        uvloop.run(_supervise(settings, public, admin))
+        uvloop.run(_supervise(settings, public, admin, tracing))
     finally:
         public.close()
         admin.close()
     return 0
 
 
-async def _supervise(settings: RankerSettings, public: socket.socket, admin: socket.socket) -> None:
+async def _supervise(
+    settings: RankerSettings,
+    public: socket.socket,
+    admin: socket.socket,
+    tracing: TracingConfig | None = None,
+) -> None:
     import uvicorn
     from prometheus_client import CollectorRegistry
 
@@ -340,6 +404,7 @@ async def _supervise(settings: RankerSettings, public: socket.socket, admin: soc
     from rankswap_ranker.coordinator import Coordinator, Refresher
     from rankswap_ranker.limits import header_timeout_protocol
     from rankswap_ranker.metrics import RankerMetrics
+    from rankswap_ranker.startup import request_first_bundle
 
     run_dir = RunDir(settings.effective_run_dir)
     cache_dir: Path = settings.effective_cache_dir
@@ -359,9 +424,9 @@ async def _supervise(settings: RankerSettings, public: socket.socket, admin: soc
     refresher = Refresher(
         coordinator, settings.refresh_interval_s, lambda uri: read_manifest(uri).version
     )
-    if coordinator.target is None and settings.model_uri and settings.features_uri:
-        coordinator.request(settings.model_uri, settings.features_uri, "settings")
-    pool = WorkerPool(settings, public, metrics=metrics)
+    if coordinator.target is None:
+        request_first_bundle(settings, coordinator)
+    pool = WorkerPool(settings, public, metrics=metrics, tracing=tracing)
     pool.start_all()
     server = uvicorn.Server(
         uvicorn.Config(

@@ -62,6 +62,12 @@ class RankerSettings(BaseSettings):
     """Model artifact to load at start (optional; the operator usually pushes one)."""
     features_uri: str | None = None
     """Features artifact to load at start, together with ``model_uri``."""
+    startup_file: Path | None = None
+    """The operator's start-up document (``startup.json`` of the ArtifactVersion's start-up
+    ConfigMap, mounted by the chart): a pod that starts with no bundle loads the last good
+    bundle it names, so it becomes ready while the operator is down (see
+    :mod:`rankswap_ranker.startup`). Wins over ``model_uri``/``features_uri`` when it names
+    one; a missing file is fine, a bad one is logged and ignored."""
 
     run_dir: Path | None = None
     """Pod-local runtime folder (an ``emptyDir``): the desired bundle file, per-worker state,
@@ -87,6 +93,11 @@ class RankerSettings(BaseSettings):
     request waits for the disk. The pages are shared by all workers (page cache)."""
     loader_nice: int = Field(10, ge=0, le=19)
     """Niceness added to bundle-loading threads, so loads do not take CPU from requests."""
+    shadow_sample_rate: float = Field(0.1, ge=0, le=1)
+    """Share of live rank requests each worker scores again with its warm bundle, off the
+    response path, to compare the two (docs/RANKER.md, "Shadow comparison"); 0 turns it off."""
+    shadow_queue_size: int = Field(8, ge=1, le=1024)
+    """Sampled requests waiting for comparison per worker; more are dropped (and counted)."""
 
     top_k_default: int = Field(5, ge=1)
     """``top_k`` when a request does not give one."""

@@ -158,6 +158,12 @@ class Release:
         )
         return found
 
+    def start_from(self, when: date) -> None:
+        """Every pod on ``when`` by a plain AllAtOnce rollout, whatever an earlier test left (a
+        test that failed half-way must not fail the ones after it)."""
+        self.apply_av(when)
+        self.wait_serving(when)
+
     def ranker_pods(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self.json(
             "pods", "-l", f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=ranker"
@@ -212,7 +218,8 @@ def node_values(
                 "limits": {"memory": "1Gi"},
             },
         },
-        "artifactVersion": {"create": False},
+        # The tests apply the ArtifactVersion `lineitems`: the rankers mount its start-up ConfigMap.
+        "artifactVersion": {"create": False, "name": AV},
         "tests": {"enabled": True, "tenantId": tenant},
         "pipelines": {
             "enabled": pipelines,
@@ -333,7 +340,7 @@ def test_deleted_ranker_pod_is_replaced_and_brought_to_the_desired_bundle(
 ) -> None:
     rel = release
     d1 = world.dates[0]
-    rel.wait_serving(d1)
+    rel.start_from(d1)
     victim = rel.ranker_pods()[0]["metadata"]["name"]
     with ServiceLoad(rel.service_url(), world.sample_requests) as load:
         wait_for("answers through the Service", lambda: load.sent > 20, 60)
@@ -361,8 +368,15 @@ def test_canaried_promotion_then_rollback_to_the_warm_version(
 ) -> None:
     rel = release
     d1, d2 = world.dates
-    rel.wait_serving(d1)
-    canary: dict[str, Any] = {"strategy": "Canary", "canaryPods": 1, "canaryVerifySeconds": 6}
+    rel.start_from(d1)
+    # d2 was served before (the first test), so without instantRollback: false the operator
+    # would take it as a rollback and swap every pod at once, skipping the canary.
+    canary: dict[str, Any] = {
+        "strategy": "Canary",
+        "canaryPods": 1,
+        "canaryVerifySeconds": 6,
+        "instantRollback": False,
+    }
     with ServiceLoad(rel.service_url(), world.sample_requests) as load:
         wait_for("answers through the Service", lambda: load.sent > 20, 60)
         rel.apply_av(d2, batchSize=2, **canary)
@@ -392,7 +406,7 @@ def test_corrupt_model_is_refused_rolled_back_and_pods_keep_serving(
 ) -> None:
     rel = release
     d1 = world.dates[0]
-    rel.wait_serving(d1)
+    rel.start_from(d1)
     with ServiceLoad(rel.service_url(), world.sample_requests) as load:
         wait_for("answers through the Service", lambda: load.sent > 20, 60)
         uris = world.uris(world.corrupt)
@@ -432,7 +446,7 @@ def test_rollout_restart_replaces_every_pod_and_the_operator_serves_them(
 ) -> None:
     rel = release
     d1 = world.dates[0]
-    rel.wait_serving(d1)
+    rel.start_from(d1)
     before = {p["metadata"]["name"] for p in rel.ranker_pods()}
     with ServiceLoad(rel.service_url(), world.sample_requests) as load:
         wait_for("answers through the Service", lambda: load.sent > 20, 60)
@@ -459,10 +473,17 @@ def test_operator_pod_deleted_mid_rollout_its_replacement_resumes(
 ) -> None:
     rel = release
     d1, d2 = world.dates
-    rel.wait_serving(d1)
+    rel.start_from(d1)
     with ServiceLoad(rel.service_url(), world.sample_requests) as load:
         wait_for("answers through the Service", lambda: load.sent > 20, 60)
-        rel.apply_av(d2, strategy="Canary", canaryPods=1, canaryVerifySeconds=15, batchSize=1)
+        rel.apply_av(
+            d2,
+            strategy="Canary",
+            canaryPods=1,
+            canaryVerifySeconds=15,
+            batchSize=1,
+            instantRollback=False,  # d2 was served before: a canary, not an instant rollback
+        )
         wait_for(
             "canary verifying",
             lambda: conditions(rel.av()).get("Progressing", {}).get("reason") == "CanaryVerifying",
@@ -486,6 +507,56 @@ def test_operator_pod_deleted_mid_rollout_its_replacement_resumes(
         rel.apply_av(d1)
         rel.wait_serving(d1)
     assert load.failures == [], load.failures[:10]
+
+
+@pytest.mark.timeout(600)
+def test_rankers_scaled_out_while_the_operator_is_scaled_to_zero_become_ready(
+    release: Release, world: NodeWorld
+) -> None:
+    """Pods that start while the operator is down load the last good bundle from the start-up
+    ConfigMap the kubelet projects into them; the operator, back, reports them Updated."""
+    rel = release
+    d1 = world.dates[0]
+    rel.start_from(d1)
+    startup = json.loads(rel.json("configmap", f"{AV}-startup")["data"]["startup.json"])
+    assert (startup["last_good"]["model_version"], startup["last_good"]["features_version"]) == (
+        world.versions[d1]
+    )
+    before = {p["metadata"]["name"] for p in rel.ranker_pods()}
+    with ServiceLoad(rel.service_url(), world.sample_requests) as load:
+        wait_for("answers through the Service", lambda: load.sent > 20, 60)
+        rel.kubectl("scale", f"deployment/{FULL}-operator", "--replicas=0")
+        wait_for(
+            "the operator pod gone",
+            lambda: (
+                not rel.json(
+                    "pods",
+                    "-l",
+                    f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=operator",
+                )["items"]
+            ),
+            120,
+        )
+        rel.kubectl("scale", f"deployment/{FULL}-ranker", f"--replicas={REPLICAS + 2}")
+        rel.kubectl("rollout", "status", f"deployment/{FULL}-ranker", "--timeout=300s", timeout=320)
+        new = [p for p in rel.ranker_pods() if p["metadata"]["name"] not in before]
+        assert len(new) == 2
+        for p in new:
+            ready = {c["type"]: c["status"] for c in p["status"]["conditions"]}
+            assert ready["Ready"] == "True", p["metadata"]["name"]
+        sent = load.sent
+        wait_for("more answers", lambda: load.sent > sent + 40, 60)
+        rel.kubectl("scale", f"deployment/{FULL}-operator", "--replicas=1")
+        wait_for(
+            "the operator reports every pod, the new ones too, on d1",
+            lambda: rel.serving(d1, pods=REPLICAS + 2),
+            240,
+            detail=rel.diagnose,
+        )
+        rel.kubectl("scale", f"deployment/{FULL}-ranker", f"--replicas={REPLICAS}")
+        wait_for("back to 3 pods", lambda: rel.serving(d1) is not None, 240, detail=rel.diagnose)
+    assert load.failures == [], load.failures[:10]
+    assert set(load.versions) == {world.versions[d1]}
 
 
 @pytest.mark.timeout(1200)

@@ -23,6 +23,7 @@ class LoadGenerator:
     sent: int = 0
     failures: list[str] = field(default_factory=list)
     versions_seen: set[tuple[str, str]] = field(default_factory=set)
+    versions_by_tenant: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -51,7 +52,9 @@ class LoadGenerator:
                         )
                     else:
                         doc = response.json()
-                        self.versions_seen.add((doc["model_version"], doc["features_version"]))
+                        seen = (doc["model_version"], doc["features_version"])
+                        self.versions_seen.add(seen)
+                        self.versions_by_tenant.setdefault(body["tenant_id"], set()).add(seen)
                     time.sleep(0.01)
 
         self._thread = threading.Thread(target=loop, name="load-generator", daemon=True)

@@ -5,7 +5,10 @@ Built once per test session with the real pipelines (``rankswap datagen``, ``fea
 
 * ``corrupt``: a dated model whose manifest is intact but whose ``model.onnx`` was altered
   afterwards (the ranker's checksum verification must refuse it);
-* ``mismatch``: a dated model that requires a feature schema no features artifact has.
+* ``mismatch``: a dated model that requires a feature schema no features artifact has;
+* ``permuted``: a "bad but loadable" model: the good model with its numeric input columns in
+  reverse order (a broken feature join). It verifies, loads, smoke-scores and answers 200, but
+  ranks differently; only an analysis of how it ranks live requests catches it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from rankswap.artifacts import (
     read_manifest,
 )
 from rankswap.artifacts.store import store_for
+from rankswap_dev.badmodel import publish_permuted
 
 
 @dataclass
@@ -39,6 +43,7 @@ class World:
     dates: tuple[date, date]
     corrupt: date
     mismatch: date
+    permuted: date
     versions: dict[date, tuple[str, str]]
     sample_requests: list[dict[str, Any]]
     s3_root: str | None = None
@@ -107,7 +112,9 @@ def build_world(work: Path, *, seed: int = 11) -> World:
         for d in (d1, d2)
     }
     corrupt, mismatch = d2 + timedelta(days=1), d2 + timedelta(days=2)
+    permuted = d2 + timedelta(days=3)
     _publish_bad(work, root, name, schema, d2, corrupt, mismatch)
+    publish_permuted(root, name, schema, d2, permuted, work / "permuted")
     return World(
         db_path=db,
         file_root=root,
@@ -116,6 +123,7 @@ def build_world(work: Path, *, seed: int = 11) -> World:
         dates=(d1, d2),
         corrupt=corrupt,
         mismatch=mismatch,
+        permuted=permuted,
         versions=versions,
         sample_requests=_sample_requests(db, d2),
         roots=[root],

@@ -245,7 +245,8 @@ def assemble_batch(
     block[:, 3] = np.where(pre.cat_found[dc], np.clip(cat_z, -10.0, 10.0), 0.0)
 
     # description terms, industry and department x category
-    term_ids, unknown_terms = _context_terms(contexts, tables)
+    desc_terms = [tokenize(str(d)) for d in contexts.descriptions.tolist()]  # once per context
+    term_ids, unknown_terms = _context_terms(contexts, desc_terms, tables)
     tc = t["term_cat"]
     n_desc = term_ids.shape[1] - 2
     tids = term_ids[0][None, :] if single else term_ids[u_ctx]  # [1 or U, n_desc + 2]
@@ -264,7 +265,9 @@ def assemble_batch(
 
     # the expense vs the item's own name and code, and the description's terms x item
     text = num[:, C_TEXT : C_TEXT + len(ITEM_TEXT_FEATURES)]
-    text_features(contexts, ci, candidates, tables, term_ids[:, :n_desc], single=single, out=text)
+    text_features(
+        contexts, ci, candidates, tables, desc_terms, term_ids[:, :n_desc], single=single, out=text
+    )
 
     cat = pre.cat.copy() if pre.shared else pre.cat
     cat[:, 2] = per_row(contexts.industries)
@@ -289,16 +292,18 @@ def _rows_without(found: npt.NDArray[np.bool_], ci: I64, single: bool) -> int:
     return int(np.count_nonzero(~found[ci]))
 
 
-def _context_terms(contexts: ContextBatch, tables: FeatureTables) -> tuple[I64, int]:
-    """Term ids per context, [n_ctx, MAX_TERMS + 2]: description terms (-1 padded), then the
-    industry term, then the department term (-1 when unknown; also -1 for terms not in the
-    vocabulary). Loops over contexts only; returns the count of unknown description terms."""
+def _context_terms(
+    contexts: ContextBatch, desc_terms: list[list[str]], tables: FeatureTables
+) -> tuple[I64, int]:
+    """Term ids per context, [n_ctx, MAX_TERMS + 2]: description terms (``desc_terms``: the
+    contexts' descriptions, ``tokenize``d once; -1 padded), then the industry term, then the
+    department term (-1 when unknown; also -1 for terms not in the vocabulary). Loops over contexts only; returns the count of unknown description terms."""
     index = tables.term_index()
     width = MAX_TERMS + 2
     rows: list[list[int]] = []
     unknown = 0
     for i in range(len(contexts)):
-        row = [index.get(term, -1) for term in tokenize(str(contexts.descriptions[i]))]
+        row = [index.get(term, -1) for term in desc_terms[i]]
         unknown += row.count(-1)
         row.extend([-1] * (MAX_TERMS - len(row)))
         row.append(index.get(industry_term(str(contexts.industries[i])), -1))

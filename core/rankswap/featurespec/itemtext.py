@@ -28,9 +28,15 @@ The ratios are rounded to 1e-4 (``_grid``, see there).
 item's ``term_item`` share (0 for an item without a row: the documented default), so a new
 item learns from its first days of use through the daily features.
 
-Serving (one context) memoises the context-free part (the candidates' name terms and their
-rarity) on the ``Candidates`` object; training runs the same arithmetic over many contexts, so
-the rows are bit-identical to serving's (a test checks it)."""
+Serving (one context, :func:`_one_context`) memoises the context-free part on the
+``Candidates`` object (:class:`NameIndex`: the candidates' name terms, their rarity, an inverted
+index term -> (row, term) pairs, the rows' idf totals; per feature tables, the name terms'
+feature-vocabulary ids) and then touches only the pairs whose term the description, the vendor
+name or the employee's ``emp_term`` rows hold: each description term and ``emp_term`` row is
+looked up once per request, not once per candidate. Training (:func:`_many_contexts`) runs the
+dense arithmetic over every pair of many contexts. Both add the same non-zero terms in the same
+order (pair order), so the rows are bit-identical (tests check it on handmade and generated
+worlds)."""
 
 from __future__ import annotations
 
@@ -139,11 +145,86 @@ class Rarity:
         return Rarity(key=key, idf=idf, alone=alone)
 
 
+@dataclass(frozen=True, slots=True)
+class NameIndex:
+    """The context-free part of the text features for one candidate list (one context): the
+    name terms, their rarity within the list (``idf``, ``alone`` per (row, term) pair), the
+    pairs by term (``by_term[term_start[t]:term_start[t + 1]]``: the pairs of local term ``t``,
+    ascending) and by row (``row_start``), per row the idf total (the covers' denominator) and
+    ``max(term count, 1)``."""
+
+    names: NameTerms
+    idf: F64
+    alone: F64
+    term_start: I64
+    by_term: I64
+    row_start: I64
+    idf_total: F64
+    has_idf: npt.NDArray[np.bool_]
+    """[N, 1]: ``idf_total > 0``."""
+    idf_den: F64
+    """[N, 1]: ``max(idf_total, 1e-12)``."""
+    terms_den: F32
+    """``max(term count, 1)``."""
+
+    @staticmethod
+    def of(candidates: Candidates) -> NameIndex:
+        """Memoised on the ``Candidates`` object (the product DB's cached list serves many
+        requests)."""
+        out = candidates._memo.get("name_index")
+        if out is None:
+            out = candidates._memo.setdefault("name_index", NameIndex._build(candidates))
+        return out  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _build(candidates: Candidates) -> NameIndex:
+        n = len(candidates)
+        names = NameTerms.of(candidates)
+        rarity = Rarity.build(
+            names, np.zeros(n, dtype=np.int64), candidates.distinct_categories()[1]
+        )
+        v = len(names.vocab)
+        term_start = np.zeros(v + 1, dtype=np.int64)
+        np.cumsum(np.bincount(names.term, minlength=v), out=term_start[1:])
+        row_start = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(names.row, minlength=n), out=row_start[1:])
+        total: F64 = np.bincount(names.row, weights=rarity.idf, minlength=n).astype(np.float64)
+        out = NameIndex(
+            names=names,
+            idf=rarity.idf,
+            alone=rarity.alone,
+            term_start=term_start,
+            by_term=np.argsort(names.term, kind="stable").astype(np.int64),
+            row_start=row_start,
+            idf_total=total,
+            has_idf=(total > 0)[:, None],
+            idf_den=np.maximum(total, 1e-12)[:, None],
+            terms_den=np.maximum(names.n_terms, 1.0),
+        )
+        for value in (getattr(out, name) for name in out.__slots__):
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False  # shared by every request
+        return out
+
+    def pairs_of(self, local_terms: I64) -> I64:
+        """The pair indices holding any of ``local_terms`` (distinct), ascending: pair order
+        (row by row, each row's terms in name order), the order the dense path sums in."""
+        if local_terms.shape[0] == 0:
+            return np.empty(0, dtype=np.int64)
+        if local_terms.shape[0] == 1:
+            t = int(local_terms[0])
+            return self.by_term[self.term_start[t] : self.term_start[t + 1]]
+        idx = _ranges(self.term_start[local_terms], self.term_start[local_terms + 1])
+        pairs: I64 = np.sort(self.by_term[idx])
+        return pairs
+
+
 def text_features(
     contexts: ContextBatch,
     ci: I64,
     candidates: Candidates,
     tables: FeatureTables,
+    desc_terms: list[list[str]],
     desc_term_ids: I64,
     *,
     single: bool,
@@ -151,36 +232,109 @@ def text_features(
 ) -> None:
     """Write the nine features (``C_TEXT`` run of ``NUMERIC_FEATURES``) into ``out`` [N, 9].
 
-    ``desc_term_ids`` [n_ctx, MAX_TERMS]: the contexts' description term ids in the feature
-    vocabulary (-1 padded / unknown), as ``assembly`` computed them."""
+    ``desc_terms``: each context's description terms (``tokenize``, computed once by
+    ``assembly``); ``desc_term_ids`` [n_ctx, MAX_TERMS]: the same terms' ids in the feature
+    vocabulary (-1 padded / unknown)."""
+    if single:
+        _one_context(contexts, candidates, tables, desc_terms[0], desc_term_ids, out)
+    else:
+        _many_contexts(contexts, ci, candidates, tables, desc_terms, desc_term_ids, out)
+
+
+def _one_context(
+    contexts: ContextBatch,
+    candidates: Candidates,
+    tables: FeatureTables,
+    desc_terms: list[str],
+    desc_term_ids: I64,
+    out: F32,
+) -> None:
+    """Serving: the features of one context from the memoised :class:`NameIndex`.
+
+    With one context, whether a pair is matched / vendor-named depends on its term only, so
+    only the pairs of the description's and the vendor name's terms are summed; the employee's
+    ``emp_term`` rows (one key range) are spread over every pair. The dense path sums the same
+    products in the same (pair) order, leaving out only zeros, so the values are identical:
+    ``emp_name_rest`` equals ``emp_name_share``'s sums on rows without a matched pair and is
+    summed again, over all their pairs, on the few rows with one."""
+    n = len(candidates)
+    index = NameIndex.of(candidates)
+    names, idf = index.names, index.idf
+    vocab = names.vocab
+    desc = _local_terms(desc_terms, vocab)
+    matched = index.pairs_of(desc)
+    m_rows = names.row[matched]
+    match_n = np.bincount(m_rows, minlength=n).astype(np.float64)
+    # the ratios (features 1-6) in one float64 block, rounded with one call
+    block = np.zeros((n, 6), dtype=np.float64)
+    block[:, 0] = match_n / index.terms_den
+    block[:, 1] = np.bincount(m_rows, weights=idf[matched], minlength=n)
+    vendor = index.pairs_of(_local_terms(tokenize(str(contexts.vendor_names[0])), vocab))
+    block[:, 2] = np.bincount(names.row[vendor], weights=idf[vendor], minlength=n)
+    emp, emp_share = _employee_terms(int(contexts.employee_ids[0]), tables, names, candidates)
+    if emp.shape[0]:
+        per_term = np.zeros(len(vocab), dtype=np.float64)
+        per_term[emp] = emp_share
+        w = idf * per_term[names.term]
+        got = np.bincount(names.row, weights=w, minlength=n)
+        block[:, 3] = got
+        rest, den = got, index.idf_total
+        if matched.shape[0]:
+            # rows with a matched pair: idf * (1 - matched) (idf or 0.0) over all their pairs
+            rows = np.unique(m_rows)
+            q = _ranges(index.row_start[rows], index.row_start[rows + 1])
+            keep = np.ones(len(vocab), dtype=np.float64)
+            keep[desc] = 0.0
+            k, rq = keep[names.term[q]], names.row[q]
+            rest, den = got.copy(), den.copy()
+            rest[rows] = np.bincount(rq, weights=w[q] * k, minlength=n)[rows]
+            den[rows] = np.bincount(rq, weights=idf[q] * k, minlength=n)[rows]
+        block[:, 4] = np.where(den > 0, rest / np.maximum(den, 1e-12), 0.0)
+    covers = block[:, 1:4]
+    np.divide(covers, index.idf_den, out=covers)
+    covers[~index.has_idf[:, 0]] = 0.0
+    share = _term_item_one(tables, candidates, desc_term_ids)
+    n_known = np.count_nonzero(desc_term_ids[0] >= 0)
+    if n_known > 0:
+        # divided by an int64 (not a Python int, which would keep the float32 sum in float32)
+        block[:, 5] = share.sum(axis=1) / np.int64(n_known)
+    out[:, 0] = match_n
+    out[:, 1:7] = _grid(block)
+    out[:, 7] = share.max(axis=1) if share.shape[1] else 0.0
+    out[:, 8] = np.bincount(m_rows, weights=index.alone[matched], minlength=n)
+
+
+def _many_contexts(
+    contexts: ContextBatch,
+    ci: I64,
+    candidates: Candidates,
+    tables: FeatureTables,
+    desc_terms: list[list[str]],
+    desc_term_ids: I64,
+    out: F32,
+) -> None:
+    """Training: every (row, name term) pair of many contexts at once."""
     n = len(candidates)
     names = NameTerms.of(candidates)
-    if single:
-        rarity = candidates._memo.get("name_rarity")
-        if rarity is None:
-            built = Rarity.build(
-                names, np.zeros(n, dtype=np.int64), candidates.distinct_categories()[1]
-            )
-            rarity = candidates._memo.setdefault("name_rarity", built)
-    else:
-        _, cat_of_row = np.unique(candidates.category_ids, return_inverse=True)
-        rarity = Rarity.build(names, ci, cat_of_row)
+    _, cat_of_row = np.unique(candidates.category_ids, return_inverse=True)
+    rarity = Rarity.build(names, ci, cat_of_row)
     v = max(len(names.vocab), 1)
-    desc_keys = _context_keys(contexts.descriptions, names.vocab, v)
-    vendor_keys = _context_keys(contexts.vendor_names, names.vocab, v)
+    desc_keys = _context_keys(desc_terms, names.vocab, v)
+    vendor_keys = _context_keys(
+        [tokenize(str(t)) for t in contexts.vendor_names.tolist()], names.vocab, v
+    )
     matched = _isin(rarity.key, desc_keys)
     match_n = np.bincount(names.row, weights=matched, minlength=n)
     out[:, 0] = match_n
     out[:, 1] = _grid(match_n / np.maximum(names.n_terms, 1.0))
     out[:, 2] = _grid(_cover(names.row, rarity.idf, matched, n))
     out[:, 3] = _grid(_cover(names.row, rarity.idf, _isin(rarity.key, vendor_keys), n))
-    emp = _emp_term_shares(contexts, ci, candidates, tables, names, single)
+    emp = _emp_term_shares(contexts, ci, tables, names)
     out[:, 4] = _grid(_cover(names.row, rarity.idf, emp, n))
     out[:, 5] = _grid(_cover(names.row, rarity.idf * (1.0 - matched), emp, n))
-    share = _term_item_shares(tables, candidates, ci, desc_term_ids, single)
-    n_known = (desc_term_ids >= 0).sum(axis=1)
-    known: Any = n_known[0] if single else n_known[ci]
-    out[:, 6] = _grid(np.where(known > 0, share.sum(axis=1) / np.maximum(known, 1), 0.0))
+    share = _term_item_shares(tables, candidates, ci, desc_term_ids)
+    n_known = (desc_term_ids >= 0).sum(axis=1)[ci]
+    out[:, 6] = _grid(np.where(n_known > 0, share.sum(axis=1) / np.maximum(n_known, 1), 0.0))
     out[:, 7] = share.max(axis=1) if share.shape[1] else 0.0
     out[:, 8] = np.bincount(names.row, weights=matched * rarity.alone, minlength=n)
 
@@ -195,66 +349,107 @@ def _grid(values: Any) -> Any:
 
 
 def _emp_term_shares(
-    contexts: ContextBatch,
-    ci: I64,
-    candidates: Candidates,
-    tables: FeatureTables,
-    names: NameTerms,
-    single: bool,
+    contexts: ContextBatch, ci: I64, tables: FeatureTables, names: NameTerms
 ) -> F64:
     """Per (row, name term) pair: the employee's ``emp_term`` share of the term (0 without a
     row: the documented default)."""
     table = tables.tables["emp_term"]
     if names.term.shape[0] == 0 or len(table) == 0:
         return np.zeros(names.term.shape[0], dtype=np.float64)
-    low = _feature_term_ids(names, tables, single, candidates)[names.term]
-    if single:
-        pos, found = table.lookup_pairs(int(contexts.employee_ids[0]), low)
-    else:
-        pos, found = table.lookup(pair_key_nonneg(contexts.employee_ids[ci[names.row]], low))
+    index = tables.term_index()
+    fids = np.array([index.get(t, -1) for t in names.vocab], dtype=np.int64)
+    fids[fids < 0] = NO_TERM
+    pos, found = table.lookup(
+        pair_key_nonneg(contexts.employee_ids[ci[names.row]], fids[names.term])
+    )
     out: F64 = np.where(found, table.columns["share"][pos], np.float32(0.0)).astype(np.float64)
     return out
 
 
-def _feature_term_ids(
-    names: NameTerms, tables: FeatureTables, single: bool, candidates: Candidates
-) -> I64:
-    """Feature-vocabulary id of each of the candidates' local terms (``NO_TERM`` if absent);
-    memoised per tables object for one context (the last two, as ``assembly.context_free``)."""
+def _employee_terms(
+    employee: int, tables: FeatureTables, names: NameTerms, candidates: Candidates
+) -> tuple[I64, F64]:
+    """The employee's ``emp_term`` rows that are name terms of the candidates: (local term ids,
+    shares as float64), from the employee's key range (two scalar searches) mapped through the
+    name terms' sorted feature ids (:func:`_feature_ids`)."""
+    table = tables.tables["emp_term"]
+    none = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+    if employee < 0 or len(table) == 0 or not names.vocab:
+        return none
+    base = np.int64(employee) << 32
+    lo = int(np.searchsorted(table.keys, base))
+    hi = int(np.searchsorted(table.keys, base | LOW32, side="right"))
+    if hi == lo:
+        return none
+    sorted_fids, local = _feature_ids(names, tables, candidates)
+    if sorted_fids.shape[0] == 0:
+        return none
+    fids = table.keys[lo:hi] & LOW32
+    p = np.minimum(np.searchsorted(sorted_fids, fids), sorted_fids.shape[0] - 1)
+    ok = sorted_fids[p] == fids
+    share = table.columns["share"][lo:hi][ok].astype(np.float64)
+    return local[p[ok]], share
+
+
+def _feature_ids(
+    names: NameTerms, tables: FeatureTables, candidates: Candidates
+) -> tuple[I64, I64]:
+    """The candidates' name terms that the feature vocabulary holds: their feature ids, sorted,
+    and the local term id of each; memoised per tables object (the last two, as
+    ``assembly.context_free``)."""
     token = tables.token()
-    memo: dict[Any, I64] | None = candidates._memo.get("name_fids") if single else None
-    if memo is not None and token in memo:
-        return memo[token]
+    memo: dict[Any, tuple[I64, I64]] | None = candidates._memo.get("name_fids")
+    if memo is None:
+        memo = candidates._memo.setdefault("name_fids", {})
+    hit = memo.get(token)
+    if hit is not None:
+        return hit
     index = tables.term_index()
     fids = np.array([index.get(t, -1) for t in names.vocab], dtype=np.int64)
-    fids[fids < 0] = NO_TERM
-    if single:
-        memo = candidates._memo.setdefault("name_fids", {})
-        memo[token] = fids
-        while len(memo) > 2:
-            try:
-                memo.pop(next(iter(memo)), None)
-            except (RuntimeError, StopIteration):  # another thread changed it; fine
-                break
-    return fids
+    known = np.flatnonzero(fids >= 0)
+    order = np.argsort(fids[known])
+    out = (fids[known][order], known[order].astype(np.int64))
+    memo[token] = out
+    while len(memo) > 2:
+        try:
+            memo.pop(next(iter(memo)), None)
+        except (RuntimeError, StopIteration):  # another thread changed it; fine
+            break
+    return out
 
 
-def _context_keys(texts: Any, vocab: dict[str, int], v: int) -> I64:
+def _local_terms(terms: list[str], vocab: dict[str, int]) -> I64:
+    """The local ids of ``terms`` (distinct: ``tokenize`` de-duplicates) the candidates hold."""
+    return np.array([vocab[t] for t in terms if t in vocab], dtype=np.int64)
+
+
+def _context_keys(terms: list[list[str]], vocab: dict[str, int], v: int) -> I64:
     """Sorted keys ``context * V + term`` of each context's terms that some candidate holds."""
-    keys = [
-        k * v + vocab[t]
-        for k, text in enumerate(texts.tolist())
-        for t in tokenize(str(text))
-        if t in vocab
-    ]
+    keys = [k * v + vocab[t] for k, found in enumerate(terms) for t in found if t in vocab]
     return np.unique(np.asarray(keys, dtype=np.int64))
 
 
-def _isin(keys: I64, sorted_keys: I64) -> F64:
+def _ranges(starts: I64, ends: I64) -> I64:
+    """The concatenation of ``arange(starts[i], ends[i])``."""
+    lens = ends - starts
+    total = int(lens.sum())
+    if total == 0:
+        return np.empty(0, dtype=np.int64)
+    offsets = np.repeat(starts - (np.cumsum(lens) - lens), lens)
+    out: I64 = np.arange(total, dtype=np.int64) + offsets
+    return out
+
+
+def _isin_sorted(keys: I64, sorted_keys: I64) -> npt.NDArray[np.bool_]:
     if sorted_keys.shape[0] == 0 or keys.shape[0] == 0:
-        return np.zeros(keys.shape[0], dtype=np.float64)
+        return np.zeros(keys.shape[0], dtype=bool)
     pos = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.shape[0] - 1)
-    out: F64 = (sorted_keys[pos] == keys).astype(np.float64)
+    out: npt.NDArray[np.bool_] = sorted_keys[pos] == keys
+    return out
+
+
+def _isin(keys: I64, sorted_keys: I64) -> F64:
+    out: F64 = _isin_sorted(keys, sorted_keys).astype(np.float64)
     return out
 
 
@@ -266,43 +461,43 @@ def _cover(row: I64, weight: F64, value: F64, n: int) -> F64:
     return out
 
 
-def _term_item_shares(
-    tables: FeatureTables, candidates: Candidates, ci: I64, term_ids: I64, single: bool
-) -> F32:
+def _term_item_shares(tables: FeatureTables, candidates: Candidates, ci: I64, term_ids: I64) -> F32:
     """[N, MAX_TERMS]: the ``term_item`` share of (description term j, candidate), 0 without a
-    row. One context: each known term's key range is read (a few rows each) and scattered to
-    the candidates holding those items; many contexts: one lookup of every (row, term) key."""
+    row: one lookup of every (row, term) key."""
     table = tables.tables["term_item"]
     n, width = len(candidates), term_ids.shape[1]
-    items = candidates.item_ids
-    if not single:
-        keys = pair_key_nonneg(term_ids[ci], items[:, None])
-        pos, found = table.lookup(keys)
-        share = table.columns["share"]
-        if share.shape[0] == 0:
-            return np.zeros((n, width), dtype=np.float32)
-        out: F32 = np.where(found, share[pos], np.float32(0.0)).astype(np.float32)
-        return out
+    share = table.columns["share"]
+    if share.shape[0] == 0:
+        return np.zeros((n, width), dtype=np.float32)
+    pos, found = table.lookup(pair_key_nonneg(term_ids[ci], candidates.item_ids[:, None]))
+    out: F32 = np.where(found, share[pos], np.float32(0.0)).astype(np.float32)
+    return out
+
+
+def _term_item_one(tables: FeatureTables, candidates: Candidates, term_ids: I64) -> F32:
+    """``_term_item_shares`` for one context: each known description term's key range is read
+    (one vectorised search for all of them), then its items are found among the candidates."""
+    table = tables.tables["term_item"]
+    n, width = len(candidates), term_ids.shape[1]
     out = np.zeros((n, width), dtype=np.float32)
-    keys_all = table.keys
-    if keys_all.shape[0] == 0 or n == 0:
+    keys = table.keys
+    j = np.flatnonzero(term_ids[0] >= 0)
+    if keys.shape[0] == 0 or n == 0 or j.shape[0] == 0:
         return out
+    base = term_ids[0][j] << 32
+    lo = np.searchsorted(keys, base)
+    hi = np.searchsorted(keys, base | LOW32, side="right")
+    rows = _ranges(lo.astype(np.int64), hi.astype(np.int64))
+    if rows.shape[0] == 0:
+        return out
+    col = np.repeat(j, hi - lo)
+    items = candidates.item_ids
     order = candidates._memo.get("id_order")
     if order is None:
         order = candidates._memo.setdefault("id_order", np.argsort(items, kind="stable"))
     sorted_ids = items[order]
-    share = table.columns["share"]
-    for j, t in enumerate(term_ids[0].tolist()):
-        if t < 0:
-            continue
-        base = np.int64(t) << 32
-        lo = int(np.searchsorted(keys_all, base))
-        hi = int(np.searchsorted(keys_all, base | LOW32, side="right"))
-        if hi == lo:
-            continue
-        hit_items = keys_all[lo:hi] & LOW32
-        p = np.minimum(np.searchsorted(sorted_ids, hit_items), n - 1)
-        ok = sorted_ids[p] == hit_items
-        if bool(ok.any()):
-            out[order[p[ok]], j] = share[lo:hi][ok]
+    hit_items = keys[rows] & LOW32
+    p = np.minimum(np.searchsorted(sorted_ids, hit_items), n - 1)
+    ok = sorted_ids[p] == hit_items
+    out[order[p[ok]], col[ok]] = table.columns["share"][rows[ok]]
     return out

@@ -75,6 +75,10 @@ _ATTRS_SQL = {
 }
 
 
+MEMO_ENTRIES = 65_536
+"""Bound of the per-data-version memo of context attributes and item labels (SQLite)."""
+
+
 class ProductDB:
     """Access to the product DB at ``url`` (``sqlite:///path.db`` or
     ``postgresql+psycopg://user@host/db``).
@@ -141,6 +145,10 @@ class ProductDB:
         # replaced under its name (a restore from backup, ``mv`` of a new file) has another
         # one; the connections, the probe and the cache then still read the old, deleted file.
         self._file_id = self._stat_file() if self.dialect == "sqlite" else None
+        # SQLite, same rule: the small reads of every request (context attributes, item labels)
+        # memoised for one data version; emptied when it changes, or when it fills up.
+        self._memo: dict[tuple[Any, ...], Any] = {}
+        self._memo_version: int | None = None
 
     def _stat_file(self) -> tuple[int, int] | None:
         try:
@@ -164,6 +172,7 @@ class ProductDB:
             if now != self._file_id:
                 probe, self._probe = self._probe, None
                 self._cache.clear()
+                self._memo, self._memo_version = {}, None
                 if probe is not None:
                     probe.close()
                 self.engine.dispose()
@@ -186,6 +195,7 @@ class ProductDB:
         with self._probe_lock:
             probe, self._probe = self._probe, None
             self._cache.clear()
+            self._memo, self._memo_version = {}, None
         if probe is not None:
             probe.close()
         self.engine.dispose()
@@ -243,6 +253,22 @@ class ProductDB:
                 self._cache.pop(next(iter(self._cache)))  # the oldest entry
             self._cache[key] = (version, cands)
         return cands
+
+    def _versioned_memo(self) -> dict[tuple[Any, ...], Any] | None:
+        """The memo of small serving reads valid for the database as it is now, or None when
+        nothing may be cached (PostgreSQL, cache off, no probe). A new data version (any
+        commit, by any connection) or a replaced file starts an empty memo; so does a full one
+        (``MEMO_ENTRIES``: requests name employees and vendors, hostile ones too)."""
+        if not self._cache_on:
+            return None
+        self._follow_file()
+        version = self._data_version()
+        if version is None:
+            return None
+        with self._probe_lock:
+            if version != self._memo_version or len(self._memo) >= MEMO_ENTRIES:
+                self._memo, self._memo_version = {}, version
+            return self._memo
 
     def _data_version(self) -> int | None:
         """SQLite ``PRAGMA data_version`` on the probe connection (opened on first use); None
@@ -302,38 +328,71 @@ class ProductDB:
         )
 
     def item_labels(self, item_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
-        """{item id: (code, name)} for a few items (e.g. the top-k of a ranking)."""
+        """{item id: (code, name)} for a few items (e.g. the top-k of a ranking). SQLite: read
+        once per data version (see :meth:`_versioned_memo`); unknown ids are left out."""
         ids = [int(i) for i in item_ids]
         if not ids:
             return {}
+        memo = self._versioned_memo()
+        out: dict[int, tuple[str, str]] = {}
+        missing = ids
+        if memo is not None:
+            missing = []
+            for i in ids:
+                hit = memo.get(("label", i))
+                if hit is None:
+                    missing.append(i)
+                else:
+                    out[i] = hit
+            if not missing:
+                return out
         with self._raw() as cur:
             if self.dialect == "sqlite":
-                cur.execute(_ITEMS_SQL["sqlite"].format(marks=",".join("?" * len(ids))), ids)
+                marks = ",".join("?" * len(missing))
+                cur.execute(_ITEMS_SQL["sqlite"].format(marks=marks), missing)
             else:
-                cur.execute(_ITEMS_SQL["postgresql"], (ids,))
-            return {int(r[0]): (str(r[1]), str(r[2])) for r in cur.fetchall()}
+                cur.execute(_ITEMS_SQL["postgresql"], (missing,))
+            read = {int(r[0]): (str(r[1]), str(r[2])) for r in cur.fetchall()}
+        if memo is not None:
+            for i, label in read.items():
+                memo[("label", i)] = label
+        out.update(read)
+        return out
 
     def context_attributes(
         self, tenant_id: str, employee_id: int | None, vendor_id: int | None
     ) -> tuple[str, str]:
-        """(employee department, vendor industry), ``""`` when unknown; one query."""
+        """(employee department, vendor industry), ``""`` when unknown; one query (SQLite: once
+        per data version, see :meth:`_versioned_memo`)."""
         department, industry, _ = self._context_row(tenant_id, employee_id, vendor_id)
         return department, industry
 
     def _context_row(
         self, tenant_id: str, employee_id: int | None, vendor_id: int | None
     ) -> tuple[str, str, str]:
-        """(employee department, vendor industry, vendor name), ``""`` when unknown."""
+        """(employee department, vendor industry, vendor name), ``""`` when unknown; one query
+        (SQLite: once per data version, see :meth:`_versioned_memo`)."""
         if employee_id is None and vendor_id is None:
             return "", "", ""
+        memo = self._versioned_memo()
+        key = ("attributes", tenant_id, employee_id, vendor_id)
+        if memo is not None:
+            hit: tuple[str, str, str] | None = memo.get(key)
+            if hit is not None:
+                return hit
         emp = -1 if employee_id is None else employee_id
         ven = -1 if vendor_id is None else vendor_id
         with self._raw() as cur:
             cur.execute(_ATTRS_SQL[self.dialect], (emp, tenant_id, ven, tenant_id, ven, tenant_id))
             row = cur.fetchone()
-        if row is None:
-            return "", "", ""
-        return str(row[0] or ""), str(row[1] or ""), str(row[2] or "")
+        out = (
+            ("", "", "")
+            if row is None
+            else (str(row[0] or ""), str(row[1] or ""), str(row[2] or ""))
+        )
+        if memo is not None:
+            memo[key] = out
+        return out
 
     def make_context(
         self,

@@ -15,6 +15,13 @@ Sections (``--sections``, all by default):
                  the real product DB: in-process breakdown and HTTP throughput for tenants of
                  ~100, ~1,000 and the most items, side by side with the synthetic model
                  (``--real`` runs this section alone)
+* ``cost``       on the same real world: worker CPU time per request of ``rankswap serve`` (one
+                 worker) and of a minimal FastAPI peer calling the same ``rank()``, loaded by
+                 ``wrk`` and the project's load generator, next to the in-process cost: the
+                 HTTP overhead per request (``--cost`` runs this section alone)
+* ``tracing``    on the same real world, in process: CPU per request of the public app with
+                 tracing off, on but not sampled, and on with every request sampled and
+                 exported over OTLP/HTTP (``--sections tracing`` runs it alone)
 
 The report (markdown) goes to stdout and the raw numbers to ``<workdir>/results.json``.
 Ratios are computed from numbers measured in the same run.
@@ -40,7 +47,7 @@ import numpy as np
 
 from rankswap_dev.wait import wait_until
 
-SECTIONS = ("breakdown", "baseline", "http", "swap", "swap-warm", "real")
+SECTIONS = ("breakdown", "baseline", "http", "swap", "swap-warm", "real", "cost", "tracing")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--real", action="store_true", help="only the real-artifact section (= --sections real)"
     )
+    p.add_argument(
+        "--cost", action="store_true", help="only the serving-cost section (= --sections cost)"
+    )
     p.add_argument("--db", default=None, help="product DB URL for 'real' (default: generate one)")
     p.add_argument(
         "--store", default=None, help="artifact store URI for 'real' (default: build one)"
@@ -88,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.real:
         args.sections = "real"
+    if args.cost:
+        args.sections = "cost"
     if args.quick:
         args.items, args.baseline_rows, args.iterations = 200_000, 50_000, 100
         args.duration, args.swap_seconds = 2.0, 10.0
@@ -103,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
-    synthetic = [s for s in sections if s != "real"]
+    synthetic = [s for s in sections if s not in ("real", "cost", "tracing")]
     env = Environment(args) if synthetic else None
     runners: dict[str, Callable[[Environment, argparse.Namespace, dict[str, Any]], Any]] = {
         "breakdown": section_breakdown,
@@ -112,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         "swap": section_swap,
         "swap-warm": section_swap_warm,
         "real": section_real,
+        "cost": section_cost,
+        "tracing": section_tracing,
     }
     for section in sections:
         print(f"# running {section} ...", file=sys.stderr, flush=True)
@@ -225,8 +239,11 @@ def breakdown(
     for tenant, body in bodies.items():
         stages: dict[str, list[float]] = {}
         totals, parse = [], []
-        for i in range(iterations[tenant] + 10):
-            raw = json.dumps(body(i)).encode()
+        raws = [json.dumps(body(i)).encode() for i in range(iterations[tenant] + 10)]
+        cpu0 = cpu_ms = 0.0
+        for i, raw in enumerate(raws):
+            if i == 10:
+                cpu0 = time.process_time()
             t0 = time.perf_counter()
             req = RankRequest.model_validate_json(raw)
             t1 = time.perf_counter()
@@ -242,6 +259,8 @@ def breakdown(
             )
             outcome = rank(bundle, source, query)
             t2 = time.perf_counter()
+            if i == len(raws) - 1:
+                cpu_ms = (time.process_time() - cpu0) * 1000 / iterations[tenant]
             if i < 10:
                 continue  # warm-up
             parse.append(t1 - t0)
@@ -252,6 +271,7 @@ def breakdown(
         doc.update({f"{k}_ms": _median_ms(v) for k, v in stages.items()})
         doc["total_ms"] = _median_ms(totals)
         doc["total_p99_ms"] = float(np.percentile(totals, 99) * 1000)
+        doc["cpu_ms"] = cpu_ms  # process CPU per parse + rank() call
         no_model = [t - m for t, m in zip(totals, stages["model"], strict=True)]
         doc["total_without_model_ms"] = _median_ms(no_model)
         out[tenant] = doc
@@ -263,19 +283,98 @@ def _cycle(items: list[dict[str, Any]], i: int) -> dict[str, Any]:
     return items[i % len(items)]
 
 
+_WORLD: dict[str, Any] = {}
+
+
+def _real_world(args: argparse.Namespace) -> tuple[Any, dict[str, int], dict[str, str], Any]:
+    """The real world (built once per run), tenant sizes, picked tenants and their bodies."""
+    from rankswap_dev.bench_ranker import real
+
+    if not _WORLD:
+        work = args.workdir.resolve() / "real"
+        t0 = time.perf_counter()
+        world = real.build_world(work, args.db, args.store)
+        print(f"# real world ready in {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
+        sizes = real.tenant_sizes(world.db_url)
+        picked = real.pick_tenants(sizes)
+        bodies = {
+            t: real.rank_bodies(world.db_url, t, world.as_of, real.REQUESTS_PER_TENANT)
+            for t in dict.fromkeys(picked.values())
+        }
+        _WORLD.update(world=world, sizes=sizes, picked=picked, bodies=bodies)
+    return _WORLD["world"], _WORLD["sizes"], _WORLD["picked"], _WORLD["bodies"]
+
+
+def section_cost(_: Any, args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
+    from rankswap_dev.bench_ranker import cost
+
+    world, _sizes, picked, all_bodies = _real_world(args)
+    work = args.workdir.resolve() / "real"
+    bodies = {t: all_bodies[t] for t in dict.fromkeys((picked["~100"], picked["~1000"]))}
+    inproc = breakdown(
+        work / "inproc-cache",
+        world.model_uri,
+        world.features_uri,
+        world.db_url,
+        {t: functools.partial(_cycle, b) for t, b in bodies.items()},
+        {t: args.iterations for t in bodies},
+    )
+    doc = cost.section(world, bodies, inproc, work, args.duration, args.concurrency)
+    doc["breakdown"] = inproc
+    doc["gbdt"] = _gbdt(world, bodies, work, args.iterations)
+    doc["picked"] = picked
+    return doc
+
+
+def section_tracing(_: Any, args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
+    from rankswap_dev.bench_ranker import tracing
+
+    world, sizes, picked, all_bodies = _real_world(args)
+    tenants = dict.fromkeys((picked["~100"], picked["~1000"]))
+    doc = tracing.section(
+        world, {t: all_bodies[t][0] for t in tenants}, args.workdir.resolve() / "real"
+    )
+    doc.update(picked=picked, sizes={t: sizes[t] for t in tenants})
+    return doc
+
+
+def _gbdt(world: Any, bodies: dict[str, Any], work: Path, calls: int) -> dict[str, Any]:
+    """ORT vs a compiled evaluator on the real model's trees and the tenants' rows."""
+    from rankswap import featurespec as fs
+    from rankswap_dev.bench_ranker import gbdt
+    from rankswap_ranker import bundle as bundles
+    from rankswap_ranker.candidates import LazyProductDB
+
+    bundle = bundles.load(
+        bundles.resolve(world.model_uri, world.features_uri, work / "inproc-cache")
+    )
+    source = LazyProductDB(world.db_url)
+    inputs: dict[str, list[Any]] = {}
+    try:
+        for tenant, tenant_bodies in bodies.items():
+            cands = source.candidates(tenant, with_names=False)
+            inputs[tenant] = []
+            for b in tenant_bodies[:20]:
+                c = b["context"]
+                ctx = source.make_context(
+                    tenant,
+                    employee_id=c["employee_id"],
+                    vendor_id=c["vendor_id"],
+                    description=c["description"],
+                    amount=c["amount"],
+                    expense_date=date.fromisoformat(c["date"]),
+                )
+                inputs[tenant].append(fs.assemble(ctx, cands, bundle.tables))
+    finally:
+        source.close()
+    return gbdt.compare(bundle, inputs, work, calls)
+
+
 def section_real(_: Any, args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
     from rankswap_dev.bench_ranker import harness, real
 
     work = args.workdir.resolve() / "real"
-    t0 = time.perf_counter()
-    world = real.build_world(work, args.db, args.store)
-    print(f"# real world ready in {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
-    sizes = real.tenant_sizes(world.db_url)
-    picked = real.pick_tenants(sizes)
-    bodies = {
-        t: real.rank_bodies(world.db_url, t, world.as_of, real.REQUESTS_PER_TENANT)
-        for t in dict.fromkeys(picked.values())
-    }
+    world, sizes, picked, bodies = _real_world(args)
     doc: dict[str, Any] = {
         "db_url": world.db_url,
         "store": world.store,
@@ -594,7 +693,38 @@ def report(r: dict[str, Any]) -> str:
             lines += ["", f"p99 during swaps / steady: {s['p99_ratio']:.2f}", ""]
     if "real" in r:
         lines += _report_real(r["real"], r.get("breakdown"), r.get("http"))
+    if "cost" in r:
+        lines += _report_cost(r["cost"])
+    if "tracing" in r:
+        from rankswap_dev.bench_ranker import tracing
+
+        x = r["tracing"]
+        label = {t: f"{x['sizes'][t]:,} items" for t in x["sizes"]}
+        lines += tracing.report(x, label)
     return "\n".join(lines)
+
+
+def _report_cost(x: dict[str, Any]) -> list[str]:
+    from rankswap_dev.bench_ranker import cost
+
+    label = {t: lab for lab, t in reversed(list(x["picked"].items()))}
+    lines = [
+        "### In-process breakdown of the same tenants (real model; same run as the table below)",
+        "",
+        "| tenant | candidates | parse | db | features | inputs | model | top-k | serialise "
+        "| total (p50) | total p99 | total without model | CPU per call |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t, d in x["breakdown"].items():
+        lines.append(
+            f"| {t} ({label.get(t, '')}) | {d['candidates']:,} | "
+            + " | ".join(f"{d[k]:.3f}" for k in _STAGES)
+            + f" | {d['cpu_ms']:.3f} |"
+        )
+    lines.append("")
+    from rankswap_dev.bench_ranker import gbdt
+
+    return lines + cost.report(x, label) + gbdt.report(x.get("gbdt", {"unavailable": "not run"}))
 
 
 _STAGES = (

@@ -24,6 +24,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -63,8 +64,10 @@ NODE_BINARIES = (
     "containerd-shim-runc-v2",
     "ctr",
     "coredns",
+    "kube-router",
 )
 DEFAULT_START_TIMEOUT = 180.0
+KUBE_ROUTER_HEALTH_PORT = 20244
 RUNC = "/usr/sbin/runc"
 CNI_BIN_DIR = "/usr/lib/cni"
 
@@ -137,6 +140,7 @@ class NodeCluster(Cluster):
         images: Sequence[Path] = (),
         start_timeout: float = DEFAULT_START_TIMEOUT,
         cluster_dns: bool = True,
+        network_policy: bool = True,
     ) -> None:
         self._own_work_dir = work_dir is None
         # Short: unix socket paths (containerd's) must stay under 108 bytes.
@@ -144,6 +148,7 @@ class NodeCluster(Cluster):
         super().__init__(wd / "kubeconfig", bin_dir=bin_dir, work_dir=wd)
         self.images = [Path(p) for p in images]
         self.cluster_dns = cluster_dns
+        self.network_policy = network_policy
         self.start_timeout = start_timeout
         self.net: NodeNetwork | None = None
         self.pki: Pki | None = None
@@ -243,6 +248,8 @@ class NodeCluster(Cluster):
             self._start_kubelet()
             self._start_kube_proxy()
             self._wait_node_ready()
+            if self.network_policy:
+                self._start_kube_router()
             self.timings["start"] = time.monotonic() - t1
         except BaseException:
             self.stop()
@@ -257,6 +264,7 @@ class NodeCluster(Cluster):
             errors: list[str] = []
             for name in (
                 "kubelet",
+                "kube-router",
                 "kube-proxy",
                 "coredns",
                 "kube-scheduler",
@@ -535,6 +543,38 @@ class NodeCluster(Cluster):
         config = self.work_dir / "kube-proxy.yaml"
         config.write_text(yaml_of(kube_proxy_config(self.net, self.kubeconfig)))
         self._spawn("kube-proxy", [str(self.bin_dir / "kube-proxy"), f"--config={config}"])
+
+    def _start_kube_router(self) -> None:
+        """kube-router's network policy controller only (no routing, no service proxy): it
+        turns NetworkPolicies into iptables + ipset rules inside the node's netns, so the chart's
+        policies are enforced (the CNI bridge plugin enforces none)."""
+        assert self.bin_dir is not None and self.net is not None
+        self._spawn(
+            "kube-router",
+            [
+                str(self.bin_dir / "kube-router"),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--hostname-override={self.net.name}",
+                "--run-firewall=true",
+                "--run-router=false",
+                "--run-service-proxy=false",
+                f"--service-cluster-ip-range={self.net.service_cidr}",
+                f"--health-port={KUBE_ROUTER_HEALTH_PORT}",
+                "--metrics-port=0",
+                "--v=1",
+            ],
+        )
+        url = f"http://{self.net.node_ip}:{KUBE_ROUTER_HEALTH_PORT}/healthz"
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+        def healthy() -> bool:
+            try:
+                with direct.open(url, timeout=2) as response:
+                    return bool(response.status == 200)
+            except OSError:
+                return False
+
+        self._await("kube-router", healthy, "kube-router's network policy controller")
 
     def _wait_node_ready(self) -> None:
         assert self.net is not None

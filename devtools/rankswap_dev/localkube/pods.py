@@ -1,7 +1,8 @@
 """Ranker pods as local processes, for the demo and the tests (no kubelet, no containers).
 
 A Pod object is created in the API server, and a ranker process (:func:`pod_ranker`, ``rankswap
-serve``) listens on the pod's own loopback address 127.0.0.N. :class:`FakeKubelet` plays the
+serve``) listens on the pod's own loopback address 127.B.x.y, where B is a block this process
+holds a lock on (:func:`next_pod_ip`), so two test sessions on one machine never share one. :class:`FakeKubelet` plays the
 kubelet's part: it writes ``podIP`` and ``phase`` into the Pod's status and keeps its ``Ready``
 condition equal to the process's ``/readyz`` (what a readiness probe would do). The operator
 then reaches the process exactly as it reaches a pod IP in a real cluster.
@@ -9,7 +10,10 @@ then reaches the process exactly as it reaches a pod IP in a real cluster.
 
 from __future__ import annotations
 
+import fcntl
 import itertools
+import os
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,13 +26,38 @@ from rankswap_dev.launch import RankerProcess
 
 PUBLIC_PORT = 18080
 ADMIN_PORT = 18081
-_ips = itertools.count(20)
+_ips = itertools.count(0)
+_block_lock = threading.Lock()
+_block: tuple[int, int] | None = None  # (second octet, fd of its lock file), held for life
+
+
+def claim_address_block(lock_dir: Path | None = None) -> int:
+    """The second octet of a 127.B.0.0/16 block no other live process on this machine holds.
+
+    A lock file per block (``flock``, released by the kernel when the process ends, so a killed
+    test session frees its block) keeps parallel test sessions, and helpers' worktrees, from
+    binding the same pod address. Block 0 (127.0.0.1 and friends) is never used.
+    """
+    directory = lock_dir or Path(tempfile.gettempdir())
+    for block in range(1, 255):
+        fd = os.open(directory / f"rankswap-podnet-{block}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        global _block
+        _block = (block, fd)
+        return block
+    raise RuntimeError(f"every 127.B.0.0/16 pod address block is held ({directory})")
 
 
 def next_pod_ip() -> str:
-    """A loopback address no other local pod of this process uses (127.0.0.22, .23, ...)."""
+    """A loopback address no other local pod uses: 127.B.x.y in this process's own block."""
+    with _block_lock:
+        block = _block[0] if _block is not None else claim_address_block()
     n = next(_ips)
-    return f"127.0.{n // 250}.{n % 250 + 2}"
+    return f"127.{block}.{n // 250}.{n % 250 + 2}"
 
 
 def pod_ranker(

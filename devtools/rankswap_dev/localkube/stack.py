@@ -87,7 +87,9 @@ class LocalStack:
             {"RANKSWAP_OPERATOR_BUSY_INTERVAL_S": "0.3"},
         ).start()
 
-    def add_ranker(self, name: str, *, workers: int = 1) -> RankerProcess:
+    def add_ranker(
+        self, name: str, *, workers: int = 1, settings: dict[str, str] | None = None
+    ) -> RankerProcess:
         assert self.kubelet is not None, "start() first"
         ranker = pod_ranker(
             name,
@@ -97,6 +99,7 @@ class LocalStack:
             allowed_roots=[self.store],
             token=self.token,
             workers=workers,
+            settings=settings,
         ).start()
         self.rankers.append(ranker)
         self.kubelet.add(ranker, LABELS)

@@ -126,3 +126,10 @@ readOnlyRootFilesystem: true
 capabilities:
   drop: [ALL]
 {{- end -}}
+
+{{/* The ArtifactVersion's name (the chart's own, or artifactVersion.name), and the start-up
+ConfigMap the operator keeps for it (rankswap_operator.startup.configmap_name). */}}
+{{- define "rankswap.artifactVersionName" -}}
+{{- default (include "rankswap.fullname" .) .Values.artifactVersion.name -}}
+{{- end -}}
+{{- define "rankswap.startupConfigMap" -}}{{ include "rankswap.artifactVersionName" . }}-startup{{- end -}}

@@ -130,6 +130,10 @@ def test_configuration_change_rolls_the_pods(control_plane: Cluster, namespace: 
             "/artifactVersion/model/uri",
         ),
         (["--set", "ranker.database.secretName="], "ranker.database.secretName is required"),
+        (["--set", "ranker.tracing.enabled=true"], "/ranker/tracing/endpoint"),
+        (["--set", "ranker.tracing.endpoint=otel:4318"], "/ranker/tracing/endpoint"),
+        (["--set", "ranker.tracing.samplerArg=1.5"], "/ranker/tracing/samplerArg"),
+        (["--set", "ranker.tracing.sampler=xray"], "/ranker/tracing/sampler"),
     ],
 )
 def test_values_schema_refuses_bad_values(
@@ -160,3 +164,41 @@ def test_operator_watching_namespaces_gets_no_cluster_wide_binding(
     )
     args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
     assert f"--namespace={namespace}" in args and "--all-namespaces" not in args
+
+
+@pytest.mark.parametrize("av_name", [None, "lineitems-prod"])
+def test_rankers_mount_the_start_up_configmap_the_operator_may_write(
+    control_plane: Cluster, namespace: str, av_name: str | None
+) -> None:
+    """Pods that start while the operator is down: the ranker Deployment mounts the
+    ArtifactVersion's start-up ConfigMap (optional), and the operator may keep it."""
+    from rankswap.podstate import STARTUP_FILE
+    from rankswap_operator.startup import configmap_name
+
+    extra = ["--set", f"artifactVersion.name={av_name}"] if av_name else []
+    rendered = render(
+        control_plane, namespace, "-f", str(CHART / "values-staging.yaml"), *extra
+    ).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    (av,) = [d for d in docs if d["kind"] == "ArtifactVersion"]
+    (ranker,) = [
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-ranker")
+    ]
+    pod = ranker["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["startup"]["configMap"] == {
+        "name": configmap_name(av["metadata"]["name"]),
+        "optional": True,
+        "defaultMode": 0o444,
+    }
+    (container,) = pod["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "startup"]
+    assert mount["readOnly"] is True
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["RANKSWAP_STARTUP_FILE"] == f"{mount['mountPath']}/{STARTUP_FILE}"
+    assert pod["automountServiceAccountToken"] is False  # the pods need no API access for it
+    (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    rules = [r for r in role["rules"] if "configmaps" in r["resources"]]
+    assert rules == [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "patch"]}
+    ]

@@ -26,6 +26,7 @@ from rankswap_operator import cli as operator_cli
 from rankswap_operator.settings import OperatorSettings
 from rankswap_ranker import cli as ranker_cli
 from rankswap_ranker.settings import RankerSettings
+from rankswap_ranker.tracing import TracingConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -156,3 +157,41 @@ def test_the_chart_values_reach_the_operator_settings(
     assert s.namespaces == ["team-a", "team-b"]
     assert s.liveness_endpoint == "http://0.0.0.0:9090/healthz"
     assert container["ports"][0]["containerPort"] == 9090
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_ranker_tracing_values_become_the_otel_variables_the_ranker_reads(
+    tmp_path: Path, env: str
+) -> None:
+    """Off in every environment file (no OTEL_* variable at all); on, the ranker's own reader
+    of the variables gets the chart's values, and each span names its pod."""
+    container = _container(_render(tmp_path, env), "ranker")
+    assert not [v for v in container["env"] if v["name"].startswith("OTEL_")]
+    docs = _render(
+        tmp_path,
+        env,
+        "ranker.tracing.enabled=true",
+        "ranker.tracing.endpoint=http://otel-collector.observability:4318",
+        "ranker.tracing.samplerArg=0.2",
+        "ranker.extraEnv[0].name=OTEL_EXPORTER_OTLP_HEADERS",
+        "ranker.extraEnv[0].valueFrom.secretKeyRef.name=otel-auth",
+        "ranker.extraEnv[0].valueFrom.secretKeyRef.key=headers",
+    )
+    container = _container(docs, "ranker")
+    environment = _environment(docs, container)
+    assert TracingConfig.from_env(environment) == TracingConfig(
+        ("otlp",),
+        "http://otel-collector.observability:4318/v1/traces",
+        "parentbased_traceidratio",
+        0.2,
+        "rankswap-ranker",
+    )
+    assert environment["OTEL_EXPORTER_OTLP_HEADERS"] == SECRET
+    assert environment["OTEL_RESOURCE_ATTRIBUTES"] == (
+        "k8s.pod.name=$(K8S_POD_NAME),k8s.namespace.name=rankswap"
+    )
+    names = [v["name"] for v in container["env"]]
+    # $(K8S_POD_NAME) is expanded by the kubelet only from variables defined before it
+    assert names.index("K8S_POD_NAME") < names.index("OTEL_RESOURCE_ATTRIBUTES")
+    pod_name = next(v for v in container["env"] if v["name"] == "K8S_POD_NAME")
+    assert pod_name["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}

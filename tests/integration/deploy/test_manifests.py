@@ -10,6 +10,7 @@ import yaml
 from tests.integration.deploy.layout import MANIFESTS, SAMPLE, admin_port_peers, matches
 
 from rankswap_dev.localkube import ControlPlane
+from rankswap_operator.startup import configmap_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -65,6 +66,18 @@ def test_kustomize_build_is_valid_for_the_api_server(
         e["configMapRef"]["name"] for e in ranker["containers"][0]["envFrom"] if "configMapRef" in e
     ]
     assert refs == [env_cm["metadata"]["name"]]
+    # The start-up ConfigMap the pods mount is the one the operator keeps for the sample
+    # ArtifactVersion, and the operator may keep it.
+    sample = yaml.safe_load(SAMPLE.read_text())
+    (startup,) = [v for v in ranker["volumes"] if v["name"] == "startup"]
+    assert startup["configMap"]["name"] == configmap_name(sample["metadata"]["name"])
+    assert startup["configMap"]["optional"] is True
+    (role,) = by_kind["ClusterRole"]
+    assert {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "verbs": ["get", "create", "patch"],
+    } in (role["rules"])
     # The admin port admits the operator's pods in rankswap-system, and nothing else.
     (policy,) = by_kind["NetworkPolicy"]
     (peer,) = admin_port_peers(policy)

@@ -26,6 +26,7 @@ from tests.support.services import free_port
 from tests.support.world import World
 
 from rankswap.artifacts import artifact_uri
+from rankswap.podstate import STARTUP_FILE
 from rankswap_dev.launch import OperatorProcess, RankerProcess, operator_args
 from rankswap_dev.localkube import ControlPlane
 from rankswap_dev.localkube.pods import FakeKubelet, next_pod_ip, pod_ranker
@@ -88,8 +89,16 @@ class Harness:
 
     # pods ---------------------------------------------------------------------------------
     def add_pod(
-        self, name: str, *, workers: int = 1, env: dict[str, str] | None = None
+        self,
+        name: str,
+        *,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        startup_from: str | None = None,
     ) -> RankerProcess:
+        """A ranker pod; with ``startup_from`` (an ArtifactVersion's name) it mounts that
+        resource's start-up ConfigMap as the chart's Deployment does: read back from the API
+        server now (absent: an empty volume, ``optional: true``) and projected like the kubelet."""
         ranker = pod_ranker(
             name,
             next_pod_ip(),
@@ -99,10 +108,25 @@ class Harness:
             token=self.token,
             workers=workers,
             settings={"RANKSWAP_WORKER_POLL_INTERVAL_S": "0.1", **(env or {})},
-        ).start()
-        self.rankers[name] = ranker
+        )
+        if startup_from is not None:
+            ranker.config_maps["startup"] = self.startup_config_map(startup_from)
+            ranker.settings["RANKSWAP_STARTUP_FILE"] = str(ranker.mount("startup") / STARTUP_FILE)
+        self.rankers[name] = ranker  # registered first: stopped at teardown even if start fails
+        ranker.start()
         self.kubelet.add(ranker, LABELS)
         return ranker
+
+    def startup_config_map(self, av_name: str) -> dict[str, str] | None:
+        """The data of ``av_name``'s start-up ConfigMap as the API server has it, or None."""
+        try:
+            obj = self.core.read_namespaced_config_map(f"{av_name}-startup", self.namespace)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        data: dict[str, str] = dict(obj.data or {})
+        return data
 
     def kill_pod(self, name: str) -> None:
         """The pod goes away: it leaves the endpoints first (what a Service does on deletion, so

@@ -35,6 +35,7 @@ SMALL_TRAIN = pipelines.TrainOptions(
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.timeout(300)  # the whole pipeline with two fits and the ablation: ~125 s at load 9
 def test_datagen_features_model_examples(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

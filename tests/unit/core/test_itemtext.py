@@ -12,7 +12,8 @@ from tests.unit.training import handmade
 from tests.unit.training.handmade import AS_OF
 
 from rankswap import featurespec as fs
-from rankswap_training import dataset
+from rankswap.productdb import ProductDB
+from rankswap_training import dataset, features
 from rankswap_training.features import build_tables
 
 
@@ -209,3 +210,58 @@ def test_serving_date_is_irrelevant_to_the_name_features() -> None:
     b = fs.assemble(later, cands, _no_tables())
     np.testing.assert_array_equal(_col(a, "name_idf_cover"), _col(b, "name_idf_cover"))
     assert _col(a, "name_idf_cover")[1] > _col(a, "name_idf_cover")[0]
+
+
+def test_serving_fast_path_equals_the_dense_training_path(small_db_url: str) -> None:
+    """Serving computes the text features from the memoised name index, touching only the pairs
+    of the request's terms (``itemtext._one_context``); training computes every pair densely
+    (``_many_contexts``). On a generated world, for real expenses and for contexts that hit
+    every feature (the description and the vendor name are item names, employees with and
+    without ``emp_term`` rows), the rows are bit-identical."""
+    with ProductDB(small_db_url) as db:
+        history = features.load_history(db, before=date(2026, 3, 31))
+        tenant = db.tenant_ids()[0]
+        cands = db.candidates(tenant, with_names=True)
+    tables = build_tables(history, date(2026, 3, 28))
+    e = history.expenses[history.expenses["tenant_id"] == tenant].tail(300)
+    employees = [int(x) for x in e["employee_id"]]
+    names = [str(x) for x in cands.names.tolist()]
+    contexts = [
+        fs.RankContext(
+            tenant_id=tenant,
+            employee_id=emp,
+            vendor_id=None,
+            description=str(desc),
+            amount=float(amount),
+            expense_date=date(2026, 3, 29),
+            vendor_name=str(vendor),
+        )
+        for emp, desc, amount, vendor in zip(
+            employees, e["description"], e["amount"], e["vendor_name"], strict=True
+        )
+    ]
+    contexts += [
+        _ctx(f"{names[k]} {names[k + 1]}", vendor_name=names[k + 2], employee=employees[k])
+        for k in range(0, 30, 3)
+    ]
+    holders: dict[tuple[int, str], int] = {}
+    for cat, code, name in zip(cands.category_ids, cands.codes, cands.names, strict=True):
+        for term in fs.item_terms(str(code), str(name)):
+            holders[int(cat), term] = holders.get((int(cat), term), 0) + 1
+    alone = [t for (_, t), c in holders.items() if c == 1 and t in fs.tokenize(t)][:5]
+    assert alone  # terms one item holds alone in its category: name_alone_match
+    contexts += [_ctx(" ".join(alone), employee=employees[0])]
+    contexts += [_ctx(names[0], employee=None), _ctx("", employee=10**6), _ctx("zz 00")]
+    n = len(cands)
+    batch = fs.assemble_batch(
+        fs.ContextBatch.from_contexts(contexts),
+        np.repeat(np.arange(len(contexts), dtype=np.int64), n),
+        cands.take(np.tile(np.arange(n), len(contexts))),
+        tables,
+    )
+    cols = [fs.NUMERIC_FEATURES.index(f) for f in fs.ITEM_TEXT_FEATURES]
+    for k, ctx in enumerate(contexts):
+        one = fs.assemble(ctx, cands, tables)
+        np.testing.assert_array_equal(one.num, batch.num[k * n : (k + 1) * n], err_msg=str(k))
+    assert "name_index" in cands._memo  # the serving path ran
+    assert (batch.num[:, cols] != 0).any(axis=0).all()  # every text feature is exercised

@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -207,3 +208,62 @@ def test_a_removed_file_is_unavailable_until_it_is_back(small_db_url: str, tmp_p
         staged.replace(path)
         back = db.candidates("t002")
         assert len(back.item_ids) == n + 1 and item_id in back.item_ids
+
+
+def _count_queries(db: ProductDB, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A counter of the DBAPI cursors ``db`` opens (one per query of the serving reads)."""
+    count = [0]
+    raw = db._raw
+
+    def counting() -> Any:
+        count[0] += 1
+        return raw()
+
+    monkeypatch.setattr(db, "_raw", counting)
+    return count
+
+
+def test_labels_and_context_attributes_are_read_once_per_data_version(
+    small_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item labels and context attributes are memoised while the database is unchanged; any
+    commit by another connection (here a plain sqlite3 one, as the product app's) is seen by
+    the very next read."""
+    url = _copy_db(small_db_url, tmp_path)
+    path = url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as con:
+        emp, tenant = con.execute("SELECT id, tenant_id FROM employees LIMIT 1").fetchone()
+        item = con.execute("SELECT id FROM items WHERE tenant_id = ?", (tenant,)).fetchone()[0]
+    with ProductDB(url) as db, ProductDB(url, cache_candidates=False) as uncached:
+        queries = _count_queries(db, monkeypatch)
+        labels = db.item_labels([item, 10**9])
+        attrs = db.context_attributes(tenant, emp, None)
+        assert labels == uncached.item_labels([item, 10**9]) and 10**9 not in labels
+        assert attrs == uncached.context_attributes(tenant, emp, None)
+        assert queries[0] == 2
+        assert db.item_labels([item]) == {item: labels[item]}
+        assert db.context_attributes(tenant, emp, None) == attrs
+        assert queries[0] == 2  # both from the memo
+        with sqlite3.connect(path) as con:
+            con.execute("UPDATE items SET name = 'renamed' WHERE id = ?", (item,))
+            con.execute("UPDATE employees SET department = 'moved' WHERE id = ?", (emp,))
+        assert db.item_labels([item]) == {item: (labels[item][0], "renamed")}
+        assert db.context_attributes(tenant, emp, None) == ("moved", "")
+        assert queries[0] == 4
+
+
+def test_the_memo_is_bounded_and_off_without_the_cache(
+    small_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rankswap.productdb.db as dbmod
+
+    monkeypatch.setattr(dbmod, "MEMO_ENTRIES", 3)
+    with ProductDB(small_db_url) as db:
+        for employee in range(10):
+            db.context_attributes("t001", employee, None)
+            assert len(db._memo) <= 3
+    with ProductDB(small_db_url, cache_candidates=False) as db:
+        queries = _count_queries(db, monkeypatch)
+        db.context_attributes("t001", 1, None)
+        db.context_attributes("t001", 1, None)
+        assert queries[0] == 2 and not db._memo

@@ -49,3 +49,19 @@ def test_the_image_build_context_leaves_the_dev_tools_out() -> None:
     assert not any(line.startswith("!devtools") for line in lines)
     assert "devtools/" in lines
     assert "COPY devtools" not in (REPO / "docker" / "Dockerfile").read_text()
+
+
+def test_no_dev_tool_names_a_feature_schema_of_its_own() -> None:
+    """The demo and the benches read published features under the schema the code builds
+    (``FEATURE_SCHEMA_VERSION``): a literal version went stale when 1.1.0 came and broke
+    ``make demo``."""
+    import re
+
+    literal = re.compile(r"""(["'])features\1\s*,\s*["']\d+\.\d+\.\d+["']|schema\s*=\s*["']\d""")
+    stale = [
+        f"{path.relative_to(REPO)}:{n}"
+        for path in sorted((REPO / "devtools").rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if literal.search(line)
+    ]
+    assert stale == []

@@ -253,3 +253,80 @@ def product_db(url: str, tenants: dict[str, int], *, first_id: int = 1) -> Produ
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+MODES_2 = ("BRANCH_LEQ", "LEAF", "LEAF")
+
+
+def tree_model(*, num_width: int = F, cat_width: int = C, swap_codes: bool = False) -> bytes:
+    """The training pipeline's graph shape (skl2onnx): every categorical column through a
+    ``LabelEncoder`` (Gather, Reshape, Concat, Cast), concatenated after ``num``, scored by a
+    ``TreeEnsembleRegressor``. Two trees: one on ``item_cnt_365d``, one on the encoded
+    ``category``. ``swap_codes`` writes codes the trees do not expect (same graph shape)."""
+    cnt = fs.NUMERIC_FEATURES.index("item_cnt_365d")
+    categories = ["travel", "meals", "supplies"]
+    codes = [1, 0, 2] if swap_codes else [0, 1, 2]
+    nodes = [helper.make_node("Identity", ["num"], ["numeric"])]
+    encoded = []
+    inits = [helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 1])]
+    for j in range(cat_width):
+        inits.append(helper.make_tensor(f"idx{j}", TensorProto.INT64, [1], [j]))
+        nodes += [
+            helper.make_node("Gather", ["cat", f"idx{j}"], [f"col{j}"], axis=1),
+            helper.make_node(
+                "LabelEncoder",
+                [f"col{j}"],
+                [f"enc{j}"],
+                domain="ai.onnx.ml",
+                keys_strings=categories if j == 0 else ["x", "y"],
+                values_int64s=codes if j == 0 else [0, 1],
+                default_int64=-1,
+            ),
+            helper.make_node("Reshape", [f"enc{j}", "shape"], [f"ord{j}"]),
+        ]
+        encoded.append(f"ord{j}")
+    nodes += [
+        helper.make_node("Concat", encoded, ["codes"], axis=1),
+        helper.make_node("Cast", ["codes"], ["codes_f"], to=TensorProto.FLOAT),
+        helper.make_node("Concat", ["numeric", "codes_f"], ["rows"], axis=1),
+        helper.make_node(
+            "TreeEnsembleRegressor",
+            ["rows"],
+            ["out"],
+            domain="ai.onnx.ml",
+            n_targets=1,
+            nodes_treeids=[0, 0, 0, 1, 1, 1, 1, 1],
+            nodes_nodeids=[0, 1, 2, 0, 1, 2, 3, 4],
+            nodes_featureids=[cnt, 0, 0, num_width, 0, num_width, 0, 0],
+            nodes_modes=[*("BRANCH_LEQ", "LEAF", "LEAF"), *("BRANCH_LEQ", "LEAF"), *MODES_2],
+            nodes_values=[2.5, 0, 0, -0.5, 0, 0.5, 0, 0],
+            nodes_truenodeids=[1, 0, 0, 1, 0, 3, 0, 0],
+            nodes_falsenodeids=[2, 0, 0, 2, 0, 4, 0, 0],
+            nodes_missing_value_tracks_true=[0] * 8,
+            nodes_hitrates=[1.0] * 8,
+            target_ids=[0] * 5,
+            target_nodeids=[1, 2, 1, 3, 4],
+            target_treeids=[0, 0, 1, 1, 1],
+            target_weights=[0.1, 0.7, -0.3, 0.9, 0.2],
+            post_transform="NONE",
+        ),
+        helper.make_node("Identity", ["out"], ["variable"]),
+        helper.make_node("Reshape", ["variable", "flat"], ["score"]),
+    ]
+    inits.append(helper.make_tensor("flat", TensorProto.INT64, [1], [-1]))
+    graph = helper.make_graph(
+        nodes,
+        "tree-ranker",
+        [
+            helper.make_tensor_value_info("num", TensorProto.FLOAT, [None, num_width]),
+            helper.make_tensor_value_info("cat", TensorProto.STRING, [None, cat_width]),
+        ],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, [None])],
+        initializer=inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)]
+    )
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,10 +11,11 @@ import httpx
 import pytest
 
 from rankswap.productdb import ProductDB
-from rankswap_ranker.app import create_app
+from rankswap_ranker.app import RankFastPath, create_app
 from rankswap_ranker.bundle import Bundle
 from rankswap_ranker.candidates import LazyProductDB
 from rankswap_ranker.registry import BundleRegistry
+from rankswap_ranker.routes import RankEndpoint
 from rankswap_ranker.settings import RankerSettings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
@@ -201,3 +204,102 @@ async def test_unexpected_failure_is_500_without_details(
     assert r.status_code == 500
     assert r.json()["error"] == "internal_error"
     assert "secret" not in r.text
+
+
+class _ThreadRecorder(LazyProductDB):
+    """The real candidate source, noting the thread each ranking reads it from."""
+
+    threads: list[int]
+
+    def make_context(self, tenant_id: str, **kwargs: Any) -> Any:
+        self.threads.append(threading.get_ident())
+        return super().make_context(tenant_id, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("database_url", "on_loop"),
+    [("sqlite:///product.db", True), ("postgresql+psycopg://ranker@db/products", False)],
+)
+async def test_rank_runs_on_the_event_loop_for_sqlite_and_in_the_thread_pool_for_postgres(
+    settings: RankerSettings,
+    registry: BundleRegistry[Bundle],
+    db_url: str,
+    database_url: str,
+    on_loop: bool,
+) -> None:
+    source = _ThreadRecorder(db_url)
+    source.threads = []
+    app = create_app(settings.model_copy(update={"database_url": database_url}), registry, source)
+    async with _client(app) as c:
+        r = await c.post("/v1/rank", json=BODY)
+    assert r.status_code == 200, r.text
+    assert (source.threads == [threading.get_ident()]) is on_loop
+    assert len(source.threads) == 1
+
+
+_DEEP = b'{"tenant_id": "acme", "context": ' + b"[" * 3000 + b"]" * 3000 + b"}"
+PARITY_BODIES: list[tuple[str, bytes]] = [
+    ("application/json", json.dumps(BODY).encode()),
+    ("application/json; charset=utf-8", json.dumps({**BODY, "top_k": 3}).encode()),
+    ("application/merge-patch+json", json.dumps(BODY).encode()),
+    ("application/json", json.dumps({**BODY, "top_k": 101}).encode()),
+    ("application/json", json.dumps({**BODY, "tenant_id": "nobody"}).encode()),
+    ("application/json", json.dumps({**BODY, "extra": 1}).encode()),
+    (
+        "application/json",
+        json.dumps({**BODY, "context": {**BODY["context"], "amount": "1"}}).encode(),
+    ),
+    ("application/json", json.dumps({**BODY, "context": {**BODY["context"], "date": 0}}).encode()),
+    (
+        "application/json",
+        json.dumps(
+            {
+                **BODY,
+                "context": {
+                    "employee_id": 12.0,
+                    **{k: v for k, v in BODY["context"].items() if k != "employee_id"},
+                },
+            }
+        ).encode(),
+    ),
+    ("application/json", b'{"tenant_id": "acme", "context": '),
+    ("application/json", b"\xff\xfe not utf-8"),
+    ("application/json", _DEEP),
+    ("application/json", b"[1, 2]"),
+    ("application/json", b"null"),
+    ("application/json", b""),
+    ("text/plain", json.dumps(BODY).encode()),
+]
+
+
+async def test_the_fast_path_answers_as_the_framework_route_does(
+    settings: RankerSettings,
+    registry: BundleRegistry[Bundle],
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every JSON POST /v1/rank is answered past the framework's routing (RankFastPath), with
+    the status, body and headers the FastAPI route gives the same request."""
+    fast = create_app(settings, registry, LazyProductDB(db_url))
+    plain = create_app(settings, registry, LazyProductDB(db_url))
+    plain.user_middleware = [m for m in plain.user_middleware if m.cls is not RankFastPath]  # type: ignore[comparison-overlap]
+    taken: list[bytes] = []
+    fast_path = RankEndpoint.fast_path
+
+    async def counting(self: RankEndpoint, raw: bytes, *args: Any) -> None:
+        taken.append(raw)
+        await fast_path(self, raw, *args)
+
+    monkeypatch.setattr(RankEndpoint, "fast_path", counting)
+    async with _client(fast) as f, _client(plain) as p:
+        for content_type, raw in PARITY_BODIES:
+            headers = {"content-type": content_type}
+            a = await f.post("/v1/rank", content=raw, headers=headers)
+            b = await p.post("/v1/rank", content=raw, headers=headers)
+            assert (a.status_code, a.content) == (b.status_code, b.content), (
+                content_type,
+                raw[:60],
+            )
+            assert dict(a.headers) == dict(b.headers), (content_type, raw[:60])
+    json_bodies = [raw for kind, raw in PARITY_BODIES if "json" in kind and raw]
+    assert taken == json_bodies

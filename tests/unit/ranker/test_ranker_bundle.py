@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from tests.unit.ranker.builders import Published, onnx_model, publish_bundle, publish_model
+from tests.unit.ranker.builders import (
+    Published,
+    onnx_model,
+    publish_bundle,
+    publish_model,
+    tree_model,
+)
 
 from rankswap import featurespec as fs
 from rankswap.artifacts import ChecksumMismatch, ManifestMissing, SchemaMismatch, WrongKind
 from rankswap_ranker import bundle as bundles
+from rankswap_ranker import treescore
 from rankswap_ranker.errors import (
     BundleIncompatible,
     ModelInvalid,
@@ -124,3 +133,55 @@ def test_top_k_breaks_ties_by_item_id() -> None:
     assert top_k_indices(scores, ids, 3).tolist() == [2, 1, 4]
     assert top_k_indices(scores, ids, 99).tolist() == [2, 1, 4, 3, 0]
     assert top_k_indices(scores[:0], ids[:0], 5).tolist() == []
+
+
+def _tree_bundle(file_root: str, tmp_path: Path, cache_dir: Path, **kw: bool) -> bundles.Bundle:
+    pub = publish_bundle(
+        file_root, tmp_path, item_ids=np.arange(1, 51), model_bytes=tree_model(**kw)
+    )
+    return bundles.load(bundles.resolve(pub.model_uri, pub.features_uri, cache_dir))
+
+
+def _rows(bundle: bundles.Bundle) -> fs.ModelInput:
+    cat = np.array([["travel", "x"], ["meals", "y"], ["supplies", ""], ["nope", "x"]] * 4)
+    cat = np.concatenate([cat, np.full((16, len(fs.CATEGORICAL_FEATURES) - 2), "")], 1)
+    num = np.zeros((16, len(fs.NUMERIC_FEATURES)), dtype=np.float32)
+    num[:, fs.NUMERIC_FEATURES.index("item_cnt_365d")] = np.arange(16) % 5
+    return fs.ModelInput(num, cat.astype(object), 16, 0, 0, 0, 0, 0)
+
+
+def test_a_tree_ensemble_is_scored_alone_behind_the_graphs_encoders(
+    file_root: str, tmp_path: Path, cache_dir: Path
+) -> None:
+    """The training pipeline's graph shape: the tree ensemble scores encoded rows by itself,
+    with exactly the scores of the whole graph (checked at load, and here on other rows)."""
+    bundle = _tree_bundle(file_root, tmp_path, cache_dir)
+    assert bundle.trees is not None
+    rows = _rows(bundle)
+    scores = bundle.score(rows)
+    np.testing.assert_array_equal(scores, bundle.score_whole(rows))
+    assert len(set(scores.tolist())) > 2  # both trees and the unseen category matter
+
+
+def test_trees_that_do_not_score_as_the_graph_are_not_used(
+    file_root: str, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A split whose encoding differs from the graph's fails the parity check at load: the
+    whole graph scores. A graph of another shape is never split."""
+    real_split = treescore.split
+
+    def wrong_codes(model: bytes, *args: Any) -> treescore.TreeScorer | None:
+        trees = real_split(model, *args)
+        assert trees is not None
+        enc = trees.encoders[0]
+        swapped = dataclasses.replace(enc, codes={k: 2.0 - v for k, v in enc.codes.items()})
+        return dataclasses.replace(trees, encoders=(swapped, *trees.encoders[1:]))
+
+    monkeypatch.setattr(treescore, "split", wrong_codes)
+    bundle = _tree_bundle(file_root, tmp_path, cache_dir)
+    assert bundle.trees is None
+    rows = _rows(bundle)
+    np.testing.assert_array_equal(bundle.score(rows), bundle.score_whole(rows))
+    monkeypatch.setattr(treescore, "split", real_split)
+    assert treescore.split(onnx_model(), len(fs.NUMERIC_FEATURES), None) is None
+    assert treescore.split(b"\xff\xff not a model", len(fs.NUMERIC_FEATURES), None) is None

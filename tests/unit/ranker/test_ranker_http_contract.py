@@ -22,6 +22,7 @@ from rankswap_ranker.app import create_app
 from rankswap_ranker.bundle import Bundle
 from rankswap_ranker.candidates import LazyProductDB
 from rankswap_ranker.registry import BundleRegistry
+from rankswap_ranker.schemas import CohortSpec
 from rankswap_ranker.settings import RankerSettings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
@@ -43,7 +44,11 @@ class _Backend:
     """The admin API's backend for contract tests: accepts everything, records nothing."""
 
     def request_bundle(
-        self, model_uri: str, features_uri: str, refresh_interval_s: float | None
+        self,
+        model_uri: str,
+        features_uri: str,
+        refresh_interval_s: float | None,
+        cohort: CohortSpec | None = None,
     ) -> int:
         return 1
 
@@ -217,6 +222,17 @@ def _largest_bundle_body() -> bytes:
     return json.dumps(doc, ensure_ascii=True, indent=2).encode()
 
 
+def _largest_cohort_push() -> bytes:
+    """The largest push with a cohort, as the operator's client (httpx) encodes it: compact
+    UTF-8 (four-byte characters in four 2,048-character URIs, 200 tenant ids of 128)."""
+    wide = "\U0001f600"
+    uri = "s3://b/" + wide * 2041
+    tenants = [f"{i:03d}" + "x" * 125 for i in range(200)]
+    cohort = {"model_uri": uri, "features_uri": uri, "tenants": tenants, "percent": 100}
+    doc = {"model_uri": uri, "features_uri": uri, "refresh_interval_s": 86400.0, "cohort": cohort}
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 async def test_defaults_admit_the_largest_legitimate_requests(
     public: httpx.AsyncClient, admin: httpx.AsyncClient, settings: RankerSettings
 ) -> None:
@@ -227,6 +243,10 @@ async def test_defaults_admit_the_largest_legitimate_requests(
     r = await public.post("/v1/rank", content=rank, headers=headers)
     _envelope(r, 503, "no_active_bundle")  # read, parsed and validated
     r = await admin.put("/admin/v1/bundle", content=push, headers={**headers, **AUTH})
+    assert r.status_code == 202, r.text
+    cohort_push = _largest_cohort_push()
+    assert len(cohort_push) < settings.admin_max_body_bytes, len(cohort_push)
+    r = await admin.put("/admin/v1/bundle", content=cohort_push, headers={**headers, **AUTH})
     assert r.status_code == 202, r.text
 
 
