@@ -1,14 +1,16 @@
-"""The product DB read in Arrow record batches (ADBC drivers), for the pipelines' bulk reads.
+"""The product DB read in Arrow record batches (ADBC drivers), for the pipelines' bulk reads,
+and written from Arrow tables, for the data generator's bulk writes.
 
-SQLAlchemy and the DBAPI drivers return one Python tuple per row, which costs more than the
-query at millions of rows; the ADBC drivers for SQLite and PostgreSQL return Arrow columns.
-Errors become the product DB's own (``DatabaseUnavailable``, ``ProductDBError``), one line.
+SQLAlchemy and the DBAPI drivers take and return one Python tuple per row, which costs more
+than the query at millions of rows; the ADBC drivers for SQLite and PostgreSQL bind and return
+Arrow columns. Errors become the product DB's own (``DatabaseUnavailable``,
+``ProductDBError``), one line.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +52,31 @@ def read_table(db: ProductDB, sql: str) -> pa.Table:
     return record_batches(db, sql).read_all()
 
 
-def _connect(db: ProductDB) -> Any:
+@contextlib.contextmanager
+def appender(db: ProductDB) -> Iterator[Callable[[str, pa.Table], None]]:
+    """A function that appends an Arrow table to a product DB table and commits (one
+    transaction per call), on a connection of its own; SQLite's is unsynchronised
+    (``synchronous=OFF``: a crash may lose the last commits, which a bulk load restarts)."""
+    conn = _connect(db, write=True)
+    try:
+        cur = conn.cursor()
+        with _errors(db):
+            if db.dialect == "sqlite":
+                cur.execute("PRAGMA synchronous=OFF")
+
+        def append(name: str, table: pa.Table) -> None:
+            with _errors(db):
+                cur.adbc_ingest(name, table, mode="append")
+                if db.dialect != "sqlite":  # SQLite's connection commits each statement
+                    conn.commit()
+
+        yield append
+        cur.close()
+    finally:
+        conn.close()
+
+
+def _connect(db: ProductDB, *, write: bool = False) -> Any:
     url = db.engine.url
     with _errors(db):
         if db.dialect == "sqlite":
@@ -59,6 +85,8 @@ def _connect(db: ProductDB) -> Any:
             path = url.database or ""  # a file: URI (ProductDB opens files read-write, never
             if not path.startswith("file:"):  # creating them) or a plain path (create=True)
                 path = Path(path).resolve().as_uri()
+            if write:  # autocommit: the safety level cannot change inside a transaction
+                return adbc_driver_sqlite.dbapi.connect(f"{path}?mode=rw", autocommit=True)
             return adbc_driver_sqlite.dbapi.connect(f"{path}?mode=ro")
         if db.dialect == "postgresql":
             import adbc_driver_postgresql.dbapi
