@@ -7,7 +7,8 @@ world's last day + 1, each in its own process, timed (wall) and measured (peak R
 process, ``wait4``'s ``ru_maxrss``). A point's world is kept in ``--work`` and reused when its
 configuration is unchanged (``world.json``), so a later run measures the pipelines only.
 
-``python -m rankswap_dev.bench_pipelines [--work DIR] [--points 0.2M,1M,3M,10M] [--no-train]``
+``python -m rankswap_dev.bench_pipelines [--work DIR] [--points 0.2M,1M,3M,10M]
+[--steps features,train]`` (datagen runs when the point's world is not there yet)
 (``make bench-pipelines``); prints one markdown table (docs/BENCHMARKS.md, "Pipelines at scale").
 """
 
@@ -80,9 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--points", default=",".join(POINTS), help="comma-separated: " + ",".join(POINTS)
     )
-    ap.add_argument("--no-train", action="store_true", help="datagen and features build only")
+    ap.add_argument(
+        "--steps", default="features,train", help="comma-separated: features, train (or none)"
+    )
     args = ap.parse_args(argv)
     work = args.work.resolve()
+    steps_wanted = set(args.steps.split(",")) - {"", "none"}
+    if not steps_wanted <= {"features", "train"}:
+        raise SystemExit(f"unknown steps {args.steps!r}: features, train")
     rows = []
     for name in args.points.split(","):
         if name not in POINTS:
@@ -90,11 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         url, n, gen = world(work, name, POINTS[name])
         store = (work / name / "store").as_uri()
         steps = {"datagen": gen}
-        steps["features build"] = run(
-            ["features", "build", "--db", url, "--as-of", AS_OF, "--store", store, "--force"],
-            work / name / "features.log",
-        )
-        if not args.no_train:
+        if "features" in steps_wanted:
+            steps["features build"] = run(
+                ["features", "build", "--db", url, "--as-of", AS_OF, "--store", store, "--force"],
+                work / name / "features.log",
+            )
+        if "train" in steps_wanted:
             steps["model train"] = run(
                 [
                     "model",
