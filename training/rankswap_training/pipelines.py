@@ -340,20 +340,22 @@ def _build_pairs(
         **_snapshot_tenants(history, train_rows, train_snaps),
         **_snapshot_tenants(history, eval_rows, eval_snaps),
     }
-    cache: dict[date, fs.FeatureTables] = {}
+    built: list[date] = []
     t0 = time.perf_counter()
 
     def tables_for(d: date) -> fs.FeatureTables:
-        if d not in cache:
-            cache[d] = hdb.build_tables(d, tenants=users.get(d, []))
-            log.info(
-                "snapshot %s (%d tenants) built; %d snapshots in %.1fs",
-                d,
-                len(users.get(d, [])),
-                len(cache),
-                time.perf_counter() - t0,
-            )
-        return cache[d]
+        # build_pairs asks for each snapshot once (training and hold-out snapshots are
+        # distinct days): no cache, so a snapshot's tables are freed once its rows are built
+        tables = hdb.build_tables(d, tenants=users.get(d, []))
+        built.append(d)
+        log.info(
+            "snapshot %s (%d tenants) built; %d snapshots in %.1fs",
+            d,
+            len(users.get(d, [])),
+            len(built),
+            time.perf_counter() - t0,
+        )
+        return tables
 
     with _step(f"training pairs ({len(train_rows)} expenses, {len(train_snaps)} snapshots)"):
         train = dataset.build_pairs(
@@ -397,12 +399,11 @@ def _fit_candidates(pairs: _Pairs, opts: TrainOptions) -> _Fits:
     results: dict[str, dict[str, dict[str, float]]] = {}
     fitted: dict[str, tuple[Any, bytes]] = {}
     train_frame = model.feature_frame(train.num, train.cat)
-    held_frame = model.feature_frame(held.num, held.cat)
     sessions: dict[str, Any] = {}
     for spec in opts.candidates:
         with _step(f"fitting {spec.label}"):
             pipe = model.fit(spec, train_frame, train.label, train.group_sizes(), opts.seed)
-        scores = model.native_scores(pipe, held_frame)
+        scores = model.chunked_scores(pipe, held.num, held.cat)
         res = evaluate.evaluate_scores(scores, held, pairs.subsets, pairs.active)
         onx = model.to_onnx(pipe).SerializeToString()
         sessions[spec.label] = model.session(onx)
@@ -462,7 +463,13 @@ def _ablation(pairs: _Pairs, opts: TrainOptions, chosen: str) -> dict[str, Any]:
             train.group_sizes(),
             opts.seed,
         )
-    scores = model.native_scores(pipe, model.feature_frame(without(held.num), held.cat))
+    n = model.SCORE_CHUNK_ROWS  # the hold-out without its text features, a chunk at a time
+    scores = np.concatenate(
+        [
+            model.chunked_scores(pipe, without(held.num[k : k + n]), held.cat[k : k + n])
+            for k in range(0, len(held), n)
+        ]
+    )
     label = f"{ABLATION_PREFIX}{spec.label} without item-text features"
     return {label: evaluate.evaluate_scores(scores, held, pairs.subsets, pairs.active)}
 
