@@ -10,7 +10,7 @@ Arrow columns. Errors become the product DB's own (``DatabaseUnavailable``,
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,26 +52,42 @@ def read_table(db: ProductDB, sql: str) -> pa.Table:
     return record_batches(db, sql).read_all()
 
 
+class Appender:
+    """Appends Arrow tables to product DB tables on a connection of its own (``appender``)."""
+
+    def __init__(self, db: ProductDB, conn: Any) -> None:
+        self._db, self._conn, self._cur = db, conn, conn.cursor()
+
+    def append(self, name: str, table: pa.Table, *, temporary: bool = False) -> None:
+        """Append ``table`` to the table ``name`` (a temporary table of this connection when
+        ``temporary``) and commit: one transaction per call."""
+        with _errors(self._db):
+            self._cur.adbc_ingest(name, table, mode="append", temporary=temporary)
+            self._commit()
+
+    def execute(self, sql: str) -> None:
+        """One statement on this connection (which sees its temporary tables), committed."""
+        with _errors(self._db):
+            self._cur.execute(sql)
+            self._commit()
+
+    def _commit(self) -> None:
+        if self._db.dialect != "sqlite":  # SQLite's connection commits each statement
+            self._conn.commit()
+
+
 @contextlib.contextmanager
-def appender(db: ProductDB) -> Iterator[Callable[[str, pa.Table], None]]:
-    """A function that appends an Arrow table to a product DB table and commits (one
-    transaction per call), on a connection of its own; SQLite's is unsynchronised
-    (``synchronous=OFF``: a crash may lose the last commits, which a bulk load restarts)."""
+def appender(db: ProductDB) -> Iterator[Appender]:
+    """An ``Appender`` on a connection of its own; SQLite's is unsynchronised
+    (``synchronous=OFF``: a crash may lose the last commits, which a bulk load restarts) and
+    keeps temporary tables in files, not in memory."""
     conn = _connect(db, write=True)
     try:
-        cur = conn.cursor()
-        with _errors(db):
-            if db.dialect == "sqlite":
-                cur.execute("PRAGMA synchronous=OFF")
-
-        def append(name: str, table: pa.Table) -> None:
-            with _errors(db):
-                cur.adbc_ingest(name, table, mode="append")
-                if db.dialect != "sqlite":  # SQLite's connection commits each statement
-                    conn.commit()
-
-        yield append
-        cur.close()
+        out = Appender(db, conn)
+        if db.dialect == "sqlite":
+            out.execute("PRAGMA synchronous=OFF")
+            out.execute("PRAGMA temp_store=FILE")
+        yield out
     finally:
         conn.close()
 
