@@ -75,6 +75,16 @@ def world(work: Path, name: str, tenants: int) -> tuple[str, int, Run | None]:
     return url, expenses, r
 
 
+def _row(point: str, expenses: int, step: str, r: Run) -> str:
+    """The step's table row, printed at once (a long run that stops later keeps it)."""
+    row = (
+        f"| {point} | {expenses:,} | {step} | {r.wall_s:,.1f} | {r.peak_mb:,.0f} | "
+        f"{expenses / r.wall_s:,.0f} | {r.load[0]:.1f} |"
+    )
+    print(row, flush=True)
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path("work/bench-pipelines"))
@@ -95,14 +105,16 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"unknown point {name!r}: one of {', '.join(POINTS)}")
         url, n, gen = world(work, name, POINTS[name])
         store = (work / name / "store").as_uri()
-        steps = {"datagen": gen}
+        if gen is not None:
+            rows.append(_row(name, n, "datagen", gen))
         if "features" in steps_wanted:
-            steps["features build"] = run(
+            r = run(
                 ["features", "build", "--db", url, "--as-of", AS_OF, "--store", store, "--force"],
                 work / name / "features.log",
             )
+            rows.append(_row(name, n, "features build", r))
         if "train" in steps_wanted:
-            steps["model train"] = run(
+            r = run(
                 [
                     "model",
                     "train",
@@ -117,15 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 ],
                 work / name / "train.log",
             )
-        for step, r in steps.items():
-            if r is None:
-                continue
-            row = (
-                f"| {name} | {n:,} | {step} | {r.wall_s:,.1f} | {r.peak_mb:,.0f} | "
-                f"{n / r.wall_s:,.0f} | {r.load[0]:.1f} |"
-            )
-            rows.append(row)
-            print(row, flush=True)
+            rows.append(_row(name, n, "model train", r))
     print()
     print("| point | expenses | step | wall s | peak RSS MB | expenses/s | load (1 min) |")
     print("|---|---|---|---|---|---|---|")
