@@ -23,10 +23,9 @@ tenants, templates and projects only, never over expenses.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -777,48 +776,31 @@ def write_world_streaming(
     with db.engine.begin() as conn:
         for index in schema.expenses.indexes:
             index.drop(conn)
-    with contextlib.ExitStack() as stack:
-        out = (
-            stack.enter_context(arrowread.appender(db))
-            if db.dialect in ("sqlite", "postgresql")
-            else None
-        )
-        staged = out is not None and db.dialect == "sqlite"
-        if staged:
-            assert out is not None
-            out.execute(f"CREATE TEMP TABLE {_STAGED} AS SELECT * FROM main.expenses WHERE 0")
+
+    def written(frames: dict[str, pd.DataFrame]) -> None:
+        nonlocal last
+        for name, frame in frames.items():
+            counts[name] += len(frame)
+        now = time.perf_counter()
+        if now - last >= progress_every_s:
+            last = now
+            log.info(
+                "datagen: %s tenants, %s expenses written (%s expenses/s since the start)",
+                f"{counts['tenants']:,}",
+                f"{counts['expenses']:,}",
+                f"{counts['expenses'] / (now - t0):,.0f}",
+            )
+
+    if db.dialect in ("sqlite", "postgresql"):
+        with arrowread.appender(db) as out:
+            _append_world(out, db.dialect, cfg, written)
+    else:
         for frames in stream_world(cfg):
-            if out is not None:
+            with db.engine.begin() as conn:
                 for name, frame in frames.items():
-                    if not len(frame):
-                        continue
-                    table = _arrow_table(name, frame, db.dialect)
-                    if staged and name == "expenses":
-                        out.append(_STAGED, table, temporary=True)
-                    else:
-                        out.append(name, table)
-            else:
-                with db.engine.begin() as conn:
-                    for name, frame in frames.items():
-                        if len(frame):
-                            conn.execute(insert(schema.metadata.tables[name]), _records(frame))
-            for name, frame in frames.items():
-                counts[name] += len(frame)
-            now = time.perf_counter()
-            if now - last >= progress_every_s:
-                last = now
-                log.info(
-                    "datagen: %s tenants, %s expenses written (%s expenses/s since the start)",
-                    f"{counts['tenants']:,}",
-                    f"{counts['expenses']:,}",
-                    f"{counts['expenses'] / (now - t0):,.0f}",
-                )
-        if staged:
-            assert out is not None
-            t1 = time.perf_counter()
-            out.execute(f"INSERT INTO main.expenses SELECT * FROM temp.{_STAGED} ORDER BY id")
-            out.execute(f"DROP TABLE temp.{_STAGED}")
-            log.info("datagen: expenses stored in id order in %.1fs", time.perf_counter() - t1)
+                    if len(frame):
+                        conn.execute(insert(schema.metadata.tables[name]), _records(frame))
+            written(frames)
     t1 = time.perf_counter()
     with db.engine.begin() as conn:
         for index in schema.expenses.indexes:
@@ -833,6 +815,33 @@ def write_world_streaming(
         f"{counts['expenses'] / max(took, 1e-9):,.0f}",
     )
     return counts
+
+
+def _append_world(
+    out: arrowread.Appender,
+    dialect: str,
+    cfg: WorldConfig,
+    written: Callable[[dict[str, pd.DataFrame]], None],
+) -> None:
+    """Each tenant's tables as Arrow tables; SQLite's expenses through ``_STAGED``."""
+    staged = dialect == "sqlite"
+    if staged:
+        out.execute(f"CREATE TEMP TABLE {_STAGED} AS SELECT * FROM main.expenses WHERE 0")
+    for frames in stream_world(cfg):
+        for name, frame in frames.items():
+            if not len(frame):
+                continue
+            table = _arrow_table(name, frame, dialect)
+            if staged and name == "expenses":
+                out.append(_STAGED, table, temporary=True)
+            else:
+                out.append(name, table)
+        written(frames)
+    if staged:
+        t0 = time.perf_counter()
+        out.execute(f"INSERT INTO main.expenses SELECT * FROM temp.{_STAGED} ORDER BY id")
+        out.execute(f"DROP TABLE temp.{_STAGED}")
+        log.info("datagen: expenses stored in id order in %.1fs", time.perf_counter() - t0)
 
 
 _STAGED = "staged_expenses"
