@@ -7,7 +7,7 @@ STAMP := $(VENV)/.rankswap-installed
 ROOTS := core training ranker operator devtools
 export RANKSWAP_CACHE ?= $(HOME)/.cache/rankswap
 
-.PHONY: venv test test-fast test-node check demo bench bench-rollout kube-tools node-tools images promtool postgres clean
+.PHONY: venv test test-fast test-node check demo bench bench-rollout bench-pipelines kube-tools node-tools images promtool postgres clean
 
 # The virtual environment is rebuilt only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -74,6 +74,12 @@ bench: venv
 # kubectl apply -> every pod confirmed, for 3 and 10 local ranker pods (docs/OPERATOR.md).
 bench-rollout: venv kube-tools
 	$(PY) -m rankswap_dev.bench_rollout
+
+# datagen / features build / model train at 0.2 M, 1 M, 3 M and 10 M expenses (docs/BENCHMARKS.md;
+# the worlds stay in work/bench-pipelines and are reused; POINTS=0.2M,1M for a shorter run).
+POINTS ?= 0.2M,1M,3M,10M
+bench-pipelines: venv
+	$(PY) -m rankswap_dev.bench_pipelines --points $(POINTS)
 
 clean:
 	rm -rf $(VENV) work .mypy_cache .ruff_cache .pytest_cache

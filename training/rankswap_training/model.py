@@ -134,6 +134,25 @@ def native_scores(pipe: Any, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
     return np.asarray(pipe.predict(frame), dtype=np.float64).reshape(-1)
 
 
+SCORE_CHUNK_ROWS = 65_536
+
+
+def chunked_scores(
+    pipe: Any,
+    num: npt.NDArray[np.float32],
+    cat: npt.NDArray[np.object_],
+    *,
+    rows: int = SCORE_CHUNK_ROWS,
+) -> npt.NDArray[np.float64]:
+    """``native_scores`` of the rows, ``rows`` at a time: the named-column frame (a Python
+    string per categorical value) and the pipeline's encoded copy exist for one chunk only.
+    Every row's score is computed alone, so the scores are those of one call on all rows."""
+    out = np.empty(len(num), dtype=np.float64)
+    for k in range(0, len(num), rows):
+        out[k : k + rows] = native_scores(pipe, feature_frame(num[k : k + rows], cat[k : k + rows]))
+    return out
+
+
 # ------------------------------------------------------------------------------ ONNX
 
 

@@ -27,7 +27,7 @@ from rankswap import artifacts
 from rankswap import featurespec as fs
 from rankswap.artifacts import model_contract as contract
 from rankswap.productdb import ProductDB, ProductDBError, schema
-from rankswap_training import datagen, dataset, evaluate, features, model, report
+from rankswap_training import columnar, datagen, dataset, evaluate, features, model, report
 from rankswap_training.errors import NoData, SchemaMismatch, TrainingError, UpstreamError
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,11 @@ def run_datagen(db_url: str, cfg: datagen.WorldConfig) -> dict[str, int]:
     with upstream_errors():
         db = ProductDB(db_url, create=True)
         try:
-            with _step(f"generating world (seed {cfg.seed}, {cfg.tenants} tenants, {cfg.days} d)"):
+            what = f"world (seed {cfg.seed}, {cfg.tenants} tenants, {cfg.days} d)"
+            if not cfg.enrich:  # one tenant at a time, the same rows (datagen.stream_world)
+                with _step(f"generating and writing {what} to {db.url}"):
+                    return datagen.write_world_streaming(db, cfg)
+            with _step(f"generating {what}"):
                 world = datagen.generate_world(cfg)
             with _step(f"writing to {db.url}"):
                 return datagen.write_world(db, world)
@@ -91,12 +95,13 @@ def run_features_build(
         try:
             with _step(f"loading history before {as_of}"):
                 since = as_of - timedelta(days=features.WINDOW_DAYS)
-                history = features.load_history(db, before=as_of, since=since)
+                hdb = columnar.HistoryDB.from_product_db(db, before=as_of, since=since)
         finally:
             db.close()
-        first = features.require_history(history, as_of)
-        with _step(f"building feature tables as of {as_of}"):
-            tables = features.build_tables(history, as_of)
+        with hdb:
+            first = features.require_first_day(hdb.first_day, as_of)
+            with _step(f"building feature tables as of {as_of} ({hdb.count():,} expenses)"):
+                tables = hdb.build_tables(as_of)
         with tempfile.TemporaryDirectory(prefix="rankswap-features-") as tmp:
             tables.write(Path(tmp))
             with _step(f"publishing features {fs.FEATURE_SCHEMA_VERSION} {as_of} to {store}"):
@@ -215,9 +220,16 @@ def run_model_train(
     this order, so the same data and options give the same model."""
     opts = opts or TrainOptions()
     rng = np.random.default_rng(opts.seed)
-    history, window = _load_history(db_url, as_of, store, opts)
-    train_rows, eval_rows = _pick_expenses(history, window, opts, rng)
-    pairs = _build_pairs(history, window, train_rows, eval_rows, opts, rng)
+    hdb, window = _load_history(db_url, as_of, store, opts)
+    with hdb:
+        train_pos, eval_pos = _pick_expenses(hdb, window, opts, rng)
+        # only the sampled expenses come into memory: row k of ``history`` is position k of
+        # train_pos + eval_pos (both ascending, the hold-out after the training window)
+        with _step(f"reading the {len(train_pos) + len(eval_pos)} sampled expenses"):
+            history = hdb.history_of(np.concatenate([train_pos, eval_pos]))
+        train_rows = np.arange(len(train_pos), dtype=np.int64)
+        eval_rows = np.arange(len(train_pos), len(train_pos) + len(eval_pos), dtype=np.int64)
+        pairs = _build_pairs(hdb, history, window, train_rows, eval_rows, opts, rng)
     fits = _fit_candidates(pairs, opts)
     fits.results.update(_baselines(history, train_rows, pairs))
     chosen, reason = _choose(fits.sweep, opts.ndcg_tolerance, opts.leaf_budget)
@@ -233,7 +245,7 @@ def run_model_train(
 
 def _load_history(
     db_url: str, as_of: date, store: str, opts: TrainOptions
-) -> tuple[features.History, TrainWindow]:
+) -> tuple[columnar.HistoryDB, TrainWindow]:
     """The history the features of the training window need, and the effective window."""
     requested_start = as_of - timedelta(days=opts.holdout_days + opts.train_days)
     with upstream_errors():
@@ -241,34 +253,40 @@ def _load_history(
         db = ProductDB(db_url)
         try:
             with _step(f"loading history before {as_of}"):
-                history = features.load_history(
+                hdb = columnar.HistoryDB.from_product_db(
                     db,
                     before=as_of,
                     since=requested_start - timedelta(days=features.WINDOW_DAYS),
                 )
         finally:
             db.close()
-    window = train_window(history.first_day, as_of, opts)
+    try:
+        window = train_window(hdb.first_day, as_of, opts)
+    except BaseException:
+        hdb.close()
+        raise
     if window.clipped:
         log.warning("training window clipped to the history: %s", window.describe())
     else:
         log.info("training window %s", window.describe())
-    return history, window
+    return hdb, window
 
 
 def _pick_expenses(
-    history: features.History,
+    hdb: columnar.HistoryDB,
     window: TrainWindow,
     opts: TrainOptions,
     rng: np.random.Generator,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Rows of the training window (sampled down to ``max_train_expenses``) and of the
-    hold-out (sampled by :func:`_eval_sample`); NoData when either is too small."""
-    days = history.days
+    """Positions (in (day, id) order) of the training window's expenses (sampled down to
+    ``max_train_expenses``) and of the hold-out's (sampled by :func:`_eval_sample`); NoData
+    when either is too small."""
+    days = hdb.days()
     c_day, a_day = fs.to_day(window.cutoff), fs.to_day(window.as_of)
     s_day = fs.to_day(window.start)
     train_rows = np.flatnonzero((days >= s_day) & (days < c_day))
     eval_rows = np.flatnonzero((days >= c_day) & (days < a_day))
+    del days
     if len(train_rows) < 50:
         raise NoData(
             f"only {len(train_rows)} expenses between {window.start} and {window.cutoff} to "
@@ -281,7 +299,8 @@ def _pick_expenses(
         )
     if len(train_rows) > opts.max_train_expenses:
         train_rows = np.sort(rng.choice(train_rows, opts.max_train_expenses, replace=False))
-    eval_rows = _eval_sample(history, eval_rows, window.cutoff, opts, rng)
+    true_items = hdb.item_ids()[eval_rows]
+    eval_rows = _eval_sample(hdb.items, eval_rows, true_items, window.cutoff, opts, rng)
     return train_rows, eval_rows
 
 
@@ -300,6 +319,7 @@ class _Pairs:
 
 
 def _build_pairs(
+    hdb: columnar.HistoryDB,
     history: features.History,
     window: TrainWindow,
     train_rows: npt.NDArray[np.int64],
@@ -308,19 +328,35 @@ def _build_pairs(
     rng: np.random.Generator,
 ) -> _Pairs:
     cutoff = window.cutoff
-    cache: dict[date, fs.FeatureTables] = {}
-
-    def tables_for(d: date) -> fs.FeatureTables:
-        if d not in cache:
-            cache[d] = features.build_tables(history, d)
-        return cache[d]
-
     train_snaps = features.snapshot_dates(
         window.start, cutoff - timedelta(days=1), opts.snapshot_every_days
     )
     if train_snaps[0] > window.start:
         train_snaps.insert(0, window.start)
     eval_snaps = [cutoff + timedelta(days=k) for k in range(opts.holdout_days)]
+    # each snapshot aggregates only the tenants of the expenses that use it: every feature is
+    # within one tenant, so their rows are the full snapshot's (the vocabulary is smaller)
+    users = {
+        **_snapshot_tenants(history, train_rows, train_snaps),
+        **_snapshot_tenants(history, eval_rows, eval_snaps),
+    }
+    built: list[date] = []
+    t0 = time.perf_counter()
+
+    def tables_for(d: date) -> fs.FeatureTables:
+        # build_pairs asks for each snapshot once (training and hold-out snapshots are
+        # distinct days): no cache, so a snapshot's tables are freed once its rows are built
+        tables = hdb.build_tables(d, tenants=users.get(d, []))
+        built.append(d)
+        log.info(
+            "snapshot %s (%d tenants) built; %d snapshots in %.1fs",
+            d,
+            len(users.get(d, [])),
+            len(built),
+            time.perf_counter() - t0,
+        )
+        return tables
+
     with _step(f"training pairs ({len(train_rows)} expenses, {len(train_snaps)} snapshots)"):
         train = dataset.build_pairs(
             history, train_rows, train_snaps, tables_for, negatives=opts.negatives, rng=rng
@@ -363,12 +399,11 @@ def _fit_candidates(pairs: _Pairs, opts: TrainOptions) -> _Fits:
     results: dict[str, dict[str, dict[str, float]]] = {}
     fitted: dict[str, tuple[Any, bytes]] = {}
     train_frame = model.feature_frame(train.num, train.cat)
-    held_frame = model.feature_frame(held.num, held.cat)
     sessions: dict[str, Any] = {}
     for spec in opts.candidates:
         with _step(f"fitting {spec.label}"):
             pipe = model.fit(spec, train_frame, train.label, train.group_sizes(), opts.seed)
-        scores = model.native_scores(pipe, held_frame)
+        scores = model.chunked_scores(pipe, held.num, held.cat)
         res = evaluate.evaluate_scores(scores, held, pairs.subsets, pairs.active)
         onx = model.to_onnx(pipe).SerializeToString()
         sessions[spec.label] = model.session(onx)
@@ -428,7 +463,13 @@ def _ablation(pairs: _Pairs, opts: TrainOptions, chosen: str) -> dict[str, Any]:
             train.group_sizes(),
             opts.seed,
         )
-    scores = model.native_scores(pipe, model.feature_frame(without(held.num), held.cat))
+    n = model.SCORE_CHUNK_ROWS  # the hold-out without its text features, a chunk at a time
+    scores = np.concatenate(
+        [
+            model.chunked_scores(pipe, without(held.num[k : k + n]), held.cat[k : k + n])
+            for k in range(0, len(held), n)
+        ]
+    )
     label = f"{ABLATION_PREFIX}{spec.label} without item-text features"
     return {label: evaluate.evaluate_scores(scores, held, pairs.subsets, pairs.active)}
 
@@ -539,17 +580,32 @@ def _publish_model(
             )
 
 
+def _snapshot_tenants(
+    history: features.History, rows: npt.NDArray[np.int64], snaps: list[date]
+) -> dict[date, list[str]]:
+    """The tenants of the expenses at ``rows`` that use each snapshot (the latest with as-of
+    <= the expense day; ``dataset.build_pairs``)."""
+    snap_day = np.array([fs.to_day(d) for d in snaps], dtype=np.int64)
+    e = history.expenses
+    which = np.searchsorted(snap_day, e["day"].to_numpy(np.int64)[rows], side="right") - 1
+    tenants = e["tenant_id"].to_numpy(object)[rows]
+    return {
+        snaps[int(s)]: sorted({str(t) for t in tenants[which == s]})
+        for s in np.unique(which[which >= 0])
+    }
+
+
 def _eval_sample(
-    history: features.History,
+    items: Any,
     rows: np.ndarray,
+    true_items: np.ndarray,
     cutoff: date,
     opts: TrainOptions,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """Hold-out expenses to score (all cold-start ones first, up to half the budget)."""
-    items = history.items
+    """Hold-out expenses to score (all cold-start ones first, up to half the budget);
+    ``true_items`` are the chosen items of ``rows``."""
     created = dict(zip(items["id"].to_numpy(), items["created_s"].to_numpy(), strict=True))
-    true_items = history.expenses["item_id"].to_numpy()[rows]
     cutoff_s = fs.to_day(cutoff) * 86400
     cold = np.array([created.get(int(i), 0) >= cutoff_s for i in true_items], dtype=bool)
     budget = opts.max_eval_expenses

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from tests.unit.conftest import SMALL
 
+from rankswap.productdb import ProductDB
 from rankswap_training import datagen
 
 
@@ -143,3 +146,52 @@ def test_enriched_world_types_item_names_and_names_vendors_after_items(
         "ショップ$| Store$", "", regex=True
     )
     assert all(w in str(n) for w, n in zip(word, item_name.loc[sold["item_id"]], strict=True))
+
+
+def _dump(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every stored value with its SQLite storage class, table by table, in id order."""
+    con = sqlite3.connect(path)
+    try:
+        out = {}
+        for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+            cols = [r[1] for r in con.execute(f"PRAGMA table_info({name})")]
+            picks = ", ".join(f"{c}, typeof({c})" for c in cols)
+            out[name] = con.execute(f"SELECT {picks} FROM {name} ORDER BY id").fetchall()
+        return out
+    finally:
+        con.close()
+
+
+def test_the_streaming_writer_stores_the_rows_the_whole_world_writer_stores(
+    tmp_path: Path,
+) -> None:
+    cfg = replace(SMALL, tenants=8)  # beyond the six profiles: the smaller copies too
+    dumps = []
+    for name in ("whole", "stream"):
+        db = ProductDB(f"sqlite:///{tmp_path / name}.db", create=True)
+        try:
+            if name == "whole":
+                datagen.write_world(db, datagen.generate_world(cfg))
+            else:
+                datagen.write_world_streaming(db, cfg)
+        finally:
+            db.close()
+        dumps.append(_dump(tmp_path / f"{name}.db"))
+    whole, stream = dumps
+    assert set(whole) >= {"expenses", "items", "tenants"} and len(whole["expenses"]) > 1000
+    assert whole == stream
+
+
+def test_the_streamed_world_is_the_generated_world_tenant_by_tenant() -> None:
+    world = datagen.generate_world(SMALL)
+    parts = list(datagen.stream_world(SMALL))
+    assert len(parts) == SMALL.tenants
+    exp = pd.concat([p["expenses"] for p in parts]).sort_values("id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(exp, world.expenses)
+    items = pd.concat([p["items"] for p in parts], ignore_index=True)
+    pd.testing.assert_frame_equal(items, world.items)
+
+
+def test_the_enriched_world_is_not_streamed() -> None:
+    with pytest.raises(ValueError, match="not streamed"):
+        next(datagen.stream_world(replace(SMALL, enrich=True)))

@@ -1,0 +1,545 @@
+"""The out-of-core columnar engine of the pipelines: the expense history in DuckDB.
+
+``HistoryDB`` holds the expenses (joined with their item's category, the employee's department
+and the vendor's industry and name), each distinct description's terms and each item's name
+terms in a DuckDB database in a temporary folder, with a memory limit: what does not fit is
+spilled to disk, so the history is bounded by the disk, not by memory. It is filled either
+from the product DB in Arrow record batches (``from_product_db``: ADBC drivers, no Python row
+tuples) or from an in-memory ``History`` (tests, hand-made histories).
+
+``build_tables(as_of)`` runs the feature definitions of ``featurespec`` as SQL over the window
+``[as_of - 365 d, as_of)`` (point in time: an expense dated ``as_of`` or later never
+contributes) and returns ``FeatureTables``. ``history_of(rows)`` brings only the rows a
+training step needs into pandas (``features.History``).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyarrow as pa
+
+from rankswap import featurespec as fs
+from rankswap.productdb import ProductDB
+from rankswap_training import arrowread
+from rankswap_training.features import WINDOW_DAYS, History
+
+log = logging.getLogger(__name__)
+
+TERM_SMOOTHING = 2.0
+"""share = n(term, x) / (n(term) + smoothing): rare terms count less."""
+DEFAULT_MEMORY_LIMIT = "2GB"
+PROGRESS_EVERY_S = 10.0
+
+I64 = npt.NDArray[np.int64]
+
+_EXP_COLUMNS = (
+    "id, tenant_id, employee_id, vendor_id, item_id, description, amount, expense_date, created_at"
+)
+
+
+class HistoryDB:
+    """An expense history in DuckDB (see the module docstring). Use as a context manager or
+    call ``close()``: it owns a temporary folder."""
+
+    def __init__(self, *, memory_limit: str = DEFAULT_MEMORY_LIMIT, threads: int | None = None):
+        import duckdb
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="rankswap-history-")
+        path = Path(self._tmp.name)
+        config: dict[str, Any] = {
+            "memory_limit": memory_limit,
+            "temp_directory": str(path / "spill"),
+        }
+        if threads is not None:
+            config["threads"] = threads
+        self.con = duckdb.connect(str(path / "history.duckdb"), config=config)
+        self.items = pd.DataFrame()
+
+    def __enter__(self) -> HistoryDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.con.close()
+        self._tmp.cleanup()
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_product_db(
+        cls,
+        db: ProductDB,
+        *,
+        before: date,
+        since: date | None = None,
+        memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    ) -> HistoryDB:
+        """Expenses dated in ``[since, before)`` and every item created before ``before``,
+        read in Arrow record batches (``arrowread``) and streamed into DuckDB."""
+        out = cls(memory_limit=memory_limit)
+        try:
+            where = f"expense_date < '{before.isoformat()}'"
+            if since is not None:
+                where += f" AND expense_date >= '{since.isoformat()}'"
+            sql = f"SELECT {_EXP_COLUMNS} FROM expenses WHERE {where}"
+            small = {
+                name: arrowread.read_table(db, f"SELECT {cols} FROM {name}")
+                for name, cols in (
+                    ("items", "id, tenant_id, code, name, category_id, created_at, active"),
+                    ("categories", "id, name, account_code"),
+                    ("employees", "id, department"),
+                    ("vendors", "id, name, industry"),
+                )
+            }
+            reader = _progress(arrowread.record_batches(db, sql), "reading expenses")
+            out._load(reader, small, before)
+        except BaseException:
+            out.close()
+            raise
+        return out
+
+    @classmethod
+    def from_history(
+        cls, history: History, *, memory_limit: str = DEFAULT_MEMORY_LIMIT
+    ) -> HistoryDB:
+        """An in-memory ``History`` (its expenses, terms and items) loaded as is."""
+        out = cls(memory_limit=memory_limit, threads=1)
+        try:
+            e = history.expenses
+            exp = pa.table(
+                {
+                    "id": pa.array(e["id"].to_numpy(np.int64)),
+                    "tenant_id": pa.array(e["tenant_id"].astype(str).tolist(), pa.string()),
+                    "employee_id": pa.array(e["employee_id"].to_numpy(np.int64)),
+                    "vendor_id": pa.array(e["vendor_id"].to_numpy(np.int64)),
+                    "item_id": pa.array(e["item_id"].to_numpy(np.int64)),
+                    "category_id": pa.array(e["category_id"].to_numpy(np.int64)),
+                    "description": pa.array(e["description"].astype(str).tolist(), pa.string()),
+                    "amount": pa.array(e["amount"].to_numpy(np.float64)),
+                    "day": pa.array(e["day"].to_numpy(np.int64)),
+                    "created_s": pa.array(e["created_s"].to_numpy(np.int64)),
+                    "department": pa.array(e["department"].astype(str).tolist(), pa.string()),
+                    "industry": pa.array(e["industry"].astype(str).tolist(), pa.string()),
+                    "vendor_name": pa.array(e["vendor_name"].astype(str).tolist(), pa.string()),
+                }
+            )
+            out.con.register("exp_in", exp)
+            out.con.execute("CREATE TABLE exp AS SELECT * FROM exp_in")
+            out.con.unregister("exp_in")
+            out.items = history.items
+            out._derive_terms()
+        except BaseException:
+            out.close()
+            raise
+        return out
+
+    def _load(self, reader: pa.RecordBatchReader, small: dict[str, pa.Table], before: date) -> None:
+        con = self.con
+        for name, table in small.items():
+            con.register(f"src_{name}", table)
+        con.register("src_expenses", reader)
+        t0 = time.perf_counter()
+        con.execute(
+            """
+            CREATE TABLE exp AS
+            SELECT e.id::BIGINT AS id, e.tenant_id::VARCHAR AS tenant_id,
+                   e.employee_id::BIGINT AS employee_id,
+                   coalesce(e.vendor_id, -1)::BIGINT AS vendor_id, e.item_id::BIGINT AS item_id,
+                   i.category_id::BIGINT AS category_id,
+                   coalesce(e.description, '')::VARCHAR AS description,
+                   e.amount::DOUBLE AS amount,
+                   (CAST(e.expense_date AS DATE) - DATE '1970-01-01')::BIGINT AS day,
+                   CAST(epoch(CAST(e.created_at AS TIMESTAMP)) AS BIGINT) AS created_s,
+                   coalesce(emp.department, '')::VARCHAR AS department,
+                   coalesce(v.industry, '')::VARCHAR AS industry,
+                   coalesce(v.name, '')::VARCHAR AS vendor_name
+            FROM src_expenses e
+            JOIN src_items i ON i.id = e.item_id
+            JOIN src_employees emp ON emp.id = e.employee_id
+            LEFT JOIN src_vendors v ON v.id = e.vendor_id
+            """
+        )
+        con.unregister("src_expenses")
+        n = self.count()
+        log.info("history: %s expenses in DuckDB in %.1fs", f"{n:,}", time.perf_counter() - t0)
+        midnight = (fs.to_day(before)) * 86400
+        items = con.execute(
+            f"""
+            SELECT i.id::BIGINT AS id, i.tenant_id::VARCHAR AS tenant_id,
+                   i.code::VARCHAR AS code, i.name::VARCHAR AS name,
+                   i.category_id::BIGINT AS category_id, c.name::VARCHAR AS category,
+                   c.account_code::VARCHAR AS account_code,
+                   CAST(epoch(CAST(i.created_at AS TIMESTAMP)) AS BIGINT) AS created_s,
+                   CAST(i.active AS BOOLEAN) AS active
+            FROM src_items i JOIN src_categories c ON c.id = i.category_id
+            WHERE CAST(epoch(CAST(i.created_at AS TIMESTAMP)) AS BIGINT) < {midnight}
+            ORDER BY i.id
+            """
+        ).df()
+        for name in small:
+            con.unregister(f"src_{name}")
+        self.items = pd.DataFrame(
+            {
+                "id": items["id"].to_numpy(np.int64),
+                "tenant_id": items["tenant_id"].to_numpy(object),
+                "code": items["code"].to_numpy(object),
+                "name": items["name"].to_numpy(object),
+                "category_id": items["category_id"].to_numpy(np.int64),
+                "category": items["category"].to_numpy(object),
+                "account_code": items["account_code"].astype(str).to_numpy(object),
+                "created_s": items["created_s"].to_numpy(np.int64),
+                "active": items["active"].to_numpy(bool),
+            }
+        )
+        self._derive_terms()
+
+    def _derive_terms(self) -> None:
+        """``desc_term(description, term)`` for every distinct description (tokenised once,
+        in Python: text is the only per-value Python step) and ``item_term(item_id, term)``."""
+        con = self.con
+        t0 = time.perf_counter()
+        con.execute(
+            "CREATE OR REPLACE TABLE descs AS SELECT description, "
+            "(row_number() OVER ())::BIGINT AS did FROM (SELECT DISTINCT description FROM exp)"
+        )
+        table = con.sql("SELECT did, description FROM descs").to_arrow_table()
+        descs: list[str] = table.column("description").to_pylist()
+        dids: list[int] = table.column("did").to_pylist()
+        d_col: list[int] = []
+        t_col: list[str] = []
+        for did, d in zip(dids, descs, strict=True):
+            toks = fs.tokenize(d)
+            d_col.extend([did] * len(toks))
+            t_col.extend(toks)
+        con.register("desc_term_in", pa.table({"did": d_col, "term": t_col}, schema=_TERM_SCHEMA))
+        con.execute("CREATE OR REPLACE TABLE desc_term AS SELECT * FROM desc_term_in")
+        con.unregister("desc_term_in")
+        # integer description ids (joins on strings cost most of a snapshot); stored by tenant
+        # and day: a snapshot of a few tenants (training) reads their row groups only (DuckDB's
+        # min/max zone maps); positions are row numbers in (day, id) order
+        con.execute(
+            "CREATE TABLE exp_sorted AS SELECT e.*, d.did FROM exp e "
+            "JOIN descs d USING (description) ORDER BY e.tenant_id, e.day, e.id"
+        )
+        con.execute("DROP TABLE exp")
+        con.execute("ALTER TABLE exp_sorted RENAME TO exp")
+        it = self.items
+        i_col: list[int] = []
+        it_col: list[str] = []
+        for i, c, n in zip(
+            it["id"].to_numpy(np.int64).tolist(), it["code"], it["name"], strict=True
+        ):
+            terms = fs.item_terms(str(c), str(n))
+            i_col.extend([i] * len(terms))
+            it_col.extend(terms)
+        con.register(
+            "item_term_in",
+            pa.table(
+                {"item_id": pa.array(i_col, pa.int64()), "term": pa.array(it_col, pa.string())}
+            ),
+        )
+        con.execute("CREATE OR REPLACE TABLE item_term AS SELECT * FROM item_term_in")
+        con.unregister("item_term_in")
+        log.info(
+            "terms: %s distinct descriptions, %s items tokenised in %.1fs",
+            f"{len(descs):,}",
+            f"{len(it):,}",
+            time.perf_counter() - t0,
+        )
+
+    # ------------------------------------------------------------------ reading
+
+    def count(self) -> int:
+        return int(self.con.sql("SELECT count(*) FROM exp").fetchall()[0][0])
+
+    def days(self) -> I64:
+        """Every expense's day, in row order (day, id)."""
+        out: I64 = self._column("SELECT day FROM exp ORDER BY day, id", np.int64)
+        return out
+
+    def item_ids(self) -> I64:
+        out: I64 = self._column("SELECT item_id FROM exp ORDER BY day, id", np.int64)
+        return out
+
+    @property
+    def first_day(self) -> date | None:
+        first = self.con.sql("SELECT min(day) FROM exp").fetchall()[0][0]
+        if first is None:
+            return None
+        return date.fromordinal(int(first) + fs.EPOCH_ORDINAL)
+
+    def _column(self, sql: str, dtype: Any) -> Any:
+        return self.con.sql(sql).to_arrow_table().column(0).to_numpy().astype(dtype)
+
+    def history_of(self, rows: I64) -> History:
+        """The expenses at ``rows`` (positions in (day, id) order, ascending) as a pandas
+        ``History`` whose row ``k`` is ``rows[k]``, with their terms and every item."""
+        con = self.con
+        con.register("pick", pa.table({"pos": pa.array(np.asarray(rows, np.int64))}))
+        frame = con.execute(
+            """
+            WITH numbered AS (SELECT *, (row_number() OVER (ORDER BY day, id)) - 1 AS pos FROM exp)
+            SELECT n.* EXCLUDE (pos, did) FROM numbered n JOIN pick USING (pos)
+            ORDER BY n.day, n.id
+            """
+        ).df()
+        con.unregister("pick")
+        exp = pd.DataFrame(
+            {
+                "id": frame["id"].to_numpy(np.int64),
+                "tenant_id": frame["tenant_id"].to_numpy(object),
+                "employee_id": frame["employee_id"].to_numpy(np.int64),
+                "vendor_id": frame["vendor_id"].to_numpy(np.int64),
+                "item_id": frame["item_id"].to_numpy(np.int64),
+                "category_id": frame["category_id"].to_numpy(np.int64),
+                "description": frame["description"].to_numpy(object),
+                "amount": frame["amount"].to_numpy(np.float64),
+                "day": frame["day"].to_numpy(np.int64),
+                "created_s": frame["created_s"].to_numpy(np.int64),
+                "department": frame["department"].to_numpy(object),
+                "industry": frame["industry"].to_numpy(object),
+                "vendor_name": frame["vendor_name"].to_numpy(object),
+            }
+        )
+        tok = [fs.tokenize(str(d)) for d in exp["description"].tolist()]
+        lens = np.array([len(t) for t in tok], dtype=np.int64)
+        terms = pd.DataFrame(
+            {
+                "row": np.repeat(np.arange(len(exp), dtype=np.int64), lens),
+                "term": np.array([w for t in tok for w in t], dtype=object),
+            }
+        )
+        return History(expenses=exp, terms=terms, items=self.items)
+
+    # ------------------------------------------------------------------ features
+
+    def build_tables(
+        self, as_of: date, *, tenants: Sequence[str] | None = None
+    ) -> fs.FeatureTables:
+        """Feature tables as of ``as_of``: aggregates of expenses dated in
+        ``[as_of - 365 d, as_of)`` (never on or after ``as_of``); ``TABLES`` of featurespec.
+
+        ``tenants``: only these tenants' expenses (every feature lies within one tenant, so
+        their rows are those of the full tables; the term vocabulary is theirs only)."""
+        end = fs.to_day(as_of)
+        con = self.con
+        only = "TRUE"
+        if tenants is not None:
+            con.register(
+                "tenant_pick_in", pa.table({"tenant_id": pa.array(list(tenants), pa.string())})
+            )
+            con.execute("CREATE OR REPLACE TEMP TABLE tenant_pick AS SELECT * FROM tenant_pick_in")
+            con.unregister("tenant_pick_in")
+            only = "tenant_id IN (SELECT tenant_id FROM tenant_pick)"
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE h AS
+            SELECT id, tenant_id, employee_id, vendor_id, item_id, category_id, did,
+                   industry, department, day, {end} - day AS age,
+                   ln(1 + greatest(amount, 0.0)) AS la
+            FROM exp WHERE day < {end} AND day >= {end - WINDOW_DAYS} AND {only}
+            """
+        )
+        tables: dict[str, dict[str, np.ndarray]] = {}
+        q = self._query
+        tables["item"] = q(
+            "item",
+            """
+            WITH t90 AS (SELECT tenant_id, count(*) FILTER (WHERE age <= 90) AS n
+                         FROM h GROUP BY tenant_id),
+                 u AS (SELECT item_id, count(DISTINCT employee_id) AS n
+                       FROM h WHERE age <= 90 GROUP BY item_id),
+                 g AS (SELECT item_id, min(tenant_id) AS tenant_id,
+                              count(*) FILTER (WHERE age <= 30) AS cnt_30d,
+                              count(*) FILTER (WHERE age <= 90) AS cnt_90d,
+                              count(*) AS cnt_365d, max(day) AS last_day,
+                              avg(la) AS amt_mean, coalesce(stddev_samp(la), 0) AS amt_std
+                       FROM h GROUP BY item_id)
+            SELECT g.item_id AS a, g.cnt_30d, g.cnt_90d, g.cnt_365d,
+                   g.cnt_90d / greatest(coalesce(t90.n, 1), 1) AS share_90d,
+                   coalesce(u.n, 0) AS n_users_90d, g.last_day, g.amt_mean, g.amt_std
+            FROM g LEFT JOIN t90 USING (tenant_id) LEFT JOIN u USING (item_id)
+            """,
+        )
+        tables["emp_item"] = q(
+            "emp_item",
+            """
+            WITH g AS (SELECT employee_id, item_id, count(*) AS cnt_365d, max(day) AS last_day,
+                              max(id) AS last_id FROM h GROUP BY employee_id, item_id)
+            SELECT employee_id AS a, item_id AS b, cnt_365d,
+                   cnt_365d / sum(cnt_365d) OVER (PARTITION BY employee_id) AS share_365d,
+                   last_day,
+                   row_number() OVER (PARTITION BY employee_id ORDER BY last_id DESC)
+                       AS recency_rank
+            FROM g
+            """,
+        )
+        tables["vendor_item"] = q(
+            "vendor_item",
+            """
+            WITH g AS (SELECT vendor_id, item_id, count(*) AS cnt_365d, max(day) AS last_day
+                       FROM h WHERE vendor_id >= 0 GROUP BY vendor_id, item_id)
+            SELECT vendor_id AS a, item_id AS b, cnt_365d,
+                   cnt_365d / sum(cnt_365d) OVER (PARTITION BY vendor_id) AS share_365d, last_day
+            FROM g
+            """,
+        )
+        tables["employee"] = q(
+            "employee", "SELECT employee_id AS a, count(*) AS cnt_365d FROM h GROUP BY employee_id"
+        )
+        tables["vendor"] = q(
+            "vendor",
+            "SELECT vendor_id AS a, count(*) AS cnt_365d FROM h WHERE vendor_id >= 0 "
+            "GROUP BY vendor_id",
+        )
+        for name, who, cond in (
+            ("emp_cat", "employee_id", "TRUE"),
+            ("vendor_cat", "vendor_id", "vendor_id >= 0"),
+        ):
+            tables[name] = q(
+                name,
+                f"""
+                WITH g AS (SELECT {who}, category_id, count(*) AS n FROM h WHERE {cond}
+                           GROUP BY {who}, category_id)
+                SELECT {who} AS a, category_id AS b,
+                       n / sum(n) OVER (PARTITION BY {who}) AS share_365d
+                FROM g
+                """,
+            )
+        tables["category"] = q(
+            "category",
+            """
+            WITH t90 AS (SELECT tenant_id, count(*) FILTER (WHERE age <= 90) AS n
+                         FROM h GROUP BY tenant_id),
+                 g AS (SELECT category_id, min(tenant_id) AS tenant_id,
+                              count(*) FILTER (WHERE age <= 90) AS cnt_90d,
+                              avg(la) AS amt_mean, coalesce(stddev_samp(la), 0) AS amt_std
+                       FROM h GROUP BY category_id)
+            SELECT g.category_id AS a, g.cnt_90d / greatest(coalesce(t90.n, 1), 1) AS share_90d,
+                   g.amt_mean, g.amt_std
+            FROM g LEFT JOIN t90 USING (tenant_id)
+            """,
+        )
+        # the vocabulary: context terms of the window and the employees' recent item terms
+        half_life = float(fs.EMP_TERM_HALF_LIFE_DAYS)
+        recent = end - fs.TERM_ITEM_DAYS
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE tc_rows AS
+            SELECT h.tenant_id, t.term, h.category_id FROM h JOIN desc_term t USING (did)
+            UNION ALL
+            SELECT tenant_id, chr(1) || 'i:' || industry, category_id FROM h WHERE industry <> ''
+            UNION ALL
+            SELECT tenant_id, chr(1) || 'd:' || department, category_id FROM h
+            WHERE department <> ''
+            """
+        )
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE et_rows AS
+            WITH r AS (SELECT employee_id, item_id, pow(0.5, ({end} - day) / {half_life}) AS w
+                       FROM exp WHERE day < {end} AND day >= {recent} AND {only}),
+                 tot AS (SELECT employee_id, sum(w) AS total FROM r GROUP BY employee_id)
+            SELECT r.employee_id, it.term, sum(r.w) / any_value(tot.total) AS share
+            FROM r JOIN item_term it USING (item_id) JOIN tot USING (employee_id)
+            GROUP BY r.employee_id, it.term
+            """
+        )
+        terms = con.sql(
+            "SELECT DISTINCT term FROM tc_rows UNION SELECT DISTINCT term FROM et_rows"
+        ).to_arrow_table()
+        vocab = sorted(terms.column(0).to_pylist())
+        con.register(
+            "vocab_in",
+            pa.table(
+                {
+                    "term": pa.array(vocab, pa.string()),
+                    "tid": pa.array(np.arange(len(vocab), dtype=np.int64)),
+                }
+            ),
+        )
+        con.execute("CREATE OR REPLACE TEMP TABLE vocab AS SELECT * FROM vocab_in")
+        con.unregister("vocab_in")
+        tables["term_cat"] = q(
+            "term_cat",
+            f"""
+            WITH g AS (SELECT tenant_id, term, category_id, count(*) AS n FROM tc_rows
+                       GROUP BY tenant_id, term, category_id)
+            SELECT v.tid AS a, g.category_id AS b,
+                   g.n / (sum(g.n) OVER (PARTITION BY g.tenant_id, g.term) + {TERM_SMOOTHING})
+                       AS share
+            FROM g JOIN vocab v USING (term)
+            """,
+        )
+        tables["term_item"] = q(
+            "term_item",
+            f"""
+            WITH g AS (SELECT h.tenant_id, t.term, h.item_id, count(*) AS n
+                       FROM h JOIN desc_term t USING (did) WHERE h.day >= {recent}
+                       GROUP BY h.tenant_id, t.term, h.item_id)
+            SELECT v.tid AS a, g.item_id AS b,
+                   g.n / (sum(g.n) OVER (PARTITION BY g.tenant_id, g.term) + {TERM_SMOOTHING})
+                       AS share
+            FROM g JOIN vocab v USING (term)
+            """,
+        )
+        tables["emp_term"] = q(
+            "emp_term",
+            "SELECT e.employee_id AS a, v.tid AS b, e.share FROM et_rows e JOIN vocab v USING (term)",
+        )
+        for tmp in ("h", "tc_rows", "et_rows", "vocab", "tenant_pick"):
+            con.execute(f"DROP TABLE IF EXISTS {tmp}")
+        return fs.FeatureTables.from_arrays(as_of, tables, vocab)
+
+    def _query(self, name: str, sql: str) -> dict[str, np.ndarray]:
+        """One table's rows: ``a`` (and ``b`` for a pair key) plus its value columns."""
+        result = self.con.sql(sql).to_arrow_table()
+        a = result.column("a").to_numpy().astype(np.int64)
+        if "b" in result.column_names:
+            keys = fs.pair_key(a, result.column("b").to_numpy().astype(np.int64))
+        else:
+            keys = a
+        out: dict[str, np.ndarray] = {"key": keys}
+        for col in fs.TABLES[name]:
+            out[col] = result.column(col).to_numpy().astype(np.float32)
+        return out
+
+
+_TERM_SCHEMA = pa.schema([("did", pa.int64()), ("term", pa.string())])
+
+
+def _progress(reader: pa.RecordBatchReader, what: str) -> pa.RecordBatchReader:
+    """``reader`` passed through, with a progress line (rows, rate) every ``PROGRESS_EVERY_S``."""
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        t0 = last = time.perf_counter()
+        rows = 0
+        for batch in reader:
+            rows += batch.num_rows
+            now = time.perf_counter()
+            if now - last >= PROGRESS_EVERY_S:
+                last = now
+                log.info("%s: %s rows (%s rows/s)", what, f"{rows:,}", f"{rows / (now - t0):,.0f}")
+            yield batch
+        took = time.perf_counter() - t0
+        log.info(
+            "%s: %s rows in %.1fs (%s rows/s)",
+            what,
+            f"{rows:,}",
+            took,
+            f"{rows / max(took, 1e-9):,.0f}",
+        )
+
+    return pa.RecordBatchReader.from_batches(reader.schema, batches())
