@@ -44,7 +44,7 @@ class Candidates:
     created_at: npt.NDArray[np.datetime64]  # datetime64[s], UTC
     _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     """Arrays derived from the candidates alone (distinct categories, creation days) and the
-    context-free assembly parts (``assembly.context_free``), computed once per object: a
+    context-free assembly parts (``serving.ServingBase``), computed once per object: a
     candidate list cached by the product DB serves many requests."""
 
     def __len__(self) -> int:

@@ -28,7 +28,7 @@ The ratios are rounded to 1e-4 (``_grid``, see there).
 item's ``term_item`` share (0 for an item without a row: the documented default), so a new
 item learns from its first days of use through the daily features.
 
-Serving (one context, :func:`_one_context`) memoises the context-free part on the
+Serving (one context, :func:`one_context`) memoises the context-free part on the
 ``Candidates`` object (:class:`NameIndex`: the candidates' name terms, their rarity, an inverted
 index term -> (row, term) pairs, the rows' idf totals; per feature tables, the name terms'
 feature-vocabulary ids) and then touches only the pairs whose term the description, the vendor
@@ -227,29 +227,28 @@ def text_features(
     desc_terms: list[list[str]],
     desc_term_ids: I64,
     *,
-    single: bool,
     out: F32,
 ) -> None:
-    """Write the nine features (``C_TEXT`` run of ``NUMERIC_FEATURES``) into ``out`` [N, 9].
+    """Write the nine features (``C_TEXT`` run of ``NUMERIC_FEATURES``) into ``out`` [N, 9]
+    for rows of many contexts (training; serving calls :func:`one_context`).
 
     ``desc_terms``: each context's description terms (``tokenize``, computed once by
     ``assembly``); ``desc_term_ids`` [n_ctx, MAX_TERMS]: the same terms' ids in the feature
     vocabulary (-1 padded / unknown)."""
-    if single:
-        _one_context(contexts, candidates, tables, desc_terms[0], desc_term_ids, out)
-    else:
-        _many_contexts(contexts, ci, candidates, tables, desc_terms, desc_term_ids, out)
+    _many_contexts(contexts, ci, candidates, tables, desc_terms, desc_term_ids, out)
 
 
-def _one_context(
-    contexts: ContextBatch,
+def one_context(
+    employee: int,
+    vendor_name: str,
     candidates: Candidates,
     tables: FeatureTables,
     desc_terms: list[str],
     desc_term_ids: I64,
     out: F32,
 ) -> None:
-    """Serving: the features of one context from the memoised :class:`NameIndex`.
+    """Serving: the features of one context (``employee``: -1 when unknown) from the memoised
+    :class:`NameIndex`, into ``out`` [N, 9]; ``desc_term_ids`` [1, MAX_TERMS].
 
     With one context, whether a pair is matched / vendor-named depends on its term only, so
     only the pairs of the description's and the vendor name's terms are summed; the employee's
@@ -269,9 +268,9 @@ def _one_context(
     block = np.zeros((n, 6), dtype=np.float64)
     block[:, 0] = match_n / index.terms_den
     block[:, 1] = np.bincount(m_rows, weights=idf[matched], minlength=n)
-    vendor = index.pairs_of(_local_terms(tokenize(str(contexts.vendor_names[0])), vocab))
+    vendor = index.pairs_of(_local_terms(tokenize(vendor_name), vocab))
     block[:, 2] = np.bincount(names.row[vendor], weights=idf[vendor], minlength=n)
-    emp, emp_share = _employee_terms(int(contexts.employee_ids[0]), tables, names, candidates)
+    emp, emp_share = _employee_terms(employee, tables, names, candidates)
     if emp.shape[0]:
         per_term = np.zeros(len(vocab), dtype=np.float64)
         per_term[emp] = emp_share
@@ -396,7 +395,7 @@ def _feature_ids(
 ) -> tuple[I64, I64]:
     """The candidates' name terms that the feature vocabulary holds: their feature ids, sorted,
     and the local term id of each; memoised per tables object (the last two, as
-    ``assembly.context_free``)."""
+    ``serving.ServingBase``)."""
     token = tables.token()
     memo: dict[Any, tuple[I64, I64]] | None = candidates._memo.get("name_fids")
     if memo is None:

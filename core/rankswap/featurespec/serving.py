@@ -1,0 +1,302 @@
+"""Feature assembly for one expense (serving): ``assemble``, the rows ``assemble_batch`` computes
+for that one context, bit for bit, with the work that depends only on (candidate list, feature
+tables) done once.
+
+:class:`ServingBase`, memoised on the ``Candidates`` object per ``FeatureTables`` object (the
+product DB's cached list serves many requests), holds a model-input template whose context-free
+columns are filled (item-table counts, ``log_n_candidates``, the documented defaults of the
+pair tables) and what the per-request arithmetic reads (item and category table values, the
+candidates' sorted ids). A request then copies the template and writes only what depends on
+the expense. Pair tables are read from the other side: the employee's (vendor's) key range is
+found with one search and its few rows are matched against the candidates' sorted ids, instead
+of searching every candidate in the table; the rows that match take the table's values, the
+others keep the template's defaults. The description's terms go through the same ``term_cat``
+arithmetic as ``assemble_batch`` and the text features through ``itemtext.one_context``.
+
+Bit-identity with ``assemble_batch`` (the training path) is tested on generated worlds
+(``tests/unit/core/test_featurespec.py``, ``tests/unit/core/test_itemtext.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from .assembly import ContextFree, assemble_batch, context_terms
+from .inputs import Candidates, ContextBatch, ModelInput, RankContext
+from .itemtext import ITEM_TEXT_FEATURES, one_context
+from .schema import (
+    C_CAT,
+    C_CTX,
+    C_EMP_ITEM,
+    C_ITEM,
+    C_ITEM_AGE,
+    C_LOG_AMOUNT,
+    C_LOG_NCAND,
+    C_TEXT,
+    C_VENDOR_ITEM,
+    CATEGORICAL_FEATURES,
+    DAYS_NEVER,
+    EMP_ITEM_DEFAULTS,
+    F32,
+    I64,
+    LOW32,
+    NUMERIC_FEATURES,
+    OBJ,
+    VENDOR_ITEM_DEFAULTS,
+)
+from .tables import FeatureTables, Table, Token
+from .terms import pair_key_nonneg, to_day, tokenize
+
+SERVING_KEEP: Final = 2
+""":class:`ServingBase` objects kept per ``Candidates``: one per ``FeatureTables`` object, for
+the active bundle and the one before it (a rollout serves both for a while). Each is about
+``4 * len(NUMERIC_FEATURES) + 60`` bytes per candidate (the template and the per-row values)."""
+
+_ID_LIMIT: Final = 1 << 31
+
+
+@dataclass(frozen=True, slots=True)
+class ServingBase:
+    """What ``assemble`` computes from the candidates and feature tables alone (read-only)."""
+
+    num: F32
+    """[N, F] template: item counts, ``log_n_candidates``, pair-table defaults filled."""
+    cat: OBJ
+    """[N, C] with ``category`` and ``account_code`` filled."""
+    created_days: F32
+    item_last: F32
+    item_amt_mean: F32
+    item_amt_den: F32
+    item_missing: I64
+    """Rows without an item-table row (their ``item_amount_z`` is 0)."""
+    item_default: int
+    sorted_ids: I64
+    """The candidates' item ids, sorted (unique)."""
+    id_order: I64
+    """``sorted_ids[k]`` is the item of row ``id_order[k]``."""
+    u_cat: I64
+    """The candidates' distinct categories, sorted (``Candidates.distinct_categories``)."""
+    cat_of_row: npt.NDArray[np.intp]
+    cat_block: F32
+    """[U, 8] template of the category-level features, ``cat_share_90d`` filled."""
+    cat_amt_mean: F32
+    cat_amt_den: F32
+    cat_missing: I64
+    """Distinct categories without a category-table row (their ``cat_amount_z`` is 0)."""
+
+    @staticmethod
+    def of(candidates: Candidates, tables: FeatureTables) -> ServingBase | None:
+        """Memoised on ``candidates`` per tables object (keyed by the tables' identity token,
+        which the entry holds, so a bundle swap never reuses another table's values; the last
+        ``SERVING_KEEP`` are kept). ``None`` when the fast path does not apply (item ids not
+        unique or outside ``[0, 2**31)``): ``assemble`` then takes the training path."""
+        token = tables.token()
+        memo: dict[Token, ServingBase | None] | None = candidates._memo.get("serving")
+        if memo is None:
+            memo = candidates._memo.setdefault("serving", {})
+        if token in memo:
+            return memo[token]
+        out = memo.setdefault(token, ServingBase._build(candidates, tables))
+        while len(memo) > SERVING_KEEP:
+            try:
+                memo.pop(next(iter(memo)), None)
+            except (RuntimeError, StopIteration):  # another thread changed it; fine
+                break
+        return out
+
+    @staticmethod
+    def _build(candidates: Candidates, tables: FeatureTables) -> ServingBase | None:
+        n = len(candidates)
+        ids = candidates.item_ids
+        id_order = np.argsort(ids, kind="stable").astype(np.int64)
+        sorted_ids = ids[id_order]
+        if n and (
+            sorted_ids[0] < 0
+            or sorted_ids[-1] >= _ID_LIMIT
+            or bool(np.any(sorted_ids[1:] == sorted_ids[:-1]))
+        ):
+            return None
+        pre = ContextFree.build(candidates, tables)
+        num = np.zeros((n, len(NUMERIC_FEATURES)), dtype=np.float32)
+        num[:, C_LOG_NCAND] = np.log1p(np.array([n], dtype=np.float32))[0]
+        num[:, C_ITEM : C_ITEM + 5] = pre.item_counts
+        # a pair-table miss: ``last_day`` NEVER_DAY (-1e9) reads DAYS_NEVER whatever the date
+        num[:, C_EMP_ITEM : C_EMP_ITEM + 4] = EMP_ITEM_DEFAULTS
+        num[:, C_EMP_ITEM + 2] = DAYS_NEVER
+        num[:, C_VENDOR_ITEM : C_VENDOR_ITEM + 3] = VENDOR_ITEM_DEFAULTS
+        num[:, C_VENDOR_ITEM + 2] = DAYS_NEVER
+        u_cat, cat_of_row = candidates.distinct_categories()
+        cat_block = np.zeros((u_cat.shape[0], 8), dtype=np.float32)
+        cat_block[:, 2] = pre.cat_share
+        out = ServingBase(
+            num=num,
+            cat=pre.cat,
+            created_days=candidates.created_days(),
+            item_last=pre.item_last,
+            item_amt_mean=pre.item_amt_mean,
+            item_amt_den=pre.item_amt_den,
+            item_missing=np.flatnonzero(~pre.item_found),
+            item_default=pre.item_default,
+            sorted_ids=sorted_ids,
+            id_order=id_order,
+            u_cat=u_cat,
+            cat_of_row=cat_of_row,
+            cat_block=cat_block,
+            cat_amt_mean=pre.cat_amt_mean,
+            cat_amt_den=pre.cat_amt_den,
+            cat_missing=np.flatnonzero(~pre.cat_found),
+        )
+        for value in (getattr(out, name) for name in out.__slots__):
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False  # shared by every request
+        return out
+
+
+def assemble(ctx: RankContext, candidates: Candidates, tables: FeatureTables) -> ModelInput:
+    """Model input for one expense and its candidates (serving): ``assemble_batch``'s rows for
+    this one context."""
+    base = ServingBase.of(candidates, tables)
+    if base is None:
+        n = len(candidates)
+        return assemble_batch(
+            ContextBatch.from_contexts([ctx]), np.zeros(n, dtype=np.int64), candidates, tables
+        )
+    n = len(candidates)
+    t = tables.tables
+    emp = -1 if ctx.employee_id is None else int(ctx.employee_id)
+    ven = -1 if ctx.vendor_id is None else int(ctx.vendor_id)
+    day = np.float32(to_day(ctx.expense_date))
+    log_amount = np.log1p(np.maximum(np.array([ctx.amount], dtype=np.float64), 0.0))
+    la = log_amount.astype(np.float32)[0]
+    num = base.num.copy()
+    num[:, C_LOG_AMOUNT] = la
+    _days_since(day, base.created_days, num[:, C_ITEM_AGE])
+    _days_since(day, base.item_last, num[:, C_ITEM + 5])
+    z = num[:, C_ITEM + 6]
+    np.subtract(la, base.item_amt_mean, out=z)
+    np.divide(z, base.item_amt_den, out=z)
+    _clip10(z)
+    z[base.item_missing] = 0.0
+
+    # employee x item, vendor x item: the key's rows matched against the candidates
+    emp_hits = 0
+    for table, high, col in (
+        (t["emp_item"], emp, C_EMP_ITEM),
+        (t["vendor_item"], ven, C_VENDOR_ITEM),
+    ):
+        rows, tpos = _matching(table, high, base.sorted_ids)
+        if col == C_EMP_ITEM:
+            emp_hits = rows.shape[0]
+        if rows.shape[0]:
+            rows = base.id_order[rows]
+            values = table.rows(tpos)  # [columns, hits]
+            width = values.shape[0]
+            _days_since(day, values[2], values[2])
+            num[rows, col : col + width] = values.T
+
+    emp_count, emp_found = _scalar(t["employee"], emp)
+    ven_count, ven_found = _scalar(t["vendor"], ven)
+    num[:, C_CTX] = emp_count
+    num[:, C_CTX + 1] = ven_count
+
+    # category level, per distinct category of the candidates, then broadcast to rows
+    block = base.cat_block.copy()
+    for table, high, j in ((t["emp_cat"], emp, 0), (t["vendor_cat"], ven, 1)):
+        cats, tpos = _matching(table, high, base.u_cat)
+        if cats.shape[0]:
+            block[cats, j] = table.rows(tpos)[0]
+    cat_z = block[:, 3]
+    np.subtract(la, base.cat_amt_mean, out=cat_z)
+    np.divide(cat_z, base.cat_amt_den, out=cat_z)
+    _clip10(cat_z)
+    cat_z[base.cat_missing] = 0.0
+
+    industry = ctx.vendor_industry or ""
+    department = ctx.employee_department or ""
+    desc_terms = tokenize(ctx.description)
+    term_ids, unknown_terms = context_terms([desc_terms], [industry], [department], tables)
+    n_desc = term_ids.shape[1] - 2
+    if bool((term_ids >= 0).any()):
+        _term_cat(t["term_cat"], term_ids, base.u_cat, n_desc, block)
+    num[:, C_CAT : C_CAT + 8] = block.take(base.cat_of_row, axis=0)
+
+    one_context(
+        emp,
+        ctx.vendor_name or "",
+        candidates,
+        tables,
+        desc_terms,
+        term_ids[:, :n_desc],
+        num[:, C_TEXT : C_TEXT + len(ITEM_TEXT_FEATURES)],
+    )
+    cat = base.cat.copy()
+    cat[:, CATEGORICAL_FEATURES.index("vendor_industry")] = industry
+    cat[:, CATEGORICAL_FEATURES.index("employee_department")] = department
+    return ModelInput(
+        num=num,
+        cat=cat,
+        rows=n,
+        item_default_rows=base.item_default,
+        emp_item_default_rows=n - emp_hits,
+        unknown_employee_rows=0 if emp_found else n,
+        unknown_vendor_rows=0 if ven_found else n,
+        unknown_terms=unknown_terms,
+    )
+
+
+def _days_since(day: np.float32, last: F32, out: F32) -> None:
+    """``clip(day - last, 0, DAYS_NEVER)`` into ``out`` (as ``assemble_batch``)."""
+    np.subtract(day, last, out=out)
+    np.maximum(out, 0.0, out=out)
+    np.minimum(out, DAYS_NEVER, out=out)
+
+
+def _clip10(values: F32) -> None:
+    np.maximum(values, -10.0, out=values)
+    np.minimum(values, 10.0, out=values)
+
+
+def _matching(table: Table, high: int, sorted_low: I64) -> tuple[I64, I64]:
+    """The rows of ``table`` keyed ``(high, x)`` with ``x`` in ``sorted_low`` (sorted, unique):
+    (positions of those ``x`` in ``sorted_low``, their table rows): ``lookup(pair_key(high,
+    sorted_low))``'s hits, found from the key range's side."""
+    lo, hi = table.key_range(high)
+    if hi == lo or sorted_low.shape[0] == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty
+    low = table.keys[lo:hi] & LOW32
+    p = np.searchsorted(sorted_low, low)
+    np.minimum(p, sorted_low.shape[0] - 1, out=p)
+    hit = np.flatnonzero(sorted_low[p] == low)
+    tpos: I64 = hit + lo
+    out: I64 = p[hit]
+    return out, tpos
+
+
+def _scalar(table: Table, key: int) -> tuple[np.float32, bool]:
+    """The single-column table's value at ``key`` (0 without a row) and whether it has one."""
+    keys = table.keys
+    if key < 0 or keys.shape[0] == 0:
+        return np.float32(0.0), False
+    p = int(np.searchsorted(keys, key))
+    if p < keys.shape[0] and int(keys[p]) == key:
+        return table.rows(np.array([p]))[0, 0], True
+    return np.float32(0.0), False
+
+
+def _term_cat(table: Table, term_ids: I64, u_cat: I64, n_desc: int, block: F32) -> None:
+    """``desc_cat_mean``, ``desc_cat_max``, ``industry_cat_share``, ``dept_cat_share`` per
+    distinct category into ``block[:, 4:8]``: ``assemble_batch``'s arithmetic for one context."""
+    tids = term_ids[0][None, :]
+    keys = pair_key_nonneg(tids, u_cat[:, None])
+    pos, found = table.lookup(keys)
+    share = table.get("share", pos, found, 0.0)
+    desc_share: Any = np.where(found[:, :n_desc], share[:, :n_desc], 0.0)
+    n_known = (tids[:, :n_desc] >= 0).sum(axis=1)
+    block[:, 4] = np.where(n_known > 0, desc_share.sum(axis=1) / np.maximum(n_known, 1), 0.0)
+    block[:, 5] = desc_share.max(axis=1) if n_desc else 0.0
+    block[:, 6] = share[:, n_desc]
+    block[:, 7] = share[:, n_desc + 1]
