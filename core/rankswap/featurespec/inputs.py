@@ -67,6 +67,14 @@ class Candidates:
             )
         return out  # type: ignore[no-any-return]
 
+    def id_order(self) -> tuple[I64, I64]:
+        """(``argsort`` of the item ids, the ids in that order), memoised."""
+        out = self._memo.get("id_sort")
+        if out is None:
+            order = np.argsort(self.item_ids, kind="stable").astype(np.int64)
+            out = self._memo.setdefault("id_sort", (order, self.item_ids[order]))
+        return out  # type: ignore[no-any-return]
+
     @staticmethod
     def empty() -> Candidates:
         obj = np.empty(0, dtype=object)

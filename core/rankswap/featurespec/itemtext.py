@@ -206,6 +206,13 @@ class NameIndex:
                 value.flags.writeable = False  # shared by every request
         return out
 
+    def cover(self, rows: Any, sums: npt.NDArray[Any]) -> F64:
+        """Covers of ``rows`` (an index or ``slice(None)``) from their weighted idf sums:
+        ``sums / max(idf total, 1e-12)``, 0 where the row's idf total is 0."""
+        out: F64 = sums / self.idf_den[rows, 0]
+        out[~self.has_idf[rows, 0]] = 0.0
+        return out
+
     def pairs_of(self, local_terms: I64) -> I64:
         """The pair indices holding any of ``local_terms`` (distinct), ascending: pair order
         (row by row, each row's terms in name order), the order the dense path sums in."""
@@ -256,51 +263,53 @@ def one_context(
     products in the same (pair) order, leaving out only zeros, so the values are identical:
     ``emp_name_rest`` equals ``emp_name_share``'s sums on rows without a matched pair and is
     summed again, over all their pairs, on the few rows with one."""
-    n = len(candidates)
     index = NameIndex.of(candidates)
     names, idf = index.names, index.idf
     vocab = names.vocab
+    out[:] = 0.0  # rows without a matched term, vendor-named term or term_item row
     desc = _local_terms(desc_terms, vocab)
     matched = index.pairs_of(desc)
-    m_rows = names.row[matched]
-    match_n = np.bincount(m_rows, minlength=n).astype(np.float64)
-    # the ratios (features 1-6) in one float64 block, rounded with one call
-    block = np.zeros((n, 6), dtype=np.float64)
-    block[:, 0] = match_n / index.terms_den
-    block[:, 1] = np.bincount(m_rows, weights=idf[matched], minlength=n)
+    rows = np.empty(0, dtype=np.int64)
+    if matched.shape[0]:
+        rows, inv = _distinct(names.row[matched], len(candidates))
+        match_n = np.bincount(inv).astype(np.float64)
+        out[rows, 0] = match_n
+        out[rows, 1] = _grid(match_n / index.terms_den[rows])
+        out[rows, 2] = _grid(index.cover(rows, np.bincount(inv, weights=idf[matched])))
+        out[rows, 8] = np.bincount(inv, weights=index.alone[matched])
     vendor = index.pairs_of(_local_terms(tokenize(vendor_name), vocab))
-    block[:, 2] = np.bincount(names.row[vendor], weights=idf[vendor], minlength=n)
+    if vendor.shape[0]:
+        v_rows, v_inv = _distinct(names.row[vendor], len(candidates))
+        out[v_rows, 3] = _grid(index.cover(v_rows, np.bincount(v_inv, weights=idf[vendor])))
     emp, emp_share = _employee_terms(employee, tables, names, candidates)
     if emp.shape[0]:
+        n = len(candidates)
         per_term = np.zeros(len(vocab), dtype=np.float64)
         per_term[emp] = emp_share
         w = idf * per_term[names.term]
         got = np.bincount(names.row, weights=w, minlength=n)
-        block[:, 3] = got
-        rest, den = got, index.idf_total
-        if matched.shape[0]:
+        # emp_name_share; emp_name_rest is the same on rows without a matched pair
+        out[:, 4] = _grid(index.cover(slice(None), got))
+        out[:, 5] = out[:, 4]
+        if rows.shape[0]:
             # rows with a matched pair: idf * (1 - matched) (idf or 0.0) over all their pairs
-            rows = np.unique(m_rows)
             q = _ranges(index.row_start[rows], index.row_start[rows + 1])
             keep = np.ones(len(vocab), dtype=np.float64)
             keep[desc] = 0.0
             k, rq = keep[names.term[q]], names.row[q]
-            rest, den = got.copy(), den.copy()
-            rest[rows] = np.bincount(rq, weights=w[q] * k, minlength=n)[rows]
-            den[rows] = np.bincount(rq, weights=idf[q] * k, minlength=n)[rows]
-        block[:, 4] = np.where(den > 0, rest / np.maximum(den, 1e-12), 0.0)
-    covers = block[:, 1:4]
-    np.divide(covers, index.idf_den, out=covers)
-    covers[~index.has_idf[:, 0]] = 0.0
-    share = _term_item_one(tables, candidates, desc_term_ids)
-    n_known = np.count_nonzero(desc_term_ids[0] >= 0)
-    if n_known > 0:
+            rest = np.bincount(rq, weights=w[q] * k, minlength=n)[rows]
+            den = np.bincount(rq, weights=idf[q] * k, minlength=n)[rows]
+            out[rows, 5] = _grid(np.where(den > 0, rest / np.maximum(den, 1e-12), 0.0))
+    hit_rows, hit_cols, hit_share = _term_item_one(tables, candidates, desc_term_ids)
+    if hit_rows.shape[0]:
+        # the [rows, MAX_TERMS] block of the rows with a term_item row: the same row sums
+        t_rows, t_inv = _distinct(hit_rows, len(candidates))
+        share = np.zeros((t_rows.shape[0], desc_term_ids.shape[1]), dtype=np.float32)
+        share[t_inv, hit_cols] = hit_share
+        n_known = np.count_nonzero(desc_term_ids[0] >= 0)
         # divided by an int64 (not a Python int, which would keep the float32 sum in float32)
-        block[:, 5] = share.sum(axis=1) / np.int64(n_known)
-    out[:, 0] = match_n
-    out[:, 1:7] = _grid(block)
-    out[:, 7] = share.max(axis=1) if share.shape[1] else 0.0
-    out[:, 8] = np.bincount(m_rows, weights=index.alone[matched], minlength=n)
+        out[t_rows, 6] = _grid(share.sum(axis=1) / np.int64(n_known))
+        out[t_rows, 7] = share.max(axis=1)
 
 
 def _many_contexts(
@@ -428,6 +437,17 @@ def _context_keys(terms: list[list[str]], vocab: dict[str, int], v: int) -> I64:
     return np.unique(np.asarray(keys, dtype=np.int64))
 
 
+def _distinct(rows: I64, n: int) -> tuple[I64, I64]:
+    """``np.unique(rows, return_inverse=True)`` for row numbers in ``[0, n)``, with a few O(n)
+    calls instead of a sort (the rows of one request's matched pairs, a few of n)."""
+    slot = np.zeros(n, dtype=np.int64)
+    slot[rows] = 1
+    distinct = np.flatnonzero(slot)
+    slot[distinct] = np.arange(distinct.shape[0])
+    inv: I64 = slot[rows]
+    return distinct, inv
+
+
 def _ranges(starts: I64, ends: I64) -> I64:
     """The concatenation of ``arange(starts[i], ends[i])``."""
     lens = ends - starts
@@ -473,30 +493,26 @@ def _term_item_shares(tables: FeatureTables, candidates: Candidates, ci: I64, te
     return out
 
 
-def _term_item_one(tables: FeatureTables, candidates: Candidates, term_ids: I64) -> F32:
-    """``_term_item_shares`` for one context: each known description term's key range is read
-    (one vectorised search for all of them), then its items are found among the candidates."""
+def _term_item_one(
+    tables: FeatureTables, candidates: Candidates, term_ids: I64
+) -> tuple[I64, I64, F32]:
+    """``_term_item_shares``'s non-zero entries for one context, as (candidate row, term
+    column, share): each known description term's key range is read (one vectorised search for
+    all of them), then its items are found among the candidates (sorted ids, memoised)."""
     table = tables.tables["term_item"]
-    n, width = len(candidates), term_ids.shape[1]
-    out = np.zeros((n, width), dtype=np.float32)
+    n = len(candidates)
     keys = table.keys
     j = np.flatnonzero(term_ids[0] >= 0)
     if keys.shape[0] == 0 or n == 0 or j.shape[0] == 0:
-        return out
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, np.empty(0, dtype=np.float32)
     base = term_ids[0][j] << 32
     lo = np.searchsorted(keys, base)
     hi = np.searchsorted(keys, base | LOW32, side="right")
     rows = _ranges(lo.astype(np.int64), hi.astype(np.int64))
-    if rows.shape[0] == 0:
-        return out
     col = np.repeat(j, hi - lo)
-    items = candidates.item_ids
-    order = candidates._memo.get("id_order")
-    if order is None:
-        order = candidates._memo.setdefault("id_order", np.argsort(items, kind="stable"))
-    sorted_ids = items[order]
+    order, sorted_ids = candidates.id_order()
     hit_items = keys[rows] & LOW32
     p = np.minimum(np.searchsorted(sorted_ids, hit_items), n - 1)
-    ok = sorted_ids[p] == hit_items
-    out[order[p[ok]], col[ok]] = table.columns["share"][rows[ok]]
-    return out
+    ok = np.flatnonzero(sorted_ids[p] == hit_items)
+    return order[p[ok]], col[ok], table.columns["share"][rows[ok]]

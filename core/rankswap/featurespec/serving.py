@@ -110,9 +110,7 @@ class ServingBase:
     @staticmethod
     def _build(candidates: Candidates, tables: FeatureTables) -> ServingBase | None:
         n = len(candidates)
-        ids = candidates.item_ids
-        id_order = np.argsort(ids, kind="stable").astype(np.int64)
-        sorted_ids = ids[id_order]
+        id_order, sorted_ids = candidates.id_order()
         if n and (
             sorted_ids[0] < 0
             or sorted_ids[-1] >= _ID_LIMIT

@@ -12,6 +12,7 @@ from tests.unit.training import handmade
 from tests.unit.training.handmade import AS_OF
 
 from rankswap import featurespec as fs
+from rankswap.featurespec.itemtext import _distinct
 from rankswap.productdb import ProductDB
 from rankswap_training import dataset, features
 from rankswap_training.features import build_tables
@@ -265,3 +266,12 @@ def test_serving_fast_path_equals_the_dense_training_path(small_db_url: str) -> 
         np.testing.assert_array_equal(one.num, batch.num[k * n : (k + 1) * n], err_msg=str(k))
     assert "name_index" in cands._memo  # the serving path ran
     assert (batch.num[:, cols] != 0).any(axis=0).all()  # every text feature is exercised
+
+
+def test_distinct_rows_equal_numpy_unique() -> None:
+    rng = np.random.default_rng(3)
+    for rows in (np.empty(0, np.int64), np.array([4, 4, 0, 9, 4]), rng.integers(0, 50, 300)):
+        got = _distinct(rows.astype(np.int64), 50)
+        want = np.unique(rows, return_inverse=True)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
