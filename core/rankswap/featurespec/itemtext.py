@@ -41,7 +41,9 @@ worlds)."""
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
@@ -281,24 +283,23 @@ def one_context(
     if vendor.shape[0]:
         v_rows, v_inv = _distinct(names.row[vendor], len(candidates))
         out[v_rows, 3] = _grid(index.cover(v_rows, np.bincount(v_inv, weights=idf[vendor])))
-    emp, emp_share = _employee_terms(employee, tables, names, candidates)
-    if emp.shape[0]:
+    emp = EmployeeNames.of(employee, tables, index, candidates)
+    if emp is not None:
         n = len(candidates)
-        per_term = np.zeros(len(vocab), dtype=np.float64)
-        per_term[emp] = emp_share
-        w = idf * per_term[names.term]
-        got = np.bincount(names.row, weights=w, minlength=n)
         # emp_name_share; emp_name_rest is the same on rows without a matched pair
-        out[:, 4] = _grid(index.cover(slice(None), got))
-        out[:, 5] = out[:, 4]
+        out[:, 4] = emp.share_column
+        out[:, 5] = emp.share_column
         if rows.shape[0]:
             # rows with a matched pair: idf * (1 - matched) (idf or 0.0) over all their pairs
             q = _ranges(index.row_start[rows], index.row_start[rows + 1])
             keep = np.ones(len(vocab), dtype=np.float64)
             keep[desc] = 0.0
-            k, rq = keep[names.term[q]], names.row[q]
-            rest = np.bincount(rq, weights=w[q] * k, minlength=n)[rows]
-            den = np.bincount(rq, weights=idf[q] * k, minlength=n)[rows]
+            per_term = np.zeros(len(vocab), dtype=np.float64)
+            per_term[emp.local] = emp.share
+            t_q = names.term[q]
+            k, rq, idf_q = keep[t_q], names.row[q], idf[q]
+            rest = np.bincount(rq, weights=idf_q * per_term[t_q] * k, minlength=n)[rows]
+            den = np.bincount(rq, weights=idf_q * k, minlength=n)[rows]
             out[rows, 5] = _grid(np.where(den > 0, rest / np.maximum(den, 1e-12), 0.0))
     hit_rows, hit_cols, hit_share = _term_item_one(tables, candidates, desc_term_ids)
     if hit_rows.shape[0]:
@@ -372,6 +373,88 @@ def _emp_term_shares(
     )
     out: F64 = np.where(found, table.columns["share"][pos], np.float32(0.0)).astype(np.float64)
     return out
+
+
+EMPLOYEE_KEEP: Final = 128
+"""Employees whose ``emp_term`` part of the serving text features (:class:`EmployeeNames`) is
+kept per candidate list (and feature tables), least recently used dropped first: about
+``4 * len(candidates) + 16 * (the employee's name terms)`` bytes each, so ~0.4 MB for a list
+of 770 candidates."""
+
+
+@dataclass(frozen=True, slots=True)
+class EmployeeNames:
+    """The employee's ``emp_term`` rows that are name terms of the candidates (local term ids,
+    float64 shares) and the ``emp_name_share`` feature they give every candidate (float32; also
+    ``emp_name_rest`` on the rows without a matched description term)."""
+
+    local: I64
+    share: F64
+    share_column: F32
+
+    @staticmethod
+    def of(
+        employee: int, tables: FeatureTables, index: NameIndex, candidates: Candidates
+    ) -> EmployeeNames | None:
+        """Memoised per (tables, employee) on ``candidates`` (``EMPLOYEE_KEEP`` kept); ``None``
+        when the employee has no such row (the features are 0)."""
+        memo = candidates._memo.get("employee_names")
+        if memo is None:
+            memo = candidates._memo.setdefault("employee_names", LruMemo(EMPLOYEE_KEEP))
+        key = (tables.token(), employee)
+        hit, found = memo.get(key)
+        if found:
+            return hit  # type: ignore[no-any-return]
+        out = EmployeeNames._build(employee, tables, index, candidates)
+        memo.put(key, out)
+        return out
+
+    @staticmethod
+    def _build(
+        employee: int, tables: FeatureTables, index: NameIndex, candidates: Candidates
+    ) -> EmployeeNames | None:
+        names = index.names
+        local, share = _employee_terms(employee, tables, names, candidates)
+        if local.shape[0] == 0:
+            return None
+        per_term = np.zeros(len(names.vocab), dtype=np.float64)
+        per_term[local] = share
+        got = np.bincount(
+            names.row, weights=index.idf * per_term[names.term], minlength=len(candidates)
+        )
+        column = _grid(index.cover(slice(None), got)).astype(np.float32)
+        for value in (local, share, column):
+            value.flags.writeable = False  # shared by every request
+        return EmployeeNames(local=local, share=share, share_column=column)
+
+
+class LruMemo:
+    """A bounded memo, least recently used dropped first; safe to share between threads."""
+
+    __slots__ = ("_items", "_lock", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Any) -> tuple[Any, bool]:
+        """(value, True) for a key it holds, (None, False) otherwise."""
+        with self._lock:
+            if key not in self._items:
+                return None, False
+            self._items.move_to_end(key)
+            return self._items[key], True
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
 
 
 def _employee_terms(
