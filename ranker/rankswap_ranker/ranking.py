@@ -153,7 +153,9 @@ def rank(bundle: Bundle, source: CandidateSource, q: RankQuery) -> RankOutcome:
 def input_stats(
     bundle: Bundle, ctx: fs.RankContext, cands: fs.Candidates, inputs: fs.ModelInput
 ) -> dict[str, int]:
-    """Rows that took documented defaults, and values the bundle has not seen."""
+    """Rows that took documented defaults, and values the bundle has not seen. The candidates'
+    part (:func:`candidate_stats`) is memoised on the candidates per (feature tables, encoder
+    vocabulary) of the bundle."""
     stats = {
         "missing_item": inputs.item_default_rows,
         "missing_emp_item": inputs.emp_item_default_rows,
@@ -162,22 +164,12 @@ def input_stats(
         "missing_category": 0,
         "unknown_term": inputs.unknown_terms,
     }
-    if len(cands):
-        _, found = bundle.tables.tables["category"].lookup(cands.category_ids)
-        stats["missing_category"] = int(found.shape[0] - np.count_nonzero(found))
     vocab = bundle.encoder_vocab
-    if not vocab:
-        return stats
-    # Categories repeat across a tenant's items: check each distinct category id once.
-    if len(cands):
-        ids, first = np.unique(cands.category_ids, return_index=True)
-        for name, column in (("category", cands.categories), ("account_code", cands.account_codes)):
-            known = vocab.get(name)
-            if known is None:
-                continue
-            bad = [int(i) for i, j in zip(ids, first, strict=True) if str(column[j]) not in known]
-            if bad:
-                stats[f"unknown_{name}"] = int(np.count_nonzero(np.isin(cands.category_ids, bad)))
+    # keyed by the tables' token and the vocabulary's id; the entry holds the vocabulary, so
+    # the id is not reused by another while the entry lives
+    key = ("input_stats", bundle.tables.token(), id(vocab))
+    _, part = cands.derived(key, lambda: (vocab, candidate_stats(bundle, cands)))
+    stats.update(part)
     for name, value in (
         ("vendor_industry", ctx.vendor_industry),
         ("employee_department", ctx.employee_department),
@@ -185,6 +177,27 @@ def input_stats(
         known = vocab.get(name)
         if known is not None and value and value not in known:
             stats[f"unknown_{name}"] = 1
+    return stats
+
+
+def candidate_stats(bundle: Bundle, cands: fs.Candidates) -> dict[str, int]:
+    """The candidates' rows without a category-table row, and (when the bundle lists its
+    encoder's categories) the rows whose category / account code the encoder has not seen."""
+    stats: dict[str, int] = {}
+    if not len(cands):
+        return stats
+    _, found = bundle.tables.tables["category"].lookup(cands.category_ids)
+    stats["missing_category"] = int(found.shape[0] - np.count_nonzero(found))
+    vocab = bundle.encoder_vocab
+    # Categories repeat across a tenant's items: check each distinct category id once.
+    ids, first = np.unique(cands.category_ids, return_index=True)
+    for name, column in (("category", cands.categories), ("account_code", cands.account_codes)):
+        known = vocab.get(name)
+        if known is None:
+            continue
+        bad = [int(i) for i, j in zip(ids, first, strict=True) if str(column[j]) not in known]
+        if bad:
+            stats[f"unknown_{name}"] = int(np.count_nonzero(np.isin(cands.category_ids, bad)))
     return stats
 
 

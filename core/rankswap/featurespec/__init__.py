@@ -25,7 +25,7 @@ Days are integer days since 1970-01-01 (``date.toordinal() - EPOCH_ORDINAL``).
 """
 
 from .assembly import assemble_batch
-from .inputs import Candidates, ContextBatch, ModelInput, RankContext
+from .inputs import DERIVED_KEEP, Candidates, ContextBatch, ModelInput, RankContext
 from .itemtext import ITEM_TEXT_FEATURES, item_terms
 from .schema import (
     CATEGORICAL_FEATURES,
@@ -50,6 +50,7 @@ from .terms import department_term, industry_term, pair_key, to_day, tokenize
 __all__ = [
     "CATEGORICAL_FEATURES",
     "DAYS_NEVER",
+    "DERIVED_KEEP",
     "EMP_TERM_HALF_LIFE_DAYS",
     "EPOCH_ORDINAL",
     "FEATURE_SCHEMA_VERSION",

@@ -4,16 +4,21 @@ model takes (``ModelInput``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from .schema import F32, F64, I64, OBJ
 from .terms import to_day
+
+_T = TypeVar("_T")
+
+DERIVED_KEEP: Final = 4
+"""Values kept per ``Candidates`` by :meth:`Candidates.derived` (the oldest dropped first)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +78,23 @@ class Candidates:
         if out is None:
             order = np.argsort(self.item_ids, kind="stable").astype(np.int64)
             out = self._memo.setdefault("id_sort", (order, self.item_ids[order]))
+        return out  # type: ignore[no-any-return]
+
+    def derived(self, key: Hashable, build: Callable[[], _T]) -> _T:
+        """``build()``, memoised on these candidates under ``key``, which must identify
+        everything else the value depends on (e.g. a feature tables' ``token()`` and a bundle
+        id); the last ``DERIVED_KEEP`` keys are kept."""
+        memo: dict[Hashable, Any] | None = self._memo.get("derived")
+        if memo is None:
+            memo = self._memo.setdefault("derived", {})
+        if key in memo:
+            return memo[key]  # type: ignore[no-any-return]
+        out = memo.setdefault(key, build())
+        while len(memo) > DERIVED_KEEP:
+            try:
+                memo.pop(next(iter(memo)), None)
+            except (RuntimeError, StopIteration):  # another thread changed it; fine
+                break
         return out  # type: ignore[no-any-return]
 
     @staticmethod

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
+import numpy as np
 import pytest
 
 from rankswap import featurespec as fs
@@ -67,3 +69,22 @@ def test_new_item_takes_documented_defaults(loaded: Bundle, db_url: str, db: Pro
     assert out.stats["missing_item"] == 1
     assert out.stats["missing_category"] == 1
     assert out.stats["unknown_category"] == 1
+
+
+def test_candidate_stats_are_memoised_per_bundle(loaded: Bundle, db_url: str) -> None:
+    """The candidates' part of the counts (rows without a category row, categories the encoder
+    has not seen) is computed once per candidate list and bundle: a bundle whose encoder knows
+    other categories counts its own, and the memo stays bounded."""
+    source = LazyProductDB(db_url)
+    cands = source.candidates("acme")
+    first = rank(loaded, source, _query()).stats
+    assert rank(loaded, source, _query()).stats == first
+    category = str(cands.categories[0])
+    narrow = replace(loaded, encoder_vocab={"category": frozenset({category})})
+    other = int(np.count_nonzero(cands.categories != category))
+    assert rank(narrow, source, _query()).stats["unknown_category"] == other
+    assert rank(loaded, source, _query()).stats == first
+    for _ in range(fs.DERIVED_KEEP + 2):  # short-lived bundles: the memo keeps the last few
+        rank(replace(loaded, encoder_vocab={}), source, _query())
+    assert source.candidates("acme") is cands
+    assert len(cands._memo["derived"]) == fs.DERIVED_KEEP
