@@ -1,17 +1,17 @@
 """One ranking, start to end, with the time of each stage (the benchmark reads them too).
 
-Stages: ``db`` (context attributes + the tenant's active items without their names, from the
-product DB; the names of the top-k only are read after scoring, counted in ``serialise``),
+Stages: ``db`` (context attributes + the tenant's active items with their codes and names, from
+the product DB, cached per data version),
 ``features`` (vectorised feature gather from the memory-mapped tables), ``inputs`` (counting
 defaults and unknowns; the model input is already the two arrays ``num`` and ``cat``), ``model``
-(ONNX), ``topk`` (``argpartition``), ``serialise`` (JSON bytes).
+(ONNX), ``topk`` (``argpartition``), ``serialise`` (the top-k's labels from the candidate
+list, JSON bytes).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
@@ -40,8 +40,6 @@ class CandidateSource(Protocol):
 
     def candidates(self, tenant_id: str, *, with_names: bool = True) -> fs.Candidates: ...
 
-    def item_labels(self, item_ids: Sequence[int]) -> dict[int, tuple[str, str]]: ...
-
 
 @dataclass(frozen=True)
 class RankQuery:
@@ -68,6 +66,10 @@ class RankOutcome:
     top: Any = None
     """The inputs and results behind ``body`` (references, no copies): what a shadow
     comparison needs to score the same request with another bundle."""
+
+
+_JSON = json.JSONEncoder(ensure_ascii=False)
+"""``json.dumps(..., ensure_ascii=False)`` without building an encoder per call."""
 
 
 def top_k_indices(scores: npt.NDArray[np.float32], item_ids: npt.NDArray[np.int64], k: int) -> Any:
@@ -103,21 +105,22 @@ def rank(bundle: Bundle, source: CandidateSource, q: RankQuery) -> RankOutcome:
     best = top_k_indices(scores, cands.item_ids, q.top_k)
     t5 = time.perf_counter()
     ref = bundle.ref
-    best_ids = [int(cands.item_ids[i]) for i in best]
-    labels = source.item_labels(best_ids) if best_ids else {}
-    items = []
-    for item_id, i in zip(best_ids, best, strict=True):
-        code, name = labels.get(item_id, ("", ""))
-        items.append(
-            {
-                "id": item_id,
-                "code": code,
-                "name": name,
-                "category": str(cands.categories[i]),
-                "score": round(float(scores[i]), 6),
-            }
+    # the top-k's codes and names from the candidate list that was ranked (read with names
+    # for the item-text features): no second DB read, the labels of the same snapshot
+    top = best.tolist()
+    items = [
+        {
+            "id": item_id,
+            "code": str(cands.codes[i]),
+            "name": str(cands.names[i]),
+            "category": str(cands.categories[i]),
+            "score": round(score, 6),
+        }
+        for i, item_id, score in zip(
+            top, cands.item_ids[best].tolist(), scores[best].tolist(), strict=True
         )
-    body = json.dumps(
+    ]
+    body = _JSON.encode(
         {
             "tenant_id": q.tenant_id,
             "items": items,
@@ -125,8 +128,7 @@ def rank(bundle: Bundle, source: CandidateSource, q: RankQuery) -> RankOutcome:
             "bundle_id": ref.bundle_id,
             "model_version": ref.model.version,
             "features_version": ref.features.version,
-        },
-        ensure_ascii=False,
+        }
     ).encode()
     t6 = time.perf_counter()
     return RankOutcome(

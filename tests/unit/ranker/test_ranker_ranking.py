@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import date
 
@@ -88,3 +89,20 @@ def test_candidate_stats_are_memoised_per_bundle(loaded: Bundle, db_url: str) ->
         rank(replace(loaded, encoder_vocab={}), source, _query())
     assert source.candidates("acme") is cands
     assert len(cands._memo["derived"]) == fs.DERIVED_KEEP
+
+
+def test_the_top_k_labels_come_from_the_ranked_candidates(
+    loaded: Bundle, db_url: str, db: ProductDB
+) -> None:
+    """The response's codes and names are the ranked candidate list's (read with names for the
+    text features): the same as the DB's labels, with no second read per request."""
+
+    class NoLabels(LazyProductDB):
+        def item_labels(self, item_ids: object) -> dict[int, tuple[str, str]]:
+            raise AssertionError("a second read of the labels")
+
+    out = rank(loaded, NoLabels(db_url), _query(top_k=7))
+    items = json.loads(out.body)["items"]
+    assert len(items) == 7
+    labels = db.item_labels([item["id"] for item in items])
+    assert [(i["code"], i["name"]) for i in items] == [labels[i["id"]] for i in items]
