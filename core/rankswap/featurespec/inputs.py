@@ -4,6 +4,8 @@ model takes (``ModelInput``)."""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -193,3 +195,32 @@ class ModelInput:
     unknown_vendor_rows: int
     unknown_terms: int
     """Description terms not in the feature vocabulary (summed over contexts)."""
+
+
+class LruMemo:
+    """A bounded memo, least recently used dropped first; safe to share between threads."""
+
+    __slots__ = ("_items", "_lock", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Any) -> tuple[Any, bool]:
+        """(value, True) for a key it holds, (None, False) otherwise."""
+        with self._lock:
+            if key not in self._items:
+                return None, False
+            self._items.move_to_end(key)
+            return self._items[key], True
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)

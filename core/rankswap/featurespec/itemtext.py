@@ -41,9 +41,7 @@ worlds)."""
 from __future__ import annotations
 
 import re
-import threading
 import unicodedata
-from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
@@ -51,8 +49,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from .inputs import Candidates, ContextBatch
-from .schema import C_TEXT, F32, I64, LOW32, NUMERIC_FEATURES
+from .inputs import Candidates, ContextBatch, LruMemo
+from .schema import C_TEXT, F32, I64, LOW32, MAX_TERMS, NUMERIC_FEATURES
 from .tables import FeatureTables
 from .terms import pair_key_nonneg, tokenize
 
@@ -253,11 +251,14 @@ def one_context(
     candidates: Candidates,
     tables: FeatureTables,
     desc_terms: list[str],
-    desc_term_ids: I64,
+    term_item: tuple[I64, I64, F32],
+    n_known: int,
     out: F32,
 ) -> None:
     """Serving: the features of one context (``employee``: -1 when unknown) from the memoised
-    :class:`NameIndex`, into ``out`` [N, 9]; ``desc_term_ids`` [1, MAX_TERMS].
+    :class:`NameIndex`, into ``out`` [N, 9]. ``term_item``: the non-zero entries of the
+    context's [N, MAX_TERMS] ``term_item`` block as (candidate row, term column, share);
+    ``n_known``: how many of the description's terms the feature vocabulary holds.
 
     With one context, whether a pair is matched / vendor-named depends on its term only, so
     only the pairs of the description's and the vendor name's terms are summed; the employee's
@@ -301,13 +302,12 @@ def one_context(
             rest = np.bincount(rq, weights=idf_q * per_term[t_q] * k, minlength=n)[rows]
             den = np.bincount(rq, weights=idf_q * k, minlength=n)[rows]
             out[rows, 5] = _grid(np.where(den > 0, rest / np.maximum(den, 1e-12), 0.0))
-    hit_rows, hit_cols, hit_share = _term_item_one(tables, candidates, desc_term_ids)
+    hit_rows, hit_cols, hit_share = term_item
     if hit_rows.shape[0]:
         # the [rows, MAX_TERMS] block of the rows with a term_item row: the same row sums
         t_rows, t_inv = _distinct(hit_rows, len(candidates))
-        share = np.zeros((t_rows.shape[0], desc_term_ids.shape[1]), dtype=np.float32)
+        share = np.zeros((t_rows.shape[0], MAX_TERMS), dtype=np.float32)
         share[t_inv, hit_cols] = hit_share
-        n_known = np.count_nonzero(desc_term_ids[0] >= 0)
         # divided by an int64 (not a Python int, which would keep the float32 sum in float32)
         out[t_rows, 6] = _grid(share.sum(axis=1) / np.int64(n_known))
         out[t_rows, 7] = share.max(axis=1)
@@ -428,35 +428,6 @@ class EmployeeNames:
         return EmployeeNames(local=local, share=share, share_column=column)
 
 
-class LruMemo:
-    """A bounded memo, least recently used dropped first; safe to share between threads."""
-
-    __slots__ = ("_items", "_lock", "size")
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[Any, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def get(self, key: Any) -> tuple[Any, bool]:
-        """(value, True) for a key it holds, (None, False) otherwise."""
-        with self._lock:
-            if key not in self._items:
-                return None, False
-            self._items.move_to_end(key)
-            return self._items[key], True
-
-    def put(self, key: Any, value: Any) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-
 def _employee_terms(
     employee: int, tables: FeatureTables, names: NameTerms, candidates: Candidates
 ) -> tuple[I64, F64]:
@@ -574,28 +545,3 @@ def _term_item_shares(tables: FeatureTables, candidates: Candidates, ci: I64, te
     pos, found = table.lookup(pair_key_nonneg(term_ids[ci], candidates.item_ids[:, None]))
     out: F32 = np.where(found, share[pos], np.float32(0.0)).astype(np.float32)
     return out
-
-
-def _term_item_one(
-    tables: FeatureTables, candidates: Candidates, term_ids: I64
-) -> tuple[I64, I64, F32]:
-    """``_term_item_shares``'s non-zero entries for one context, as (candidate row, term
-    column, share): each known description term's key range is read (one vectorised search for
-    all of them), then its items are found among the candidates (sorted ids, memoised)."""
-    table = tables.tables["term_item"]
-    n = len(candidates)
-    keys = table.keys
-    j = np.flatnonzero(term_ids[0] >= 0)
-    if keys.shape[0] == 0 or n == 0 or j.shape[0] == 0:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty, np.empty(0, dtype=np.float32)
-    base = term_ids[0][j] << 32
-    lo = np.searchsorted(keys, base)
-    hi = np.searchsorted(keys, base | LOW32, side="right")
-    rows = _ranges(lo.astype(np.int64), hi.astype(np.int64))
-    col = np.repeat(j, hi - lo)
-    order, sorted_ids = candidates.id_order()
-    hit_items = keys[rows] & LOW32
-    p = np.minimum(np.searchsorted(sorted_ids, hit_items), n - 1)
-    ok = np.flatnonzero(sorted_ids[p] == hit_items)
-    return order[p[ok]], col[ok], table.columns["share"][rows[ok]]

@@ -19,13 +19,13 @@ Bit-identity with ``assemble_batch`` (the training path) is tested on generated 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
 from .assembly import ContextFree, assemble_batch, context_terms
-from .inputs import Candidates, ContextBatch, ModelInput, RankContext
+from .inputs import Candidates, ContextBatch, LruMemo, ModelInput, RankContext
 from .itemtext import ITEM_TEXT_FEATURES, one_context
 from .schema import (
     C_CAT,
@@ -48,12 +48,17 @@ from .schema import (
     VENDOR_ITEM_DEFAULTS,
 )
 from .tables import FeatureTables, Table, Token
-from .terms import pair_key_nonneg, to_day, tokenize
+from .terms import to_day, tokenize
 
 SERVING_KEEP: Final = 2
 """:class:`ServingBase` objects kept per ``Candidates``: one per ``FeatureTables`` object, for
 the active bundle and the one before it (a rollout serves both for a while). Each is about
 ``4 * len(NUMERIC_FEATURES) + 60`` bytes per candidate (the template and the per-row values)."""
+
+TERM_KEEP: Final = 512
+"""Vocabulary terms whose rows (:class:`TermRows`) are kept per candidate list (and feature
+tables): the description, industry and department terms requests use most. An entry is a few
+dozen bytes per row it holds (a term's items among the candidates, its categories)."""
 
 _ID_LIMIT: Final = 1 << 31
 
@@ -92,7 +97,8 @@ class ServingBase:
         """Memoised on ``candidates`` per tables object (keyed by the tables' identity token,
         which the entry holds, so a bundle swap never reuses another table's values; the last
         ``SERVING_KEEP`` are kept). ``None`` when the fast path does not apply (item ids not
-        unique or outside ``[0, 2**31)``): ``assemble`` then takes the training path."""
+        unique, or item or category ids outside ``[0, 2**31)``): ``assemble`` then takes the
+        training path."""
         token = tables.token()
         memo: dict[Token, ServingBase | None] | None = candidates._memo.get("serving")
         if memo is None:
@@ -111,10 +117,13 @@ class ServingBase:
     def _build(candidates: Candidates, tables: FeatureTables) -> ServingBase | None:
         n = len(candidates)
         id_order, sorted_ids = candidates.id_order()
+        u_cat, cat_of_row = candidates.distinct_categories()
         if n and (
             sorted_ids[0] < 0
             or sorted_ids[-1] >= _ID_LIMIT
             or bool(np.any(sorted_ids[1:] == sorted_ids[:-1]))
+            or u_cat[0] < 0
+            or u_cat[-1] >= _ID_LIMIT
         ):
             return None
         pre = ContextFree.build(candidates, tables)
@@ -126,7 +135,6 @@ class ServingBase:
         num[:, C_EMP_ITEM + 2] = DAYS_NEVER
         num[:, C_VENDOR_ITEM : C_VENDOR_ITEM + 3] = VENDOR_ITEM_DEFAULTS
         num[:, C_VENDOR_ITEM + 2] = DAYS_NEVER
-        u_cat, cat_of_row = candidates.distinct_categories()
         cat_block = np.zeros((u_cat.shape[0], 8), dtype=np.float32)
         cat_block[:, 2] = pre.cat_share
         out = ServingBase(
@@ -150,6 +158,41 @@ class ServingBase:
         for value in (getattr(out, name) for name in out.__slots__):
             if isinstance(value, np.ndarray):
                 value.flags.writeable = False  # shared by every request
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class TermRows:
+    """One vocabulary term's rows for a candidate list: its ``term_item`` rows among the
+    candidates (candidate rows, shares) and its ``term_cat`` rows among their distinct
+    categories (positions in ``ServingBase.u_cat``, shares)."""
+
+    item_rows: I64
+    item_share: F32
+    cat_pos: I64
+    cat_share: F32
+
+    @staticmethod
+    def of(tid: int, tables: FeatureTables, base: ServingBase, candidates: Candidates) -> TermRows:
+        """Memoised per (tables, term) on ``candidates`` (``TERM_KEEP`` kept, least recently
+        used dropped first)."""
+        memo = candidates._memo.get("term_rows")
+        if memo is None:
+            memo = candidates._memo.setdefault("term_rows", LruMemo(TERM_KEEP))
+        key = (tables.token(), tid)
+        hit, found = memo.get(key)
+        if found:
+            return hit  # type: ignore[no-any-return]
+        t = tables.tables
+        rows, tpos = _matching(t["term_item"], tid, base.sorted_ids)
+        cat_pos, cpos = _matching(t["term_cat"], tid, base.u_cat)
+        out = TermRows(
+            item_rows=base.id_order[rows],
+            item_share=t["term_item"].columns["share"][tpos],
+            cat_pos=cat_pos,
+            cat_share=t["term_cat"].columns["share"][cpos],
+        )
+        memo.put(key, out)
         return out
 
 
@@ -217,8 +260,11 @@ def assemble(ctx: RankContext, candidates: Candidates, tables: FeatureTables) ->
     desc_terms = tokenize(ctx.description)
     term_ids, unknown_terms = context_terms([desc_terms], [industry], [department], tables)
     n_desc = term_ids.shape[1] - 2
-    if bool((term_ids >= 0).any()):
-        _term_cat(t["term_cat"], term_ids, base.u_cat, n_desc, block)
+    known = [(j, tid) for j, tid in enumerate(term_ids[0].tolist()) if tid >= 0]
+    rows_of = [(j, TermRows.of(tid, tables, base, candidates)) for j, tid in known]
+    n_known = sum(1 for j, _ in known if j < n_desc)
+    if rows_of:
+        _term_cat(rows_of, base.u_cat.shape[0], n_desc, n_known, block)
     num[:, C_CAT : C_CAT + 8] = block.take(base.cat_of_row, axis=0)
 
     one_context(
@@ -227,7 +273,8 @@ def assemble(ctx: RankContext, candidates: Candidates, tables: FeatureTables) ->
         candidates,
         tables,
         desc_terms,
-        term_ids[:, :n_desc],
+        _term_item(rows_of, n_desc),
+        n_known,
         num[:, C_TEXT : C_TEXT + len(ITEM_TEXT_FEATURES)],
     )
     cat = base.cat.copy()
@@ -285,16 +332,40 @@ def _scalar(table: Table, key: int) -> tuple[np.float32, bool]:
     return np.float32(0.0), False
 
 
-def _term_cat(table: Table, term_ids: I64, u_cat: I64, n_desc: int, block: F32) -> None:
+def _term_cat(
+    rows_of: list[tuple[int, TermRows]], n_cat: int, n_desc: int, n_known: int, block: F32
+) -> None:
     """``desc_cat_mean``, ``desc_cat_max``, ``industry_cat_share``, ``dept_cat_share`` per
-    distinct category into ``block[:, 4:8]``: ``assemble_batch``'s arithmetic for one context."""
-    tids = term_ids[0][None, :]
-    keys = pair_key_nonneg(tids, u_cat[:, None])
-    pos, found = table.lookup(keys)
-    share = table.get("share", pos, found, 0.0)
-    desc_share: Any = np.where(found[:, :n_desc], share[:, :n_desc], 0.0)
-    n_known = (tids[:, :n_desc] >= 0).sum(axis=1)
-    block[:, 4] = np.where(n_known > 0, desc_share.sum(axis=1) / np.maximum(n_known, 1), 0.0)
-    block[:, 5] = desc_share.max(axis=1) if n_desc else 0.0
-    block[:, 6] = share[:, n_desc]
-    block[:, 7] = share[:, n_desc + 1]
+    distinct category into ``block[:, 4:8]`` from the context's terms' ``term_cat`` rows
+    (term column ``j`` of ``context_terms``): ``assemble_batch``'s arithmetic on the same
+    [categories, terms] blocks (0 where a (term, category) has no row)."""
+    desc = np.zeros((n_cat, n_desc), dtype=np.float32)
+    extra = np.zeros((n_cat, 2), dtype=np.float32)
+    for j, rows in rows_of:
+        if rows.cat_pos.shape[0]:
+            if j < n_desc:
+                desc[rows.cat_pos, j] = rows.cat_share
+            else:
+                extra[rows.cat_pos, j - n_desc] = rows.cat_share
+    if n_known > 0:
+        # divided by an int64 (not a Python int, which would keep the float32 sum in float32)
+        block[:, 4] = desc.sum(axis=1) / np.int64(n_known)
+    block[:, 5] = desc.max(axis=1) if n_desc else 0.0
+    block[:, 6:8] = extra
+
+
+def _term_item(rows_of: list[tuple[int, TermRows]], n_desc: int) -> tuple[I64, I64, F32]:
+    """The description terms' ``term_item`` hits as (candidate row, term column, share)."""
+    parts = [(j, rows) for j, rows in rows_of if j < n_desc and rows.item_rows.shape[0]]
+    if not parts:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, np.empty(0, dtype=np.float32)
+    if len(parts) == 1:
+        j, rows = parts[0]
+        return rows.item_rows, np.full(rows.item_rows.shape[0], j), rows.item_share
+    lens = [rows.item_rows.shape[0] for _, rows in parts]
+    return (
+        np.concatenate([rows.item_rows for _, rows in parts]),
+        np.repeat(np.array([j for j, _ in parts], dtype=np.int64), lens),
+        np.concatenate([rows.item_share for _, rows in parts]),
+    )

@@ -12,7 +12,7 @@ from tests.unit.training import handmade
 from tests.unit.training.handmade import AS_OF
 
 from rankswap import featurespec as fs
-from rankswap.featurespec.serving import SERVING_KEEP
+from rankswap.featurespec.serving import SERVING_KEEP, TERM_KEEP
 from rankswap.productdb import ProductDB
 from rankswap_training import dataset, features
 from rankswap_training.features import build_tables
@@ -384,3 +384,21 @@ def test_serving_assemble_equals_the_training_path_on_generated_expenses(
             _assert_same(fs.assemble(ctx, twice, tables), _reference(ctx, twice, tables))
             assert twice._memo["serving"][tables.token()] is None  # the training path
         assert all(hit.values()), hit  # every pair table is read from the key's side
+
+
+def test_term_rows_are_memoised_per_tables_and_bounded(small_db_url: str) -> None:
+    """Each vocabulary term's ``term_item`` / ``term_cat`` rows among the candidates are kept
+    per (tables, term) in an LRU memo of ``TERM_KEEP``: descriptions made of more distinct
+    terms than that give the training path's rows, and the memo stays at its bound."""
+    with ProductDB(small_db_url) as db:
+        history = features.load_history(db, before=date(2026, 3, 31))
+        tenant = db.tenant_ids()[0]
+        cands = db.candidates(tenant, with_names=True)
+    tables = features.build_tables(history, date(2026, 3, 28))
+    words = [str(t) for t in tables.terms.tolist() if fs.tokenize(str(t)) == [str(t)]]
+    assert len(words) > TERM_KEEP + 64
+    for k in range(0, TERM_KEEP + 64, fs.MAX_TERMS):
+        text = " ".join(words[k : k + fs.MAX_TERMS])
+        ctx = fs.RankContext(tenant, None, None, text, 1000.0, date(2026, 3, 30))
+        _assert_same(fs.assemble(ctx, cands, tables), _reference(ctx, cands, tables))
+    assert len(cands._memo["term_rows"]) == TERM_KEEP

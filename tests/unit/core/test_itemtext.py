@@ -12,7 +12,8 @@ from tests.unit.training import handmade
 from tests.unit.training.handmade import AS_OF
 
 from rankswap import featurespec as fs
-from rankswap.featurespec.itemtext import EMPLOYEE_KEEP, LruMemo, _distinct
+from rankswap.featurespec.inputs import LruMemo
+from rankswap.featurespec.itemtext import EMPLOYEE_KEEP, _distinct
 from rankswap.productdb import ProductDB
 from rankswap_training import dataset, features
 from rankswap_training.features import build_tables
