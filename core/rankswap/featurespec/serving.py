@@ -55,6 +55,11 @@ SERVING_KEEP: Final = 2
 the active bundle and the one before it (a rollout serves both for a while). Each is about
 ``4 * len(NUMERIC_FEATURES) + 60`` bytes per candidate (the template and the per-row values)."""
 
+PAIR_KEEP: Final = 512
+"""(table, employee or vendor) entries of :class:`PairRows` kept per candidate list (and
+feature tables): four tables x the recent employees and vendors. An entry is 8 bytes plus 4 per
+table column for each row the key has among the candidates (its items, its categories)."""
+
 TERM_KEEP: Final = 512
 """Vocabulary terms whose rows (:class:`TermRows`) are kept per candidate list (and feature
 tables): the description, industry and department terms requests use most. An entry is a few
@@ -161,6 +166,35 @@ class ServingBase:
         return out
 
 
+class PairRows:
+    """An employee's or vendor's rows of a pair table among the candidates (``emp_item``,
+    ``vendor_item``: candidate rows) or their distinct categories (``emp_cat``, ``vendor_cat``:
+    positions in ``ServingBase.u_cat``), with the table's values there ([columns, hits]),
+    memoised per (tables, table, key) on the candidates (``PAIR_KEEP`` kept, least recently
+    used dropped first)."""
+
+    @staticmethod
+    def of(
+        name: str, high: int, tables: FeatureTables, base: ServingBase, candidates: Candidates
+    ) -> tuple[I64, F32]:
+        memo = candidates._memo.get("pair_rows")
+        if memo is None:
+            memo = candidates._memo.setdefault("pair_rows", LruMemo(PAIR_KEEP))
+        key = (tables.token(), name, high)
+        hit, found = memo.get(key)
+        if found:
+            return hit  # type: ignore[no-any-return]
+        table = tables.tables[name]
+        per_item = name.endswith("_item")
+        pos, tpos = _matching(table, high, base.sorted_ids if per_item else base.u_cat)
+        rows = base.id_order[pos] if per_item else pos
+        values = table.rows(tpos)
+        for value in (rows, values):
+            value.flags.writeable = False  # shared by every request
+        memo.put(key, (rows, values))
+        return rows, values
+
+
 @dataclass(frozen=True, slots=True)
 class TermRows:
     """One vocabulary term's rows for a candidate list: its ``term_item`` rows among the
@@ -224,19 +258,14 @@ def assemble(ctx: RankContext, candidates: Candidates, tables: FeatureTables) ->
 
     # employee x item, vendor x item: the key's rows matched against the candidates
     emp_hits = 0
-    for table, high, col in (
-        (t["emp_item"], emp, C_EMP_ITEM),
-        (t["vendor_item"], ven, C_VENDOR_ITEM),
-    ):
-        rows, tpos = _matching(table, high, base.sorted_ids)
+    for name, high, col in (("emp_item", emp, C_EMP_ITEM), ("vendor_item", ven, C_VENDOR_ITEM)):
+        rows, stored = PairRows.of(name, high, tables, base, candidates)
         if col == C_EMP_ITEM:
             emp_hits = rows.shape[0]
         if rows.shape[0]:
-            rows = base.id_order[rows]
-            values = table.rows(tpos)  # [columns, hits]
-            width = values.shape[0]
+            values = stored.copy()  # [columns, hits]
             _days_since(day, values[2], values[2])
-            num[rows, col : col + width] = values.T
+            num[rows, col : col + values.shape[0]] = values.T
 
     emp_count, emp_found = _scalar(t["employee"], emp)
     ven_count, ven_found = _scalar(t["vendor"], ven)
@@ -245,10 +274,10 @@ def assemble(ctx: RankContext, candidates: Candidates, tables: FeatureTables) ->
 
     # category level, per distinct category of the candidates, then broadcast to rows
     block = base.cat_block.copy()
-    for table, high, j in ((t["emp_cat"], emp, 0), (t["vendor_cat"], ven, 1)):
-        cats, tpos = _matching(table, high, base.u_cat)
+    for name, high, j in (("emp_cat", emp, 0), ("vendor_cat", ven, 1)):
+        cats, stored = PairRows.of(name, high, tables, base, candidates)
         if cats.shape[0]:
-            block[cats, j] = table.rows(tpos)[0]
+            block[cats, j] = stored[0]
     cat_z = block[:, 3]
     np.subtract(la, base.cat_amt_mean, out=cat_z)
     np.divide(cat_z, base.cat_amt_den, out=cat_z)

@@ -12,7 +12,7 @@ from tests.unit.training import handmade
 from tests.unit.training.handmade import AS_OF
 
 from rankswap import featurespec as fs
-from rankswap.featurespec.serving import SERVING_KEEP, TERM_KEEP
+from rankswap.featurespec.serving import PAIR_KEEP, SERVING_KEEP, TERM_KEEP
 from rankswap.productdb import ProductDB
 from rankswap_training import dataset, features
 from rankswap_training.features import build_tables
@@ -402,3 +402,16 @@ def test_term_rows_are_memoised_per_tables_and_bounded(small_db_url: str) -> Non
         ctx = fs.RankContext(tenant, None, None, text, 1000.0, date(2026, 3, 30))
         _assert_same(fs.assemble(ctx, cands, tables), _reference(ctx, cands, tables))
     assert len(cands._memo["term_rows"]) == TERM_KEEP
+
+
+def test_pair_rows_are_memoised_per_key_and_bounded(on_disk: fs.FeatureTables) -> None:
+    """An employee's / vendor's pair-table rows among the candidates are kept per (tables,
+    table, key) in an LRU memo of ``PAIR_KEEP``: known employees evicted and read again give
+    the training path's rows, and the memo stays at its bound."""
+    cands = _candidates([10, 11, 12, 13])
+    known = [fs.RankContext("a", e, 7, "taxi", 1200.0, AS_OF) for e in (100, 101)]
+    strangers = [fs.RankContext("a", 10**6 + i, None, "", 1.0, AS_OF) for i in range(PAIR_KEEP)]
+    for ctx in [*known, *strangers, *known]:
+        _assert_same(fs.assemble(ctx, cands, on_disk), _reference(ctx, cands, on_disk))
+    assert len(cands._memo["pair_rows"]) == PAIR_KEEP
+    assert (_col(fs.assemble(known[0], cands, on_disk), "emp_item_cnt_365d") > 0).any()
