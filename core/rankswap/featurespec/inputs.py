@@ -18,6 +18,7 @@ from .schema import F32, F64, I64, OBJ
 from .terms import to_day
 
 _T = TypeVar("_T")
+_MISSING: Final = object()
 
 DERIVED_KEEP: Final = 4
 """Values kept per ``Candidates`` by :meth:`Candidates.derived` (the oldest dropped first)."""
@@ -89,8 +90,9 @@ class Candidates:
         memo: dict[Hashable, Any] | None = self._memo.get("derived")
         if memo is None:
             memo = self._memo.setdefault("derived", {})
-        if key in memo:
-            return memo[key]  # type: ignore[no-any-return]
+        hit = memo.get(key, _MISSING)  # one read: another thread may evict meanwhile
+        if hit is not _MISSING:
+            return hit  # type: ignore[no-any-return]
         out = memo.setdefault(key, build())
         while len(memo) > DERIVED_KEEP:
             try:

@@ -66,6 +66,7 @@ tables): the description, industry and department terms requests use most. An en
 dozen bytes per row it holds (a term's items among the candidates, its categories)."""
 
 _ID_LIMIT: Final = 1 << 31
+_MISSING: Final = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +109,9 @@ class ServingBase:
         memo: dict[Token, ServingBase | None] | None = candidates._memo.get("serving")
         if memo is None:
             memo = candidates._memo.setdefault("serving", {})
-        if token in memo:
-            return memo[token]
+        hit = memo.get(token, _MISSING)  # one read: another thread may evict meanwhile
+        if hit is not _MISSING:
+            return hit  # type: ignore[return-value]
         out = memo.setdefault(token, ServingBase._build(candidates, tables))
         while len(memo) > SERVING_KEEP:
             try:
