@@ -9,7 +9,6 @@ a failure to build it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from datetime import date
 
 from rankswap import featurespec as fs
@@ -52,9 +51,6 @@ class LazyProductDB:
 
     def candidates(self, tenant_id: str, *, with_names: bool = True) -> fs.Candidates:
         return self._get().candidates(tenant_id, with_names=with_names)
-
-    def item_labels(self, item_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
-        return self._get().item_labels(item_ids)
 
     def close(self) -> None:
         db, self._db = self._db, None

@@ -1,17 +1,17 @@
 """One ranking, start to end, with the time of each stage (the benchmark reads them too).
 
-Stages: ``db`` (context attributes + the tenant's active items without their names, from the
-product DB; the names of the top-k only are read after scoring, counted in ``serialise``),
+Stages: ``db`` (context attributes + the tenant's active items with their codes and names, from
+the product DB, cached per data version),
 ``features`` (vectorised feature gather from the memory-mapped tables), ``inputs`` (counting
 defaults and unknowns; the model input is already the two arrays ``num`` and ``cat``), ``model``
-(ONNX), ``topk`` (``argpartition``), ``serialise`` (JSON bytes).
+(ONNX), ``topk`` (``argpartition``), ``serialise`` (the top-k's labels from the candidate
+list, JSON bytes).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
@@ -40,8 +40,6 @@ class CandidateSource(Protocol):
 
     def candidates(self, tenant_id: str, *, with_names: bool = True) -> fs.Candidates: ...
 
-    def item_labels(self, item_ids: Sequence[int]) -> dict[int, tuple[str, str]]: ...
-
 
 @dataclass(frozen=True)
 class RankQuery:
@@ -68,6 +66,10 @@ class RankOutcome:
     top: Any = None
     """The inputs and results behind ``body`` (references, no copies): what a shadow
     comparison needs to score the same request with another bundle."""
+
+
+_JSON = json.JSONEncoder(ensure_ascii=False)
+"""``json.dumps(..., ensure_ascii=False)`` without building an encoder per call."""
 
 
 def top_k_indices(scores: npt.NDArray[np.float32], item_ids: npt.NDArray[np.int64], k: int) -> Any:
@@ -103,21 +105,22 @@ def rank(bundle: Bundle, source: CandidateSource, q: RankQuery) -> RankOutcome:
     best = top_k_indices(scores, cands.item_ids, q.top_k)
     t5 = time.perf_counter()
     ref = bundle.ref
-    best_ids = [int(cands.item_ids[i]) for i in best]
-    labels = source.item_labels(best_ids) if best_ids else {}
-    items = []
-    for item_id, i in zip(best_ids, best, strict=True):
-        code, name = labels.get(item_id, ("", ""))
-        items.append(
-            {
-                "id": item_id,
-                "code": code,
-                "name": name,
-                "category": str(cands.categories[i]),
-                "score": round(float(scores[i]), 6),
-            }
+    # the top-k's codes and names from the candidate list that was ranked (read with names
+    # for the item-text features): no second DB read, the labels of the same snapshot
+    top = best.tolist()
+    items = [
+        {
+            "id": item_id,
+            "code": str(cands.codes[i]),
+            "name": str(cands.names[i]),
+            "category": str(cands.categories[i]),
+            "score": round(score, 6),
+        }
+        for i, item_id, score in zip(
+            top, cands.item_ids[best].tolist(), scores[best].tolist(), strict=True
         )
-    body = json.dumps(
+    ]
+    body = _JSON.encode(
         {
             "tenant_id": q.tenant_id,
             "items": items,
@@ -125,8 +128,7 @@ def rank(bundle: Bundle, source: CandidateSource, q: RankQuery) -> RankOutcome:
             "bundle_id": ref.bundle_id,
             "model_version": ref.model.version,
             "features_version": ref.features.version,
-        },
-        ensure_ascii=False,
+        }
     ).encode()
     t6 = time.perf_counter()
     return RankOutcome(
@@ -153,7 +155,9 @@ def rank(bundle: Bundle, source: CandidateSource, q: RankQuery) -> RankOutcome:
 def input_stats(
     bundle: Bundle, ctx: fs.RankContext, cands: fs.Candidates, inputs: fs.ModelInput
 ) -> dict[str, int]:
-    """Rows that took documented defaults, and values the bundle has not seen."""
+    """Rows that took documented defaults, and values the bundle has not seen. The candidates'
+    part (:func:`candidate_stats`) is memoised on the candidates per (feature tables, encoder
+    vocabulary) of the bundle."""
     stats = {
         "missing_item": inputs.item_default_rows,
         "missing_emp_item": inputs.emp_item_default_rows,
@@ -162,22 +166,12 @@ def input_stats(
         "missing_category": 0,
         "unknown_term": inputs.unknown_terms,
     }
-    if len(cands):
-        _, found = bundle.tables.tables["category"].lookup(cands.category_ids)
-        stats["missing_category"] = int(found.shape[0] - np.count_nonzero(found))
     vocab = bundle.encoder_vocab
-    if not vocab:
-        return stats
-    # Categories repeat across a tenant's items: check each distinct category id once.
-    if len(cands):
-        ids, first = np.unique(cands.category_ids, return_index=True)
-        for name, column in (("category", cands.categories), ("account_code", cands.account_codes)):
-            known = vocab.get(name)
-            if known is None:
-                continue
-            bad = [int(i) for i, j in zip(ids, first, strict=True) if str(column[j]) not in known]
-            if bad:
-                stats[f"unknown_{name}"] = int(np.count_nonzero(np.isin(cands.category_ids, bad)))
+    # keyed by the tables' token and the vocabulary's id; the entry holds the vocabulary, so
+    # the id is not reused by another while the entry lives
+    key = ("input_stats", bundle.tables.token(), id(vocab))
+    _, part = cands.derived(key, lambda: (vocab, candidate_stats(bundle, cands)))
+    stats.update(part)
     for name, value in (
         ("vendor_industry", ctx.vendor_industry),
         ("employee_department", ctx.employee_department),
@@ -185,6 +179,27 @@ def input_stats(
         known = vocab.get(name)
         if known is not None and value and value not in known:
             stats[f"unknown_{name}"] = 1
+    return stats
+
+
+def candidate_stats(bundle: Bundle, cands: fs.Candidates) -> dict[str, int]:
+    """The candidates' rows without a category-table row, and (when the bundle lists its
+    encoder's categories) the rows whose category / account code the encoder has not seen."""
+    stats: dict[str, int] = {}
+    if not len(cands):
+        return stats
+    _, found = bundle.tables.tables["category"].lookup(cands.category_ids)
+    stats["missing_category"] = int(found.shape[0] - np.count_nonzero(found))
+    vocab = bundle.encoder_vocab
+    # Categories repeat across a tenant's items: check each distinct category id once.
+    ids, first = np.unique(cands.category_ids, return_index=True)
+    for name, column in (("category", cands.categories), ("account_code", cands.account_codes)):
+        known = vocab.get(name)
+        if known is None:
+            continue
+        bad = [int(i) for i, j in zip(ids, first, strict=True) if str(column[j]) not in known]
+        if bad:
+            stats[f"unknown_{name}"] = int(np.count_nonzero(np.isin(cands.category_ids, bad)))
     return stats
 
 

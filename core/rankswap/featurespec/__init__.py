@@ -14,16 +14,18 @@ Public surface (import from ``rankswap.featurespec``; the submodules are its sea
   (serving).
 * ``itemtext``: the features between the expense and each candidate's own name and code, and
   the description's terms x item (``term_item``); called by ``assembly``.
-* ``assembly``: ``assemble`` (one context x its candidates, serving) and ``assemble_batch``
-  (many contexts x their candidates, training): the same code path, fully vectorised (numpy
-  ``searchsorted`` on sorted int64 composite keys, no Python loop over candidates).
+* ``assembly``: ``assemble_batch`` (many contexts x their candidates, training), fully
+  vectorised (numpy ``searchsorted`` on sorted int64 composite keys, no Python loop over
+  candidates).
+* ``serving``: ``assemble`` (one context x its candidates, serving): ``assemble_batch``'s rows
+  for that context bit for bit, from parts memoised per (candidate list, feature tables).
 
 Keys: ``item`` = item id; pair tables use ``(a << 32) | b`` with both ids in ``[0, 2**31)``.
 Days are integer days since 1970-01-01 (``date.toordinal() - EPOCH_ORDINAL``).
 """
 
-from .assembly import assemble, assemble_batch
-from .inputs import Candidates, ContextBatch, ModelInput, RankContext
+from .assembly import assemble_batch
+from .inputs import DERIVED_KEEP, Candidates, ContextBatch, ModelInput, RankContext
 from .itemtext import ITEM_TEXT_FEATURES, item_terms
 from .schema import (
     CATEGORICAL_FEATURES,
@@ -41,12 +43,14 @@ from .schema import (
     FeatureSpecError,
     FeatureTablesError,
 )
+from .serving import assemble
 from .tables import FeatureTables, Hits, Table
 from .terms import department_term, industry_term, pair_key, to_day, tokenize
 
 __all__ = [
     "CATEGORICAL_FEATURES",
     "DAYS_NEVER",
+    "DERIVED_KEEP",
     "EMP_TERM_HALF_LIFE_DAYS",
     "EPOCH_ORDINAL",
     "FEATURE_SCHEMA_VERSION",

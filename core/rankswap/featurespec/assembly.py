@@ -1,15 +1,16 @@
-"""Feature assembly: the model input for (context, candidate) rows, the same code for one
-expense at serving time (``assemble``) and for many in training (``assemble_batch``)."""
+"""Feature assembly: the model input for (context, candidate) rows of many contexts
+(``assemble_batch``, training and evaluation). Serving assembles one context with
+``serving.assemble``, which gives the same rows bit for bit from memoised parts."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from .inputs import Candidates, ContextBatch, ModelInput, RankContext
+from .inputs import Candidates, ContextBatch, ModelInput
 from .itemtext import ITEM_TEXT_FEATURES, text_features
 from .schema import (
     AMT_STD_FLOOR,
@@ -37,12 +38,8 @@ from .schema import (
     ZERO1,
     FeatureSpecError,
 )
-from .tables import FeatureTables, Table, Token
+from .tables import FeatureTables, Table
 from .terms import department_term, industry_term, pair_key_nonneg, tokenize
-
-CONTEXT_FREE_KEEP: Final = 2
-"""Context-free parts kept per ``Candidates``: one per ``FeatureTables`` object, for the active
-bundle and the one before it (a rollout serves both for a while). ~70 bytes per candidate each."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +47,13 @@ class ContextFree:
     """What assembly computes from the candidates and feature tables alone, whatever the
     context: item-table values per candidate, category-table values per distinct category of
     the candidates (``Candidates.distinct_categories``), the candidates' categorical columns.
-    The contexts' dates, employees, vendors, descriptions and amounts are applied per call."""
+    The contexts' dates, employees, vendors, descriptions and amounts are applied per call
+    (``assemble_batch``); serving memoises it (``serving.ServingBase``)."""
 
     item_counts: F32
     """[N, 5]: ``item_cnt_30d .. item_n_users_90d``."""
     cat: OBJ
-    """[N, C] with ``category`` and ``account_code`` filled (the rest is written per call, on
-    a copy when the part is shared)."""
+    """[N, C] with ``category`` and ``account_code`` filled (the rest is written per call)."""
     item_last: F32
     item_amt_mean: F32
     item_amt_den: F32
@@ -68,11 +65,9 @@ class ContextFree:
     cat_amt_mean: F32
     cat_amt_den: F32
     cat_found: npt.NDArray[np.bool_]
-    shared: bool
-    """Memoised and used by many calls: its arrays are read-only and ``cat`` is copied."""
 
     @staticmethod
-    def build(candidates: Candidates, tables: FeatureTables, *, shared: bool) -> ContextFree:
+    def build(candidates: Candidates, tables: FeatureTables) -> ContextFree:
         n = len(candidates)
         t = tables.tables
         pos, found = t["item"].lookup(candidates.item_ids)
@@ -83,7 +78,7 @@ class ContextFree:
         u_cat, _ = candidates.distinct_categories()
         cpos, cfound = t["category"].lookup(u_cat)
         cm = t["category"].gather(cpos, cfound, CATEGORY_DEFAULTS)
-        out = ContextFree(
+        return ContextFree(
             item_counts=np.ascontiguousarray(m[:5].T),  # cnt_30d .. n_users_90d
             cat=cat,
             item_last=m[5].copy(),
@@ -95,42 +90,7 @@ class ContextFree:
             cat_amt_mean=cm[1].copy(),
             cat_amt_den=np.maximum(cm[2], np.float32(AMT_STD_FLOOR)),
             cat_found=cfound,
-            shared=shared,
         )
-        if shared:
-            for value in (getattr(out, name) for name in out.__slots__):
-                if isinstance(value, np.ndarray):
-                    value.flags.writeable = False  # shared by every request
-        return out
-
-
-def context_free(candidates: Candidates, tables: FeatureTables) -> ContextFree:
-    """The context-free part for these candidates and ``tables``, memoised on the candidates
-    per tables object: keyed by the tables' identity token, which the entry holds, so a bundle
-    swap never reuses another table's values; the last ``CONTEXT_FREE_KEEP`` tables are kept.
-    Like the other memoised values it assumes the arrays are not mutated in place (the product
-    DB's cached arrays are read-only)."""
-    token = tables.token()
-    memo: dict[Token, ContextFree] | None = candidates._memo.get("context_free")
-    if memo is None:
-        memo = candidates._memo.setdefault("context_free", {})
-    out = memo.get(token)
-    if out is None:
-        out = memo.setdefault(token, ContextFree.build(candidates, tables, shared=True))
-        while len(memo) > CONTEXT_FREE_KEEP:
-            try:
-                memo.pop(next(iter(memo)), None)
-            except (RuntimeError, StopIteration):  # another thread changed it; fine
-                break
-    return out
-
-
-def assemble(ctx: RankContext, candidates: Candidates, tables: FeatureTables) -> ModelInput:
-    """Model input for one expense and its candidates (serving). Same code as training."""
-    n = len(candidates)
-    return assemble_batch(
-        ContextBatch.from_contexts([ctx]), np.zeros(n, dtype=np.int64), candidates, tables
-    )
 
 
 def assemble_batch(
@@ -147,43 +107,29 @@ def assemble_batch(
     default it is the number of rows per context (right for serving, where every candidate of
     the tenant is scored; training passes the catalogue size at the expense's time).
 
-    The context-free part (:class:`ContextFree`) is computed by one path for both cases; with
-    a single context (serving) it is memoised on the ``Candidates`` object per
-    ``FeatureTables`` object (:func:`context_free`), per-context values are scalars broadcast
-    over the rows, and pair tables are searched within that employee's / vendor's key range.
-    Each table is read with one gather of all its columns (:meth:`Table.gather`)."""
+    Every table is read with one gather of all its columns (:meth:`Table.gather`). Serving
+    (one context) computes the same rows with ``serving.assemble``."""
     n = len(candidates)
     ci = np.asarray(ctx_index, dtype=np.int64)
     if ci.shape[0] != n:
         raise FeatureSpecError("ctx_index must have one entry per candidate row")
-    single = len(contexts) == 1
-    pre = (
-        context_free(candidates, tables)
-        if single
-        else ContextFree.build(candidates, tables, shared=False)
-    )
+    pre = ContextFree.build(candidates, tables)
     num = np.empty((n, len(NUMERIC_FEATURES)), dtype=np.float32)
     t = tables.tables
     items = candidates.item_ids
 
-    def per_row(values: Any) -> Any:
-        """A per-context array as seen by the rows: one context's scalar, or one per row."""
-        return values[0] if single else values[ci]
-
     def pair_lookup(table: Table, ids: I64, low: I64, index: Any) -> Any:
-        if single:
-            return table.lookup_pairs(int(ids[0]), low)
         return table.lookup(pair_key_nonneg(ids[index], low))
 
-    # per-context values, as arrays over contexts (the same ufunc loops for one or many)
+    # per-context values, as arrays over contexts, then per row
     ctx_log_amount = np.log1p(np.maximum(contexts.amounts, 0.0)).astype(np.float32)
     if n_candidates is None:
         per_ctx = np.bincount(ci, minlength=len(contexts)).astype(np.float32)
-        log_ncand: Any = per_row(np.log1p(per_ctx))
+        log_ncand: Any = np.log1p(per_ctx)[ci]
     else:
         log_ncand = np.log1p(np.asarray(n_candidates, dtype=np.float32))
-    day: Any = per_row(contexts.expense_days.astype(np.float32))
-    log_amount: Any = per_row(ctx_log_amount)
+    day = contexts.expense_days.astype(np.float32)[ci]
+    log_amount = ctx_log_amount[ci]
     num[:, C_LOG_AMOUNT] = log_amount
     num[:, C_LOG_NCAND] = log_ncand
     age = num[:, C_ITEM_AGE]
@@ -217,21 +163,16 @@ def assemble_batch(
 
     # context volume: looked up per context, then broadcast to rows
     pos, emp_found = t["employee"].lookup(contexts.employee_ids)
-    num[:, C_CTX] = per_row(t["employee"].gather(pos, emp_found, ZERO1)[0])
+    num[:, C_CTX] = t["employee"].gather(pos, emp_found, ZERO1)[0][ci]
     pos, ven_found = t["vendor"].lookup(contexts.vendor_ids)
-    num[:, C_CTX + 1] = per_row(t["vendor"].gather(pos, ven_found, ZERO1)[0])
+    num[:, C_CTX + 1] = t["vendor"].gather(pos, ven_found, ZERO1)[0][ci]
 
     # category level: computed once per distinct (context, category), then broadcast to rows.
     # ``dc`` indexes the candidates' distinct categories (the context-free part's order).
     all_cat, cat_of_row = candidates.distinct_categories()
-    if single:
-        dc: Any = slice(None)
-        u_ctx: Any = 0
-        inv = cat_of_row
-    else:
-        upair, inv = np.unique(pair_key_nonneg(ci, cat_of_row), return_inverse=True)
-        u_ctx = upair >> 32
-        dc = upair & LOW32
+    upair, inv = np.unique(pair_key_nonneg(ci, cat_of_row), return_inverse=True)
+    u_ctx = upair >> 32
+    dc = upair & LOW32
     u_cat = all_cat[dc]
     u = u_cat.shape[0]
     # the features emp_cat_share .. dept_cat_share
@@ -246,10 +187,12 @@ def assemble_batch(
 
     # description terms, industry and department x category
     desc_terms = [tokenize(str(d)) for d in contexts.descriptions.tolist()]  # once per context
-    term_ids, unknown_terms = _context_terms(contexts, desc_terms, tables)
+    term_ids, unknown_terms = context_terms(
+        desc_terms, contexts.industries.tolist(), contexts.departments.tolist(), tables
+    )
     tc = t["term_cat"]
     n_desc = term_ids.shape[1] - 2
-    tids = term_ids[0][None, :] if single else term_ids[u_ctx]  # [1 or U, n_desc + 2]
+    tids = term_ids[u_ctx]  # [U, n_desc + 2]
     keys = pair_key_nonneg(tids, u_cat[:, None])
     pos, found = tc.lookup(keys)
     share = tc.get("share", pos, found, 0.0)
@@ -265,49 +208,43 @@ def assemble_batch(
 
     # the expense vs the item's own name and code, and the description's terms x item
     text = num[:, C_TEXT : C_TEXT + len(ITEM_TEXT_FEATURES)]
-    text_features(
-        contexts, ci, candidates, tables, desc_terms, term_ids[:, :n_desc], single=single, out=text
-    )
+    text_features(contexts, ci, candidates, tables, desc_terms, term_ids[:, :n_desc], out=text)
 
-    cat = pre.cat.copy() if pre.shared else pre.cat
-    cat[:, 2] = per_row(contexts.industries)
-    cat[:, 3] = per_row(contexts.departments)
+    cat = pre.cat
+    cat[:, 2] = contexts.industries[ci]
+    cat[:, 3] = contexts.departments[ci]
     return ModelInput(
         num=num,
         cat=cat,
         rows=n,
         item_default_rows=pre.item_default,
         emp_item_default_rows=emp_item_default,
-        unknown_employee_rows=_rows_without(emp_found, ci, single),
-        unknown_vendor_rows=_rows_without(ven_found, ci, single),
+        unknown_employee_rows=int(np.count_nonzero(~emp_found[ci])),
+        unknown_vendor_rows=int(np.count_nonzero(~ven_found[ci])),
         unknown_terms=unknown_terms,
     )
 
 
-def _rows_without(found: npt.NDArray[np.bool_], ci: I64, single: bool) -> int:
-    """Rows whose context's key was not found (``found`` is per context): for one context no
-    per-row gather is needed on the serving path."""
-    if single:
-        return 0 if bool(found[0]) else int(ci.shape[0])
-    return int(np.count_nonzero(~found[ci]))
-
-
-def _context_terms(
-    contexts: ContextBatch, desc_terms: list[list[str]], tables: FeatureTables
+def context_terms(
+    desc_terms: list[list[str]],
+    industries: list[str],
+    departments: list[str],
+    tables: FeatureTables,
 ) -> tuple[I64, int]:
     """Term ids per context, [n_ctx, MAX_TERMS + 2]: description terms (``desc_terms``: the
     contexts' descriptions, ``tokenize``d once; -1 padded), then the industry term, then the
-    department term (-1 when unknown; also -1 for terms not in the vocabulary). Loops over contexts only; returns the count of unknown description terms."""
+    department term (-1 when unknown; also -1 for terms not in the vocabulary). Loops over
+    contexts only; returns the count of unknown description terms."""
     index = tables.term_index()
     width = MAX_TERMS + 2
     rows: list[list[int]] = []
     unknown = 0
-    for i in range(len(contexts)):
-        row = [index.get(term, -1) for term in desc_terms[i]]
+    for terms, industry, department in zip(desc_terms, industries, departments, strict=True):
+        row = [index.get(term, -1) for term in terms]
         unknown += row.count(-1)
         row.extend([-1] * (MAX_TERMS - len(row)))
-        row.append(index.get(industry_term(str(contexts.industries[i])), -1))
-        row.append(index.get(department_term(str(contexts.departments[i])), -1))
+        row.append(index.get(industry_term(str(industry)), -1))
+        row.append(index.get(department_term(str(department)), -1))
         rows.append(row)
     if not rows:
         return np.full((0, width), -1, dtype=np.int64), 0

@@ -4,16 +4,24 @@ model takes (``ModelInput``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from .schema import F32, F64, I64, OBJ
 from .terms import to_day
+
+_T = TypeVar("_T")
+_MISSING: Final = object()
+
+DERIVED_KEEP: Final = 4
+"""Values kept per ``Candidates`` by :meth:`Candidates.derived` (the oldest dropped first)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +52,7 @@ class Candidates:
     created_at: npt.NDArray[np.datetime64]  # datetime64[s], UTC
     _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     """Arrays derived from the candidates alone (distinct categories, creation days) and the
-    context-free assembly parts (``assembly.context_free``), computed once per object: a
+    context-free assembly parts (``serving.ServingBase``), computed once per object: a
     candidate list cached by the product DB serves many requests."""
 
     def __len__(self) -> int:
@@ -65,6 +73,32 @@ class Candidates:
             out = self._memo.setdefault(
                 "distinct_categories", np.unique(self.category_ids, return_inverse=True)
             )
+        return out  # type: ignore[no-any-return]
+
+    def id_order(self) -> tuple[I64, I64]:
+        """(``argsort`` of the item ids, the ids in that order), memoised."""
+        out = self._memo.get("id_sort")
+        if out is None:
+            order = np.argsort(self.item_ids, kind="stable").astype(np.int64)
+            out = self._memo.setdefault("id_sort", (order, self.item_ids[order]))
+        return out  # type: ignore[no-any-return]
+
+    def derived(self, key: Hashable, build: Callable[[], _T]) -> _T:
+        """``build()``, memoised on these candidates under ``key``, which must identify
+        everything else the value depends on (e.g. a feature tables' ``token()`` and a bundle
+        id); the last ``DERIVED_KEEP`` keys are kept."""
+        memo: dict[Hashable, Any] | None = self._memo.get("derived")
+        if memo is None:
+            memo = self._memo.setdefault("derived", {})
+        hit = memo.get(key, _MISSING)  # one read: another thread may evict meanwhile
+        if hit is not _MISSING:
+            return hit  # type: ignore[no-any-return]
+        out = memo.setdefault(key, build())
+        while len(memo) > DERIVED_KEEP:
+            try:
+                memo.pop(next(iter(memo)), None)
+            except (RuntimeError, StopIteration):  # another thread changed it; fine
+                break
         return out  # type: ignore[no-any-return]
 
     @staticmethod
@@ -163,3 +197,32 @@ class ModelInput:
     unknown_vendor_rows: int
     unknown_terms: int
     """Description terms not in the feature vocabulary (summed over contexts)."""
+
+
+class LruMemo:
+    """A bounded memo, least recently used dropped first; safe to share between threads."""
+
+    __slots__ = ("_items", "_lock", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Any) -> tuple[Any, bool]:
+        """(value, True) for a key it holds, (None, False) otherwise."""
+        with self._lock:
+            if key not in self._items:
+                return None, False
+            self._items.move_to_end(key)
+            return self._items[key], True
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)

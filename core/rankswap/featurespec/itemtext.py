@@ -28,7 +28,7 @@ The ratios are rounded to 1e-4 (``_grid``, see there).
 item's ``term_item`` share (0 for an item without a row: the documented default), so a new
 item learns from its first days of use through the daily features.
 
-Serving (one context, :func:`_one_context`) memoises the context-free part on the
+Serving (one context, :func:`one_context`) memoises the context-free part on the
 ``Candidates`` object (:class:`NameIndex`: the candidates' name terms, their rarity, an inverted
 index term -> (row, term) pairs, the rows' idf totals; per feature tables, the name terms'
 feature-vocabulary ids) and then touches only the pairs whose term the description, the vendor
@@ -49,8 +49,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from .inputs import Candidates, ContextBatch
-from .schema import C_TEXT, F32, I64, LOW32, NUMERIC_FEATURES
+from .inputs import Candidates, ContextBatch, LruMemo
+from .schema import C_TEXT, F32, I64, LOW32, MAX_TERMS, NUMERIC_FEATURES
 from .tables import FeatureTables
 from .terms import pair_key_nonneg, tokenize
 
@@ -206,6 +206,13 @@ class NameIndex:
                 value.flags.writeable = False  # shared by every request
         return out
 
+    def cover(self, rows: Any, sums: npt.NDArray[Any]) -> F64:
+        """Covers of ``rows`` (an index or ``slice(None)``) from their weighted idf sums:
+        ``sums / max(idf total, 1e-12)``, 0 where the row's idf total is 0."""
+        out: F64 = sums / self.idf_den[rows, 0]
+        out[~self.has_idf[rows, 0]] = 0.0
+        return out
+
     def pairs_of(self, local_terms: I64) -> I64:
         """The pair indices holding any of ``local_terms`` (distinct), ascending: pair order
         (row by row, each row's terms in name order), the order the dense path sums in."""
@@ -227,29 +234,31 @@ def text_features(
     desc_terms: list[list[str]],
     desc_term_ids: I64,
     *,
-    single: bool,
     out: F32,
 ) -> None:
-    """Write the nine features (``C_TEXT`` run of ``NUMERIC_FEATURES``) into ``out`` [N, 9].
+    """Write the nine features (``C_TEXT`` run of ``NUMERIC_FEATURES``) into ``out`` [N, 9]
+    for rows of many contexts (training; serving calls :func:`one_context`).
 
     ``desc_terms``: each context's description terms (``tokenize``, computed once by
     ``assembly``); ``desc_term_ids`` [n_ctx, MAX_TERMS]: the same terms' ids in the feature
     vocabulary (-1 padded / unknown)."""
-    if single:
-        _one_context(contexts, candidates, tables, desc_terms[0], desc_term_ids, out)
-    else:
-        _many_contexts(contexts, ci, candidates, tables, desc_terms, desc_term_ids, out)
+    _many_contexts(contexts, ci, candidates, tables, desc_terms, desc_term_ids, out)
 
 
-def _one_context(
-    contexts: ContextBatch,
+def one_context(
+    employee: int,
+    vendor_name: str,
     candidates: Candidates,
     tables: FeatureTables,
     desc_terms: list[str],
-    desc_term_ids: I64,
+    term_item: tuple[I64, I64, F32],
+    n_known: int,
     out: F32,
 ) -> None:
-    """Serving: the features of one context from the memoised :class:`NameIndex`.
+    """Serving: the features of one context (``employee``: -1 when unknown) from the memoised
+    :class:`NameIndex`, into ``out`` [N, 9]. ``term_item``: the non-zero entries of the
+    context's [N, MAX_TERMS] ``term_item`` block as (candidate row, term column, share);
+    ``n_known``: how many of the description's terms the feature vocabulary holds.
 
     With one context, whether a pair is matched / vendor-named depends on its term only, so
     only the pairs of the description's and the vendor name's terms are summed; the employee's
@@ -257,51 +266,51 @@ def _one_context(
     products in the same (pair) order, leaving out only zeros, so the values are identical:
     ``emp_name_rest`` equals ``emp_name_share``'s sums on rows without a matched pair and is
     summed again, over all their pairs, on the few rows with one."""
-    n = len(candidates)
     index = NameIndex.of(candidates)
     names, idf = index.names, index.idf
     vocab = names.vocab
+    out[:] = 0.0  # rows without a matched term, vendor-named term or term_item row
     desc = _local_terms(desc_terms, vocab)
     matched = index.pairs_of(desc)
-    m_rows = names.row[matched]
-    match_n = np.bincount(m_rows, minlength=n).astype(np.float64)
-    # the ratios (features 1-6) in one float64 block, rounded with one call
-    block = np.zeros((n, 6), dtype=np.float64)
-    block[:, 0] = match_n / index.terms_den
-    block[:, 1] = np.bincount(m_rows, weights=idf[matched], minlength=n)
-    vendor = index.pairs_of(_local_terms(tokenize(str(contexts.vendor_names[0])), vocab))
-    block[:, 2] = np.bincount(names.row[vendor], weights=idf[vendor], minlength=n)
-    emp, emp_share = _employee_terms(int(contexts.employee_ids[0]), tables, names, candidates)
-    if emp.shape[0]:
-        per_term = np.zeros(len(vocab), dtype=np.float64)
-        per_term[emp] = emp_share
-        w = idf * per_term[names.term]
-        got = np.bincount(names.row, weights=w, minlength=n)
-        block[:, 3] = got
-        rest, den = got, index.idf_total
-        if matched.shape[0]:
+    rows = np.empty(0, dtype=np.int64)
+    if matched.shape[0]:
+        rows, inv = _distinct(names.row[matched], len(candidates))
+        match_n = np.bincount(inv).astype(np.float64)
+        out[rows, 0] = match_n
+        out[rows, 1] = _grid(match_n / index.terms_den[rows])
+        out[rows, 2] = _grid(index.cover(rows, np.bincount(inv, weights=idf[matched])))
+        out[rows, 8] = np.bincount(inv, weights=index.alone[matched])
+    vendor = index.pairs_of(_local_terms(tokenize(vendor_name), vocab))
+    if vendor.shape[0]:
+        v_rows, v_inv = _distinct(names.row[vendor], len(candidates))
+        out[v_rows, 3] = _grid(index.cover(v_rows, np.bincount(v_inv, weights=idf[vendor])))
+    emp = EmployeeNames.of(employee, tables, index, candidates)
+    if emp is not None:
+        n = len(candidates)
+        # emp_name_share; emp_name_rest is the same on rows without a matched pair
+        out[:, 4] = emp.share_column
+        out[:, 5] = emp.share_column
+        if rows.shape[0]:
             # rows with a matched pair: idf * (1 - matched) (idf or 0.0) over all their pairs
-            rows = np.unique(m_rows)
             q = _ranges(index.row_start[rows], index.row_start[rows + 1])
             keep = np.ones(len(vocab), dtype=np.float64)
             keep[desc] = 0.0
-            k, rq = keep[names.term[q]], names.row[q]
-            rest, den = got.copy(), den.copy()
-            rest[rows] = np.bincount(rq, weights=w[q] * k, minlength=n)[rows]
-            den[rows] = np.bincount(rq, weights=idf[q] * k, minlength=n)[rows]
-        block[:, 4] = np.where(den > 0, rest / np.maximum(den, 1e-12), 0.0)
-    covers = block[:, 1:4]
-    np.divide(covers, index.idf_den, out=covers)
-    covers[~index.has_idf[:, 0]] = 0.0
-    share = _term_item_one(tables, candidates, desc_term_ids)
-    n_known = np.count_nonzero(desc_term_ids[0] >= 0)
-    if n_known > 0:
+            per_term = np.zeros(len(vocab), dtype=np.float64)
+            per_term[emp.local] = emp.share
+            t_q = names.term[q]
+            k, rq, idf_q = keep[t_q], names.row[q], idf[q]
+            rest = np.bincount(rq, weights=idf_q * per_term[t_q] * k, minlength=n)[rows]
+            den = np.bincount(rq, weights=idf_q * k, minlength=n)[rows]
+            out[rows, 5] = _grid(np.where(den > 0, rest / np.maximum(den, 1e-12), 0.0))
+    hit_rows, hit_cols, hit_share = term_item
+    if hit_rows.shape[0]:
+        # the [rows, MAX_TERMS] block of the rows with a term_item row: the same row sums
+        t_rows, t_inv = _distinct(hit_rows, len(candidates))
+        share = np.zeros((t_rows.shape[0], MAX_TERMS), dtype=np.float32)
+        share[t_inv, hit_cols] = hit_share
         # divided by an int64 (not a Python int, which would keep the float32 sum in float32)
-        block[:, 5] = share.sum(axis=1) / np.int64(n_known)
-    out[:, 0] = match_n
-    out[:, 1:7] = _grid(block)
-    out[:, 7] = share.max(axis=1) if share.shape[1] else 0.0
-    out[:, 8] = np.bincount(m_rows, weights=index.alone[matched], minlength=n)
+        out[t_rows, 6] = _grid(share.sum(axis=1) / np.int64(n_known))
+        out[t_rows, 7] = share.max(axis=1)
 
 
 def _many_contexts(
@@ -366,6 +375,59 @@ def _emp_term_shares(
     return out
 
 
+EMPLOYEE_KEEP: Final = 128
+"""Employees whose ``emp_term`` part of the serving text features (:class:`EmployeeNames`) is
+kept per candidate list (and feature tables), least recently used dropped first: about
+``4 * len(candidates) + 16 * (the employee's name terms)`` bytes each, so ~0.4 MB for a list
+of 770 candidates."""
+
+
+@dataclass(frozen=True, slots=True)
+class EmployeeNames:
+    """The employee's ``emp_term`` rows that are name terms of the candidates (local term ids,
+    float64 shares) and the ``emp_name_share`` feature they give every candidate (float32; also
+    ``emp_name_rest`` on the rows without a matched description term)."""
+
+    local: I64
+    share: F64
+    share_column: F32
+
+    @staticmethod
+    def of(
+        employee: int, tables: FeatureTables, index: NameIndex, candidates: Candidates
+    ) -> EmployeeNames | None:
+        """Memoised per (tables, employee) on ``candidates`` (``EMPLOYEE_KEEP`` kept); ``None``
+        when the employee has no such row (the features are 0)."""
+        memo = candidates._memo.get("employee_names")
+        if memo is None:
+            memo = candidates._memo.setdefault("employee_names", LruMemo(EMPLOYEE_KEEP))
+        key = (tables.token(), employee)
+        hit, found = memo.get(key)
+        if found:
+            return hit  # type: ignore[no-any-return]
+        out = EmployeeNames._build(employee, tables, index, candidates)
+        memo.put(key, out)
+        return out
+
+    @staticmethod
+    def _build(
+        employee: int, tables: FeatureTables, index: NameIndex, candidates: Candidates
+    ) -> EmployeeNames | None:
+        names = index.names
+        local, share = _employee_terms(employee, tables, names, candidates)
+        if local.shape[0] == 0:
+            return None
+        per_term = np.zeros(len(names.vocab), dtype=np.float64)
+        per_term[local] = share
+        got = np.bincount(
+            names.row, weights=index.idf * per_term[names.term], minlength=len(candidates)
+        )
+        column = _grid(index.cover(slice(None), got)).astype(np.float32)
+        for value in (local, share, column):
+            value.flags.writeable = False  # shared by every request
+        return EmployeeNames(local=local, share=share, share_column=column)
+
+
 def _employee_terms(
     employee: int, tables: FeatureTables, names: NameTerms, candidates: Candidates
 ) -> tuple[I64, F64]:
@@ -396,7 +458,7 @@ def _feature_ids(
 ) -> tuple[I64, I64]:
     """The candidates' name terms that the feature vocabulary holds: their feature ids, sorted,
     and the local term id of each; memoised per tables object (the last two, as
-    ``assembly.context_free``)."""
+    ``serving.ServingBase``)."""
     token = tables.token()
     memo: dict[Any, tuple[I64, I64]] | None = candidates._memo.get("name_fids")
     if memo is None:
@@ -427,6 +489,17 @@ def _context_keys(terms: list[list[str]], vocab: dict[str, int], v: int) -> I64:
     """Sorted keys ``context * V + term`` of each context's terms that some candidate holds."""
     keys = [k * v + vocab[t] for k, found in enumerate(terms) for t in found if t in vocab]
     return np.unique(np.asarray(keys, dtype=np.int64))
+
+
+def _distinct(rows: I64, n: int) -> tuple[I64, I64]:
+    """``np.unique(rows, return_inverse=True)`` for row numbers in ``[0, n)``, with a few O(n)
+    calls instead of a sort (the rows of one request's matched pairs, a few of n)."""
+    slot = np.zeros(n, dtype=np.int64)
+    slot[rows] = 1
+    distinct = np.flatnonzero(slot)
+    slot[distinct] = np.arange(distinct.shape[0])
+    inv: I64 = slot[rows]
+    return distinct, inv
 
 
 def _ranges(starts: I64, ends: I64) -> I64:
@@ -471,33 +544,4 @@ def _term_item_shares(tables: FeatureTables, candidates: Candidates, ci: I64, te
         return np.zeros((n, width), dtype=np.float32)
     pos, found = table.lookup(pair_key_nonneg(term_ids[ci], candidates.item_ids[:, None]))
     out: F32 = np.where(found, share[pos], np.float32(0.0)).astype(np.float32)
-    return out
-
-
-def _term_item_one(tables: FeatureTables, candidates: Candidates, term_ids: I64) -> F32:
-    """``_term_item_shares`` for one context: each known description term's key range is read
-    (one vectorised search for all of them), then its items are found among the candidates."""
-    table = tables.tables["term_item"]
-    n, width = len(candidates), term_ids.shape[1]
-    out = np.zeros((n, width), dtype=np.float32)
-    keys = table.keys
-    j = np.flatnonzero(term_ids[0] >= 0)
-    if keys.shape[0] == 0 or n == 0 or j.shape[0] == 0:
-        return out
-    base = term_ids[0][j] << 32
-    lo = np.searchsorted(keys, base)
-    hi = np.searchsorted(keys, base | LOW32, side="right")
-    rows = _ranges(lo.astype(np.int64), hi.astype(np.int64))
-    if rows.shape[0] == 0:
-        return out
-    col = np.repeat(j, hi - lo)
-    items = candidates.item_ids
-    order = candidates._memo.get("id_order")
-    if order is None:
-        order = candidates._memo.setdefault("id_order", np.argsort(items, kind="stable"))
-    sorted_ids = items[order]
-    hit_items = keys[rows] & LOW32
-    p = np.minimum(np.searchsorted(sorted_ids, hit_items), n - 1)
-    ok = sorted_ids[p] == hit_items
-    out[order[p[ok]], col[ok]] = table.columns["share"][rows[ok]]
     return out

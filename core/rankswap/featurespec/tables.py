@@ -75,29 +75,17 @@ class Table:
             pos += offset
         return pos, found
 
-    def lookup_pairs(
-        self, high: int, low: I64
-    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
-        """``lookup(pair_key(high, low))`` for one ``high`` id (``low`` >= 0): the key range of
-        ``high`` is found with two scalar searches, then only ``low`` is searched in it. A
-        negative ``high`` (unknown) finds nothing."""
+    def key_range(self, high: int) -> tuple[int, int]:
+        """The rows ``[lo, hi)`` whose keys have the high 32 bits ``high`` (one employee's,
+        vendor's or term's rows of a pair table), with one search; empty for a negative
+        ``high`` (unknown)."""
         keys = self.keys
-        if high < 0 or keys.shape[0] == 0 or low.size == 0:
-            return np.zeros(low.shape, dtype=np.intp), np.zeros(low.shape, dtype=bool)
+        if high < 0 or keys.shape[0] == 0:
+            return 0, 0
         base = np.int64(high) << 32
-        query: I64 = base | low
-        if keys.shape[0] <= 4096:
-            return self.lookup(query)
-        offset = int(np.searchsorted(keys, base))
-        end = int(np.searchsorted(keys, base | LOW32, side="right"))
-        if end == offset:
-            return np.zeros(low.shape, dtype=np.intp), np.zeros(low.shape, dtype=bool)
-        part = keys[offset:end]
-        pos = np.searchsorted(part, query)
-        np.minimum(pos, part.shape[0] - 1, out=pos)
-        found = part[pos] == query
-        pos += offset
-        return pos, found
+        # searchsorted(base - 1, right) == searchsorted(base, left) for integer keys
+        lo, hi = np.searchsorted(keys, np.array([base - 1, base | LOW32]), side="right").tolist()
+        return int(lo), int(hi)
 
     def get(
         self, column: str, pos: npt.NDArray[np.intp], found: npt.NDArray[np.bool_], default: float
@@ -133,11 +121,12 @@ class Table:
             out: F32 = np.empty((k, found.shape[0]), dtype=np.float32)
             out[:] = defaults[:, None]
             if hit.shape[0]:
-                out[:, hit] = self._take(pos)
+                out[:, hit] = self.rows(pos)
             return out
-        return self._take(pos)
+        return self.rows(pos)
 
-    def _take(self, pos: npt.NDArray[np.intp]) -> F32:
+    def rows(self, pos: npt.NDArray[np.intp]) -> F32:
+        """Every column at the row positions ``pos`` (all found), float32 [columns, len(pos)]."""
         if self.matrix is not None:
             out: F32 = np.take(self.matrix, pos, axis=1)
             return out
@@ -175,7 +164,7 @@ class FeatureTables:
     _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def token(self) -> Token:
-        """This object's identity for memos held elsewhere (``assembly.context_free``): unlike
+        """This object's identity for memos held elsewhere (``serving.ServingBase``): unlike
         ``id(self)`` it is never reused by another tables object while a memo holds it, and
         holding it does not keep the (memory-mapped) tables alive."""
         token = self._memo.get("token")

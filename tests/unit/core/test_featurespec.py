@@ -12,7 +12,7 @@ from tests.unit.training import handmade
 from tests.unit.training.handmade import AS_OF
 
 from rankswap import featurespec as fs
-from rankswap.featurespec.assembly import CONTEXT_FREE_KEEP
+from rankswap.featurespec.serving import PAIR_KEEP, SERVING_KEEP, TERM_KEEP
 from rankswap.productdb import ProductDB
 from rankswap_training import dataset, features
 from rankswap_training.features import build_tables
@@ -223,18 +223,16 @@ def test_single_context_equals_the_batch_path(on_disk: fs.FeatureTables) -> None
     )
 
 
-def test_lookup_pairs_equals_lookup_of_pair_keys() -> None:
+def test_key_range_is_the_rows_of_one_high_id() -> None:
     rng = np.random.default_rng(1)
-    for size in (300, 20_000):  # below and above the narrowing threshold
-        keys = np.unique(fs.pair_key(rng.integers(0, 40, size), rng.integers(0, 3000, size)))
-        table = fs.Table(keys=keys, columns={})
-        low = rng.integers(0, 3100, 500)
-        for high in (0, 7, 39, 41, -1):
-            pos, found = table.lookup_pairs(high, low)
-            expect_pos, expect_found = table.lookup(fs.pair_key(np.full(500, high), low))
-            np.testing.assert_array_equal(found, expect_found)
-            np.testing.assert_array_equal(pos[found], expect_pos[expect_found])
-            assert ((pos >= 0) & (pos < len(keys))).all()
+    keys = np.unique(fs.pair_key(rng.integers(0, 40, 3000), rng.integers(0, 3000, 3000)))
+    keys = np.concatenate([keys, fs.pair_key([2**31 - 1] * 2, [0, 2**31 - 1])])  # the top ids
+    table = fs.Table(keys=keys, columns={})
+    for high in (0, 7, 39, 41, 2**31 - 1, -1):
+        lo, hi = table.key_range(high)
+        expect = np.flatnonzero((keys >> 32) == high) if high >= 0 else np.empty(0, np.int64)
+        assert (lo, hi) == ((int(expect[0]), int(expect[-1]) + 1) if expect.size else (lo, lo))
+    assert fs.Table(keys=np.empty(0, np.int64), columns={}).key_range(3) == (0, 0)
 
 
 def test_term_index_is_the_sorted_position(on_disk: fs.FeatureTables) -> None:
@@ -316,8 +314,8 @@ def test_memoised_context_free_part_is_bit_identical_across_contexts_tenants_and
                 for ctx in contexts[tenant]:
                     _assert_same(fs.assemble(ctx, cands, tables), _reference(ctx, cands, tables))
         cands = db.candidates(tenants[0])
-        memo = cands._memo["context_free"]
-        assert len(memo) == CONTEXT_FREE_KEEP == 2  # the last two tables objects
+        memo = cands._memo["serving"]
+        assert len(memo) == SERVING_KEEP == 2  # the last two tables objects
         for entry in memo.values():  # holds values, not the (memory-mapped) tables themselves
             assert not any(isinstance(getattr(entry, f), fs.FeatureTables) for f in entry.__slots__)
         # many short-lived tables (addresses get reused): still exact, and the memo stays small
@@ -326,7 +324,7 @@ def test_memoised_context_free_part_is_bit_identical_across_contexts_tenants_and
             tables = fs.FeatureTables.open(tmp_path / str(i % 2))
             _assert_same(fs.assemble(ctx, cands, tables), _reference(ctx, cands, tables))
             del tables
-        assert len(memo) <= CONTEXT_FREE_KEEP
+        assert len(memo) <= SERVING_KEEP
 
 
 def test_gather_fills_defaults_where_keys_are_missing(on_disk: fs.FeatureTables) -> None:
@@ -341,3 +339,79 @@ def test_gather_fills_defaults_where_keys_are_missing(on_disk: fs.FeatureTables)
         for t in (table, plain):
             got = t.gather(pos, found, defaults)
             assert got.shape == expect.shape and got.tobytes() == expect.tobytes()
+
+
+def test_serving_assemble_equals_the_training_path_on_generated_expenses(
+    small_db_url: str,
+) -> None:
+    """``assemble`` (serving: a memoised template, pair tables read from the key's side) gives
+    ``assemble_batch``'s rows bit for bit on every tenant's last expenses as the ranker builds
+    them (``make_context``: department, industry, vendor name looked up), with every pair table
+    hit and missed; candidates with a repeated item id take the training path (same rows)."""
+    with ProductDB(small_db_url) as db:
+        history = features.load_history(db, before=date(2026, 3, 31))
+        tables = features.build_tables(history, date(2026, 3, 28))
+        e = history.expenses
+        hit = {name: 0 for name in ("emp_item", "vendor_item", "emp_cat", "vendor_cat")}
+        for tenant in db.tenant_ids():
+            cands = db.candidates(tenant, with_names=True)
+            mine = e[e["tenant_id"] == tenant].tail(60)
+            for emp, ven, desc, amount in zip(
+                mine["employee_id"],
+                mine["vendor_id"],
+                mine["description"],
+                mine["amount"],
+                strict=True,
+            ):
+                ctx = db.make_context(
+                    tenant,
+                    employee_id=int(emp),
+                    vendor_id=None if int(ven) < 0 else int(ven),
+                    description=str(desc),
+                    amount=float(amount),
+                    expense_date=date(2026, 3, 30),
+                )
+                got = fs.assemble(ctx, cands, tables)
+                _assert_same(got, _reference(ctx, cands, tables))
+                for name, col in (
+                    ("emp_item", "emp_item_cnt_365d"),
+                    ("vendor_item", "vendor_item_cnt_365d"),
+                    ("emp_cat", "emp_cat_share_365d"),
+                    ("vendor_cat", "vendor_cat_share_365d"),
+                ):
+                    hit[name] += bool((_col(got, col) > 0).any())
+            twice = cands.take(np.concatenate([np.arange(len(cands)), [0]]))  # a repeated id
+            _assert_same(fs.assemble(ctx, twice, tables), _reference(ctx, twice, tables))
+            assert twice._memo["serving"][tables.token()] is None  # the training path
+        assert all(hit.values()), hit  # every pair table is read from the key's side
+
+
+def test_term_rows_are_memoised_per_tables_and_bounded(small_db_url: str) -> None:
+    """Each vocabulary term's ``term_item`` / ``term_cat`` rows among the candidates are kept
+    per (tables, term) in an LRU memo of ``TERM_KEEP``: descriptions made of more distinct
+    terms than that give the training path's rows, and the memo stays at its bound."""
+    with ProductDB(small_db_url) as db:
+        history = features.load_history(db, before=date(2026, 3, 31))
+        tenant = db.tenant_ids()[0]
+        cands = db.candidates(tenant, with_names=True)
+    tables = features.build_tables(history, date(2026, 3, 28))
+    words = [str(t) for t in tables.terms.tolist() if fs.tokenize(str(t)) == [str(t)]]
+    assert len(words) > TERM_KEEP + 64
+    for k in range(0, TERM_KEEP + 64, fs.MAX_TERMS):
+        text = " ".join(words[k : k + fs.MAX_TERMS])
+        ctx = fs.RankContext(tenant, None, None, text, 1000.0, date(2026, 3, 30))
+        _assert_same(fs.assemble(ctx, cands, tables), _reference(ctx, cands, tables))
+    assert len(cands._memo["term_rows"]) == TERM_KEEP
+
+
+def test_pair_rows_are_memoised_per_key_and_bounded(on_disk: fs.FeatureTables) -> None:
+    """An employee's / vendor's pair-table rows among the candidates are kept per (tables,
+    table, key) in an LRU memo of ``PAIR_KEEP``: known employees evicted and read again give
+    the training path's rows, and the memo stays at its bound."""
+    cands = _candidates([10, 11, 12, 13])
+    known = [fs.RankContext("a", e, 7, "taxi", 1200.0, AS_OF) for e in (100, 101)]
+    strangers = [fs.RankContext("a", 10**6 + i, None, "", 1.0, AS_OF) for i in range(PAIR_KEEP)]
+    for ctx in [*known, *strangers, *known]:
+        _assert_same(fs.assemble(ctx, cands, on_disk), _reference(ctx, cands, on_disk))
+    assert len(cands._memo["pair_rows"]) == PAIR_KEEP
+    assert (_col(fs.assemble(known[0], cands, on_disk), "emp_item_cnt_365d") > 0).any()

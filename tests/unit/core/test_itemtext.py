@@ -12,6 +12,8 @@ from tests.unit.training import handmade
 from tests.unit.training.handmade import AS_OF
 
 from rankswap import featurespec as fs
+from rankswap.featurespec.inputs import LruMemo
+from rankswap.featurespec.itemtext import EMPLOYEE_KEEP, _distinct
 from rankswap.productdb import ProductDB
 from rankswap_training import dataset, features
 from rankswap_training.features import build_tables
@@ -265,3 +267,41 @@ def test_serving_fast_path_equals_the_dense_training_path(small_db_url: str) -> 
         np.testing.assert_array_equal(one.num, batch.num[k * n : (k + 1) * n], err_msg=str(k))
     assert "name_index" in cands._memo  # the serving path ran
     assert (batch.num[:, cols] != 0).any(axis=0).all()  # every text feature is exercised
+
+
+def test_distinct_rows_equal_numpy_unique() -> None:
+    rng = np.random.default_rng(3)
+    for rows in (np.empty(0, np.int64), np.array([4, 4, 0, 9, 4]), rng.integers(0, 50, 300)):
+        got = _distinct(rows.astype(np.int64), 50)
+        want = np.unique(rows, return_inverse=True)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_employee_part_is_memoised_per_tables_and_bounded(tables: fs.FeatureTables) -> None:
+    """The employee's ``emp_term`` part is kept per (tables, employee) on the candidates in an
+    LRU memo of ``EMPLOYEE_KEEP``: repeated and evicted employees give the unmemoised rows, and
+    the memo never holds more than its bound (the least recently used go first)."""
+    h = handmade.history()
+    cands = dataset.history_candidates(h)
+    want = {
+        e: fs.assemble(_ctx("タクシー", employee=e), cands.take(np.arange(len(cands))), tables)
+        for e in (100, 101)
+    }
+    for e in [100, 101, *range(1000, 1000 + EMPLOYEE_KEEP + 20), 100, 101, 100]:
+        got = fs.assemble(_ctx("タクシー", employee=e), cands, tables)
+        if e in want:
+            assert got.num.tobytes() == want[e].num.tobytes()
+    memo = cands._memo["employee_names"]
+    assert len(memo) == EMPLOYEE_KEEP
+    assert memo.get((tables.token(), 100))[1] and not memo.get((tables.token(), 1000))[1]
+    assert (_col(want[100], "emp_name_share") > 0).any()  # the memoised part is not empty
+
+
+def test_lru_memo_drops_the_least_recently_used() -> None:
+    memo = LruMemo(2)
+    memo.put("a", 1)
+    memo.put("b", 2)
+    assert memo.get("a") == (1, True)  # "b" is now the least recently used
+    memo.put("c", 3)
+    assert memo.get("b") == (None, False) and memo.get("a") == (1, True) and len(memo) == 2

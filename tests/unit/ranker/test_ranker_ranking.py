@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from datetime import date
 
+import numpy as np
 import pytest
 
 from rankswap import featurespec as fs
@@ -67,3 +70,39 @@ def test_new_item_takes_documented_defaults(loaded: Bundle, db_url: str, db: Pro
     assert out.stats["missing_item"] == 1
     assert out.stats["missing_category"] == 1
     assert out.stats["unknown_category"] == 1
+
+
+def test_candidate_stats_are_memoised_per_bundle(loaded: Bundle, db_url: str) -> None:
+    """The candidates' part of the counts (rows without a category row, categories the encoder
+    has not seen) is computed once per candidate list and bundle: a bundle whose encoder knows
+    other categories counts its own, and the memo stays bounded."""
+    source = LazyProductDB(db_url)
+    cands = source.candidates("acme")
+    first = rank(loaded, source, _query()).stats
+    assert rank(loaded, source, _query()).stats == first
+    category = str(cands.categories[0])
+    narrow = replace(loaded, encoder_vocab={"category": frozenset({category})})
+    other = int(np.count_nonzero(cands.categories != category))
+    assert rank(narrow, source, _query()).stats["unknown_category"] == other
+    assert rank(loaded, source, _query()).stats == first
+    for _ in range(fs.DERIVED_KEEP + 2):  # short-lived bundles: the memo keeps the last few
+        rank(replace(loaded, encoder_vocab={}), source, _query())
+    assert source.candidates("acme") is cands
+    assert len(cands._memo["derived"]) == fs.DERIVED_KEEP
+
+
+def test_the_top_k_labels_come_from_the_ranked_candidates(
+    loaded: Bundle, db_url: str, db: ProductDB
+) -> None:
+    """The response's codes and names are the ranked candidate list's (read with names for the
+    text features): the same as the DB's labels, with no second read per request."""
+
+    class NoLabels(LazyProductDB):
+        def item_labels(self, item_ids: object) -> dict[int, tuple[str, str]]:
+            raise AssertionError("a second read of the labels")
+
+    out = rank(loaded, NoLabels(db_url), _query(top_k=7))
+    items = json.loads(out.body)["items"]
+    assert len(items) == 7
+    labels = db.item_labels([item["id"] for item in items])
+    assert [(i["code"], i["name"]) for i in items] == [labels[i["id"]] for i in items]
