@@ -84,6 +84,11 @@ LOAD_AS_RANKER = textwrap.dedent(
     from pathlib import Path
     import onnxruntime
     from rankswap_ranker import bundle
+    # One load as root first, into a cache of its own: every module the load imports lazily
+    # (NumPy's, llvmlite's) is then in memory, as in a ranker image where uid 10001 can read
+    # the code. A test checkout may sit in a folder only root can enter (a CI clone in a
+    # mktemp dir); what is tested below is the store and the cache, not the checkout.
+    bundle.load(bundle.resolve(sys.argv[1], sys.argv[2], Path(sys.argv[4])))
     os.setgroups([])
     os.setgid({uid})
     os.setuid({uid})
@@ -112,6 +117,7 @@ def test_a_store_written_by_root_is_loaded_by_uid_10001(shared_volume: Path) -> 
             published.latest_model_uri,
             published.latest_features_uri,
             str(cache),
+            str(shared_volume / "root-cache"),
         ],
         env={"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/"},
         cwd="/",
