@@ -1,4 +1,4 @@
-"""The HTTP protocol of both ports: uvicorn's httptools protocol, plus two things it lacks.
+"""The HTTP protocol of both ports: uvicorn's httptools protocol, plus what it lacks.
 
 * **A header timeout.** A connection that has not sent a complete request line and headers
   within ``header_timeout_s`` of opening (or of starting its next request) is closed. uvicorn's
@@ -11,14 +11,79 @@
   what a response cycle writes until the end of the event-loop iteration — the body follows
   its headers in the same iteration — and sends it as one buffer. Nothing waits longer than
   that iteration, a close sends what is held first, and the order of writes is kept.
+* **A drain before the stop.** On SIGTERM uvicorn closes every idle keep-alive connection at
+  once. A client that sends its next request on such a connection while the close is on its
+  way gets no answer ("server disconnected") — and after the pod's preStop sleep its kept-alive
+  connections are the only traffic still reaching it. :class:`DrainingServer` first serves on
+  for ``drain_s`` seconds with every answer carrying ``Connection: close`` (the client closes,
+  and its next request opens a connection the Service routes to a pod that is not stopping),
+  then stops as uvicorn does: nothing in flight is dropped and no client is left with a
+  connection the pod is about to close. The drain ends early once no connection is open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from rankswap_ranker import logs
+
+log = logging.getLogger("rankswap.ranker")
+
+
+class Drain:
+    """Whether the process is draining: set once, by :class:`DrainingServer`; read by the
+    protocol at each request."""
+
+    __slots__ = ("deadline",)
+
+    def __init__(self) -> None:
+        self.deadline: float | None = None
+        """Monotonic time the drain ends (None: not draining)."""
+
+    @property
+    def active(self) -> bool:
+        return self.deadline is not None
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, whose first SIGTERM starts a drain of ``drain_s`` seconds (see the
+    module's docstring) before the usual graceful stop; a second SIGTERM, a SIGINT or
+    ``should_exit`` stops at once; so does a drain with no connection left open. ``drain_s``
+    0: uvicorn's own behaviour."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        drain: Drain,
+        drain_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(config)
+        self.drain = drain
+        self.drain_s = drain_s
+        self.clock = clock
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGTERM and self.drain_s > 0 and not self.drain.active:
+            self.drain.deadline = self.clock() + self.drain_s
+            logs.event(log, logging.INFO, "draining", drain_s=self.drain_s)
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        deadline = self.drain.deadline
+        if deadline is not None and (self.clock() >= deadline or not self.server_state.connections):
+            self.should_exit = True  # the drain is over, or nobody is left to drain
+        return await super().on_tick(counter)
 
 
 class CoalescedWrites:
@@ -58,8 +123,9 @@ class CoalescedWrites:
         return getattr(self._transport, name)
 
 
-def http_protocol(header_timeout_s: float) -> type[asyncio.Protocol]:
-    """uvicorn's httptools protocol with the header timeout and one write per response."""
+def http_protocol(header_timeout_s: float, drain: Drain | None = None) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with the header timeout and one write per response; with a
+    ``drain``, every request answered while it is active closes its connection."""
 
     class RankswapHttpProtocol(HttpToolsProtocol):
         _header_timer: asyncio.TimerHandle | None = None
@@ -80,6 +146,8 @@ def http_protocol(header_timeout_s: float) -> type[asyncio.Protocol]:
             # The cycle just made (its task has not run yet) writes through the coalescer.
             if self.cycle is not None and self._writes is not None:
                 self.cycle.transport = self._writes  # type: ignore[assignment]
+            if drain is not None and drain.deadline is not None and self.cycle is not None:
+                self.cycle.keep_alive = False  # the answer says `Connection: close`, then closes
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm_header_timer()

@@ -46,6 +46,8 @@ log = logging.getLogger("rankswap.ranker")
 
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 """Delays before restarting a worker that keeps dying: the n-th death in a row waits the n-th."""
+WORKER_GRACEFUL_STOP_S = 5
+"""After its drain, how long a stopping worker waits for the requests in flight."""
 HEALTHY_AFTER_S = 30.0
 """A worker that lived this long was healthy: its next death starts the back-off afresh."""
 
@@ -94,7 +96,7 @@ def worker_main(
     from rankswap_ranker.candidates import LazyProductDB
     from rankswap_ranker.convergence import PodView, RunDir, WorkerSync
     from rankswap_ranker.metrics import RankerMetrics
-    from rankswap_ranker.protocol import http_protocol
+    from rankswap_ranker.protocol import Drain, DrainingServer, http_protocol
     from rankswap_ranker.registry import BundleRegistry
     from rankswap_ranker.shadow import Shadow, ShadowMetrics, shadow_path
 
@@ -140,21 +142,23 @@ def worker_main(
         shadow=shadow,
         tracing=tracing,
     )
+    drain = Drain()
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http=http_protocol(settings.header_timeout_s),
+        http=http_protocol(settings.header_timeout_s, drain),
         timeout_keep_alive=settings.keep_alive_timeout_s,
         lifespan="off",
         access_log=settings.access_log,
         log_config=None,
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=WORKER_GRACEFUL_STOP_S,
         server_header=False,
         # Nothing reads the client address (a Service's traffic carries no X-Forwarded-For
         # worth trusting); without this uvicorn wraps the app in ProxyHeadersMiddleware.
         proxy_headers=False,
     )
-    server = uvicorn.Server(config)
+    # SIGTERM (from the supervisor): serve on for drain_s with `Connection: close`, then stop.
+    server = DrainingServer(config, drain, settings.drain_s)
     sync.orphan_check = lambda: os.getppid() != parent
     sync.on_orphan = lambda: setattr(server, "should_exit", True)
     # Apply the desired bundle before taking connections: a restarted worker must not answer
@@ -269,7 +273,11 @@ class WorkerPool:
                     self.metrics.worker_restarts.inc()
                 self.start(slot)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
+        """SIGTERM to every worker; SIGKILL to those still alive after ``timeout`` seconds
+        (default: their drain plus uvicorn's graceful stop, plus a margin)."""
+        if timeout is None:
+            timeout = self.settings.drain_s + WORKER_GRACEFUL_STOP_S + 5.0
         self.stopping = True
         for proc in self.procs.values():
             if proc.is_alive() and proc.pid is not None:

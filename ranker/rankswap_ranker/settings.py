@@ -46,6 +46,12 @@ class RankerSettings(BaseSettings):
     """A request body that has not fully arrived this long after its headers → 408, closed."""
     keep_alive_timeout_s: int = Field(5, ge=1, le=3600)
     """An idle keep-alive connection is closed after this long without a new request."""
+    drain_s: float = Field(2.0, ge=0, le=300)
+    """On SIGTERM each worker serves on this long, every answer with ``Connection: close``, so
+    clients on kept-alive connections move to another pod between requests instead of sending
+    one into a connection being closed; then it stops taking connections and finishes what is in
+    flight (up to 5 s). Runs after the pod's preStop sleep; keep preStop + drain + 5 s within
+    the pod's terminationGracePeriodSeconds. 0: stop at once."""
     workers: int = Field(2, ge=1, le=64)
     """Number of uvicorn worker processes serving the public port. They share the listening
     socket, memory-map the same feature files and converge on the same bundle."""

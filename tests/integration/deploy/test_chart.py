@@ -134,6 +134,11 @@ def test_configuration_change_rolls_the_pods(control_plane: Cluster, namespace: 
         (["--set", "ranker.tracing.endpoint=otel:4318"], "/ranker/tracing/endpoint"),
         (["--set", "ranker.tracing.samplerArg=1.5"], "/ranker/tracing/samplerArg"),
         (["--set", "ranker.tracing.sampler=xray"], "/ranker/tracing/sampler"),
+        (["--set", "ranker.drainSeconds=-1"], "/ranker/drainSeconds"),
+        (
+            ["--set", "ranker.terminationGracePeriodSeconds=9"],
+            "must be at least preStopSleepSeconds + drainSeconds + 5 = 12",
+        ),
     ],
 )
 def test_values_schema_refuses_bad_values(

@@ -1,16 +1,18 @@
 """The HTTP protocol of both ports (:mod:`rankswap_ranker.protocol`): uvicorn's real httptools
-protocol on a recording transport, and the coalescing writer on its own."""
+protocol on a recording transport, the coalescing writer on its own, and the drain's stop
+decisions (a real stopping pod: tests/integration/ranker/test_ranker_drain.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import Any
 
 import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
-from rankswap_ranker.protocol import CoalescedWrites, http_protocol
+from rankswap_ranker.protocol import CoalescedWrites, Drain, DrainingServer, http_protocol
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
@@ -58,8 +60,10 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _protocol(transport: Recording, header_timeout_s: float = 5.0) -> Any:
-    cls = http_protocol(header_timeout_s)
+def _protocol(
+    transport: Recording, header_timeout_s: float = 5.0, drain: Drain | None = None
+) -> Any:
+    cls = http_protocol(header_timeout_s, drain)
     config = uvicorn.Config(_app, http=cls, lifespan="off", log_config=None, proxy_headers=False)
     config.load()
     proto = cls(config=config, server_state=ServerState(), app_state={})  # type: ignore[call-arg]
@@ -130,3 +134,64 @@ async def test_nothing_is_written_to_a_transport_closed_meanwhile() -> None:
     await asyncio.sleep(0)
     assert transport.writes == []
     assert writes.get_extra_info("peername") == ("127.0.0.1", 5000)  # the rest is the transport's
+
+
+REQUEST = b"GET /healthz HTTP/1.1\r\nHost: r\r\n\r\n"
+
+
+async def _answer(proto: Any, transport: Recording) -> bytes:
+    proto.data_received(REQUEST)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    head, _, _ = transport.writes[-1].partition(b"\r\n\r\n")
+    return head
+
+
+async def test_while_draining_each_answer_closes_its_connection() -> None:
+    drain = Drain()
+    transport = Recording()
+    proto = _protocol(transport, drain=drain)
+    head = await _answer(proto, transport)
+    assert b"connection: close" not in head and not transport.closed  # kept alive
+    drain.deadline = 0.0
+    head = await _answer(proto, transport)
+    assert b"connection: close" in head
+    assert transport.closed
+    proto.connection_lost(None)
+
+
+def _server(drain_s: float, now: list[float]) -> DrainingServer:
+    config = uvicorn.Config(_app, lifespan="off", log_config=None)
+    return DrainingServer(config, Drain(), drain_s, clock=lambda: now[0])
+
+
+async def test_the_first_sigterm_drains_and_the_drain_ends_at_its_deadline() -> None:
+    now = [100.0]
+    server = _server(2.0, now)
+    server.server_state.connections.add(object())  # type: ignore[arg-type]
+    server.handle_exit(signal.SIGTERM, None)
+    assert server.drain.deadline == 102.0 and not server.should_exit
+    assert await server.on_tick(1) is False
+    now[0] = 102.0
+    assert await server.on_tick(2) is True
+
+
+async def test_a_drain_with_no_open_connection_ends_at_once() -> None:
+    server = _server(30.0, [0.0])
+    server.handle_exit(signal.SIGTERM, None)
+    assert server.drain.active
+    assert await server.on_tick(1) is True
+
+
+@pytest.mark.parametrize(
+    ("drain_s", "signals"),
+    [(2.0, [signal.SIGTERM, signal.SIGTERM]), (2.0, [signal.SIGINT]), (0.0, [signal.SIGTERM])],
+)
+async def test_a_second_sigterm_a_sigint_or_no_drain_stops_at_once(
+    drain_s: float, signals: list[signal.Signals]
+) -> None:
+    server = _server(drain_s, [0.0])
+    server.server_state.connections.add(object())  # type: ignore[arg-type]
+    for sig in signals:
+        server.handle_exit(sig, None)
+    assert server.should_exit

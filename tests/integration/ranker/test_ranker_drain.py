@@ -1,0 +1,95 @@
+"""A stopping ranker drains its kept-alive connections instead of closing them under clients.
+
+After a pod's preStop sleep the Service no longer routes new connections to it, but a client's
+kept-alive connection still reaches it. uvicorn alone closes such an idle connection the moment
+it is told to stop; a request the client sends meanwhile is lost ("server disconnected"). With
+the drain, the connection stays open, its next answer says ``Connection: close``, and only then
+is it closed (the client's next request opens a connection to a pod that is not stopping).
+"""
+
+from __future__ import annotations
+
+import select
+import signal
+import socket
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from tests.integration.ranker.conftest import RankerPod
+
+
+class Connection:
+    """One HTTP/1.1 connection, kept open by us whatever the answers say."""
+
+    def __init__(self, pod: RankerPod) -> None:
+        url = urlsplit(pod.public_url)
+        assert url.hostname is not None and url.port is not None
+        self.sock = socket.create_connection((url.hostname, url.port), timeout=10)
+
+    def healthz(self) -> tuple[int, dict[str, str]]:
+        """GET /healthz: the status and the headers (lower-case names)."""
+        self.sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: ranker\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = self.sock.recv(65536)
+            assert chunk, f"closed without an answer after {data!r}"
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines)}
+        while len(body) < int(headers["content-length"]):
+            body += self.sock.recv(65536)
+        return int(status_line.split()[1]), headers
+
+    def closed_by_server(self, wait_s: float) -> bool:
+        """Whether the server closed this idle connection (EOF readable) within ``wait_s``."""
+        readable, _, _ = select.select([self.sock], [], [], wait_s)
+        return bool(readable) and self.sock.recv(1) == b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_kept_alive_connection_is_answered_with_connection_close_after_sigterm(
+    start_ranker: Callable[..., RankerPod],
+) -> None:
+    pod = start_ranker(drain_s="20", keep_alive_timeout_s="60")
+    conn = Connection(pod)
+    try:
+        status, headers = conn.healthz()
+        assert status == 200 and "connection" not in headers  # kept alive
+        assert pod.proc is not None
+        pod.proc.send_signal(signal.SIGTERM)  # what the kubelet sends after the preStop sleep
+        # Without the drain the worker closes this idle connection within ~0.2 s.
+        assert not conn.closed_by_server(2.0), "the idle connection was closed on SIGTERM"
+        status, headers = conn.healthz()
+        assert status == 200 and headers.get("connection") == "close"
+        assert conn.closed_by_server(5.0), "the connection stayed open after Connection: close"
+    finally:
+        conn.close()
+    # Nobody is left to drain: the pod stops well before the 20 s drain would end.
+    assert pod.proc.wait(15) == 0
+    assert '"draining"' in pod.log.read_text()
+
+
+def test_a_new_connection_during_the_drain_is_served_and_closed(
+    start_ranker: Callable[..., RankerPod],
+) -> None:
+    pod = start_ranker(drain_s="20", keep_alive_timeout_s="60")
+    held = Connection(pod)
+    try:
+        assert held.healthz()[0] == 200  # keeps its worker draining until it is used
+        assert pod.proc is not None
+        pod.proc.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        late = Connection(pod)  # routed here before the Service dropped the pod
+        try:
+            status, headers = late.healthz()
+            assert status == 200 and headers.get("connection") == "close"
+        finally:
+            late.close()
+        assert held.healthz()[1].get("connection") == "close"
+    finally:
+        held.close()
+    assert pod.proc.wait(15) == 0
