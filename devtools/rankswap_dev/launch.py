@@ -91,6 +91,9 @@ class RankerProcess:
             "RANKSWAP_ADMIN_HOST": self.host,
             "RANKSWAP_ADMIN_PORT": str(self.admin_port),
             "RANKSWAP_WORKERS": str(self.workers),
+            # A short drain on stop (default 2 s): no Service routes to these processes, and
+            # the tests and the demo stop hundreds of them (the drain's own tests set theirs).
+            "RANKSWAP_DRAIN_S": "0.5",
             "RANKSWAP_RUN_DIR": str(self.run_dir),
             "RANKSWAP_ADMIN_TOKEN_FILE": str(token_file),
             **self.settings,

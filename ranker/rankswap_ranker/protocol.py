@@ -18,7 +18,10 @@
   for ``drain_s`` seconds with every answer carrying ``Connection: close`` (the client closes,
   and its next request opens a connection the Service routes to a pod that is not stopping),
   then stops as uvicorn does: nothing in flight is dropped and no client is left with a
-  connection the pod is about to close. The drain ends early once no connection is open.
+  connection the pod is about to close. The drain lasts its whole time even with no
+  connection open: a node whose Service rules still lag (kube-proxy syncs endpoint changes
+  seconds late under load) may route a new connection here, which is answered rather than
+  refused.
 """
 
 from __future__ import annotations
@@ -57,8 +60,7 @@ class Drain:
 class DrainingServer(uvicorn.Server):
     """uvicorn's server, whose first SIGTERM starts a drain of ``drain_s`` seconds (see the
     module's docstring) before the usual graceful stop; a second SIGTERM, a SIGINT or
-    ``should_exit`` stops at once; so does a drain with no connection left open. ``drain_s``
-    0: uvicorn's own behaviour."""
+    ``should_exit`` stops at once. ``drain_s`` 0: uvicorn's own behaviour."""
 
     def __init__(
         self,
@@ -81,8 +83,8 @@ class DrainingServer(uvicorn.Server):
 
     async def on_tick(self, counter: int) -> bool:
         deadline = self.drain.deadline
-        if deadline is not None and (self.clock() >= deadline or not self.server_state.connections):
-            self.should_exit = True  # the drain is over, or nobody is left to drain
+        if deadline is not None and self.clock() >= deadline:
+            self.should_exit = True
         return await super().on_tick(counter)
 
 

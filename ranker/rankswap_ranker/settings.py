@@ -49,8 +49,9 @@ class RankerSettings(BaseSettings):
     drain_s: float = Field(2.0, ge=0, le=300)
     """On SIGTERM each worker serves on this long, every answer with ``Connection: close``, so
     clients on kept-alive connections move to another pod between requests instead of sending
-    one into a connection being closed; then it stops taking connections and finishes what is in
-    flight (up to 5 s). Runs after the pod's preStop sleep; keep preStop + drain + 5 s within
+    one into a connection being closed (and a connection still routed here by lagging Service
+    rules is answered); then it stops taking connections and finishes what is in flight (up to
+    5 s). Runs after the pod's preStop sleep; keep preStop + drain + 5 s within
     the pod's terminationGracePeriodSeconds. 0: stop at once."""
     workers: int = Field(2, ge=1, le=64)
     """Number of uvicorn worker processes serving the public port. They share the listening

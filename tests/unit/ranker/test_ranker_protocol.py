@@ -166,21 +166,16 @@ def _server(drain_s: float, now: list[float]) -> DrainingServer:
 
 
 async def test_the_first_sigterm_drains_and_the_drain_ends_at_its_deadline() -> None:
+    """Even with no connection open: a lagging Service rule may still route new ones here."""
     now = [100.0]
     server = _server(2.0, now)
-    server.server_state.connections.add(object())  # type: ignore[arg-type]
     server.handle_exit(signal.SIGTERM, None)
     assert server.drain.deadline == 102.0 and not server.should_exit
     assert await server.on_tick(1) is False
+    now[0] = 101.9
+    assert await server.on_tick(2) is False
     now[0] = 102.0
-    assert await server.on_tick(2) is True
-
-
-async def test_a_drain_with_no_open_connection_ends_at_once() -> None:
-    server = _server(30.0, [0.0])
-    server.handle_exit(signal.SIGTERM, None)
-    assert server.drain.active
-    assert await server.on_tick(1) is True
+    assert await server.on_tick(3) is True
 
 
 @pytest.mark.parametrize(
@@ -191,7 +186,6 @@ async def test_a_second_sigterm_a_sigint_or_no_drain_stops_at_once(
     drain_s: float, signals: list[signal.Signals]
 ) -> None:
     server = _server(drain_s, [0.0])
-    server.server_state.connections.add(object())  # type: ignore[arg-type]
     for sig in signals:
         server.handle_exit(sig, None)
     assert server.should_exit
