@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -325,31 +325,19 @@ class HistoryDB:
 
     # ------------------------------------------------------------------ features
 
-    def build_tables(
-        self, as_of: date, *, tenants: Sequence[str] | None = None
-    ) -> fs.FeatureTables:
+    def build_tables(self, as_of: date) -> fs.FeatureTables:
         """Feature tables as of ``as_of``: aggregates of expenses dated in
         ``[as_of - 365 d, as_of)`` (never on or after ``as_of``); ``TABLES`` of featurespec.
-
-        ``tenants``: only these tenants' expenses (every feature lies within one tenant, so
-        their rows are those of the full tables; the term vocabulary is theirs only)."""
+        (``model train`` builds its many snapshots in one windowed pass: ``snapshots``.)"""
         end = fs.to_day(as_of)
         con = self.con
-        only = "TRUE"
-        if tenants is not None:
-            con.register(
-                "tenant_pick_in", pa.table({"tenant_id": pa.array(list(tenants), pa.string())})
-            )
-            con.execute("CREATE OR REPLACE TEMP TABLE tenant_pick AS SELECT * FROM tenant_pick_in")
-            con.unregister("tenant_pick_in")
-            only = "tenant_id IN (SELECT tenant_id FROM tenant_pick)"
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE h AS
             SELECT id, tenant_id, employee_id, vendor_id, item_id, category_id, did,
                    industry, department, day, {end} - day AS age,
                    ln(1 + greatest(amount, 0.0)) AS la
-            FROM exp WHERE day < {end} AND day >= {end - WINDOW_DAYS} AND {only}
+            FROM exp WHERE day < {end} AND day >= {end - WINDOW_DAYS}
             """
         )
         tables: dict[str, dict[str, np.ndarray]] = {}
@@ -450,7 +438,7 @@ class HistoryDB:
             f"""
             CREATE OR REPLACE TEMP TABLE et_rows AS
             WITH r AS (SELECT employee_id, item_id, pow(0.5, ({end} - day) / {half_life}) AS w
-                       FROM exp WHERE day < {end} AND day >= {recent} AND {only}),
+                       FROM exp WHERE day < {end} AND day >= {recent}),
                  tot AS (SELECT employee_id, sum(w) AS total FROM r GROUP BY employee_id)
             SELECT r.employee_id, it.term, sum(r.w) / any_value(tot.total) AS share
             FROM r JOIN item_term it USING (item_id) JOIN tot USING (employee_id)
@@ -499,12 +487,13 @@ class HistoryDB:
             "emp_term",
             "SELECT e.employee_id AS a, v.tid AS b, e.share FROM et_rows e JOIN vocab v USING (term)",
         )
-        for tmp in ("h", "tc_rows", "et_rows", "vocab", "tenant_pick"):
+        for tmp in ("h", "tc_rows", "et_rows", "vocab"):
             con.execute(f"DROP TABLE IF EXISTS {tmp}")
         return fs.FeatureTables.from_arrays(as_of, tables, vocab)
 
     def _query(self, name: str, sql: str) -> dict[str, np.ndarray]:
-        """One table's rows: ``a`` (and ``b`` for a pair key) plus its value columns."""
+        """One table's rows: ``a`` (and ``b`` for a pair key) plus its value columns (and ``s``
+        when the query has it)."""
         result = self.con.sql(sql).to_arrow_table()
         a = result.column("a").to_numpy().astype(np.int64)
         if "b" in result.column_names:
@@ -512,6 +501,8 @@ class HistoryDB:
         else:
             keys = a
         out: dict[str, np.ndarray] = {"key": keys}
+        if "s" in result.column_names:  # the snapshot of each row (``snapshots``)
+            out["s"] = result.column("s").to_numpy().astype(np.int64)
         for col in fs.TABLES[name]:
             out[col] = result.column(col).to_numpy().astype(np.float32)
         return out
