@@ -227,10 +227,12 @@ class HistoryDB:
         con.execute("CREATE OR REPLACE TABLE desc_term AS SELECT * FROM desc_term_in")
         con.unregister("desc_term_in")
         # integer description ids (joins on strings cost most of a snapshot); stored by tenant
-        # and day: a snapshot of a few tenants (training) reads their row groups only (DuckDB's
-        # min/max zone maps); positions are row numbers in (day, id) order
+        # and day (a query of a few tenants reads their row groups only: DuckDB's min/max zone
+        # maps); ``pos``: the row number in (day, id) order, numbered once here so that reading
+        # a column or sampled rows in that order sorts nothing but the sample
         con.execute(
-            "CREATE TABLE exp_sorted AS SELECT e.*, d.did FROM exp e "
+            "CREATE TABLE exp_sorted AS SELECT e.*, d.did, "
+            "(row_number() OVER (ORDER BY e.day, e.id) - 1)::BIGINT AS pos FROM exp e "
             "JOIN descs d USING (description) ORDER BY e.tenant_id, e.day, e.id"
         )
         con.execute("DROP TABLE exp")
@@ -266,11 +268,16 @@ class HistoryDB:
 
     def days(self) -> I64:
         """Every expense's day, in row order (day, id)."""
-        out: I64 = self._column("SELECT day FROM exp ORDER BY day, id", np.int64)
-        return out
+        return self._in_order("day")
 
     def item_ids(self) -> I64:
-        out: I64 = self._column("SELECT item_id FROM exp ORDER BY day, id", np.int64)
+        return self._in_order("item_id")
+
+    def _in_order(self, column: str) -> I64:
+        """An integer column in (day, id) order: placed by ``pos``, no sort."""
+        table = self.con.sql(f"SELECT pos, {column} FROM exp").to_arrow_table()
+        out: I64 = np.empty(table.num_rows, dtype=np.int64)
+        out[table.column(0).to_numpy()] = table.column(1).to_numpy()
         return out
 
     @property
@@ -280,9 +287,6 @@ class HistoryDB:
             return None
         return date.fromordinal(int(first) + fs.EPOCH_ORDINAL)
 
-    def _column(self, sql: str, dtype: Any) -> Any:
-        return self.con.sql(sql).to_arrow_table().column(0).to_numpy().astype(dtype)
-
     def history_of(self, rows: I64) -> History:
         """The expenses at ``rows`` (positions in (day, id) order, ascending) as a pandas
         ``History`` whose row ``k`` is ``rows[k]``, with their terms and every item."""
@@ -290,9 +294,7 @@ class HistoryDB:
         con.register("pick", pa.table({"pos": pa.array(np.asarray(rows, np.int64))}))
         frame = con.execute(
             """
-            WITH numbered AS (SELECT *, (row_number() OVER (ORDER BY day, id)) - 1 AS pos FROM exp)
-            SELECT n.* EXCLUDE (pos, did) FROM numbered n JOIN pick USING (pos)
-            ORDER BY n.day, n.id
+            SELECT e.* EXCLUDE (pos, did) FROM exp e SEMI JOIN pick USING (pos) ORDER BY e.pos
             """
         ).df()
         con.unregister("pick")

@@ -202,7 +202,17 @@ def _build(
             f"dt AS {nt.format(p=p)}"
         )
 
-    q = hdb._query
+    def q(name: str, sql: str) -> dict[str, np.ndarray]:
+        t = time.perf_counter()
+        table = hdb._query(name, sql)
+        log.info(
+            "snapshots: %s, %s rows in %.1fs",
+            name,
+            f"{len(table['key']):,}",
+            time.perf_counter() - t,
+        )
+        return table
+
     out: dict[str, dict[str, np.ndarray]] = {}
     t90 = f"""
         t90 AS (SELECT s, tenant_id, n FROM (
@@ -306,16 +316,19 @@ def _build(
             FROM g
             """,
         )
+    t = time.perf_counter()
     vocab = _vocabulary(hdb, dates, first_end, last_end)
+    log.info("snapshots: vocabulary in %.1fs", time.perf_counter() - t)
     # (tenant, term) x category counts of the window, and (tenant, term) x item of the last
     # TERM_ITEM_DAYS, for the looked-up terms
     run(
         """
         CREATE OR REPLACE TEMP TABLE tc_ev AS
-        WITH want AS (SELECT DISTINCT tenant_id, term FROM use_term)
+        WITH want AS (SELECT DISTINCT tenant_id, term FROM use_term),
+             dt AS (SELECT * FROM desc_term SEMI JOIN (SELECT DISTINCT term FROM want) USING (term))
         SELECT * FROM (
           SELECT e.tenant_id, t.term, e.category_id, e.item_id, e.day, e.id, TRUE AS desc_term
-          FROM ev e JOIN desc_term t USING (did)
+          FROM ev e JOIN dt t USING (did)
           UNION ALL
           SELECT tenant_id, chr(1) || 'i:' || industry, category_id, item_id, day, id, FALSE
           FROM ev WHERE industry <> ''
@@ -400,15 +413,17 @@ def _vocabulary(
         WITH want AS (SELECT DISTINCT term FROM lookup_terms),
              src AS (SELECT did, industry, department, item_id, day FROM exp
                      WHERE day < {last_end} AND day >= {first_end - WINDOW_DAYS}),
+             dt AS (SELECT * FROM desc_term SEMI JOIN want USING (term)),
+             itw AS (SELECT * FROM item_term SEMI JOIN want USING (term)),
              ev_terms AS (
                SELECT DISTINCT term, day, ctx FROM (
-                 SELECT t.term, src.day, TRUE AS ctx FROM src JOIN desc_term t USING (did)
+                 SELECT dt.term, src.day, TRUE AS ctx FROM src JOIN dt USING (did)
                  UNION ALL
                  SELECT chr(1) || 'i:' || industry, day, TRUE FROM src WHERE industry <> ''
                  UNION ALL
                  SELECT chr(1) || 'd:' || department, day, TRUE FROM src WHERE department <> ''
                  UNION ALL
-                 SELECT it.term, src.day, FALSE FROM src JOIN item_term it USING (item_id)
+                 SELECT itw.term, src.day, FALSE FROM src JOIN itw USING (item_id)
                  WHERE src.day >= {first_end - fs.TERM_ITEM_DAYS})
                SEMI JOIN want USING (term))
         SELECT s, term FROM (
