@@ -133,6 +133,7 @@ _TEMP = (
     "use_term",
     "ev",
     "titems",
+    "t90",
     "tc_ev",
     "lookup_terms",
     "members",
@@ -214,18 +215,23 @@ def _build(
         return table
 
     out: dict[str, dict[str, np.ndarray]] = {}
-    t90 = f"""
-        t90 AS (SELECT s, tenant_id, n FROM (
-                  SELECT s, tenant_id, count(id) OVER d90 AS n FROM (
-                    SELECT NULL::BIGINT AS s, tenant_id, day, id FROM ev
-                    UNION ALL SELECT s, tenant_id, "end" - 1, NULL FROM use_t)
-                  {frames("tenant_id")})
-                WHERE s IS NOT NULL)"""
+    # each read tenant's expenses of the last 90 days per snapshot, from its daily counts
+    run(
+        f"""
+        CREATE OR REPLACE TEMP TABLE t90 AS
+        SELECT s, tenant_id, n FROM (
+          SELECT s, tenant_id, sum(n) OVER d90 AS n FROM (
+            SELECT NULL::BIGINT AS s, tenant_id, day, count(*) AS n FROM ev
+            GROUP BY tenant_id, day
+            UNION ALL SELECT s, tenant_id, "end" - 1, 0 FROM use_t)
+          {frames("tenant_id")})
+        WHERE s IS NOT NULL
+        """
+    )
     out["item"] = q(
         "item",
         f"""
-        WITH {t90},
-        w AS (SELECT s, tenant_id, item_id, count(id) OVER d30 AS cnt_30d,
+        WITH w AS (SELECT s, tenant_id, item_id, count(id) OVER d30 AS cnt_30d,
                      count(id) OVER d90 AS cnt_90d, count(id) OVER y AS cnt_365d,
                      max(eday) OVER y AS last_day, avg(la) OVER y AS amt_mean,
                      coalesce(stddev_samp(la) OVER y, 0) AS amt_std,
@@ -246,8 +252,7 @@ def _build(
     out["category"] = q(
         "category",
         f"""
-        WITH {t90},
-        w AS (SELECT s, tenant_id, category_id, count(id) OVER y AS n,
+        WITH w AS (SELECT s, tenant_id, category_id, count(id) OVER y AS n,
                      count(id) OVER d90 AS cnt_90d, avg(la) OVER y AS amt_mean,
                      coalesce(stddev_samp(la) OVER y, 0) AS amt_std
               FROM (SELECT NULL::BIGINT AS s, tenant_id, category_id, day, id, la FROM ev
