@@ -226,6 +226,7 @@ class HistoryDB:
         con.register("desc_term_in", pa.table({"did": d_col, "term": t_col}, schema=_TERM_SCHEMA))
         con.execute("CREATE OR REPLACE TABLE desc_term AS SELECT * FROM desc_term_in")
         con.unregister("desc_term_in")
+        t1 = time.perf_counter()
         # integer description ids (joins on strings cost most of a snapshot); stored by tenant
         # and day (a query of a few tenants reads their row groups only: DuckDB's min/max zone
         # maps); ``pos``: the row number in (day, id) order, numbered once here so that reading
@@ -237,6 +238,7 @@ class HistoryDB:
         )
         con.execute("DROP TABLE exp")
         con.execute("ALTER TABLE exp_sorted RENAME TO exp")
+        t2 = time.perf_counter()
         it = self.items
         i_col: list[int] = []
         it_col: list[str] = []
@@ -255,10 +257,13 @@ class HistoryDB:
         con.execute("CREATE OR REPLACE TABLE item_term AS SELECT * FROM item_term_in")
         con.unregister("item_term_in")
         log.info(
-            "terms: %s distinct descriptions, %s items tokenised in %.1fs",
+            "terms: %s distinct descriptions tokenised in %.1fs; history stored by tenant and "
+            "day in %.1fs; %s items' terms in %.1fs",
             f"{len(descs):,}",
+            t1 - t0,
+            t2 - t1,
             f"{len(it):,}",
-            time.perf_counter() - t0,
+            time.perf_counter() - t2,
         )
 
     # ------------------------------------------------------------------ reading

@@ -10,7 +10,7 @@ window's edge."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -40,7 +40,9 @@ def long_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[columnar.Histo
         yield hdb
 
 
-def _by_term(tables: fs.FeatureTables, name: str) -> dict[tuple[int | str, int | str], tuple]:
+def _by_term(
+    tables: fs.FeatureTables, name: str
+) -> dict[tuple[int | str, int | str], tuple[float, ...]]:
     """A table's rows keyed by (a, b), vocabulary ids replaced by their terms."""
     table = tables.tables[name]
     a, b = (table.keys >> 32).tolist(), (table.keys & 0xFFFFFFFF).tolist()
@@ -69,13 +71,16 @@ def assert_rows_of_the_full_snapshot(mine: fs.FeatureTables, full: fs.FeatureTab
 
 
 def _pairs(
-    history: features.History, rows: np.ndarray, snaps: list[date], tables_for: object
+    history: features.History,
+    rows: np.ndarray,
+    snaps: list[date],
+    tables_for: Callable[[date], fs.FeatureTables],
 ) -> dataset.PairSet:
     return dataset.build_pairs(
         history,
         rows,
         snaps,
-        tables_for,  # type: ignore[arg-type]
+        tables_for,
         negatives=None,
         rng=np.random.default_rng(0),
     )
