@@ -343,28 +343,27 @@ def _build_pairs(
     if train_snaps[0] > window.start:
         train_snaps.insert(0, window.start)
     eval_snaps = [cutoff + timedelta(days=k) for k in range(opts.holdout_days)]
-    # every snapshot the pairs read, in one windowed pass over the history (``snapshots``),
-    # each holding the rows of the keys its expenses look up
+    # the candidates first (one rng, in this order), then every snapshot the pairs read in
+    # one windowed pass over the history (``snapshots``), holding the keys they look up
+    drawn_train = dataset.draw(history, train_rows, train_snaps, negatives=opts.negatives, rng=rng)
+    drawn_held = dataset.draw(history, eval_rows, eval_snaps, negatives=None, rng=rng)
     reads = [
-        snapshots.reads_of(history, train_rows, train_snaps),
-        snapshots.reads_of(history, eval_rows, eval_snaps),
+        snapshots.Reads(d.exp_rows, [d.snaps[int(w)] for w in d.which])
+        for d in (drawn_train, drawn_held)
     ]
+    items = {**drawn_train.snapshot_items(history), **drawn_held.snapshot_items(history)}
     with _step(f"point-in-time snapshots ({len(train_snaps) + len(eval_snaps)} as-of days)"):
-        tables = snapshots.build(hdb, history, reads)
+        tables = snapshots.build(hdb, history, reads, items)
 
     def tables_for(d: date) -> fs.FeatureTables:
-        # build_pairs asks for each snapshot once (training and hold-out snapshots are
-        # distinct days): a snapshot's tables are freed once its rows are built
+        # each snapshot is asked for once (training and hold-out snapshots are distinct
+        # days): its tables are freed once its rows are built
         return tables.pop(d)
 
     with _step(f"training pairs ({len(train_rows)} expenses, {len(train_snaps)} snapshots)"):
-        train = dataset.build_pairs(
-            history, train_rows, train_snaps, tables_for, negatives=opts.negatives, rng=rng
-        )
+        train = dataset.assemble_pairs(history, drawn_train, tables_for)
     with _step(f"hold-out pairs ({len(eval_rows)} expenses, daily snapshots)"):
-        held = dataset.build_pairs(
-            history, eval_rows, eval_snaps, tables_for, negatives=None, rng=rng
-        )
+        held = dataset.assemble_pairs(history, drawn_held, tables_for)
     log.info("train rows %d (%d groups), hold-out rows %d", len(train), train.n_groups, len(held))
     item_created = dict(
         zip(

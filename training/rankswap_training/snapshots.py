@@ -10,7 +10,8 @@ up, dated the snapshot's last day, sorted once by (key, day); the aggregates are
 ``[S - n, S)`` - the window and the point-in-time rule of ``build_tables``, never ``S`` or later.
 
 Only the keys the pairs look up are probed (the contexts' employees, vendors, description /
-industry / department terms; every item and category of their tenants), so each snapshot's
+industry / department terms; their candidate items, drawn before the tables are built, and
+every category of their tenants), so each snapshot's
 tables hold the rows of the full snapshot for those keys (every feature lies within one key's
 partition: an employee, a vendor, an item, a category, a (tenant, term)) and nothing else. The
 vocabulary of a snapshot is the looked-up terms the full snapshot's vocabulary holds (a term of
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -69,9 +70,15 @@ def _frame(partition: str, days: int) -> str:
     return f"(PARTITION BY {partition} ORDER BY day RANGE BETWEEN {days - 1} PRECEDING AND CURRENT ROW)"
 
 
-def build(hdb: HistoryDB, history: History, reads: Sequence[Reads]) -> dict[date, fs.FeatureTables]:
+def build(
+    hdb: HistoryDB,
+    history: History,
+    reads: Sequence[Reads],
+    items: Mapping[date, I64] | None = None,
+) -> dict[date, fs.FeatureTables]:
     """The feature tables of every snapshot that ``reads`` read, restricted to the keys those
-    expenses look up (module docstring)."""
+    expenses look up (module docstring). ``items``: per snapshot, the candidate item ids its
+    pairs look up (``dataset.Drawn.snapshot_items``); default every item of its tenants."""
     t0 = time.perf_counter()
     con = hdb.con
     e = history.expenses
@@ -114,10 +121,19 @@ def build(hdb: HistoryDB, history: History, reads: Sequence[Reads]) -> dict[date
             }
         ),
     }
+    if items is not None:
+        i_s = [np.full(len(ids), index[d], np.int64) for d, ids in items.items() if d in index]
+        i_id = [np.asarray(ids, np.int64) for d, ids in items.items() if d in index]
+        inputs["use_i_in"] = pa.table(
+            {
+                "s": pa.array(np.concatenate(i_s) if i_s else np.empty(0, np.int64)),
+                "item_id": pa.array(np.concatenate(i_id) if i_id else np.empty(0, np.int64)),
+            }
+        )
     for name, table in inputs.items():
         con.register(name, table)
     try:
-        return _build(hdb, dates, int(ends.min()), int(ends.max()), t0)
+        return _build(hdb, dates, int(ends.min()), int(ends.max()), t0, items is not None)
     finally:
         for name in inputs:
             con.unregister(name)
@@ -133,6 +149,7 @@ _TEMP = (
     "use_term",
     "ev",
     "titems",
+    "use_i",
     "t90",
     "tc_ev",
     "lookup_terms",
@@ -142,7 +159,7 @@ _TEMP = (
 
 
 def _build(
-    hdb: HistoryDB, dates: list[date], first_end: int, last_end: int, t0: float
+    hdb: HistoryDB, dates: list[date], first_end: int, last_end: int, t0: float, drawn: bool
 ) -> dict[date, fs.FeatureTables]:
     con = hdb.con
     run = con.execute
@@ -190,6 +207,17 @@ def _build(
         "WHERE tenant_id IN (SELECT tenant_id FROM use_t)"
     )
     con.unregister("items_in")
+    # the items looked up per snapshot: the drawn candidates, or every item of its tenants
+    if drawn:
+        run(
+            'CREATE OR REPLACE TEMP TABLE use_i AS SELECT DISTINCT u.s, snap."end", i.tenant_id, '
+            "i.item_id FROM use_i_in u JOIN snap USING (s) JOIN titems i USING (item_id)"
+        )
+    else:
+        run(
+            'CREATE OR REPLACE TEMP TABLE use_i AS SELECT u.s, u."end", u.tenant_id, i.item_id '
+            "FROM use_t u JOIN titems i USING (tenant_id)"
+        )
     y, n90, n30, nt = (
         _frame("{p}", WINDOW_DAYS),
         _frame("{p}", 90),
@@ -239,8 +267,8 @@ def _build(
               FROM (SELECT NULL::BIGINT AS s, tenant_id, item_id, day, day AS eday, id, la,
                            employee_id FROM ev
                     UNION ALL
-                    SELECT u.s, u.tenant_id, i.item_id, u."end" - 1, NULL, NULL, NULL, NULL
-                    FROM use_t u JOIN titems i USING (tenant_id))
+                    SELECT s, tenant_id, item_id, "end" - 1, NULL, NULL, NULL, NULL
+                    FROM use_i)
               {frames("item_id")})
         SELECT w.s, w.item_id AS a, w.cnt_30d, w.cnt_90d, w.cnt_365d,
                w.cnt_90d / greatest(coalesce(t90.n, 1), 1) AS share_90d,
@@ -407,8 +435,7 @@ def _vocabulary(
         SELECT DISTINCT s, "end", term FROM (
           SELECT s, "end", term FROM use_term
           UNION ALL
-          SELECT u.s, u."end", it.term
-          FROM use_t u JOIN titems i USING (tenant_id) JOIN item_term it USING (item_id))
+          SELECT u.s, u."end", it.term FROM use_i u JOIN item_term it USING (item_id))
         """
     )
     # every tenant's expenses: the published vocabulary is that of the whole snapshot

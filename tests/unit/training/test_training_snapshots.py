@@ -132,6 +132,31 @@ def test_the_windowed_pass_gives_the_pairs_of_one_aggregation_per_snapshot(
     np.testing.assert_allclose(got.num, want_pairs.num, rtol=1e-6, atol=1e-7)
 
 
+def test_drawn_candidates_only_give_the_pairs_of_full_snapshots(
+    long_db: columnar.HistoryDB,
+) -> None:
+    # as model train does it: candidates drawn first (sampled negatives), then only their
+    # items probed; the same draws assembled with the full snapshots give the same pairs
+    history, rows = _sample(long_db, 300, seed=3)
+    first = long_db.first_day
+    assert first is not None
+    snaps = features.snapshot_dates(first + timedelta(days=20), LONG.end, 7)
+    drawn = dataset.draw(history, rows, snaps, negatives=4, rng=np.random.default_rng(5))
+    items = drawn.snapshot_items(history)
+    reads = snapshots.Reads(drawn.exp_rows, [drawn.snaps[int(w)] for w in drawn.which])
+    built = snapshots.build(long_db, history, [reads], items)
+    everything = snapshots.build(long_db, history, [reads])
+    for d, tables in built.items():
+        n_items = len(everything[d].tables["item"])
+        assert len(tables.tables["item"]) < n_items  # fewer items probed than the tenants'
+        assert_rows_of_the_full_snapshot(tables, long_db.build_tables(d))
+    got = dataset.assemble_pairs(history, drawn, lambda d: built[d])
+    want = dataset.assemble_pairs(history, drawn, long_db.build_tables)
+    assert len(got) > 1000
+    np.testing.assert_array_equal(got.cat, want.cat)
+    np.testing.assert_allclose(got.num, want.num, rtol=1e-6, atol=1e-7)
+
+
 def test_snapshots_before_any_expense_are_empty(long_db: columnar.HistoryDB) -> None:
     history, rows = _sample(long_db, 50, seed=2)
     first = long_db.first_day
