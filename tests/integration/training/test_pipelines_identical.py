@@ -103,7 +103,10 @@ def test_model_train_evaluates_as_with_the_reference_tables(
     built: list[date] = []
 
     def reference(
-        hdb: columnar.HistoryDB, history: features.History, reads: list[snapshots.Reads]
+        hdb: columnar.HistoryDB,
+        history: features.History,
+        reads: list[snapshots.Reads],
+        items: object = None,
     ) -> dict[date, fs.FeatureTables]:
         # every tenant, one full pandas aggregation per snapshot, as before the windowed pass
         days = sorted({d for r in reads for d in r.as_of})
