@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -226,15 +226,19 @@ class HistoryDB:
         con.register("desc_term_in", pa.table({"did": d_col, "term": t_col}, schema=_TERM_SCHEMA))
         con.execute("CREATE OR REPLACE TABLE desc_term AS SELECT * FROM desc_term_in")
         con.unregister("desc_term_in")
+        t1 = time.perf_counter()
         # integer description ids (joins on strings cost most of a snapshot); stored by tenant
-        # and day: a snapshot of a few tenants (training) reads their row groups only (DuckDB's
-        # min/max zone maps); positions are row numbers in (day, id) order
+        # and day (a query of a few tenants reads their row groups only: DuckDB's min/max zone
+        # maps); ``pos``: the row number in (day, id) order, numbered once here so that reading
+        # a column or sampled rows in that order sorts nothing but the sample
         con.execute(
-            "CREATE TABLE exp_sorted AS SELECT e.*, d.did FROM exp e "
+            "CREATE TABLE exp_sorted AS SELECT e.*, d.did, "
+            "(row_number() OVER (ORDER BY e.day, e.id) - 1)::BIGINT AS pos FROM exp e "
             "JOIN descs d USING (description) ORDER BY e.tenant_id, e.day, e.id"
         )
         con.execute("DROP TABLE exp")
         con.execute("ALTER TABLE exp_sorted RENAME TO exp")
+        t2 = time.perf_counter()
         it = self.items
         i_col: list[int] = []
         it_col: list[str] = []
@@ -253,10 +257,13 @@ class HistoryDB:
         con.execute("CREATE OR REPLACE TABLE item_term AS SELECT * FROM item_term_in")
         con.unregister("item_term_in")
         log.info(
-            "terms: %s distinct descriptions, %s items tokenised in %.1fs",
+            "terms: %s distinct descriptions tokenised in %.1fs; history stored by tenant and "
+            "day in %.1fs; %s items' terms in %.1fs",
             f"{len(descs):,}",
+            t1 - t0,
+            t2 - t1,
             f"{len(it):,}",
-            time.perf_counter() - t0,
+            time.perf_counter() - t2,
         )
 
     # ------------------------------------------------------------------ reading
@@ -266,11 +273,16 @@ class HistoryDB:
 
     def days(self) -> I64:
         """Every expense's day, in row order (day, id)."""
-        out: I64 = self._column("SELECT day FROM exp ORDER BY day, id", np.int64)
-        return out
+        return self._in_order("day")
 
     def item_ids(self) -> I64:
-        out: I64 = self._column("SELECT item_id FROM exp ORDER BY day, id", np.int64)
+        return self._in_order("item_id")
+
+    def _in_order(self, column: str) -> I64:
+        """An integer column in (day, id) order: placed by ``pos``, no sort."""
+        table = self.con.sql(f"SELECT pos, {column} FROM exp").to_arrow_table()
+        out: I64 = np.empty(table.num_rows, dtype=np.int64)
+        out[table.column(0).to_numpy()] = table.column(1).to_numpy()
         return out
 
     @property
@@ -280,9 +292,6 @@ class HistoryDB:
             return None
         return date.fromordinal(int(first) + fs.EPOCH_ORDINAL)
 
-    def _column(self, sql: str, dtype: Any) -> Any:
-        return self.con.sql(sql).to_arrow_table().column(0).to_numpy().astype(dtype)
-
     def history_of(self, rows: I64) -> History:
         """The expenses at ``rows`` (positions in (day, id) order, ascending) as a pandas
         ``History`` whose row ``k`` is ``rows[k]``, with their terms and every item."""
@@ -290,9 +299,7 @@ class HistoryDB:
         con.register("pick", pa.table({"pos": pa.array(np.asarray(rows, np.int64))}))
         frame = con.execute(
             """
-            WITH numbered AS (SELECT *, (row_number() OVER (ORDER BY day, id)) - 1 AS pos FROM exp)
-            SELECT n.* EXCLUDE (pos, did) FROM numbered n JOIN pick USING (pos)
-            ORDER BY n.day, n.id
+            SELECT e.* EXCLUDE (pos, did) FROM exp e SEMI JOIN pick USING (pos) ORDER BY e.pos
             """
         ).df()
         con.unregister("pick")
@@ -325,31 +332,19 @@ class HistoryDB:
 
     # ------------------------------------------------------------------ features
 
-    def build_tables(
-        self, as_of: date, *, tenants: Sequence[str] | None = None
-    ) -> fs.FeatureTables:
+    def build_tables(self, as_of: date) -> fs.FeatureTables:
         """Feature tables as of ``as_of``: aggregates of expenses dated in
         ``[as_of - 365 d, as_of)`` (never on or after ``as_of``); ``TABLES`` of featurespec.
-
-        ``tenants``: only these tenants' expenses (every feature lies within one tenant, so
-        their rows are those of the full tables; the term vocabulary is theirs only)."""
+        (``model train`` builds its many snapshots in one windowed pass: ``snapshots``.)"""
         end = fs.to_day(as_of)
         con = self.con
-        only = "TRUE"
-        if tenants is not None:
-            con.register(
-                "tenant_pick_in", pa.table({"tenant_id": pa.array(list(tenants), pa.string())})
-            )
-            con.execute("CREATE OR REPLACE TEMP TABLE tenant_pick AS SELECT * FROM tenant_pick_in")
-            con.unregister("tenant_pick_in")
-            only = "tenant_id IN (SELECT tenant_id FROM tenant_pick)"
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE h AS
             SELECT id, tenant_id, employee_id, vendor_id, item_id, category_id, did,
                    industry, department, day, {end} - day AS age,
                    ln(1 + greatest(amount, 0.0)) AS la
-            FROM exp WHERE day < {end} AND day >= {end - WINDOW_DAYS} AND {only}
+            FROM exp WHERE day < {end} AND day >= {end - WINDOW_DAYS}
             """
         )
         tables: dict[str, dict[str, np.ndarray]] = {}
@@ -450,7 +445,7 @@ class HistoryDB:
             f"""
             CREATE OR REPLACE TEMP TABLE et_rows AS
             WITH r AS (SELECT employee_id, item_id, pow(0.5, ({end} - day) / {half_life}) AS w
-                       FROM exp WHERE day < {end} AND day >= {recent} AND {only}),
+                       FROM exp WHERE day < {end} AND day >= {recent}),
                  tot AS (SELECT employee_id, sum(w) AS total FROM r GROUP BY employee_id)
             SELECT r.employee_id, it.term, sum(r.w) / any_value(tot.total) AS share
             FROM r JOIN item_term it USING (item_id) JOIN tot USING (employee_id)
@@ -499,12 +494,13 @@ class HistoryDB:
             "emp_term",
             "SELECT e.employee_id AS a, v.tid AS b, e.share FROM et_rows e JOIN vocab v USING (term)",
         )
-        for tmp in ("h", "tc_rows", "et_rows", "vocab", "tenant_pick"):
+        for tmp in ("h", "tc_rows", "et_rows", "vocab"):
             con.execute(f"DROP TABLE IF EXISTS {tmp}")
         return fs.FeatureTables.from_arrays(as_of, tables, vocab)
 
     def _query(self, name: str, sql: str) -> dict[str, np.ndarray]:
-        """One table's rows: ``a`` (and ``b`` for a pair key) plus its value columns."""
+        """One table's rows: ``a`` (and ``b`` for a pair key) plus its value columns (and ``s``
+        when the query has it)."""
         result = self.con.sql(sql).to_arrow_table()
         a = result.column("a").to_numpy().astype(np.int64)
         if "b" in result.column_names:
@@ -512,6 +508,8 @@ class HistoryDB:
         else:
             keys = a
         out: dict[str, np.ndarray] = {"key": keys}
+        if "s" in result.column_names:  # the snapshot of each row (``snapshots``)
+            out["s"] = result.column("s").to_numpy().astype(np.int64)
         for col in fs.TABLES[name]:
             out[col] = result.column(col).to_numpy().astype(np.float32)
         return out

@@ -162,16 +162,36 @@ def candidate_rows(
     return grp, rows, ncat
 
 
-def build_pairs(
+@dataclass(frozen=True, slots=True)
+class Drawn:
+    """The candidate lists of the kept expenses, before any feature (``draw``)."""
+
+    exp_rows: I64  # per group: row in history.expenses
+    which: I64  # per group: index of its snapshot in ``snaps``
+    snaps: list[date]  # the snapshot dates, ascending
+    group: I64  # per pair: group index, non-decreasing
+    rows: I64  # per pair: candidate row in history.items
+    n_candidates: I64  # per pair: the catalogue size when the expense was filed
+
+    def snapshot_items(self, history: History) -> dict[date, I64]:
+        """Per snapshot read, the distinct item ids its pairs look up."""
+        item_ids = history.items["id"].to_numpy(dtype=np.int64)[self.rows]
+        row_snap = self.which[self.group]
+        return {
+            self.snaps[int(s)]: np.unique(item_ids[row_snap == s]) for s in np.unique(self.which)
+        }
+
+
+def draw(
     history: History,
     exp_rows: I64,
     snapshot_days: list[date],
-    tables_for: Callable[[date], fs.FeatureTables],
     *,
     negatives: int | None,
     rng: np.random.Generator,
-) -> PairSet:
-    """Pairs for ``exp_rows`` with point-in-time features (see module docstring)."""
+) -> Drawn:
+    """The candidate pairs of ``exp_rows`` (``candidate_rows``) and the snapshot each expense
+    reads (the latest on or before its day; expenses before the first snapshot are skipped)."""
     snaps = sorted(snapshot_days)
     snap_day = np.array([fs.to_day(d) for d in snaps], dtype=np.int64)
     e_day = history.expenses["day"].to_numpy(dtype=np.int64)[exp_rows]
@@ -183,7 +203,29 @@ def build_pairs(
     grp, rows, ncat = candidate_rows(history, exp_rows, negatives=negatives, rng=rng)
     # renumber groups to those kept
     kept, grp = np.unique(grp, return_inverse=True)
-    exp_rows, which = exp_rows[kept], which[kept]
+    return Drawn(exp_rows[kept], which[kept], snaps, grp.astype(np.int64), rows, ncat)
+
+
+def build_pairs(
+    history: History,
+    exp_rows: I64,
+    snapshot_days: list[date],
+    tables_for: Callable[[date], fs.FeatureTables],
+    *,
+    negatives: int | None,
+    rng: np.random.Generator,
+) -> PairSet:
+    """Pairs for ``exp_rows`` with point-in-time features (see module docstring)."""
+    drawn = draw(history, exp_rows, snapshot_days, negatives=negatives, rng=rng)
+    return assemble_pairs(history, drawn, tables_for)
+
+
+def assemble_pairs(
+    history: History, drawn: Drawn, tables_for: Callable[[date], fs.FeatureTables]
+) -> PairSet:
+    """The drawn pairs' features, each expense's from its snapshot (asked for once each)."""
+    exp_rows, which, snaps = drawn.exp_rows, drawn.which, drawn.snaps
+    grp, rows, ncat = drawn.group, drawn.rows, drawn.n_candidates
     n = len(rows)
     num = np.empty((n, len(fs.NUMERIC_FEATURES)), dtype=np.float32)
     cat = np.empty((n, len(fs.CATEGORICAL_FEATURES)), dtype=object)

@@ -27,7 +27,16 @@ from rankswap import artifacts
 from rankswap import featurespec as fs
 from rankswap.artifacts import model_contract as contract
 from rankswap.productdb import ProductDB, ProductDBError, schema
-from rankswap_training import columnar, datagen, dataset, evaluate, features, model, report
+from rankswap_training import (
+    columnar,
+    datagen,
+    dataset,
+    evaluate,
+    features,
+    model,
+    report,
+    snapshots,
+)
 from rankswap_training.errors import NoData, SchemaMismatch, TrainingError, UpstreamError
 
 log = logging.getLogger(__name__)
@@ -334,37 +343,27 @@ def _build_pairs(
     if train_snaps[0] > window.start:
         train_snaps.insert(0, window.start)
     eval_snaps = [cutoff + timedelta(days=k) for k in range(opts.holdout_days)]
-    # each snapshot aggregates only the tenants of the expenses that use it: every feature is
-    # within one tenant, so their rows are the full snapshot's (the vocabulary is smaller)
-    users = {
-        **_snapshot_tenants(history, train_rows, train_snaps),
-        **_snapshot_tenants(history, eval_rows, eval_snaps),
-    }
-    built: list[date] = []
-    t0 = time.perf_counter()
+    # the candidates first (one rng, in this order), then every snapshot the pairs read in
+    # one windowed pass over the history (``snapshots``), holding the keys they look up
+    drawn_train = dataset.draw(history, train_rows, train_snaps, negatives=opts.negatives, rng=rng)
+    drawn_held = dataset.draw(history, eval_rows, eval_snaps, negatives=None, rng=rng)
+    reads = [
+        snapshots.Reads(d.exp_rows, [d.snaps[int(w)] for w in d.which])
+        for d in (drawn_train, drawn_held)
+    ]
+    items = {**drawn_train.snapshot_items(history), **drawn_held.snapshot_items(history)}
+    with _step(f"point-in-time snapshots ({len(train_snaps) + len(eval_snaps)} as-of days)"):
+        tables = snapshots.build(hdb, history, reads, items)
 
     def tables_for(d: date) -> fs.FeatureTables:
-        # build_pairs asks for each snapshot once (training and hold-out snapshots are
-        # distinct days): no cache, so a snapshot's tables are freed once its rows are built
-        tables = hdb.build_tables(d, tenants=users.get(d, []))
-        built.append(d)
-        log.info(
-            "snapshot %s (%d tenants) built; %d snapshots in %.1fs",
-            d,
-            len(users.get(d, [])),
-            len(built),
-            time.perf_counter() - t0,
-        )
-        return tables
+        # each snapshot is asked for once (training and hold-out snapshots are distinct
+        # days): its tables are freed once its rows are built
+        return tables.pop(d)
 
     with _step(f"training pairs ({len(train_rows)} expenses, {len(train_snaps)} snapshots)"):
-        train = dataset.build_pairs(
-            history, train_rows, train_snaps, tables_for, negatives=opts.negatives, rng=rng
-        )
+        train = dataset.assemble_pairs(history, drawn_train, tables_for)
     with _step(f"hold-out pairs ({len(eval_rows)} expenses, daily snapshots)"):
-        held = dataset.build_pairs(
-            history, eval_rows, eval_snaps, tables_for, negatives=None, rng=rng
-        )
+        held = dataset.assemble_pairs(history, drawn_held, tables_for)
     log.info("train rows %d (%d groups), hold-out rows %d", len(train), train.n_groups, len(held))
     item_created = dict(
         zip(
@@ -578,21 +577,6 @@ def _publish_model(
                 force=opts.force,
                 move_latest_backwards=opts.move_latest_backwards,
             )
-
-
-def _snapshot_tenants(
-    history: features.History, rows: npt.NDArray[np.int64], snaps: list[date]
-) -> dict[date, list[str]]:
-    """The tenants of the expenses at ``rows`` that use each snapshot (the latest with as-of
-    <= the expense day; ``dataset.build_pairs``)."""
-    snap_day = np.array([fs.to_day(d) for d in snaps], dtype=np.int64)
-    e = history.expenses
-    which = np.searchsorted(snap_day, e["day"].to_numpy(np.int64)[rows], side="right") - 1
-    tenants = e["tenant_id"].to_numpy(object)[rows]
-    return {
-        snaps[int(s)]: sorted({str(t) for t in tenants[which == s]})
-        for s in np.unique(which[which >= 0])
-    }
 
 
 def _eval_sample(

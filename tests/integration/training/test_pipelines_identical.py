@@ -3,8 +3,9 @@
 The reference is the pandas aggregation the pipelines used before the engine
 (``tests/support/pandas_features.py``, frozen), run here, in the test, on the demo world
 (``rankswap datagen``'s default world, as ``make demo`` makes it): the published feature
-tables of ``features build`` and the evaluation of ``model train`` must be those the
-reference gives (within float tolerance; on this data they are bit-identical)."""
+tables of ``features build`` and the evaluation of ``model train`` (its snapshots from the
+one windowed pass, ``snapshots``) must be those the reference gives (within float tolerance;
+on this data they are bit-identical)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from tests.support import pandas_features
 from rankswap import artifacts
 from rankswap import featurespec as fs
 from rankswap.productdb import ProductDB
-from rankswap_training import columnar, datagen, features, model, pipelines
+from rankswap_training import columnar, datagen, features, model, pipelines, snapshots
 
 pytestmark = pytest.mark.integration
 
@@ -101,11 +102,18 @@ def test_model_train_evaluates_as_with_the_reference_tables(
         db.close()
     built: list[date] = []
 
-    def reference(self: columnar.HistoryDB, d: date, **_: object) -> fs.FeatureTables:
-        built.append(d)  # every tenant, one full pandas aggregation per snapshot, as before
-        return pandas_features.build_tables(whole, d)
+    def reference(
+        hdb: columnar.HistoryDB,
+        history: features.History,
+        reads: list[snapshots.Reads],
+        items: object = None,
+    ) -> dict[date, fs.FeatureTables]:
+        # every tenant, one full pandas aggregation per snapshot, as before the windowed pass
+        days = sorted({d for r in reads for d in r.as_of})
+        built.extend(days)
+        return {d: pandas_features.build_tables(whole, d) for d in days}
 
-    monkeypatch.setattr(columnar.HistoryDB, "build_tables", reference)
+    monkeypatch.setattr(snapshots, "build", reference)
     old = pipelines.run_model_train(demo_db, AS_OF, (tmp_path / "b").as_uri(), TRAIN)
     assert len(built) == TRAIN.holdout_days + 5  # the reference built every snapshot
 
