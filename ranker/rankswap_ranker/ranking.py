@@ -25,9 +25,10 @@ from rankswap_ranker.metrics import RankerMetrics
 
 
 class CandidateSource(Protocol):
-    """Where contexts and candidates come from: :class:`rankswap.productdb.ProductDB` fits."""
+    """Where contexts and candidates come from: :class:`rankswap.productdb.ProductDB` fits
+    (its ``rank_inputs``: both from one freshness check of the database)."""
 
-    def make_context(
+    def rank_inputs(
         self,
         tenant_id: str,
         *,
@@ -36,9 +37,8 @@ class CandidateSource(Protocol):
         description: str,
         amount: float,
         expense_date: date,
-    ) -> fs.RankContext: ...
-
-    def candidates(self, tenant_id: str, *, with_names: bool = True) -> fs.Candidates: ...
+        with_names: bool = True,
+    ) -> tuple[fs.RankContext, fs.Candidates]: ...
 
 
 @dataclass(frozen=True)
@@ -86,15 +86,15 @@ def top_k_indices(scores: npt.NDArray[np.float32], item_ids: npt.NDArray[np.int6
 def rank(bundle: Bundle, source: CandidateSource, q: RankQuery) -> RankOutcome:
     """Rank the tenant's active items for one expense with ``bundle`` (used to the end)."""
     t0 = time.perf_counter()
-    ctx = source.make_context(
+    ctx, cands = source.rank_inputs(
         q.tenant_id,
         employee_id=q.employee_id,
         vendor_id=q.vendor_id,
         description=q.description,
         amount=q.amount,
         expense_date=q.expense_date,
+        with_names=True,  # item-name features
     )
-    cands = source.candidates(q.tenant_id, with_names=True)  # item-name features
     t1 = time.perf_counter()
     inputs = fs.assemble(ctx, cands, bundle.tables)
     t2 = time.perf_counter()
