@@ -274,7 +274,7 @@ def test_rank_inputs_take_one_freshness_check_and_see_every_commit(
         ctx, cands = db.rank_inputs(tenant, **request)
         assert ctx == db.make_context(tenant, **request)
         assert cands is db.candidates(tenant)
-        stats, pragmas = [0], []
+        stats, pragmas = [0], list[str]()
         stat_file = db._stat_file
 
         def counting_stat() -> Any:
