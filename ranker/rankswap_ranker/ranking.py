@@ -204,12 +204,12 @@ def candidate_stats(bundle: Bundle, cands: fs.Candidates) -> dict[str, int]:
 
 
 def record(metrics: RankerMetrics, outcome: RankOutcome) -> None:
-    """Count defaults and unknowns of one ranking."""
+    """Count defaults and unknowns of one ranking (deferred updates: :meth:`RankerMetrics.hot`)."""
     s = outcome.stats
-    metrics.candidates.observe(outcome.candidates)
+    metrics.hot("candidates").observe(outcome.candidates)
     for table in ("item", "emp_item", "employee", "vendor", "category"):
         if s.get(f"missing_{table}"):
-            metrics.missing_feature_rows.labels(table).inc(s[f"missing_{table}"])
+            metrics.hot("missing_feature_rows", table).inc(s[f"missing_{table}"])
     for fld, key in (
         ("category", "unknown_category"),
         ("account_code", "unknown_account_code"),
@@ -218,4 +218,4 @@ def record(metrics: RankerMetrics, outcome: RankOutcome) -> None:
         ("description_term", "unknown_term"),
     ):
         if s.get(key):
-            metrics.unknown_categories.labels(fld).inc(s[key])
+            metrics.hot("unknown_categories", fld).inc(s[key])
