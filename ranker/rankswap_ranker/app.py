@@ -39,18 +39,18 @@ class RequestMetrics:
     def __init__(self, app: ASGIApp, metrics: RankerMetrics) -> None:
         self.app = app
         self.metrics = metrics
-        # The labelled series, bound once: ``labels()`` costs more than the update itself.
-        # Bounded: five routes, and the statuses the app can answer.
+        # The labelled series, bound once and deferred (RankerMetrics.hot). Bounded: five
+        # routes, and the statuses the app can answer.
         self._latency: dict[str, Any] = {}
         self._count: dict[tuple[str, int], Any] = {}
 
     def _observe(self, route: str, status: int, seconds: float) -> None:
         latency = self._latency.get(route)
         if latency is None:
-            latency = self._latency[route] = self.metrics.request_latency.labels(route)
+            latency = self._latency[route] = self.metrics.hot("request_latency", route)
         count = self._count.get((route, status))
         if count is None:
-            count = self._count[route, status] = self.metrics.requests.labels(route, str(status))
+            count = self._count[route, status] = self.metrics.hot("requests", route, str(status))
         latency.observe(seconds)
         count.inc()
 

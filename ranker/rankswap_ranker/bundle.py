@@ -170,7 +170,9 @@ class Bundle:
 
     def score_whole(self, inputs: fs.ModelInput) -> npt.NDArray[np.float32]:
         """Scores of the whole ONNX graph (the artifact as published)."""
-        out = self.session.run([OUTPUT_SCORE], {INPUT_NUM: inputs.num, INPUT_CAT: inputs.cat})
+        # ``num`` is column-major (built for the compiled trees); ONNX Runtime takes row-major
+        num = np.ascontiguousarray(inputs.num)
+        out = self.session.run([OUTPUT_SCORE], {INPUT_NUM: num, INPUT_CAT: inputs.cat})
         return np.asarray(out[0], dtype=np.float32).reshape(-1)
 
 

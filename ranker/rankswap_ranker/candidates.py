@@ -49,6 +49,27 @@ class LazyProductDB:
             expense_date=expense_date,
         )
 
+    def rank_inputs(
+        self,
+        tenant_id: str,
+        *,
+        employee_id: int | None,
+        vendor_id: int | None,
+        description: str,
+        amount: float,
+        expense_date: date,
+        with_names: bool = True,
+    ) -> tuple[fs.RankContext, fs.Candidates]:
+        return self._get().rank_inputs(
+            tenant_id,
+            employee_id=employee_id,
+            vendor_id=vendor_id,
+            description=description,
+            amount=amount,
+            expense_date=expense_date,
+            with_names=with_names,
+        )
+
     def candidates(self, tenant_id: str, *, with_names: bool = True) -> fs.Candidates:
         return self._get().candidates(tenant_id, with_names=with_names)
 

@@ -25,9 +25,10 @@ from rankswap_ranker.metrics import RankerMetrics
 
 
 class CandidateSource(Protocol):
-    """Where contexts and candidates come from: :class:`rankswap.productdb.ProductDB` fits."""
+    """Where contexts and candidates come from: :class:`rankswap.productdb.ProductDB` fits
+    (its ``rank_inputs``: both from one freshness check of the database)."""
 
-    def make_context(
+    def rank_inputs(
         self,
         tenant_id: str,
         *,
@@ -36,9 +37,8 @@ class CandidateSource(Protocol):
         description: str,
         amount: float,
         expense_date: date,
-    ) -> fs.RankContext: ...
-
-    def candidates(self, tenant_id: str, *, with_names: bool = True) -> fs.Candidates: ...
+        with_names: bool = True,
+    ) -> tuple[fs.RankContext, fs.Candidates]: ...
 
 
 @dataclass(frozen=True)
@@ -86,15 +86,15 @@ def top_k_indices(scores: npt.NDArray[np.float32], item_ids: npt.NDArray[np.int6
 def rank(bundle: Bundle, source: CandidateSource, q: RankQuery) -> RankOutcome:
     """Rank the tenant's active items for one expense with ``bundle`` (used to the end)."""
     t0 = time.perf_counter()
-    ctx = source.make_context(
+    ctx, cands = source.rank_inputs(
         q.tenant_id,
         employee_id=q.employee_id,
         vendor_id=q.vendor_id,
         description=q.description,
         amount=q.amount,
         expense_date=q.expense_date,
+        with_names=True,  # item-name features
     )
-    cands = source.candidates(q.tenant_id, with_names=True)  # item-name features
     t1 = time.perf_counter()
     inputs = fs.assemble(ctx, cands, bundle.tables)
     t2 = time.perf_counter()
@@ -204,12 +204,12 @@ def candidate_stats(bundle: Bundle, cands: fs.Candidates) -> dict[str, int]:
 
 
 def record(metrics: RankerMetrics, outcome: RankOutcome) -> None:
-    """Count defaults and unknowns of one ranking."""
+    """Count defaults and unknowns of one ranking (deferred updates: :meth:`RankerMetrics.hot`)."""
     s = outcome.stats
-    metrics.candidates.observe(outcome.candidates)
+    metrics.hot("candidates").observe(outcome.candidates)
     for table in ("item", "emp_item", "employee", "vendor", "category"):
         if s.get(f"missing_{table}"):
-            metrics.missing_feature_rows.labels(table).inc(s[f"missing_{table}"])
+            metrics.hot("missing_feature_rows", table).inc(s[f"missing_{table}"])
     for fld, key in (
         ("category", "unknown_category"),
         ("account_code", "unknown_account_code"),
@@ -218,4 +218,4 @@ def record(metrics: RankerMetrics, outcome: RankOutcome) -> None:
         ("description_term", "unknown_term"),
     ):
         if s.get(key):
-            metrics.unknown_categories.labels(fld).inc(s[key])
+            metrics.hot("unknown_categories", fld).inc(s[key])

@@ -134,7 +134,9 @@ class ServingBase:
         ):
             return None
         pre = ContextFree.build(candidates, tables)
-        num = np.zeros((n, len(NUMERIC_FEATURES)), dtype=np.float32)
+        # column-major, as the compiled trees read it (one contiguous copy per column, where a
+        # row-major ``num`` would be transposed on every request); every copy keeps the order
+        num = np.zeros((n, len(NUMERIC_FEATURES)), dtype=np.float32, order="F")
         num[:, C_LOG_NCAND] = np.log1p(np.array([n], dtype=np.float32))[0]
         num[:, C_ITEM : C_ITEM + 5] = pre.item_counts
         # a pair-table miss: ``last_day`` NEVER_DAY (-1e9) reads DAYS_NEVER whatever the date
@@ -248,7 +250,7 @@ def assemble(ctx: RankContext, candidates: Candidates, tables: FeatureTables) ->
     day = np.float32(to_day(ctx.expense_date))
     log_amount = np.log1p(np.maximum(np.array([ctx.amount], dtype=np.float64), 0.0))
     la = log_amount.astype(np.float32)[0]
-    num = base.num.copy()
+    num = base.num.copy(order="F")
     num[:, C_LOG_AMOUNT] = la
     _days_since(day, base.created_days, num[:, C_ITEM_AGE])
     _days_since(day, base.item_last, num[:, C_ITEM + 5])

@@ -224,11 +224,46 @@ class ProductDB:
         empty ``Candidates``. ``with_names=False`` skips codes and names (about half the cost;
         ``codes``/``names`` are then empty strings) for callers that fetch the names of the
         top-k only, with ``item_labels``."""
+        return self._candidates(tenant_id, with_names, self._fresh_version())
+
+    def rank_inputs(
+        self,
+        tenant_id: str,
+        *,
+        employee_id: int | None,
+        vendor_id: int | None,
+        description: str,
+        amount: float,
+        expense_date: date,
+        with_names: bool = True,
+    ) -> tuple[RankContext, Candidates]:
+        """:meth:`make_context` and :meth:`candidates` of one request on **one** freshness
+        check (SQLite: one ``stat`` and one ``PRAGMA data_version`` for both, where the two
+        calls take one each). Both are as the database was at that check: a commit made
+        before it, by any connection, is seen."""
+        version = self._fresh_version()
+        ctx = self._context(
+            tenant_id,
+            employee_id=employee_id,
+            vendor_id=vendor_id,
+            description=description,
+            amount=amount,
+            expense_date=expense_date,
+            version=version,
+        )
+        return ctx, self._candidates(tenant_id, with_names, version)
+
+    def _fresh_version(self) -> int | None:
+        """The freshness check of the SQLite caches: follow a replaced or removed file
+        (:meth:`_follow_file`), then the ``PRAGMA data_version`` under which cached reads are
+        valid. None when nothing may be cached (PostgreSQL, cache off, no probe)."""
         if not self._cache_on:
-            return self._read_candidates(tenant_id, with_names)
+            return None
         self._follow_file()
-        version = self._data_version()
-        if version is None:  # no probe (e.g. the file does not exist yet): plain query
+        return self._data_version()
+
+    def _candidates(self, tenant_id: str, with_names: bool, version: int | None) -> Candidates:
+        if version is None:  # no cache, or no probe (e.g. no file yet): plain query
             return self._read_candidates(tenant_id, with_names)
         key = (tenant_id, with_names)
         hit = self._cache.get(key)
@@ -254,15 +289,11 @@ class ProductDB:
             self._cache[key] = (version, cands)
         return cands
 
-    def _versioned_memo(self) -> dict[tuple[Any, ...], Any] | None:
-        """The memo of small serving reads valid for the database as it is now, or None when
-        nothing may be cached (PostgreSQL, cache off, no probe). A new data version (any
+    def _versioned_memo(self, version: int | None) -> dict[tuple[Any, ...], Any] | None:
+        """The memo of small serving reads valid for data version ``version`` (from
+        :meth:`_fresh_version`), or None when nothing may be cached. A new data version (any
         commit, by any connection) or a replaced file starts an empty memo; so does a full one
         (``MEMO_ENTRIES``: requests name employees and vendors, hostile ones too)."""
-        if not self._cache_on:
-            return None
-        self._follow_file()
-        version = self._data_version()
         if version is None:
             return None
         with self._probe_lock:
@@ -333,7 +364,7 @@ class ProductDB:
         ids = [int(i) for i in item_ids]
         if not ids:
             return {}
-        memo = self._versioned_memo()
+        memo = self._versioned_memo(self._fresh_version())
         out: dict[int, tuple[str, str]] = {}
         missing = ids
         if memo is not None:
@@ -364,17 +395,21 @@ class ProductDB:
     ) -> tuple[str, str]:
         """(employee department, vendor industry), ``""`` when unknown; one query (SQLite: once
         per data version, see :meth:`_versioned_memo`)."""
-        department, industry, _ = self._context_row(tenant_id, employee_id, vendor_id)
+        if employee_id is None and vendor_id is None:
+            return "", ""
+        department, industry, _ = self._context_row(
+            tenant_id, employee_id, vendor_id, self._fresh_version()
+        )
         return department, industry
 
     def _context_row(
-        self, tenant_id: str, employee_id: int | None, vendor_id: int | None
+        self, tenant_id: str, employee_id: int | None, vendor_id: int | None, version: int | None
     ) -> tuple[str, str, str]:
         """(employee department, vendor industry, vendor name), ``""`` when unknown; one query
-        (SQLite: once per data version, see :meth:`_versioned_memo`)."""
+        (SQLite: once per data version ``version``, see :meth:`_versioned_memo`)."""
         if employee_id is None and vendor_id is None:
             return "", "", ""
-        memo = self._versioned_memo()
+        memo = self._versioned_memo(version)
         key = ("attributes", tenant_id, employee_id, vendor_id)
         if memo is not None:
             hit: tuple[str, str, str] | None = memo.get(key)
@@ -405,7 +440,31 @@ class ProductDB:
         expense_date: date,
     ) -> RankContext:
         """A ``RankContext`` with the looked-up department, vendor industry and vendor name."""
-        department, industry, vendor_name = self._context_row(tenant_id, employee_id, vendor_id)
+        no_lookup = employee_id is None and vendor_id is None
+        return self._context(
+            tenant_id,
+            employee_id=employee_id,
+            vendor_id=vendor_id,
+            description=description,
+            amount=amount,
+            expense_date=expense_date,
+            version=None if no_lookup else self._fresh_version(),
+        )
+
+    def _context(
+        self,
+        tenant_id: str,
+        *,
+        employee_id: int | None,
+        vendor_id: int | None,
+        description: str,
+        amount: float,
+        expense_date: date,
+        version: int | None,
+    ) -> RankContext:
+        department, industry, vendor_name = self._context_row(
+            tenant_id, employee_id, vendor_id, version
+        )
         return RankContext(
             tenant_id=tenant_id,
             employee_id=employee_id,

@@ -347,7 +347,8 @@ def test_serving_assemble_equals_the_training_path_on_generated_expenses(
     """``assemble`` (serving: a memoised template, pair tables read from the key's side) gives
     ``assemble_batch``'s rows bit for bit on every tenant's last expenses as the ranker builds
     them (``make_context``: department, industry, vendor name looked up), with every pair table
-    hit and missed; candidates with a repeated item id take the training path (same rows)."""
+    hit and missed; candidates with a repeated item id take the training path (same rows).
+    Its ``num`` is column-major."""
     with ProductDB(small_db_url) as db:
         history = features.load_history(db, before=date(2026, 3, 31))
         tables = features.build_tables(history, date(2026, 3, 28))
@@ -373,6 +374,7 @@ def test_serving_assemble_equals_the_training_path_on_generated_expenses(
                 )
                 got = fs.assemble(ctx, cands, tables)
                 _assert_same(got, _reference(ctx, cands, tables))
+                assert got.num.flags.f_contiguous  # as the compiled trees read it: no transpose
                 for name, col in (
                     ("emp_item", "emp_item_cnt_365d"),
                     ("vendor_item", "vendor_item_cnt_365d"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +250,49 @@ def test_labels_and_context_attributes_are_read_once_per_data_version(
         assert db.item_labels([item]) == {item: (labels[item][0], "renamed")}
         assert db.context_attributes(tenant, emp, None) == ("moved", "")
         assert queries[0] == 4
+
+
+def test_rank_inputs_take_one_freshness_check_and_see_every_commit(
+    small_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One request's context and candidates come from one freshness check (one ``stat`` of the
+    file, one ``PRAGMA data_version``), equal to what ``make_context`` and ``candidates`` read
+    (two checks); a commit by another connection is seen by the next request in both."""
+    url = _copy_db(small_db_url, tmp_path)
+    path = url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as con:
+        emp, tenant = con.execute("SELECT id, tenant_id FROM employees LIMIT 1").fetchone()
+        ven = con.execute("SELECT id FROM vendors WHERE tenant_id = ?", (tenant,)).fetchone()[0]
+    request: dict[str, Any] = {
+        "employee_id": emp,
+        "vendor_id": ven,
+        "description": "taxi",
+        "amount": 12.5,
+        "expense_date": date(2026, 11, 27),
+    }
+    with ProductDB(url) as db:
+        ctx, cands = db.rank_inputs(tenant, **request)
+        assert ctx == db.make_context(tenant, **request)
+        assert cands is db.candidates(tenant)
+        stats, pragmas = [0], list[str]()
+        stat_file = db._stat_file
+
+        def counting_stat() -> Any:
+            stats[0] += 1
+            return stat_file()
+
+        monkeypatch.setattr(db, "_stat_file", counting_stat)
+        assert db._probe is not None
+        db._probe.set_trace_callback(pragmas.append)
+        again, same = db.rank_inputs(tenant, **request)
+        assert (again, same) == (ctx, cands) and same is cands  # both from the caches
+        assert stats[0] == 1 and pragmas == ["PRAGMA data_version"]
+        with sqlite3.connect(path) as con:
+            con.execute("UPDATE employees SET department = 'moved' WHERE id = ?", (emp,))
+            con.execute("UPDATE items SET active = 0 WHERE id = ?", (int(cands.item_ids[0]),))
+        moved, fewer = db.rank_inputs(tenant, **request)
+        assert moved.employee_department == "moved"
+        assert list(fewer.item_ids) == list(cands.item_ids[1:])
 
 
 def test_the_memo_is_bounded_and_off_without_the_cache(
