@@ -12,11 +12,10 @@ from __future__ import annotations
 import select
 import signal
 import socket
-import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from tests.integration.ranker.conftest import RankerPod
+from tests.integration.ranker.conftest import WORKERS, RankerPod
 
 
 class Connection:
@@ -51,37 +50,43 @@ class Connection:
         self.sock.close()
 
 
+def _sigterm_and_wait_for_the_drain(pod: RankerPod) -> None:
+    """SIGTERM to the supervisor (what the kubelet sends after the preStop sleep), which passes
+    it to its workers; returns once every worker has logged the start of its drain."""
+    assert pod.proc is not None
+    pod.proc.send_signal(signal.SIGTERM)
+    pod.wait(
+        lambda: pod.log.read_text().count('"draining"') >= WORKERS, 30, "every worker draining"
+    )
+
+
 def test_a_kept_alive_connection_is_answered_with_connection_close_after_sigterm(
     start_ranker: Callable[..., RankerPod],
 ) -> None:
-    pod = start_ranker(drain_s="6", keep_alive_timeout_s="60")
+    pod = start_ranker(drain_s="15", keep_alive_timeout_s="60")
     conn = Connection(pod)
     try:
         status, headers = conn.healthz()
         assert status == 200 and "connection" not in headers  # kept alive
-        assert pod.proc is not None
-        pod.proc.send_signal(signal.SIGTERM)  # what the kubelet sends after the preStop sleep
-        # Without the drain the worker closes this idle connection within ~0.2 s.
-        assert not conn.closed_by_server(2.0), "the idle connection was closed on SIGTERM"
+        _sigterm_and_wait_for_the_drain(pod)
+        # Without the drain the worker closes this idle connection within ~0.2 s of SIGTERM.
+        assert not conn.closed_by_server(1.0), "the idle connection was closed on SIGTERM"
         status, headers = conn.healthz()
         assert status == 200 and headers.get("connection") == "close"
         assert conn.closed_by_server(5.0), "the connection stayed open after Connection: close"
     finally:
         conn.close()
-    assert pod.proc.wait(30) == 0
-    assert '"draining"' in pod.log.read_text()
+    assert pod.proc is not None and pod.proc.wait(40) == 0
 
 
 def test_a_new_connection_during_the_drain_is_served_and_closed(
     start_ranker: Callable[..., RankerPod],
 ) -> None:
-    pod = start_ranker(drain_s="6", keep_alive_timeout_s="60")
+    pod = start_ranker(drain_s="15", keep_alive_timeout_s="60")
     held = Connection(pod)
     try:
         assert held.healthz()[0] == 200  # keeps its worker draining until it is used
-        assert pod.proc is not None
-        pod.proc.send_signal(signal.SIGTERM)
-        time.sleep(1.0)
+        _sigterm_and_wait_for_the_drain(pod)
         late = Connection(pod)  # routed here before the Service dropped the pod
         try:
             status, headers = late.healthz()
@@ -91,4 +96,4 @@ def test_a_new_connection_during_the_drain_is_served_and_closed(
         assert held.healthz()[1].get("connection") == "close"
     finally:
         held.close()
-    assert pod.proc.wait(30) == 0
+    assert pod.proc is not None and pod.proc.wait(40) == 0
