@@ -30,7 +30,10 @@ import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
+
+import uvicorn
 
 from rankswap_ranker import logs
 from rankswap_ranker.settings import RankerSettings
@@ -88,7 +91,6 @@ def worker_main(
 ) -> None:
     """Entry point of a worker process (spawned; builds everything itself, its tracer
     provider too: the SDK's export thread belongs to the process that runs it)."""
-    import uvicorn
     from prometheus_client import CollectorRegistry
 
     from rankswap_ranker import bundle as bundles
@@ -213,6 +215,7 @@ class WorkerPool:
         self._streak: dict[int, int] = {}
         self._due: dict[int, float] = {}
         self.stopping = False
+        self._terminated: set[int] = set()
 
     def start(self, slot: int) -> None:
         proc = self.ctx.Process(
@@ -273,22 +276,43 @@ class WorkerPool:
                     self.metrics.worker_restarts.inc()
                 self.start(slot)
 
+    def terminate(self) -> None:
+        """SIGTERM to every worker, once: a second SIGTERM would end a worker's drain at once
+        (``protocol.DrainingServer``). No restarts from here on."""
+        self.stopping = True
+        for proc in self.procs.values():
+            if proc.pid is not None and proc.pid not in self._terminated and proc.is_alive():
+                self._terminated.add(proc.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
+
     def stop(self, timeout: float | None = None) -> None:
-        """SIGTERM to every worker; SIGKILL to those still alive after ``timeout`` seconds
+        """``terminate``, then SIGKILL to the workers still alive after ``timeout`` seconds
         (default: their drain plus uvicorn's graceful stop, plus a margin)."""
         if timeout is None:
             timeout = self.settings.drain_s + WORKER_GRACEFUL_STOP_S + 5.0
-        self.stopping = True
-        for proc in self.procs.values():
-            if proc.is_alive() and proc.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGTERM)
+        self.terminate()
         deadline = time.monotonic() + timeout
         for proc in self.procs.values():
             proc.join(max(0.0, deadline - time.monotonic()))
             if proc.is_alive():
                 proc.kill()
                 proc.join(2)
+
+
+class SupervisorServer(uvicorn.Server):
+    """The admin API's server, whose stop signal goes on to the workers at once, so that their
+    drain starts when the kubelet's SIGTERM arrives, not after the admin server has stopped."""
+
+    def __init__(self, config: uvicorn.Config, pool: WorkerPool) -> None:
+        super().__init__(config)
+        self.pool = pool
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.pool.stopping:
+            logs.event(log, logging.INFO, "stopping workers", signal=signal.Signals(sig).name)
+        self.pool.terminate()
+        super().handle_exit(sig, frame)
 
 
 class PodAdmin:
@@ -404,7 +428,6 @@ async def _supervise(
     admin: socket.socket,
     tracing: TracingConfig | None = None,
 ) -> None:
-    import uvicorn
     from prometheus_client import CollectorRegistry
 
     from rankswap.artifacts import read_manifest
@@ -439,7 +462,7 @@ async def _supervise(
         request_first_bundle(settings, coordinator)
     pool = WorkerPool(settings, public, metrics=metrics, tracing=tracing)
     pool.start_all()
-    server = uvicorn.Server(
+    server = SupervisorServer(
         uvicorn.Config(
             create_admin_app(settings, PodAdmin(coordinator, refresher, pool)),
             lifespan="off",
@@ -449,7 +472,8 @@ async def _supervise(
             proxy_headers=False,
             http=http_protocol(settings.header_timeout_s),
             timeout_keep_alive=settings.keep_alive_timeout_s,
-        )
+        ),
+        pool,
     )
     # uvicorn restores the previous handlers and re-raises a captured signal when it stops:
     # ours only note it, so that the workers are stopped cleanly below.
@@ -463,8 +487,9 @@ async def _supervise(
     try:
         await server.serve(sockets=[admin])
     finally:
-        logs.event(log, logging.INFO, "stopping workers")
-        pool.stopping = True
+        if not pool.stopping:  # the admin server stopped without a signal
+            logs.event(log, logging.INFO, "stopping workers")
+        pool.terminate()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -9,6 +9,7 @@ is it closed (the client's next request opens a connection to a pod that is not 
 
 from __future__ import annotations
 
+import json
 import select
 import signal
 import socket
@@ -97,3 +98,22 @@ def test_a_new_connection_during_the_drain_is_served_and_closed(
     finally:
         held.close()
     assert pod.proc is not None and pod.proc.wait(40) == 0
+
+
+def test_the_supervisor_passes_sigterm_on_before_it_stops_its_admin_server(
+    start_ranker: Callable[..., RankerPod],
+) -> None:
+    """The workers' drain starts when the kubelet's SIGTERM arrives. (It used to start only
+    after the supervisor's admin server had shut down: under load a second or more of the
+    window the preStop sleep and the drain buy was gone.)"""
+    pod = start_ranker(drain_s="1")
+    _sigterm_and_wait_for_the_drain(pod)
+    assert pod.proc is not None and pod.proc.wait(40) == 0
+    supervisor = [
+        json.loads(line)["msg"]
+        for line in pod.log.read_text().splitlines()
+        if line.startswith("{") and json.loads(line).get("role") == "supervisor"
+    ]
+    assert "stopping workers" in supervisor and "Shutting down" in supervisor, supervisor
+    assert supervisor.index("stopping workers") < supervisor.index("Shutting down"), supervisor
+    assert supervisor.count("stopping workers") == 1, supervisor
