@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import json
 import logging
 import multiprocessing
@@ -186,6 +187,10 @@ def worker_main(
         source.close()
         if tracing is not None:
             tracing.shutdown()  # exports the spans still queued
+        # The interpreter's exit collects the whole heap (the bundles' tables, the compiled
+        # trees): 1.5 s of a stopping pod's time. Nothing of it needs finalising; the atexit
+        # hooks (the metrics' last flush) still run.
+        gc.freeze()
 
 
 # Supervisor -----------------------------------------------------------------------------------
@@ -419,6 +424,7 @@ def serve(
     finally:
         public.close()
         admin.close()
+    gc.freeze()  # the process exits next: skip collecting its heap (see worker_main)
     return 0
 
 

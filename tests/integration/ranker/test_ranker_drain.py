@@ -55,6 +55,13 @@ def _sigterm_and_wait_for_the_drain(pod: RankerPod) -> None:
     """SIGTERM to the supervisor (what the kubelet sends after the preStop sleep), which passes
     it to its workers; returns once every worker has logged the start of its drain."""
     assert pod.proc is not None
+    # The pod is ready once one worker serves; a worker still starting has nothing to drain
+    # (a SIGTERM before its server runs ends it at once), so wait for all of them first.
+    pod.wait(
+        lambda: pod.log.read_text().count('"Started server process') >= WORKERS + 1,
+        60,
+        "every worker serving",
+    )
     pod.proc.send_signal(signal.SIGTERM)
     pod.wait(
         lambda: pod.log.read_text().count('"draining"') >= WORKERS, 30, "every worker draining"
