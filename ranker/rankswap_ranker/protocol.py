@@ -27,10 +27,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from types import FrameType
 from typing import Any
 
@@ -57,6 +58,22 @@ class Drain:
         return self.deadline is not None
 
 
+class EarlySignals:
+    """SIGTERM / SIGINT noted between a worker's start of serving and its server's own
+    handlers (uvicorn installs them only once its loop runs); :class:`DrainingServer` acts on
+    them then. Ignoring such a signal instead would leave the worker serving until SIGKILL."""
+
+    def __init__(self) -> None:
+        self.caught: list[int] = []
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self.note)
+
+    def note(self, sig: int, frame: FrameType | None) -> None:
+        self.caught.append(sig)
+
+
 class DrainingServer(uvicorn.Server):
     """uvicorn's server, whose first SIGTERM starts a drain of ``drain_s`` seconds (see the
     module's docstring) before the usual graceful stop; a second SIGTERM, a SIGINT or
@@ -68,11 +85,20 @@ class DrainingServer(uvicorn.Server):
         drain: Drain,
         drain_s: float,
         clock: Callable[[], float] = time.monotonic,
+        early: EarlySignals | None = None,
     ) -> None:
         super().__init__(config)
         self.drain = drain
         self.drain_s = drain_s
         self.clock = clock
+        self.early = early
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        with super().capture_signals():
+            while self.early is not None and self.early.caught:
+                self.handle_exit(self.early.caught.pop(0), None)
+            yield
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if sig == signal.SIGTERM and self.drain_s > 0 and not self.drain.active:

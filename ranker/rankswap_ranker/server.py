@@ -99,7 +99,7 @@ def worker_main(
     from rankswap_ranker.candidates import LazyProductDB
     from rankswap_ranker.convergence import PodView, RunDir, WorkerSync
     from rankswap_ranker.metrics import RankerMetrics
-    from rankswap_ranker.protocol import Drain, DrainingServer, http_protocol
+    from rankswap_ranker.protocol import Drain, DrainingServer, EarlySignals, http_protocol
     from rankswap_ranker.registry import BundleRegistry
     from rankswap_ranker.shadow import Shadow, ShadowMetrics, shadow_path
 
@@ -161,7 +161,8 @@ def worker_main(
         proxy_headers=False,
     )
     # SIGTERM (from the supervisor): serve on for drain_s with `Connection: close`, then stop.
-    server = DrainingServer(config, drain, settings.drain_s)
+    early = EarlySignals()
+    server = DrainingServer(config, drain, settings.drain_s, early=early)
     sync.orphan_check = lambda: os.getppid() != parent
     sync.on_orphan = lambda: setattr(server, "should_exit", True)
     # Apply the desired bundle before taking connections: a restarted worker must not answer
@@ -176,9 +177,9 @@ def worker_main(
     shadow.start()
     # uvicorn restores the previous handlers and re-raises a captured SIGTERM when it stops:
     # with the default handler that killed the process there, before the clean-up below (the
-    # spans still queued were lost). Ours only note it, as the supervisor's do.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: None)
+    # spans still queued were lost). Ours only note it; one that arrives before uvicorn's
+    # handlers are in place is acted on once they are (a drain, not a SIGKILL 25 s later).
+    early.install()
     try:
         server.run(sockets=[sock])
     finally:

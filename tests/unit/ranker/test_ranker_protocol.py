@@ -12,7 +12,13 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
-from rankswap_ranker.protocol import CoalescedWrites, Drain, DrainingServer, http_protocol
+from rankswap_ranker.protocol import (
+    CoalescedWrites,
+    Drain,
+    DrainingServer,
+    EarlySignals,
+    http_protocol,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
@@ -189,3 +195,28 @@ async def test_a_second_sigterm_a_sigint_or_no_drain_stops_at_once(
     for sig in signals:
         server.handle_exit(sig, None)
     assert server.should_exit
+
+
+def test_a_sigterm_before_the_servers_handlers_are_in_place_drains_once_they_are() -> None:
+    """A worker's handlers note a SIGTERM that arrives while uvicorn sets its loop up; the
+    server drains on it as soon as its own handlers are in place (it used to be ignored: the
+    worker served on until the supervisor's SIGKILL)."""
+    early = EarlySignals()
+    now = [50.0]
+    server = DrainingServer(
+        uvicorn.Config(_app, lifespan="off", log_config=None),
+        Drain(),
+        2.0,
+        clock=lambda: now[0],
+        early=early,
+    )
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        early.install()
+        signal.raise_signal(signal.SIGTERM)  # noted, nothing else
+        assert early.caught == [signal.SIGTERM] and not server.drain.active
+        with server.capture_signals():
+            assert server.drain.deadline == 52.0 and not server.should_exit
+            assert early.caught == []
+    finally:
+        signal.signal(signal.SIGTERM, before)
