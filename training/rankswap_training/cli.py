@@ -84,6 +84,8 @@ def cmd_features_build(args: argparse.Namespace) -> int:
         args.store,
         force=args.force,
         move_latest_backwards=args.move_latest_backwards,
+        engine=args.engine,
+        spark_master=args.spark_master,
     )
     print(done.describe())
     return 0
@@ -170,6 +172,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     fb.add_argument("--store", required=True, help="artifact root: file:///abs or s3://b/p")
     fb.add_argument("--force", action="store_true", help="replace an existing dated artifact")
     fb.add_argument("--move-latest-backwards", action="store_true", help=LATEST_BACKWARDS_HELP)
+    fb.add_argument(
+        "--engine",
+        choices=("duckdb", "spark"),
+        default="duckdb",
+        help="where the feature SQL runs: duckdb (default: in this process, out of core) or "
+        "spark (the same SQL on Spark; needs the [spark] extra and Java 17+)",
+    )
+    fb.add_argument(
+        "--spark-master",
+        default="local[2]",
+        metavar="URL",
+        help="Spark master for --engine spark (default local[2]: this machine, 2 cores)",
+    )
     fb.set_defaults(func=cmd_features_build)
 
     m = subparsers.add_parser("model", help="weekly model pipeline")

@@ -36,12 +36,16 @@ from rankswap_training import (
     model,
     report,
     snapshots,
+    sparkengine,
 )
 from rankswap_training.errors import NoData, SchemaMismatch, TrainingError, UpstreamError
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "line-items"
+
+Engine = Literal["duckdb", "spark"]
+ENGINES: tuple[Engine, ...] = ("duckdb", "spark")
 
 
 @contextlib.contextmanager
@@ -94,10 +98,17 @@ def run_features_build(
     *,
     force: bool = False,
     move_latest_backwards: bool = False,
+    engine: Engine = "duckdb",
+    spark_master: str = "local[2]",
 ) -> artifacts.Publication:
     """Build the feature tables as of ``as_of`` and publish them (kind=features).
 
-    ``latest/`` moves only forward unless ``move_latest_backwards`` (see publish_artifact)."""
+    ``engine``: DuckDB in this process, or Spark SQL on ``spark_master`` (the same
+    definitions, ``featuresql``; the history is read and tokenised as for DuckDB and handed to
+    Spark as Parquet: ``sparkengine``). ``latest/`` moves only forward unless
+    ``move_latest_backwards`` (see publish_artifact)."""
+    if engine == "spark":
+        sparkengine.check_available()  # missing pyspark or Java fails before any work
     with upstream_errors():
         artifacts.parse_uri(store)  # a bad store URI fails before any work
         db = ProductDB(db_url)
@@ -110,7 +121,10 @@ def run_features_build(
         with hdb:
             first = features.require_first_day(hdb.first_day, as_of)
             with _step(f"building feature tables as of {as_of} ({hdb.count():,} expenses)"):
-                tables = hdb.build_tables(as_of)
+                if engine == "spark":
+                    tables = sparkengine.build_from_history(hdb, as_of, master=spark_master)
+                else:
+                    tables = hdb.build_tables(as_of)
         with tempfile.TemporaryDirectory(prefix="rankswap-features-") as tmp:
             tables.write(Path(tmp))
             with _step(f"publishing features {fs.FEATURE_SCHEMA_VERSION} {as_of} to {store}"):
