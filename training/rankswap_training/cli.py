@@ -86,6 +86,7 @@ def cmd_features_build(args: argparse.Namespace) -> int:
         move_latest_backwards=args.move_latest_backwards,
         engine=args.engine,
         spark_master=args.spark_master,
+        spark_inputs=args.spark_inputs,
     )
     print(done.describe())
     return 0
@@ -167,7 +168,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     f = subparsers.add_parser("features", help="daily feature pipeline")
     fsub = f.add_subparsers(dest="features_command", required=True)
     fb = fsub.add_parser("build", help="build and publish feature tables as of a date")
-    fb.add_argument("--db", required=True)
+    fb.add_argument(
+        "--db",
+        default=None,
+        help="SQLAlchemy URL of the product DB (required without --spark-inputs)",
+    )
     fb.add_argument("--as-of", type=_date, required=True, help="use expenses before this date")
     fb.add_argument("--store", required=True, help="artifact root: file:///abs or s3://b/p")
     fb.add_argument("--force", action="store_true", help="replace an existing dated artifact")
@@ -183,7 +188,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--spark-master",
         default="local[2]",
         metavar="URL",
-        help="Spark master for --engine spark (default local[2]: this machine, 2 cores)",
+        help="Spark master for --engine spark (default local[2]: this machine, 2 cores; "
+        "spark://host:7077 or yarn with --spark-inputs on storage the executors read)",
+    )
+    fb.add_argument(
+        "--spark-inputs",
+        default=None,
+        metavar="URI",
+        help="with --engine spark and no --db: a folder or URI Spark reads holding "
+        "exp.parquet, desc_term.parquet and item_term.parquet (docs/DATA.md, "
+        '"Beyond one machine")',
     )
     fb.set_defaults(func=cmd_features_build)
 

@@ -31,7 +31,24 @@ from rankswap_training.features import WINDOW_DAYS
 
 TERM_SMOOTHING = 2.0
 """share = n(term, x) / (n(term) + smoothing): rare terms count less."""
-INPUTS = ("exp", "desc_term", "item_term")
+INPUTS = {
+    "exp": (
+        "id",
+        "tenant_id",
+        "employee_id",
+        "vendor_id",
+        "item_id",
+        "category_id",
+        "did",
+        "industry",
+        "department",
+        "day",
+        "amount",
+    ),
+    "desc_term": ("did", "term"),
+    "item_term": ("item_id", "term"),
+}
+"""The inputs and the columns the definitions read of each."""
 
 
 class Engine(Protocol):

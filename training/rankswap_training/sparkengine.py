@@ -6,7 +6,9 @@ the SQL both engines read alike). The three inputs (``exp``,
 Spark reads (a local folder, ``s3a://``, ``hdfs://``). ``build_from_history`` stages them from
 a ``HistoryDB`` (which read the product DB in Arrow batches and tokenised each distinct
 description once with ``featurespec.tokenize``) and builds the tables; the result is the same
-``FeatureTables`` as DuckDB's, published by the same code.
+``FeatureTables`` as DuckDB's, published by the same code. ``build_from_inputs`` starts
+from Parquet inputs already on storage the executors read (an export of the product DB: the
+way beyond one machine, docs/DATA.md).
 
 ``session(master)`` starts a SparkSession (``local[2]`` by default: this machine; a cluster's
 master URL, e.g. ``spark://host:7077``, to run beyond it) after checking that pyspark and a
@@ -32,7 +34,8 @@ import pyarrow as pa
 
 from rankswap import featurespec as fs
 from rankswap_training import featuresql
-from rankswap_training.errors import EngineUnavailable
+from rankswap_training.errors import EngineUnavailable, UpstreamError
+from rankswap_training.features import WINDOW_DAYS, require_first_day
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -190,14 +193,30 @@ class SparkEngine:
         self._cached[name] = df
 
 
+def input_paths(root: str) -> dict[str, str]:
+    """``root``'s three inputs: ``<root>/exp.parquet``, ``desc_term.parquet``,
+    ``item_term.parquet`` (files or folders of part files, as Spark writes them)."""
+    return {name: f"{root.rstrip('/')}/{name}.parquet" for name in featuresql.INPUTS}
+
+
 def load_inputs(spark: SparkSession, paths: Mapping[str, str]) -> None:
     """``exp``, ``desc_term`` and ``item_term`` as Spark temp views from Parquet at ``paths``
-    (any path Spark reads)."""
-    missing = set(featuresql.INPUTS) - set(paths)
-    if missing:
-        raise EngineUnavailable(f"Spark inputs missing: {sorted(missing)}")
+    (any path Spark reads); ``UpstreamError`` when one is unreadable or lacks a column."""
+    from pyspark.errors import PySparkException
+
     for name in featuresql.INPUTS:
-        spark.read.parquet(paths[name]).createOrReplaceTempView(name)
+        try:
+            df = spark.read.parquet(paths[name])
+        except PySparkException as exc:
+            raise UpstreamError(f"Spark input {name} at {paths[name]}: {_first_line(exc)}") from exc
+        lacking = sorted(set(featuresql.INPUTS[name]) - set(df.columns))
+        if lacking:
+            raise UpstreamError(f"Spark input {name} at {paths[name]} lacks columns {lacking}")
+        df.createOrReplaceTempView(name)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def build_tables(spark: SparkSession, paths: Mapping[str, str], as_of: date) -> fs.FeatureTables:
@@ -208,6 +227,29 @@ def build_tables(spark: SparkSession, paths: Mapping[str, str], as_of: date) -> 
     finally:
         for name in featuresql.INPUTS:
             spark.catalog.dropTempView(name)
+
+
+def build_from_inputs(
+    root: str, as_of: date, *, master: str = DEFAULT_MASTER
+) -> tuple[date, fs.FeatureTables]:
+    """The first expense day of the window and the feature tables as of ``as_of`` from the
+    Parquet inputs under ``root`` (``input_paths``), on a session on ``master``."""
+    end = fs.to_day(as_of)
+    paths = input_paths(root)
+    with session(master) as spark:
+        load_inputs(spark, paths)
+        try:
+            row = spark.sql(
+                f"SELECT min(day) FROM exp WHERE day < {end} AND day >= {end - WINDOW_DAYS}"
+            ).first()
+        finally:
+            for name in featuresql.INPUTS:
+                spark.catalog.dropTempView(name)
+        first_day = None if row is None or row[0] is None else int(row[0])
+        first = require_first_day(
+            None if first_day is None else date.fromordinal(first_day + fs.EPOCH_ORDINAL), as_of
+        )
+        return first, build_tables(spark, paths, as_of)
 
 
 def build_from_history(

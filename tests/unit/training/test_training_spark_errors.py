@@ -93,3 +93,17 @@ def test_engine_choice_in_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(_build(Path("/nonexistent"), "--engine", "polars"))
     assert "invalid choice: 'polars'" in capsys.readouterr().err
+
+
+def test_db_or_spark_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = (tmp_path / "store").as_uri()
+    base = ["features", "build", "--as-of", "2026-03-01", "--store", store]
+    for extra, says in (
+        ([], "give the product DB (--db) or Spark's inputs (--spark-inputs)"),
+        (["--db", "sqlite:///x.db", "--spark-inputs", "/x"], "give the product DB (--db) or"),
+        (["--spark-inputs", str(tmp_path)], "--spark-inputs are read by Spark: add --engine"),
+    ):
+        assert cli.main([*base, *extra]) == cli.EXIT_ERROR
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and says in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "store").exists()
