@@ -7,7 +7,7 @@ STAMP := $(VENV)/.rankswap-installed
 ROOTS := core training ranker operator devtools
 export RANKSWAP_CACHE ?= $(HOME)/.cache/rankswap
 
-.PHONY: venv test test-fast test-node check demo bench bench-rollout bench-pipelines kube-tools node-tools images promtool postgres clean
+.PHONY: venv test test-fast test-node check demo bench bench-rollout bench-pipelines kube-tools node-tools images promtool postgres java clean
 
 # The virtual environment is rebuilt only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -26,6 +26,11 @@ venv: $(STAMP)
 postgres:
 	@bash scripts/ensure-postgres.sh
 
+# A Java 17+ runtime for pyspark in local mode (the Spark engine's tests): Debian's
+# openjdk-17-jre-headless, installed only when missing (scripts/ensure-java.sh).
+java:
+	@bash scripts/ensure-java.sh
+
 # Control-plane binaries (kube-apiserver, etcd, kubectl, helm) into $(RANKSWAP_CACHE): built or
 # unpacked only when missing (docs/CONTROL_PLANE.md).
 kube-tools:
@@ -40,7 +45,7 @@ promtool:
 # the real-node tier (root: helm install on a real node, rollouts against real pods).
 test: test-fast test-node
 
-test-fast: venv postgres kube-tools promtool
+test-fast: venv postgres java kube-tools promtool
 	$(VENV)/bin/pytest
 
 # A real single-node cluster (docs/NODE.md): kubelet, kube-controller-manager, kube-scheduler,

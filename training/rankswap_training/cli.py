@@ -84,6 +84,9 @@ def cmd_features_build(args: argparse.Namespace) -> int:
         args.store,
         force=args.force,
         move_latest_backwards=args.move_latest_backwards,
+        engine=args.engine,
+        spark_master=args.spark_master,
+        spark_inputs=args.spark_inputs,
     )
     print(done.describe())
     return 0
@@ -165,11 +168,37 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     f = subparsers.add_parser("features", help="daily feature pipeline")
     fsub = f.add_subparsers(dest="features_command", required=True)
     fb = fsub.add_parser("build", help="build and publish feature tables as of a date")
-    fb.add_argument("--db", required=True)
+    fb.add_argument(
+        "--db",
+        default=None,
+        help="SQLAlchemy URL of the product DB (required without --spark-inputs)",
+    )
     fb.add_argument("--as-of", type=_date, required=True, help="use expenses before this date")
     fb.add_argument("--store", required=True, help="artifact root: file:///abs or s3://b/p")
     fb.add_argument("--force", action="store_true", help="replace an existing dated artifact")
     fb.add_argument("--move-latest-backwards", action="store_true", help=LATEST_BACKWARDS_HELP)
+    fb.add_argument(
+        "--engine",
+        choices=("duckdb", "spark"),
+        default="duckdb",
+        help="where the feature SQL runs: duckdb (default: in this process, out of core) or "
+        "spark (the same SQL on Spark; needs the [spark] extra and Java 17+)",
+    )
+    fb.add_argument(
+        "--spark-master",
+        default="local[2]",
+        metavar="URL",
+        help="Spark master for --engine spark (default local[2]: this machine, 2 cores; "
+        "spark://host:7077 or yarn with --spark-inputs on storage the executors read)",
+    )
+    fb.add_argument(
+        "--spark-inputs",
+        default=None,
+        metavar="URI",
+        help="with --engine spark and no --db: a folder or URI Spark reads holding "
+        "exp.parquet, desc_term.parquet and item_term.parquet (docs/DATA.md, "
+        '"Beyond one machine")',
+    )
     fb.set_defaults(func=cmd_features_build)
 
     m = subparsers.add_parser("model", help="weekly model pipeline")

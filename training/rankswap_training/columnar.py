@@ -7,7 +7,7 @@ spilled to disk, so the history is bounded by the disk, not by memory. It is fil
 from the product DB in Arrow record batches (``from_product_db``: ADBC drivers, no Python row
 tuples) or from an in-memory ``History`` (tests, hand-made histories).
 
-``build_tables(as_of)`` runs the feature definitions of ``featurespec`` as SQL over the window
+``build_tables(as_of)`` runs the feature definitions (``featuresql``) over the window
 ``[as_of - 365 d, as_of)`` (point in time: an expense dated ``as_of`` or later never
 contributes) and returns ``FeatureTables``. ``history_of(rows)`` brings only the rows a
 training step needs into pandas (``features.History``).
@@ -30,13 +30,11 @@ import pyarrow as pa
 
 from rankswap import featurespec as fs
 from rankswap.productdb import ProductDB
-from rankswap_training import arrowread
-from rankswap_training.features import WINDOW_DAYS, History
+from rankswap_training import arrowread, featuresql
+from rankswap_training.features import History
 
 log = logging.getLogger(__name__)
 
-TERM_SMOOTHING = 2.0
-"""share = n(term, x) / (n(term) + smoothing): rare terms count less."""
 DEFAULT_MEMORY_LIMIT = "2GB"
 PROGRESS_EVERY_S = 10.0
 
@@ -334,185 +332,49 @@ class HistoryDB:
 
     def build_tables(self, as_of: date) -> fs.FeatureTables:
         """Feature tables as of ``as_of``: aggregates of expenses dated in
-        ``[as_of - 365 d, as_of)`` (never on or after ``as_of``); ``TABLES`` of featurespec.
-        (``model train`` builds its many snapshots in one windowed pass: ``snapshots``.)"""
-        end = fs.to_day(as_of)
-        con = self.con
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE h AS
-            SELECT id, tenant_id, employee_id, vendor_id, item_id, category_id, did,
-                   industry, department, day, {end} - day AS age,
-                   ln(1 + greatest(amount, 0.0)) AS la
-            FROM exp WHERE day < {end} AND day >= {end - WINDOW_DAYS}
-            """
-        )
-        tables: dict[str, dict[str, np.ndarray]] = {}
-        q = self._query
-        tables["item"] = q(
-            "item",
-            """
-            WITH t90 AS (SELECT tenant_id, count(*) FILTER (WHERE age <= 90) AS n
-                         FROM h GROUP BY tenant_id),
-                 u AS (SELECT item_id, count(DISTINCT employee_id) AS n
-                       FROM h WHERE age <= 90 GROUP BY item_id),
-                 g AS (SELECT item_id, min(tenant_id) AS tenant_id,
-                              count(*) FILTER (WHERE age <= 30) AS cnt_30d,
-                              count(*) FILTER (WHERE age <= 90) AS cnt_90d,
-                              count(*) AS cnt_365d, max(day) AS last_day,
-                              avg(la) AS amt_mean, coalesce(stddev_samp(la), 0) AS amt_std
-                       FROM h GROUP BY item_id)
-            SELECT g.item_id AS a, g.cnt_30d, g.cnt_90d, g.cnt_365d,
-                   g.cnt_90d / greatest(coalesce(t90.n, 1), 1) AS share_90d,
-                   coalesce(u.n, 0) AS n_users_90d, g.last_day, g.amt_mean, g.amt_std
-            FROM g LEFT JOIN t90 USING (tenant_id) LEFT JOIN u USING (item_id)
-            """,
-        )
-        tables["emp_item"] = q(
-            "emp_item",
-            """
-            WITH g AS (SELECT employee_id, item_id, count(*) AS cnt_365d, max(day) AS last_day,
-                              max(id) AS last_id FROM h GROUP BY employee_id, item_id)
-            SELECT employee_id AS a, item_id AS b, cnt_365d,
-                   cnt_365d / sum(cnt_365d) OVER (PARTITION BY employee_id) AS share_365d,
-                   last_day,
-                   row_number() OVER (PARTITION BY employee_id ORDER BY last_id DESC)
-                       AS recency_rank
-            FROM g
-            """,
-        )
-        tables["vendor_item"] = q(
-            "vendor_item",
-            """
-            WITH g AS (SELECT vendor_id, item_id, count(*) AS cnt_365d, max(day) AS last_day
-                       FROM h WHERE vendor_id >= 0 GROUP BY vendor_id, item_id)
-            SELECT vendor_id AS a, item_id AS b, cnt_365d,
-                   cnt_365d / sum(cnt_365d) OVER (PARTITION BY vendor_id) AS share_365d, last_day
-            FROM g
-            """,
-        )
-        tables["employee"] = q(
-            "employee", "SELECT employee_id AS a, count(*) AS cnt_365d FROM h GROUP BY employee_id"
-        )
-        tables["vendor"] = q(
-            "vendor",
-            "SELECT vendor_id AS a, count(*) AS cnt_365d FROM h WHERE vendor_id >= 0 "
-            "GROUP BY vendor_id",
-        )
-        for name, who, cond in (
-            ("emp_cat", "employee_id", "TRUE"),
-            ("vendor_cat", "vendor_id", "vendor_id >= 0"),
-        ):
-            tables[name] = q(
-                name,
-                f"""
-                WITH g AS (SELECT {who}, category_id, count(*) AS n FROM h WHERE {cond}
-                           GROUP BY {who}, category_id)
-                SELECT {who} AS a, category_id AS b,
-                       n / sum(n) OVER (PARTITION BY {who}) AS share_365d
-                FROM g
-                """,
-            )
-        tables["category"] = q(
-            "category",
-            """
-            WITH t90 AS (SELECT tenant_id, count(*) FILTER (WHERE age <= 90) AS n
-                         FROM h GROUP BY tenant_id),
-                 g AS (SELECT category_id, min(tenant_id) AS tenant_id,
-                              count(*) FILTER (WHERE age <= 90) AS cnt_90d,
-                              avg(la) AS amt_mean, coalesce(stddev_samp(la), 0) AS amt_std
-                       FROM h GROUP BY category_id)
-            SELECT g.category_id AS a, g.cnt_90d / greatest(coalesce(t90.n, 1), 1) AS share_90d,
-                   g.amt_mean, g.amt_std
-            FROM g LEFT JOIN t90 USING (tenant_id)
-            """,
-        )
-        # the vocabulary: context terms of the window and the employees' recent item terms
-        half_life = float(fs.EMP_TERM_HALF_LIFE_DAYS)
-        recent = end - fs.TERM_ITEM_DAYS
-        con.execute(
-            """
-            CREATE OR REPLACE TEMP TABLE tc_rows AS
-            SELECT h.tenant_id, t.term, h.category_id FROM h JOIN desc_term t USING (did)
-            UNION ALL
-            SELECT tenant_id, chr(1) || 'i:' || industry, category_id FROM h WHERE industry <> ''
-            UNION ALL
-            SELECT tenant_id, chr(1) || 'd:' || department, category_id FROM h
-            WHERE department <> ''
-            """
-        )
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE et_rows AS
-            WITH r AS (SELECT employee_id, item_id, pow(0.5, ({end} - day) / {half_life}) AS w
-                       FROM exp WHERE day < {end} AND day >= {recent}),
-                 tot AS (SELECT employee_id, sum(w) AS total FROM r GROUP BY employee_id)
-            SELECT r.employee_id, it.term, sum(r.w) / any_value(tot.total) AS share
-            FROM r JOIN item_term it USING (item_id) JOIN tot USING (employee_id)
-            GROUP BY r.employee_id, it.term
-            """
-        )
-        terms = con.sql(
-            "SELECT DISTINCT term FROM tc_rows UNION SELECT DISTINCT term FROM et_rows"
-        ).to_arrow_table()
-        vocab = sorted(terms.column(0).to_pylist())
-        con.register(
-            "vocab_in",
-            pa.table(
-                {
-                    "term": pa.array(vocab, pa.string()),
-                    "tid": pa.array(np.arange(len(vocab), dtype=np.int64)),
-                }
-            ),
-        )
-        con.execute("CREATE OR REPLACE TEMP TABLE vocab AS SELECT * FROM vocab_in")
-        con.unregister("vocab_in")
-        tables["term_cat"] = q(
-            "term_cat",
-            f"""
-            WITH g AS (SELECT tenant_id, term, category_id, count(*) AS n FROM tc_rows
-                       GROUP BY tenant_id, term, category_id)
-            SELECT v.tid AS a, g.category_id AS b,
-                   g.n / (sum(g.n) OVER (PARTITION BY g.tenant_id, g.term) + {TERM_SMOOTHING})
-                       AS share
-            FROM g JOIN vocab v USING (term)
-            """,
-        )
-        tables["term_item"] = q(
-            "term_item",
-            f"""
-            WITH g AS (SELECT h.tenant_id, t.term, h.item_id, count(*) AS n
-                       FROM h JOIN desc_term t USING (did) WHERE h.day >= {recent}
-                       GROUP BY h.tenant_id, t.term, h.item_id)
-            SELECT v.tid AS a, g.item_id AS b,
-                   g.n / (sum(g.n) OVER (PARTITION BY g.tenant_id, g.term) + {TERM_SMOOTHING})
-                       AS share
-            FROM g JOIN vocab v USING (term)
-            """,
-        )
-        tables["emp_term"] = q(
-            "emp_term",
-            "SELECT e.employee_id AS a, v.tid AS b, e.share FROM et_rows e JOIN vocab v USING (term)",
-        )
-        for tmp in ("h", "tc_rows", "et_rows", "vocab"):
-            con.execute(f"DROP TABLE IF EXISTS {tmp}")
-        return fs.FeatureTables.from_arrays(as_of, tables, vocab)
+        ``[as_of - 365 d, as_of)`` (never on or after ``as_of``); the definitions of
+        ``featuresql``. (``model train`` builds its many snapshots in one windowed pass:
+        ``snapshots``.)"""
+        return featuresql.build_tables(DuckEngine(self.con), as_of)
 
     def _query(self, name: str, sql: str) -> dict[str, np.ndarray]:
-        """One table's rows: ``a`` (and ``b`` for a pair key) plus its value columns (and ``s``
-        when the query has it)."""
-        result = self.con.sql(sql).to_arrow_table()
-        a = result.column("a").to_numpy().astype(np.int64)
-        if "b" in result.column_names:
-            keys = fs.pair_key(a, result.column("b").to_numpy().astype(np.int64))
-        else:
-            keys = a
-        out: dict[str, np.ndarray] = {"key": keys}
-        if "s" in result.column_names:  # the snapshot of each row (``snapshots``)
-            out["s"] = result.column("s").to_numpy().astype(np.int64)
-        for col in fs.TABLES[name]:
-            out[col] = result.column(col).to_numpy().astype(np.float32)
+        """One table's rows (``featuresql.arrays``)."""
+        return featuresql.arrays(name, self.con.sql(sql).to_arrow_table())
+
+    def export_inputs(self, directory: Path) -> dict[str, Path]:
+        """The feature definitions' three inputs (``exp``, ``desc_term``, ``item_term``) as
+        Parquet files in ``directory``, for another engine to read (``sparkengine``)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        out: dict[str, Path] = {}
+        for name in featuresql.INPUTS:
+            path = directory / f"{name}.parquet"
+            self.con.execute(f"COPY {name} TO '{path}' (FORMAT parquet)")
+            out[name] = path
         return out
+
+
+class DuckEngine:
+    """``featuresql.Engine`` on a DuckDB connection."""
+
+    def __init__(self, con: Any):
+        self.con = con
+
+    def temp(self, name: str, sql: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+
+    def arrow(self, sql: str) -> pa.Table:
+        table: pa.Table = self.con.sql(sql).to_arrow_table()
+        return table
+
+    def register(self, name: str, table: pa.Table) -> None:
+        self.con.register(f"{name}_in", table)
+        try:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_in")
+        finally:
+            self.con.unregister(f"{name}_in")
+
+    def drop(self, name: str) -> None:
+        self.con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 _TERM_SCHEMA = pa.schema([("did", pa.int64()), ("term", pa.string())])

@@ -4,7 +4,9 @@ TrainingError
 ├── NoData            nothing to work on (empty history, a date without data)
 ├── ParityError       the exported ONNX graph does not score like the native model
 ├── SchemaMismatch    a model requires another feature schema than the features offer
-└── UpstreamError     the product DB or the artifact store failed (wraps their errors)
+├── UpstreamError     the product DB or the artifact store failed (wraps their errors)
+└── EngineUnavailable the requested engine cannot run here (``--engine spark``: pyspark or
+                      Java 17+ missing)
 """
 
 from __future__ import annotations
@@ -28,3 +30,7 @@ class SchemaMismatch(TrainingError):
 
 class UpstreamError(TrainingError):
     """The product DB or the artifact store failed."""
+
+
+class EngineUnavailable(TrainingError):
+    """The requested engine cannot run here; the message says what to install."""

@@ -1,6 +1,7 @@
 """The expense history in memory (``History``) and the daily features' window rules.
 
-The aggregations themselves are SQL in the columnar engine (``columnar.HistoryDB``, DuckDB):
+The aggregations themselves are SQL (``featuresql``, one text for DuckDB and Spark) run by the
+columnar engine (``columnar.HistoryDB``, DuckDB) or Spark (``sparkengine``):
 ``build_tables(history, as_of)`` runs them over an in-memory history; the pipelines keep the
 whole history in DuckDB and bring only sampled rows into memory. Point in time: the tables as
 of D aggregate expenses dated in ``[D - 365 d, D)``, never D or later.

@@ -36,12 +36,22 @@ from rankswap_training import (
     model,
     report,
     snapshots,
+    sparkengine,
 )
-from rankswap_training.errors import NoData, SchemaMismatch, TrainingError, UpstreamError
+from rankswap_training.errors import (
+    EngineUnavailable,
+    NoData,
+    SchemaMismatch,
+    TrainingError,
+    UpstreamError,
+)
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "line-items"
+
+Engine = Literal["duckdb", "spark"]
+ENGINES: tuple[Engine, ...] = ("duckdb", "spark")
 
 
 @contextlib.contextmanager
@@ -88,29 +98,53 @@ def run_datagen(db_url: str, cfg: datagen.WorldConfig) -> dict[str, int]:
 
 
 def run_features_build(
-    db_url: str,
+    db_url: str | None,
     as_of: date,
     store: str,
     *,
     force: bool = False,
     move_latest_backwards: bool = False,
+    engine: Engine = "duckdb",
+    spark_master: str = sparkengine.DEFAULT_MASTER,
+    spark_inputs: str | None = None,
 ) -> artifacts.Publication:
     """Build the feature tables as of ``as_of`` and publish them (kind=features).
 
-    ``latest/`` moves only forward unless ``move_latest_backwards`` (see publish_artifact)."""
+    ``engine``: DuckDB in this process, or Spark SQL on ``spark_master`` (the same
+    definitions, ``featuresql``). With Spark the history is read from ``db_url`` and tokenised
+    as for DuckDB, then handed to Spark as Parquet; or, with ``spark_inputs`` (a folder or URI
+    Spark reads, holding ``exp``, ``desc_term`` and ``item_term`` as Parquet: ``sparkengine``)
+    no product DB is read here at all. ``latest/`` moves only forward unless
+    ``move_latest_backwards`` (see publish_artifact)."""
+    if (db_url is None) == (spark_inputs is None):
+        raise EngineUnavailable("give the product DB (--db) or Spark's inputs (--spark-inputs)")
+    if spark_inputs is not None and engine != "spark":
+        raise EngineUnavailable("--spark-inputs are read by Spark: add --engine spark")
+    if engine == "spark":
+        sparkengine.check_available()  # missing pyspark or Java fails before any work
     with upstream_errors():
         artifacts.parse_uri(store)  # a bad store URI fails before any work
-        db = ProductDB(db_url)
-        try:
-            with _step(f"loading history before {as_of}"):
-                since = as_of - timedelta(days=features.WINDOW_DAYS)
-                hdb = columnar.HistoryDB.from_product_db(db, before=as_of, since=since)
-        finally:
-            db.close()
-        with hdb:
-            first = features.require_first_day(hdb.first_day, as_of)
-            with _step(f"building feature tables as of {as_of} ({hdb.count():,} expenses)"):
-                tables = hdb.build_tables(as_of)
+        if spark_inputs is not None:
+            with _step(f"building feature tables as of {as_of} on Spark from {spark_inputs}"):
+                first, tables = sparkengine.build_from_inputs(
+                    spark_inputs, as_of, master=spark_master
+                )
+        else:
+            assert db_url is not None
+            db = ProductDB(db_url)
+            try:
+                with _step(f"loading history before {as_of}"):
+                    since = as_of - timedelta(days=features.WINDOW_DAYS)
+                    hdb = columnar.HistoryDB.from_product_db(db, before=as_of, since=since)
+            finally:
+                db.close()
+            with hdb:
+                first = features.require_first_day(hdb.first_day, as_of)
+                with _step(f"building feature tables as of {as_of} ({hdb.count():,} expenses)"):
+                    if engine == "spark":
+                        tables = sparkengine.build_from_history(hdb, as_of, master=spark_master)
+                    else:
+                        tables = hdb.build_tables(as_of)
         with tempfile.TemporaryDirectory(prefix="rankswap-features-") as tmp:
             tables.write(Path(tmp))
             with _step(f"publishing features {fs.FEATURE_SCHEMA_VERSION} {as_of} to {store}"):

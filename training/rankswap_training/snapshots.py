@@ -38,8 +38,9 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from rankswap import featurespec as fs
-from rankswap_training.columnar import TERM_SMOOTHING, HistoryDB
+from rankswap_training.columnar import HistoryDB
 from rankswap_training.features import WINDOW_DAYS, History
+from rankswap_training.featuresql import TERM_SMOOTHING
 
 log = logging.getLogger(__name__)
 
