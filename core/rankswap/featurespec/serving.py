@@ -10,7 +10,8 @@ candidates' sorted ids). A request then copies the template and writes only what
 the expense. Pair tables are read from the other side: the employee's (vendor's) key range is
 found with one search and its few rows are matched against the candidates' sorted ids, instead
 of searching every candidate in the table; the rows that match take the table's values, the
-others keep the template's defaults. The description's terms go through the same ``term_cat``
+others keep the template's defaults. Every lookup of one employee (vendor) key is memoised as one
+entry (:class:`PartyRows`). The description's terms go through the same ``term_cat``
 arithmetic as ``assemble_batch`` and the text features through ``itemtext.one_context``.
 
 Bit-identity with ``assemble_batch`` (the training path) is tested on generated worlds
@@ -55,10 +56,11 @@ SERVING_KEEP: Final = 2
 the active bundle and the one before it (a rollout serves both for a while). Each is about
 ``4 * len(NUMERIC_FEATURES) + 60`` bytes per candidate (the template and the per-row values)."""
 
-PAIR_KEEP: Final = 512
-"""(table, employee or vendor) entries of :class:`PairRows` kept per candidate list (and
-feature tables): four tables x the recent employees and vendors. An entry is 8 bytes plus 4 per
-table column for each row the key has among the candidates (its items, its categories)."""
+PARTY_KEEP: Final = 256
+"""(side, employee or vendor) entries of :class:`PartyRows` kept per candidate list (and
+feature tables): the recent employees and vendors. An entry is about 200 bytes plus 8 bytes
+and 4 per table column for each row the key has among the candidates (its items, its
+categories)."""
 
 TERM_KEEP: Final = 512
 """Vocabulary terms whose rows (:class:`TermRows`) are kept per candidate list (and feature
@@ -170,33 +172,59 @@ class ServingBase:
         return out
 
 
-class PairRows:
-    """An employee's or vendor's rows of a pair table among the candidates (``emp_item``,
-    ``vendor_item``: candidate rows) or their distinct categories (``emp_cat``, ``vendor_cat``:
-    positions in ``ServingBase.u_cat``), with the table's values there ([columns, hits]),
-    memoised per (tables, table, key) on the candidates (``PAIR_KEEP`` kept, least recently
-    used dropped first)."""
+PARTY_SIDES: Final = {
+    "employee": ("emp_item", "emp_cat", "employee"),
+    "vendor": ("vendor_item", "vendor_cat", "vendor"),
+}
+"""Per side of an expense: its item-level pair table, its category-level pair table, and its
+own (single-column count) table."""
+
+
+@dataclass(frozen=True, slots=True)
+class PartyRows:
+    """An employee's or vendor's part of the model input for one candidate list: its rows of
+    the item-level pair table among the candidates (``emp_item``, ``vendor_item``: candidate
+    rows, the table's values [columns, hits]), of the category-level one among their distinct
+    categories (``emp_cat``, ``vendor_cat``: positions in ``ServingBase.u_cat``, values), and its
+    own table's count (0 without a row) and whether it has a row: every lookup of the key at
+    once, memoised per (tables, side, key) on the candidates (``PARTY_KEEP`` kept, least
+    recently used dropped first)."""
+
+    item_rows: I64
+    item_values: F32
+    cat_pos: I64
+    cat_values: F32
+    count: np.float32
+    found: bool
 
     @staticmethod
     def of(
-        name: str, high: int, tables: FeatureTables, base: ServingBase, candidates: Candidates
-    ) -> tuple[I64, F32]:
-        memo = candidates._memo.get("pair_rows")
+        side: str, key: int, tables: FeatureTables, base: ServingBase, candidates: Candidates
+    ) -> PartyRows:
+        memo = candidates._memo.get("party_rows")
         if memo is None:
-            memo = candidates._memo.setdefault("pair_rows", LruMemo(PAIR_KEEP))
-        key = (tables.token(), name, high)
-        hit, found = memo.get(key)
+            memo = candidates._memo.setdefault("party_rows", LruMemo(PARTY_KEEP))
+        memo_key = (tables.token(), side, key)
+        hit, found = memo.get(memo_key)
         if found:
             return hit  # type: ignore[no-any-return]
-        table = tables.tables[name]
-        per_item = name.endswith("_item")
-        pos, tpos = _matching(table, high, base.sorted_ids if per_item else base.u_cat)
-        rows = base.id_order[pos] if per_item else pos
-        values = table.rows(tpos)
-        for value in (rows, values):
+        item_name, cat_name, own = PARTY_SIDES[side]
+        t = tables.tables
+        pos, tpos = _matching(t[item_name], key, base.sorted_ids)
+        cat_pos, cpos = _matching(t[cat_name], key, base.u_cat)
+        count, has_row = _scalar(t[own], key)
+        out = PartyRows(
+            item_rows=base.id_order[pos],
+            item_values=t[item_name].rows(tpos),
+            cat_pos=cat_pos,
+            cat_values=t[cat_name].rows(cpos),
+            count=count,
+            found=has_row,
+        )
+        for value in (out.item_rows, out.item_values, out.cat_pos, out.cat_values):
             value.flags.writeable = False  # shared by every request
-        memo.put(key, (rows, values))
-        return rows, values
+        memo.put(memo_key, out)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +272,6 @@ def assemble(ctx: RankContext, candidates: Candidates, tables: FeatureTables) ->
             ContextBatch.from_contexts([ctx]), np.zeros(n, dtype=np.int64), candidates, tables
         )
     n = len(candidates)
-    t = tables.tables
     emp = -1 if ctx.employee_id is None else int(ctx.employee_id)
     ven = -1 if ctx.vendor_id is None else int(ctx.vendor_id)
     day = np.float32(to_day(ctx.expense_date))
@@ -260,28 +287,20 @@ def assemble(ctx: RankContext, candidates: Candidates, tables: FeatureTables) ->
     _clip10(z)
     z[base.item_missing] = 0.0
 
-    # employee x item, vendor x item: the key's rows matched against the candidates
-    emp_hits = 0
-    for name, high, col in (("emp_item", emp, C_EMP_ITEM), ("vendor_item", ven, C_VENDOR_ITEM)):
-        rows, stored = PairRows.of(name, high, tables, base, candidates)
-        if col == C_EMP_ITEM:
-            emp_hits = rows.shape[0]
+    # the employee's and the vendor's rows: pair tables matched against the candidates, counts
+    staff = PartyRows.of("employee", emp, tables, base, candidates)
+    seller = PartyRows.of("vendor", ven, tables, base, candidates)
+    block = base.cat_block.copy()  # category level, per distinct category, then to rows
+    for party, col, j in ((staff, C_EMP_ITEM, 0), (seller, C_VENDOR_ITEM, 1)):
+        rows = party.item_rows
         if rows.shape[0]:
-            values = stored.copy()  # [columns, hits]
+            values = party.item_values.copy()  # [columns, hits]
             _days_since(day, values[2], values[2])
             num[rows, col : col + values.shape[0]] = values.T
-
-    emp_count, emp_found = _scalar(t["employee"], emp)
-    ven_count, ven_found = _scalar(t["vendor"], ven)
-    num[:, C_CTX] = emp_count
-    num[:, C_CTX + 1] = ven_count
-
-    # category level, per distinct category of the candidates, then broadcast to rows
-    block = base.cat_block.copy()
-    for name, high, j in (("emp_cat", emp, 0), ("vendor_cat", ven, 1)):
-        cats, stored = PairRows.of(name, high, tables, base, candidates)
-        if cats.shape[0]:
-            block[cats, j] = stored[0]
+        if party.cat_pos.shape[0]:
+            block[party.cat_pos, j] = party.cat_values[0]
+    num[:, C_CTX] = staff.count
+    num[:, C_CTX + 1] = seller.count
     cat_z = block[:, 3]
     np.subtract(la, base.cat_amt_mean, out=cat_z)
     np.divide(cat_z, base.cat_amt_den, out=cat_z)
@@ -318,9 +337,9 @@ def assemble(ctx: RankContext, candidates: Candidates, tables: FeatureTables) ->
         cat=cat,
         rows=n,
         item_default_rows=base.item_default,
-        emp_item_default_rows=n - emp_hits,
-        unknown_employee_rows=0 if emp_found else n,
-        unknown_vendor_rows=0 if ven_found else n,
+        emp_item_default_rows=n - staff.item_rows.shape[0],
+        unknown_employee_rows=0 if staff.found else n,
+        unknown_vendor_rows=0 if seller.found else n,
         unknown_terms=unknown_terms,
     )
 
