@@ -25,7 +25,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from .assembly import ContextFree, assemble_batch, context_terms
+from .assembly import ContextFree, assemble_batch
 from .inputs import Candidates, ContextBatch, LruMemo, ModelInput, RankContext
 from .itemtext import ITEM_TEXT_FEATURES, one_context
 from .schema import (
@@ -44,12 +44,13 @@ from .schema import (
     F32,
     I64,
     LOW32,
+    MAX_TERMS,
     NUMERIC_FEATURES,
     OBJ,
     VENDOR_ITEM_DEFAULTS,
 )
 from .tables import FeatureTables, Table, Token
-from .terms import to_day, tokenize
+from .terms import department_term, industry_term, to_day, tokenize
 
 SERVING_KEEP: Final = 2
 """:class:`ServingBase` objects kept per ``Candidates``: one per ``FeatureTables`` object, for
@@ -275,8 +276,7 @@ def assemble(ctx: RankContext, candidates: Candidates, tables: FeatureTables) ->
     emp = -1 if ctx.employee_id is None else int(ctx.employee_id)
     ven = -1 if ctx.vendor_id is None else int(ctx.vendor_id)
     day = np.float32(to_day(ctx.expense_date))
-    log_amount = np.log1p(np.maximum(np.array([ctx.amount], dtype=np.float64), 0.0))
-    la = log_amount.astype(np.float32)[0]
+    la = np.float32(np.log1p(np.maximum(np.float64(ctx.amount), 0.0)))
     num = base.num.copy(order="F")
     num[:, C_LOG_AMOUNT] = la
     _days_since(day, base.created_days, num[:, C_ITEM_AGE])
@@ -310,11 +310,9 @@ def assemble(ctx: RankContext, candidates: Candidates, tables: FeatureTables) ->
     industry = ctx.vendor_industry or ""
     department = ctx.employee_department or ""
     desc_terms = tokenize(ctx.description)
-    term_ids, unknown_terms = context_terms([desc_terms], [industry], [department], tables)
-    n_desc = term_ids.shape[1] - 2
-    known = [(j, tid) for j, tid in enumerate(term_ids[0].tolist()) if tid >= 0]
+    known, n_known, unknown_terms = known_terms(desc_terms, industry, department, tables)
+    n_desc = MAX_TERMS
     rows_of = [(j, TermRows.of(tid, tables, base, candidates)) for j, tid in known]
-    n_known = sum(1 for j, _ in known if j < n_desc)
     if rows_of:
         _term_cat(rows_of, base.u_cat.shape[0], n_desc, n_known, block)
     num[:, C_CAT : C_CAT + 8] = block.take(base.cat_of_row, axis=0)
@@ -342,6 +340,30 @@ def assemble(ctx: RankContext, candidates: Candidates, tables: FeatureTables) ->
         unknown_vendor_rows=0 if seller.found else n,
         unknown_terms=unknown_terms,
     )
+
+
+def known_terms(
+    desc_terms: list[str], industry: str, department: str, tables: FeatureTables
+) -> tuple[list[tuple[int, int]], int, int]:
+    """The context's terms the vocabulary holds, as (term column, term id) in the columns of
+    ``assembly.context_terms`` (description terms from 0, the industry term at ``MAX_TERMS``,
+    the department term at ``MAX_TERMS + 1``), with how many of the description's terms are
+    known and how many are not: ``context_terms`` for one context without its -1 padding."""
+    index = tables.term_index()
+    known: list[tuple[int, int]] = []
+    for j, term in enumerate(desc_terms):
+        tid = index.get(term, -1)
+        if tid >= 0:
+            known.append((j, tid))
+    n_known = len(known)
+    for j, term in (
+        (MAX_TERMS, industry_term(industry)),
+        (MAX_TERMS + 1, department_term(department)),
+    ):
+        tid = index.get(term, -1)
+        if tid >= 0:
+            known.append((j, tid))
+    return known, n_known, len(desc_terms) - n_known
 
 
 def _days_since(day: np.float32, last: F32, out: F32) -> None:

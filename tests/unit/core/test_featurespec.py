@@ -12,12 +12,14 @@ from tests.unit.training import handmade
 from tests.unit.training.handmade import AS_OF
 
 from rankswap import featurespec as fs
+from rankswap.featurespec.assembly import context_terms
 from rankswap.featurespec.serving import (
     PARTY_KEEP,
     SERVING_KEEP,
     TERM_KEEP,
     PartyRows,
     ServingBase,
+    known_terms,
 )
 from rankswap.productdb import ProductDB
 from rankswap_training import dataset, features
@@ -410,6 +412,29 @@ def test_term_rows_are_memoised_per_tables_and_bounded(small_db_url: str) -> Non
         ctx = fs.RankContext(tenant, None, None, text, 1000.0, date(2026, 3, 30))
         _assert_same(fs.assemble(ctx, cands, tables), _reference(ctx, cands, tables))
     assert len(cands._memo["term_rows"]) == TERM_KEEP
+
+
+def test_known_terms_are_context_terms_without_the_padding(on_disk: fs.FeatureTables) -> None:
+    """Serving's ``known_terms`` gives ``context_terms``'s row for one context: the same
+    (column, term id) of every known term, the same counts of known and unknown description
+    terms, for known, unknown and missing descriptions, industries and departments."""
+    vocab = [str(t) for t in on_disk.terms.tolist() if not str(t).startswith("\x01")]
+    industries = [str(t)[3:] for t in on_disk.terms.tolist() if str(t).startswith("\x01i:")]
+    departments = [str(t)[3:] for t in on_disk.terms.tolist() if str(t).startswith("\x01d:")]
+    assert vocab and industries and departments
+    cases = [
+        (" ".join(vocab[:3]), industries[0], departments[0]),
+        (f"{vocab[0]} zzunknown {vocab[1]} qqnone", "no such industry", departments[-1]),
+        (" ".join(vocab[: fs.MAX_TERMS + 4]), "", ""),
+        ("", industries[-1], "no such department"),
+    ]
+    for description, industry, department in cases:
+        terms = fs.tokenize(description)
+        row, unknown = context_terms([terms], [industry], [department], on_disk)
+        want = [(j, tid) for j, tid in enumerate(row[0].tolist()) if tid >= 0]
+        n_known = sum(1 for j, _ in want if j < fs.MAX_TERMS)
+        assert known_terms(terms, industry, department, on_disk) == (want, n_known, unknown)
+    assert any(j >= fs.MAX_TERMS for j, _ in known_terms([], industries[0], "", on_disk)[0])
 
 
 def test_party_rows_are_one_memo_entry_per_key_and_tables(
