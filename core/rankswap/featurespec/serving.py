@@ -410,22 +410,21 @@ def _term_cat(
     rows_of: list[tuple[int, TermRows]], n_cat: int, n_desc: int, n_known: int, block: F32
 ) -> None:
     """``desc_cat_mean``, ``desc_cat_max``, ``industry_cat_share``, ``dept_cat_share`` per
-    distinct category into ``block[:, 4:8]`` from the context's terms' ``term_cat`` rows
-    (term column ``j`` of ``context_terms``): ``assemble_batch``'s arithmetic on the same
-    [categories, terms] blocks (0 where a (term, category) has no row)."""
+    distinct category into ``block[:, 4:8]`` (0 there before) from the context's terms'
+    ``term_cat`` rows (term column ``j`` of ``context_terms``): ``assemble_batch``'s
+    arithmetic on the same [categories, terms] blocks (0 where a (term, category) has no
+    row)."""
     desc = np.zeros((n_cat, n_desc), dtype=np.float32)
-    extra = np.zeros((n_cat, 2), dtype=np.float32)
     for j, rows in rows_of:
         if rows.cat_pos.shape[0]:
             if j < n_desc:
                 desc[rows.cat_pos, j] = rows.cat_share
-            else:
-                extra[rows.cat_pos, j - n_desc] = rows.cat_share
+            else:  # industry, department: straight into the block (0 in its template)
+                block[rows.cat_pos, 6 + j - n_desc] = rows.cat_share
     if n_known > 0:
         # divided by an int64 (not a Python int, which would keep the float32 sum in float32)
         block[:, 4] = desc.sum(axis=1) / np.int64(n_known)
     block[:, 5] = desc.max(axis=1) if n_desc else 0.0
-    block[:, 6:8] = extra
 
 
 def _term_item(rows_of: list[tuple[int, TermRows]], n_desc: int) -> tuple[I64, I64, F32]:
