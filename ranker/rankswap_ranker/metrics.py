@@ -40,6 +40,11 @@ CANDIDATE_BUCKETS = (0, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
 FLUSH_INTERVAL_S = 0.1
 """Longest time a per-request update waits before another worker's ``/metrics`` shows it."""
 
+IDLE_FLUSHES = 50
+"""Intervals in a row with nothing to write after which the flusher thread ends (5 s): a
+worker under steady load keeps one flusher instead of starting a thread (and waiting for it to
+run) every interval."""
+
 
 class DeferredSeries:
     """A counter or histogram series' updates not yet written (see :class:`Deferred`)."""
@@ -102,12 +107,13 @@ class Deferred:
     :meth:`counter` / :meth:`histogram` wrap a labelled series (``metric.labels(...)``, or an
     unlabelled metric) with the same ``inc`` / ``observe``. :meth:`flush` writes what is
     pending; it runs before every exposition, in a daemon thread at most
-    ``FLUSH_INTERVAL_S`` after an update (the thread ends when nothing is pending), and at
-    interpreter exit. Nothing counted is dropped; a worker killed with SIGKILL loses at most
+    ``FLUSH_INTERVAL_S`` after an update (the thread ends after ``IDLE_FLUSHES`` intervals
+    with nothing pending), and at interpreter exit. Nothing counted is dropped; a worker killed with SIGKILL loses at most
     its last ``FLUSH_INTERVAL_S`` of these updates."""
 
     def __init__(self, interval_s: float = FLUSH_INTERVAL_S) -> None:
         self.interval_s = interval_s
+        self.idle_flushes = IDLE_FLUSHES
         self.lock = threading.Lock()
         self.dirty: set[DeferredSeries] = set()
         self.flushing = False
@@ -128,14 +134,16 @@ class Deferred:
                 pending = self._series[id(series)] = DeferredSeries(self, series, bounds)
             return pending
 
-    def flush(self) -> None:
-        """Write every pending update to its prometheus series (one write per series)."""
+    def flush(self) -> int:
+        """Write every pending update to its prometheus series (one write per series); the
+        number of series written."""
         with self._flush_lock:
             with self.lock:
                 batch = [(p, *p.take()) for p in self.dirty]
                 self.dirty.clear()
             for pending, total, counts in batch:
                 pending.write(total, counts)
+        return len(batch)
 
     def start_flusher(self) -> None:
         with self.lock:
@@ -157,6 +165,7 @@ class Deferred:
 
 
 def _flusher(ref: weakref.ref[Deferred]) -> None:
+    quiet = 0  # intervals in a row with nothing written
     while True:
         owner = ref()
         if owner is None:
@@ -167,8 +176,8 @@ def _flusher(ref: weakref.ref[Deferred]) -> None:
         owner = ref()
         if owner is None:
             return
-        owner.flush()
-        if owner._idle():
+        quiet = 0 if owner.flush() else quiet + 1
+        if quiet >= owner.idle_flushes and owner._idle():
             return
         del owner
 

@@ -5,12 +5,13 @@ the product DB, cached per data version),
 ``features`` (vectorised feature gather from the memory-mapped tables), ``inputs`` (counting
 defaults and unknowns; the model input is already the two arrays ``num`` and ``cat``), ``model``
 (ONNX), ``topk`` (``argpartition``), ``serialise`` (the top-k's labels from the candidate
-list, JSON bytes).
+list, JSON bytes: :func:`answer_body`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -104,32 +105,7 @@ def rank(bundle: Bundle, source: CandidateSource, q: RankQuery) -> RankOutcome:
     t4 = time.perf_counter()
     best = top_k_indices(scores, cands.item_ids, q.top_k)
     t5 = time.perf_counter()
-    ref = bundle.ref
-    # the top-k's codes and names from the candidate list that was ranked (read with names
-    # for the item-text features): no second DB read, the labels of the same snapshot
-    top = best.tolist()
-    items = [
-        {
-            "id": item_id,
-            "code": str(cands.codes[i]),
-            "name": str(cands.names[i]),
-            "category": str(cands.categories[i]),
-            "score": round(score, 6),
-        }
-        for i, item_id, score in zip(
-            top, cands.item_ids[best].tolist(), scores[best].tolist(), strict=True
-        )
-    ]
-    body = _JSON.encode(
-        {
-            "tenant_id": q.tenant_id,
-            "items": items,
-            "candidates": len(cands),
-            "bundle_id": ref.bundle_id,
-            "model_version": ref.model.version,
-            "features_version": ref.features.version,
-        }
-    ).encode()
+    body = answer_body(q.tenant_id, bundle, cands, best, scores)
     t6 = time.perf_counter()
     return RankOutcome(
         body=body,
@@ -149,6 +125,56 @@ def rank(bundle: Bundle, source: CandidateSource, q: RankQuery) -> RankOutcome:
         cands=cands,
         scores=scores,
         top=best,
+    )
+
+
+def answer_body(
+    tenant_id: str,
+    bundle: Bundle,
+    cands: fs.Candidates,
+    best: Any,
+    scores: npt.NDArray[np.float32],
+) -> bytes:
+    """The response body: what ``json.dumps(..., ensure_ascii=False)`` writes for
+    ``{"tenant_id", "items": [{"id", "code", "name", "category", "score"}, ...], "candidates",
+    "bundle_id", "model_version", "features_version"}``, byte for byte, with each item's text
+    up to its score taken from :func:`item_prefixes` (the labels of the candidate list that was
+    ranked, read with names for the item-text features: no second DB read, the same snapshot).
+    Scores are rounded to 6 decimals."""
+    ref = bundle.ref
+    prefixes = item_prefixes(cands)
+    items = []
+    for i, score in zip(best.tolist(), scores[best].tolist(), strict=True):
+        prefix = prefixes.get(i)
+        if prefix is None:
+            prefix = prefixes.setdefault(i, _item_prefix(cands, i))
+        value = round(score, 6)
+        # json writes a finite float as its repr (NaN / Infinity otherwise)
+        text = float.__repr__(value) if math.isfinite(value) else _JSON.encode(value)
+        items.append(f"{prefix}{text}}}")
+    text = (
+        f'{{"tenant_id": {_JSON.encode(tenant_id)}, "items": [{", ".join(items)}], '
+        f'"candidates": {len(cands)}, "bundle_id": {_JSON.encode(ref.bundle_id)}, '
+        f'"model_version": {_JSON.encode(ref.model.version)}, '
+        f'"features_version": {_JSON.encode(ref.features.version)}}}'
+    )
+    return text.encode()
+
+
+def item_prefixes(cands: fs.Candidates) -> dict[int, str]:
+    """Per candidate row, the JSON text of its answer item up to the score
+    (``{"id": 7, "code": "...", "name": "...", "category": "...", "score": ``), built the
+    first time the row is in a top-k; kept on the candidate list (the product DB's cached
+    snapshot: its labels do not change), at most one entry per candidate."""
+    return cands.derived("item_prefixes", dict)
+
+
+def _item_prefix(cands: fs.Candidates, i: int) -> str:
+    enc = _JSON.encode
+    return (
+        f'{{"id": {int(cands.item_ids[i])}, "code": {enc(str(cands.codes[i]))}, '
+        f'"name": {enc(str(cands.names[i]))}, "category": {enc(str(cands.categories[i]))}, '
+        '"score": '
     )
 
 

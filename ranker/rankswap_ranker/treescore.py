@@ -175,7 +175,8 @@ def object_ids(cat: npt.NDArray[Any]) -> npt.NDArray[np.uintp]:
 
 @dataclass
 class _Encoded:
-    ids: npt.NDArray[np.uintp]
+    raw: bytes
+    """The strings' addresses (``object_ids``' column as bytes)."""
     codes: npt.NDArray[np.float32]
     keep: npt.NDArray[Any]
     """The encoded strings themselves: while the entry lives, no other object can take one of
@@ -196,11 +197,15 @@ class CodeMemo:
         self._lock = threading.Lock()
         self.hits = 0
 
-    def get(self, column: int, ids: npt.NDArray[np.uintp]) -> npt.NDArray[np.float32] | None:
+    def get(
+        self, column: int, ids: npt.NDArray[np.uintp], raw: bytes | None = None
+    ) -> npt.NDArray[np.float32] | None:
+        """The codes of a column whose strings are the very ones of an entry (``raw``:
+        ``ids.tobytes()``, when the caller has it)."""
         key = (column, ids.shape[0], int(ids[0]), int(ids[-1]))
         with self._lock:
             hit = self._memo.get(key)
-        if hit is None or not np.array_equal(hit.ids, ids):
+        if hit is None or hit.raw != (ids.tobytes() if raw is None else raw):
             return None
         self.hits += 1
         return hit.codes
@@ -213,7 +218,7 @@ class CodeMemo:
         codes: npt.NDArray[np.float32],
     ) -> None:
         key = (column, ids.shape[0], int(ids[0]), int(ids[-1]))
-        entry = _Encoded(ids=ids.copy(), codes=codes, keep=np.array(values, dtype=object))
+        entry = _Encoded(raw=ids.tobytes(), codes=codes, keep=np.array(values, dtype=object))
         with self._lock:
             self._memo.pop(key, None)
             while len(self._memo) >= self._entries:
@@ -238,6 +243,35 @@ class Encoder:
         )
 
 
+BUFFER_LIMIT = 1 << 22
+"""Floats of the compiled trees' input kept per thread and scorer (16 MB): an input of more
+rows is written into an array of its own."""
+
+
+class InputBuffers:
+    """Per thread, one float32 buffer the compiled trees' input (:meth:`TreeScorer.columns`) is
+    written into, grown to the largest input seen (up to ``BUFFER_LIMIT``), so a request does
+    not allocate (and fault in) ~0.2 MB at 770 candidates. The kernel is done with it when
+    ``NativeTrees.score`` returns (the scores are an array of their own), and another thread
+    (a shadow scorer, a test client) writes into its own."""
+
+    __slots__ = ("_local",)
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def get(self, height: int, stride: int) -> npt.NDArray[np.float32]:
+        """A C-contiguous ``[height, stride]`` float32 array (contents undefined)."""
+        need = height * stride
+        if need > BUFFER_LIMIT:
+            return np.empty((height, stride), dtype=np.float32)
+        flat: npt.NDArray[np.float32] | None = getattr(self._local, "flat", None)
+        if flat is None or flat.shape[0] < need:
+            flat = np.empty(need, dtype=np.float32)
+            self._local.flat = flat
+        return flat[:need].reshape(height, stride)
+
+
 @dataclass(frozen=True)
 class TreeScorer:
     """The tree ensemble alone (a session on the copied node) behind the encoders."""
@@ -251,6 +285,7 @@ class TreeScorer:
     native: NativeTrees | None = None
     """The same trees compiled (:mod:`rankswap_ranker.treejit`), when the loader kept them."""
     memo: CodeMemo = field(default_factory=CodeMemo, compare=False, repr=False)
+    buffers: InputBuffers = field(default_factory=InputBuffers, compare=False, repr=False)
 
     def encode(self, cat: npt.NDArray[Any], out: npt.NDArray[np.float32]) -> None:
         """Write each categorical column encoded as the graph's ``LabelEncoder`` + ``Cast``
@@ -265,10 +300,11 @@ class TreeScorer:
         ids = object_ids(cat)
         for j, enc in enumerate(self.encoders):
             col = ids[enc.column]
-            if col[0] == col[-1] and bool((col == col[0]).all()):
+            raw = col.tobytes()  # the addresses, compared as bytes (one memcmp, no ufunc)
+            if raw == raw[: col.itemsize] * n:
                 out[j] = self.encoders[j].codes.get(cat[0, enc.column], enc.default)
                 continue
-            codes = self.memo.get(enc.column, col)
+            codes = self.memo.get(enc.column, col, raw)
             if codes is None:
                 values = cat[:, enc.column]
                 codes = enc.encode(values)
@@ -284,10 +320,19 @@ class TreeScorer:
         self.encode(cat, rows[:, width:].T)
         return rows
 
-    def columns(self, num: npt.NDArray[np.float32], cat: npt.NDArray[Any], stride: int) -> Any:
-        """The same input column-major, ``[width, stride]`` (rows past ``N`` are zeros)."""
+    def columns(
+        self,
+        num: npt.NDArray[np.float32],
+        cat: npt.NDArray[Any],
+        stride: int,
+        out: npt.NDArray[np.float32] | None = None,
+    ) -> Any:
+        """The same input column-major, ``[width, stride]`` (rows past ``N`` are zeros), into
+        ``out`` when given (that shape, C order), else a new array."""
         n, width = num.shape
-        cols = np.empty((width + len(self.encoders), stride), dtype=np.float32)
+        cols = (
+            np.empty((width + len(self.encoders), stride), dtype=np.float32) if out is None else out
+        )
         cols[:width, :n] = num.T
         cols[:, n:] = 0.0
         self.encode(cat, cols[width:, :n])
@@ -295,8 +340,10 @@ class TreeScorer:
 
     def score(self, num: npt.NDArray[np.float32], cat: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         if self.native is not None:
-            n = num.shape[0]
-            return self.native.score(self.columns(num, cat, self.native.stride(n)), n)
+            n, width = num.shape
+            stride = self.native.stride(n)
+            buffer = self.buffers.get(width + len(self.encoders), stride)
+            return self.native.score(self.columns(num, cat, stride, buffer), n)
         return self.score_ort(num, cat)
 
     def score_ort(

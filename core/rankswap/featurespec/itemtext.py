@@ -33,7 +33,8 @@ Serving (one context, :func:`one_context`) memoises the context-free part on the
 index term -> (row, term) pairs, the rows' idf totals; per feature tables, the name terms'
 feature-vocabulary ids) and then touches only the pairs whose term the description, the vendor
 name or the employee's ``emp_term`` rows hold: each description term and ``emp_term`` row is
-looked up once per request, not once per candidate. Training (:func:`_many_contexts`) runs the
+looked up once per request, not once per candidate; the vendor name's part
+(:class:`VendorNames`) and the employee's (:class:`EmployeeNames`) are memoised too. Training (:func:`_many_contexts`) runs the
 dense arithmetic over every pair of many contexts. Both add the same non-zero terms in the same
 order (pair order), so the rows are bit-identical (tests check it on handmade and generated
 worlds)."""
@@ -274,16 +275,15 @@ def one_context(
     matched = index.pairs_of(desc)
     rows = np.empty(0, dtype=np.int64)
     if matched.shape[0]:
-        rows, inv = _distinct(names.row[matched], len(candidates))
+        rows, inv = _distinct_sorted(names.row[matched])
         match_n = np.bincount(inv).astype(np.float64)
         out[rows, 0] = match_n
         out[rows, 1] = _grid(match_n / index.terms_den[rows])
         out[rows, 2] = _grid(index.cover(rows, np.bincount(inv, weights=idf[matched])))
         out[rows, 8] = np.bincount(inv, weights=index.alone[matched])
-    vendor = index.pairs_of(_local_terms(tokenize(vendor_name), vocab))
-    if vendor.shape[0]:
-        v_rows, v_inv = _distinct(names.row[vendor], len(candidates))
-        out[v_rows, 3] = _grid(index.cover(v_rows, np.bincount(v_inv, weights=idf[vendor])))
+    vendor = VendorNames.of(vendor_name, index, candidates)
+    if vendor is not None:
+        out[vendor.rows, 3] = vendor.cover
     emp = EmployeeNames.of(employee, tables, index, candidates)
     if emp is not None:
         n = len(candidates)
@@ -428,6 +428,42 @@ class EmployeeNames:
         return EmployeeNames(local=local, share=share, share_column=column)
 
 
+VENDOR_KEEP: Final = 256
+"""Vendor names whose ``vendor_name_idf_cover`` (:class:`VendorNames`) is kept per candidate
+list, least recently used dropped first: a few bytes per candidate the name covers."""
+
+
+@dataclass(frozen=True, slots=True)
+class VendorNames:
+    """The candidate rows a vendor's name holds name terms of, and their
+    ``vendor_name_idf_cover`` (float32): a function of the candidate list and the name alone."""
+
+    rows: I64
+    cover: F32
+
+    @staticmethod
+    def of(vendor_name: str, index: NameIndex, candidates: Candidates) -> VendorNames | None:
+        """Memoised per name on ``candidates`` (``VENDOR_KEEP`` kept); ``None`` when the name
+        holds none of the candidates' name terms (the feature is 0)."""
+        memo = candidates._memo.get("vendor_names")
+        if memo is None:
+            memo = candidates._memo.setdefault("vendor_names", LruMemo(VENDOR_KEEP))
+        hit, found = memo.get(vendor_name)
+        if found:
+            return hit  # type: ignore[no-any-return]
+        out = None
+        pairs = index.pairs_of(_local_terms(tokenize(vendor_name), index.names.vocab))
+        if pairs.shape[0]:
+            rows, inv = _distinct_sorted(index.names.row[pairs])
+            sums = np.bincount(inv, weights=index.idf[pairs])
+            cover = _grid(index.cover(rows, sums)).astype(np.float32)
+            for value in (rows, cover):
+                value.flags.writeable = False  # shared by every request
+            out = VendorNames(rows=rows, cover=cover)
+        memo.put(vendor_name, out)
+        return out
+
+
 def _employee_terms(
     employee: int, tables: FeatureTables, names: NameTerms, candidates: Candidates
 ) -> tuple[I64, F64]:
@@ -499,6 +535,19 @@ def _distinct(rows: I64, n: int) -> tuple[I64, I64]:
     distinct = np.flatnonzero(slot)
     slot[distinct] = np.arange(distinct.shape[0])
     inv: I64 = slot[rows]
+    return distinct, inv
+
+
+def _distinct_sorted(rows: I64) -> tuple[I64, I64]:
+    """``np.unique(rows, return_inverse=True)`` for ascending ``rows`` (the rows of pairs in
+    pair order): where the row changes, without a sort or an array of every row."""
+    if rows.shape[0] == 1:
+        return rows, np.zeros(1, dtype=np.int64)
+    new = np.empty(rows.shape[0], dtype=bool)
+    new[0] = True
+    np.not_equal(rows[1:], rows[:-1], out=new[1:])
+    inv: I64 = np.cumsum(new) - 1
+    distinct: I64 = rows[new]
     return distinct, inv
 
 

@@ -10,7 +10,8 @@ candidates' sorted ids). A request then copies the template and writes only what
 the expense. Pair tables are read from the other side: the employee's (vendor's) key range is
 found with one search and its few rows are matched against the candidates' sorted ids, instead
 of searching every candidate in the table; the rows that match take the table's values, the
-others keep the template's defaults. The description's terms go through the same ``term_cat``
+others keep the template's defaults. Every lookup of one employee (vendor) key is memoised as one
+entry (:class:`PartyRows`). The description's terms go through the same ``term_cat``
 arithmetic as ``assemble_batch`` and the text features through ``itemtext.one_context``.
 
 Bit-identity with ``assemble_batch`` (the training path) is tested on generated worlds
@@ -24,7 +25,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from .assembly import ContextFree, assemble_batch, context_terms
+from .assembly import ContextFree, assemble_batch
 from .inputs import Candidates, ContextBatch, LruMemo, ModelInput, RankContext
 from .itemtext import ITEM_TEXT_FEATURES, one_context
 from .schema import (
@@ -43,22 +44,24 @@ from .schema import (
     F32,
     I64,
     LOW32,
+    MAX_TERMS,
     NUMERIC_FEATURES,
     OBJ,
     VENDOR_ITEM_DEFAULTS,
 )
 from .tables import FeatureTables, Table, Token
-from .terms import to_day, tokenize
+from .terms import department_term, industry_term, to_day, tokenize
 
 SERVING_KEEP: Final = 2
 """:class:`ServingBase` objects kept per ``Candidates``: one per ``FeatureTables`` object, for
 the active bundle and the one before it (a rollout serves both for a while). Each is about
 ``4 * len(NUMERIC_FEATURES) + 60`` bytes per candidate (the template and the per-row values)."""
 
-PAIR_KEEP: Final = 512
-"""(table, employee or vendor) entries of :class:`PairRows` kept per candidate list (and
-feature tables): four tables x the recent employees and vendors. An entry is 8 bytes plus 4 per
-table column for each row the key has among the candidates (its items, its categories)."""
+PARTY_KEEP: Final = 256
+"""(side, employee or vendor) entries of :class:`PartyRows` kept per candidate list (and
+feature tables): the recent employees and vendors. An entry is about 200 bytes plus 8 bytes
+and 4 per table column for each row the key has among the candidates (its items, its
+categories)."""
 
 TERM_KEEP: Final = 512
 """Vocabulary terms whose rows (:class:`TermRows`) are kept per candidate list (and feature
@@ -170,33 +173,59 @@ class ServingBase:
         return out
 
 
-class PairRows:
-    """An employee's or vendor's rows of a pair table among the candidates (``emp_item``,
-    ``vendor_item``: candidate rows) or their distinct categories (``emp_cat``, ``vendor_cat``:
-    positions in ``ServingBase.u_cat``), with the table's values there ([columns, hits]),
-    memoised per (tables, table, key) on the candidates (``PAIR_KEEP`` kept, least recently
-    used dropped first)."""
+PARTY_SIDES: Final = {
+    "employee": ("emp_item", "emp_cat", "employee"),
+    "vendor": ("vendor_item", "vendor_cat", "vendor"),
+}
+"""Per side of an expense: its item-level pair table, its category-level pair table, and its
+own (single-column count) table."""
+
+
+@dataclass(frozen=True, slots=True)
+class PartyRows:
+    """An employee's or vendor's part of the model input for one candidate list: its rows of
+    the item-level pair table among the candidates (``emp_item``, ``vendor_item``: candidate
+    rows, the table's values [columns, hits]), of the category-level one among their distinct
+    categories (``emp_cat``, ``vendor_cat``: positions in ``ServingBase.u_cat``, values), and its
+    own table's count (0 without a row) and whether it has a row: every lookup of the key at
+    once, memoised per (tables, side, key) on the candidates (``PARTY_KEEP`` kept, least
+    recently used dropped first)."""
+
+    item_rows: I64
+    item_values: F32
+    cat_pos: I64
+    cat_values: F32
+    count: np.float32
+    found: bool
 
     @staticmethod
     def of(
-        name: str, high: int, tables: FeatureTables, base: ServingBase, candidates: Candidates
-    ) -> tuple[I64, F32]:
-        memo = candidates._memo.get("pair_rows")
+        side: str, key: int, tables: FeatureTables, base: ServingBase, candidates: Candidates
+    ) -> PartyRows:
+        memo = candidates._memo.get("party_rows")
         if memo is None:
-            memo = candidates._memo.setdefault("pair_rows", LruMemo(PAIR_KEEP))
-        key = (tables.token(), name, high)
-        hit, found = memo.get(key)
+            memo = candidates._memo.setdefault("party_rows", LruMemo(PARTY_KEEP))
+        memo_key = (tables.token(), side, key)
+        hit, found = memo.get(memo_key)
         if found:
             return hit  # type: ignore[no-any-return]
-        table = tables.tables[name]
-        per_item = name.endswith("_item")
-        pos, tpos = _matching(table, high, base.sorted_ids if per_item else base.u_cat)
-        rows = base.id_order[pos] if per_item else pos
-        values = table.rows(tpos)
-        for value in (rows, values):
+        item_name, cat_name, own = PARTY_SIDES[side]
+        t = tables.tables
+        pos, tpos = _matching(t[item_name], key, base.sorted_ids)
+        cat_pos, cpos = _matching(t[cat_name], key, base.u_cat)
+        count, has_row = _scalar(t[own], key)
+        out = PartyRows(
+            item_rows=base.id_order[pos],
+            item_values=t[item_name].rows(tpos),
+            cat_pos=cat_pos,
+            cat_values=t[cat_name].rows(cpos),
+            count=count,
+            found=has_row,
+        )
+        for value in (out.item_rows, out.item_values, out.cat_pos, out.cat_values):
             value.flags.writeable = False  # shared by every request
-        memo.put(key, (rows, values))
-        return rows, values
+        memo.put(memo_key, out)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,12 +273,10 @@ def assemble(ctx: RankContext, candidates: Candidates, tables: FeatureTables) ->
             ContextBatch.from_contexts([ctx]), np.zeros(n, dtype=np.int64), candidates, tables
         )
     n = len(candidates)
-    t = tables.tables
     emp = -1 if ctx.employee_id is None else int(ctx.employee_id)
     ven = -1 if ctx.vendor_id is None else int(ctx.vendor_id)
     day = np.float32(to_day(ctx.expense_date))
-    log_amount = np.log1p(np.maximum(np.array([ctx.amount], dtype=np.float64), 0.0))
-    la = log_amount.astype(np.float32)[0]
+    la = np.float32(np.log1p(np.maximum(np.float64(ctx.amount), 0.0)))
     num = base.num.copy(order="F")
     num[:, C_LOG_AMOUNT] = la
     _days_since(day, base.created_days, num[:, C_ITEM_AGE])
@@ -260,28 +287,20 @@ def assemble(ctx: RankContext, candidates: Candidates, tables: FeatureTables) ->
     _clip10(z)
     z[base.item_missing] = 0.0
 
-    # employee x item, vendor x item: the key's rows matched against the candidates
-    emp_hits = 0
-    for name, high, col in (("emp_item", emp, C_EMP_ITEM), ("vendor_item", ven, C_VENDOR_ITEM)):
-        rows, stored = PairRows.of(name, high, tables, base, candidates)
-        if col == C_EMP_ITEM:
-            emp_hits = rows.shape[0]
+    # the employee's and the vendor's rows: pair tables matched against the candidates, counts
+    staff = PartyRows.of("employee", emp, tables, base, candidates)
+    seller = PartyRows.of("vendor", ven, tables, base, candidates)
+    block = base.cat_block.copy()  # category level, per distinct category, then to rows
+    for party, col, j in ((staff, C_EMP_ITEM, 0), (seller, C_VENDOR_ITEM, 1)):
+        rows = party.item_rows
         if rows.shape[0]:
-            values = stored.copy()  # [columns, hits]
+            values = party.item_values.copy()  # [columns, hits]
             _days_since(day, values[2], values[2])
             num[rows, col : col + values.shape[0]] = values.T
-
-    emp_count, emp_found = _scalar(t["employee"], emp)
-    ven_count, ven_found = _scalar(t["vendor"], ven)
-    num[:, C_CTX] = emp_count
-    num[:, C_CTX + 1] = ven_count
-
-    # category level, per distinct category of the candidates, then broadcast to rows
-    block = base.cat_block.copy()
-    for name, high, j in (("emp_cat", emp, 0), ("vendor_cat", ven, 1)):
-        cats, stored = PairRows.of(name, high, tables, base, candidates)
-        if cats.shape[0]:
-            block[cats, j] = stored[0]
+        if party.cat_pos.shape[0]:
+            block[party.cat_pos, j] = party.cat_values[0]
+    num[:, C_CTX] = staff.count
+    num[:, C_CTX + 1] = seller.count
     cat_z = block[:, 3]
     np.subtract(la, base.cat_amt_mean, out=cat_z)
     np.divide(cat_z, base.cat_amt_den, out=cat_z)
@@ -291,11 +310,9 @@ def assemble(ctx: RankContext, candidates: Candidates, tables: FeatureTables) ->
     industry = ctx.vendor_industry or ""
     department = ctx.employee_department or ""
     desc_terms = tokenize(ctx.description)
-    term_ids, unknown_terms = context_terms([desc_terms], [industry], [department], tables)
-    n_desc = term_ids.shape[1] - 2
-    known = [(j, tid) for j, tid in enumerate(term_ids[0].tolist()) if tid >= 0]
+    known, n_known, unknown_terms = known_terms(desc_terms, industry, department, tables)
+    n_desc = MAX_TERMS
     rows_of = [(j, TermRows.of(tid, tables, base, candidates)) for j, tid in known]
-    n_known = sum(1 for j, _ in known if j < n_desc)
     if rows_of:
         _term_cat(rows_of, base.u_cat.shape[0], n_desc, n_known, block)
     num[:, C_CAT : C_CAT + 8] = block.take(base.cat_of_row, axis=0)
@@ -318,11 +335,35 @@ def assemble(ctx: RankContext, candidates: Candidates, tables: FeatureTables) ->
         cat=cat,
         rows=n,
         item_default_rows=base.item_default,
-        emp_item_default_rows=n - emp_hits,
-        unknown_employee_rows=0 if emp_found else n,
-        unknown_vendor_rows=0 if ven_found else n,
+        emp_item_default_rows=n - staff.item_rows.shape[0],
+        unknown_employee_rows=0 if staff.found else n,
+        unknown_vendor_rows=0 if seller.found else n,
         unknown_terms=unknown_terms,
     )
+
+
+def known_terms(
+    desc_terms: list[str], industry: str, department: str, tables: FeatureTables
+) -> tuple[list[tuple[int, int]], int, int]:
+    """The context's terms the vocabulary holds, as (term column, term id) in the columns of
+    ``assembly.context_terms`` (description terms from 0, the industry term at ``MAX_TERMS``,
+    the department term at ``MAX_TERMS + 1``), with how many of the description's terms are
+    known and how many are not: ``context_terms`` for one context without its -1 padding."""
+    index = tables.term_index()
+    known: list[tuple[int, int]] = []
+    for j, term in enumerate(desc_terms):
+        tid = index.get(term, -1)
+        if tid >= 0:
+            known.append((j, tid))
+    n_known = len(known)
+    for j, term in (
+        (MAX_TERMS, industry_term(industry)),
+        (MAX_TERMS + 1, department_term(department)),
+    ):
+        tid = index.get(term, -1)
+        if tid >= 0:
+            known.append((j, tid))
+    return known, n_known, len(desc_terms) - n_known
 
 
 def _days_since(day: np.float32, last: F32, out: F32) -> None:
@@ -369,22 +410,21 @@ def _term_cat(
     rows_of: list[tuple[int, TermRows]], n_cat: int, n_desc: int, n_known: int, block: F32
 ) -> None:
     """``desc_cat_mean``, ``desc_cat_max``, ``industry_cat_share``, ``dept_cat_share`` per
-    distinct category into ``block[:, 4:8]`` from the context's terms' ``term_cat`` rows
-    (term column ``j`` of ``context_terms``): ``assemble_batch``'s arithmetic on the same
-    [categories, terms] blocks (0 where a (term, category) has no row)."""
+    distinct category into ``block[:, 4:8]`` (0 there before) from the context's terms'
+    ``term_cat`` rows (term column ``j`` of ``context_terms``): ``assemble_batch``'s
+    arithmetic on the same [categories, terms] blocks (0 where a (term, category) has no
+    row)."""
     desc = np.zeros((n_cat, n_desc), dtype=np.float32)
-    extra = np.zeros((n_cat, 2), dtype=np.float32)
     for j, rows in rows_of:
         if rows.cat_pos.shape[0]:
             if j < n_desc:
                 desc[rows.cat_pos, j] = rows.cat_share
-            else:
-                extra[rows.cat_pos, j - n_desc] = rows.cat_share
+            else:  # industry, department: straight into the block (0 in its template)
+                block[rows.cat_pos, 6 + j - n_desc] = rows.cat_share
     if n_known > 0:
         # divided by an int64 (not a Python int, which would keep the float32 sum in float32)
         block[:, 4] = desc.sum(axis=1) / np.int64(n_known)
     block[:, 5] = desc.max(axis=1) if n_desc else 0.0
-    block[:, 6:8] = extra
 
 
 def _term_item(rows_of: list[tuple[int, TermRows]], n_desc: int) -> tuple[I64, I64, F32]:

@@ -12,7 +12,15 @@ from tests.unit.training import handmade
 from tests.unit.training.handmade import AS_OF
 
 from rankswap import featurespec as fs
-from rankswap.featurespec.serving import PAIR_KEEP, SERVING_KEEP, TERM_KEEP
+from rankswap.featurespec.assembly import context_terms
+from rankswap.featurespec.serving import (
+    PARTY_KEEP,
+    SERVING_KEEP,
+    TERM_KEEP,
+    PartyRows,
+    ServingBase,
+    known_terms,
+)
 from rankswap.productdb import ProductDB
 from rankswap_training import dataset, features
 from rankswap_training.features import build_tables
@@ -406,14 +414,55 @@ def test_term_rows_are_memoised_per_tables_and_bounded(small_db_url: str) -> Non
     assert len(cands._memo["term_rows"]) == TERM_KEEP
 
 
-def test_pair_rows_are_memoised_per_key_and_bounded(on_disk: fs.FeatureTables) -> None:
-    """An employee's / vendor's pair-table rows among the candidates are kept per (tables,
-    table, key) in an LRU memo of ``PAIR_KEEP``: known employees evicted and read again give
-    the training path's rows, and the memo stays at its bound."""
+def test_known_terms_are_context_terms_without_the_padding(on_disk: fs.FeatureTables) -> None:
+    """Serving's ``known_terms`` gives ``context_terms``'s row for one context: the same
+    (column, term id) of every known term, the same counts of known and unknown description
+    terms, for known, unknown and missing descriptions, industries and departments."""
+    vocab = [str(t) for t in on_disk.terms.tolist() if not str(t).startswith("\x01")]
+    industries = [str(t)[3:] for t in on_disk.terms.tolist() if str(t).startswith("\x01i:")]
+    departments = [str(t)[3:] for t in on_disk.terms.tolist() if str(t).startswith("\x01d:")]
+    assert vocab and industries and departments
+    cases = [
+        (" ".join(vocab[:3]), industries[0], departments[0]),
+        (f"{vocab[0]} zzunknown {vocab[1]} qqnone", "no such industry", departments[-1]),
+        (" ".join(vocab[: fs.MAX_TERMS + 4]), "", ""),
+        ("", industries[-1], "no such department"),
+    ]
+    for description, industry, department in cases:
+        terms = fs.tokenize(description)
+        row, unknown = context_terms([terms], [industry], [department], on_disk)
+        want = [(j, tid) for j, tid in enumerate(row[0].tolist()) if tid >= 0]
+        n_known = sum(1 for j, _ in want if j < fs.MAX_TERMS)
+        assert known_terms(terms, industry, department, on_disk) == (want, n_known, unknown)
+    assert any(j >= fs.MAX_TERMS for j, _ in known_terms([], industries[0], "", on_disk)[0])
+
+
+def test_party_rows_are_one_memo_entry_per_key_and_tables(
+    on_disk: fs.FeatureTables, tmp_path: Path
+) -> None:
+    """Every lookup of an employee's (vendor's) key (item- and category-level pair tables, its
+    own count) is one entry per (tables, side, key) in an LRU memo of ``PARTY_KEEP``: known
+    employees evicted and read again give the training path's rows, the memo stays at its
+    bound, a repeated key reads the entry, and another tables object never reads it."""
     cands = _candidates([10, 11, 12, 13])
-    known = [fs.RankContext("a", e, 7, "taxi", 1200.0, AS_OF) for e in (100, 101)]
-    strangers = [fs.RankContext("a", 10**6 + i, None, "", 1.0, AS_OF) for i in range(PAIR_KEEP)]
+    known = [fs.RankContext("a", e, v, "taxi", 1200.0, AS_OF) for e, v in ((100, 7), (101, None))]
+    strangers = [fs.RankContext("a", 10**6 + i, None, "", 1.0, AS_OF) for i in range(PARTY_KEEP)]
     for ctx in [*known, *strangers, *known]:
         _assert_same(fs.assemble(ctx, cands, on_disk), _reference(ctx, cands, on_disk))
-    assert len(cands._memo["pair_rows"]) == PAIR_KEEP
+    assert len(cands._memo["party_rows"]) == PARTY_KEEP
     assert (_col(fs.assemble(known[0], cands, on_disk), "emp_item_cnt_365d") > 0).any()
+    base = ServingBase.of(cands, on_disk)
+    assert base is not None
+    staff = PartyRows.of("employee", 100, on_disk, base, cands)
+    assert PartyRows.of("employee", 100, on_disk, base, cands) is staff
+    assert staff.found and staff.count > 0 and staff.item_rows.shape[0] > 0
+    assert not staff.item_values.flags.writeable  # shared by every request
+    stranger = PartyRows.of("vendor", -1, on_disk, base, cands)
+    assert not stranger.found and stranger.item_rows.shape[0] == stranger.cat_pos.shape[0] == 0
+    build_tables(handmade.history(), AS_OF).write(tmp_path / "again")
+    again = fs.FeatureTables.open(tmp_path / "again")
+    for ctx in known:
+        _assert_same(fs.assemble(ctx, cands, again), _reference(ctx, cands, again))
+    again_base = ServingBase.of(cands, again)
+    assert again_base is not None
+    assert PartyRows.of("employee", 100, again, again_base, cands) is not staff

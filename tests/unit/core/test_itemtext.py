@@ -13,7 +13,12 @@ from tests.unit.training.handmade import AS_OF
 
 from rankswap import featurespec as fs
 from rankswap.featurespec.inputs import LruMemo
-from rankswap.featurespec.itemtext import EMPLOYEE_KEEP, _distinct
+from rankswap.featurespec.itemtext import (
+    EMPLOYEE_KEEP,
+    VENDOR_KEEP,
+    _distinct,
+    _distinct_sorted,
+)
 from rankswap.productdb import ProductDB
 from rankswap_training import dataset, features
 from rankswap_training.features import build_tables
@@ -276,6 +281,36 @@ def test_distinct_rows_equal_numpy_unique() -> None:
         want = np.unique(rows, return_inverse=True)
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_distinct_sorted_rows_equal_numpy_unique() -> None:
+    rng = np.random.default_rng(4)
+    for rows in (np.array([7]), np.array([0, 0, 3, 9, 9, 9]), np.sort(rng.integers(0, 50, 300))):
+        got = _distinct_sorted(rows.astype(np.int64))
+        want = np.unique(rows, return_inverse=True)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_vendor_part_is_memoised_per_name_and_bounded() -> None:
+    """A vendor name's ``vendor_name_idf_cover`` is kept per name on the candidates in an LRU
+    memo of ``VENDOR_KEEP``: repeated and evicted names give the unmemoised rows, a name that
+    names no item is kept as "nothing", and the memo never holds more than its bound."""
+    cands = _catalogue(["会議費（社内）", "タクシー代", "Taxi (company-wide)"])
+    names = ["タクシー代ショップ", "Taxi Kyoto", "nothing alike"]
+    want = {
+        v: fs.assemble(_ctx("移動", vendor_name=v), cands.take(np.arange(3)), _no_tables())
+        for v in names
+    }
+    assert (_col(want["Taxi Kyoto"], "vendor_name_idf_cover") > 0).sum() == 1
+    for v in [*names, *(f"vendor {k}" for k in range(VENDOR_KEEP + 10)), *names]:
+        got = fs.assemble(_ctx("移動", vendor_name=v), cands, _no_tables())
+        if v in want:
+            assert got.num.tobytes() == want[v].num.tobytes()
+    memo = cands._memo["vendor_names"]
+    assert len(memo) == VENDOR_KEEP
+    assert memo.get("Taxi Kyoto")[1] and not memo.get("vendor 0")[1]
+    assert memo.get("nothing alike") == (None, True)
 
 
 def test_employee_part_is_memoised_per_tables_and_bounded(tables: fs.FeatureTables) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,7 @@ def test_updates_wait_for_a_flush_and_an_exposition_flushes_first() -> None:
 def test_the_flusher_writes_without_a_scrape_and_ends_when_idle() -> None:
     metrics = RankerMetrics(CollectorRegistry())
     metrics.deferred.interval_s = 0.05
+    metrics.deferred.idle_flushes = 2
     metrics.hot("candidates").observe(770)
     value = metrics.registry.get_sample_value
 
@@ -80,6 +82,32 @@ def test_the_flusher_writes_without_a_scrape_and_ends_when_idle() -> None:
     metrics.hot("candidates").observe(5)  # a new update starts a new flusher
     wait_until(lambda: value("rankswap_ranker_candidates_count") == 2.0, 10, what="a 2nd flush")
     assert value("rankswap_ranker_candidates_bucket", {"le": "10.0"}) == 1.0
+
+
+def test_one_flusher_serves_updates_that_keep_coming() -> None:
+    """Until ``idle_flushes`` intervals pass with nothing to write, the flusher stays: an
+    update after a flush is written by the same thread, no new one is started."""
+    metrics = RankerMetrics(CollectorRegistry())
+    metrics.deferred.interval_s = 0.05
+    metrics.deferred.idle_flushes = 10**9
+    value = metrics.registry.get_sample_value
+    started: list[threading.Thread] = []
+    start = threading.Thread.start
+
+    def counted(thread: threading.Thread) -> None:
+        if thread.name == "metrics-flush":
+            started.append(thread)
+        start(thread)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(threading.Thread, "start", counted)
+        metrics.hot("candidates").observe(770)
+        wait_until(lambda: value("rankswap_ranker_candidates_count") == 1.0, 10, what="a flush")
+        metrics.hot("candidates").observe(5)
+        wait_until(lambda: value("rankswap_ranker_candidates_count") == 2.0, 10, what="a 2nd")
+    assert len(started) == 1 and started[0].is_alive() and metrics.deferred.flushing
+    metrics.deferred.idle_flushes = 1  # now it ends
+    wait_until(lambda: not started[0].is_alive(), 10, what="the flusher's end")
 
 
 _CHILD = """

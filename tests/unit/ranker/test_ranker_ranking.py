@@ -13,7 +13,7 @@ from rankswap import featurespec as fs
 from rankswap.productdb import ProductDB
 from rankswap_ranker.bundle import Bundle
 from rankswap_ranker.candidates import LazyProductDB
-from rankswap_ranker.ranking import RankQuery, rank
+from rankswap_ranker.ranking import RankQuery, answer_body, item_prefixes, rank
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -106,3 +106,61 @@ def test_the_top_k_labels_come_from_the_ranked_candidates(
     assert len(items) == 7
     labels = db.item_labels([item["id"] for item in items])
     assert [(i["code"], i["name"]) for i in items] == [labels[i["id"]] for i in items]
+
+
+def _labelled(codes: list[object], names: list[str], categories: list[str]) -> fs.Candidates:
+    n = len(names)
+
+    def objs(values: list[object]) -> np.ndarray:
+        out = np.empty(n, dtype=object)
+        out[:] = values
+        return out
+
+    return fs.Candidates(
+        item_ids=np.arange(10, 10 + n, dtype=np.int64),
+        codes=objs(codes),
+        names=objs(list(names)),
+        category_ids=np.ones(n, dtype=np.int64),
+        categories=objs(list(categories)),
+        account_codes=objs(["6120"] * n),
+        created_at=np.full(n, np.datetime64("2026-01-01T00:00:00", "s")),
+    )
+
+
+def test_the_body_is_json_dumps_byte_for_byte(loaded: Bundle) -> None:
+    """The body is assembled from per-candidate text kept on the candidate list: it is what
+    ``json.dumps(..., ensure_ascii=False)`` writes for the same answer, byte for byte, for
+    labels that need escaping (quotes, backslashes, control characters, non-ASCII, a missing
+    code), scores that round, are negative, tiny, NaN or infinite, an empty top-k, and again
+    from the kept text."""
+    names = ['"quoted" \\ back', "tab\tnew\nline\x00", "会議費（社内）", "emoji 🚕", "del \x7f é"]
+    cands = _labelled(
+        [None, "6120-1", "コード", "c\u2028d", ""], names, ["旅費", "a\x1fb", "", "x", "y"]
+    )
+    scores = np.array([0.1234567, -2.5, 1e-9, np.nan, np.inf], dtype=np.float32)
+    ref = loaded.ref
+    for best in ([0, 1, 2, 3, 4], [4, 2], [], [3, 0, 1], [0, 1, 2, 3, 4]):
+        top = np.array(best, dtype=np.intp)
+        got = answer_body('acme "t"', loaded, cands, top, scores)
+        want = json.dumps(
+            {
+                "tenant_id": 'acme "t"',
+                "items": [
+                    {
+                        "id": int(cands.item_ids[i]),
+                        "code": str(cands.codes[i]),
+                        "name": str(cands.names[i]),
+                        "category": str(cands.categories[i]),
+                        "score": round(float(scores[i]), 6),
+                    }
+                    for i in best
+                ],
+                "candidates": len(cands),
+                "bundle_id": ref.bundle_id,
+                "model_version": ref.model.version,
+                "features_version": ref.features.version,
+            },
+            ensure_ascii=False,
+        ).encode()
+        assert got == want
+    assert sorted(item_prefixes(cands)) == [0, 1, 2, 3, 4]  # one kept text per row shown

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +230,39 @@ def test_a_bundle_serves_compiled_trees_that_passed_the_parity_check(
     assert validated.trees is not None and validated.trees.native is None
     threads = _bundle(file_root, tmp_path, cache_dir, intra_op_threads=2)  # another sum order
     assert threads.trees is not None and threads.trees.native is None
+
+
+def test_the_compiled_trees_input_is_one_buffer_per_thread(
+    file_root: str, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compiled trees' input is written into one buffer per thread, grown to the largest
+    input: inputs of every size, in any order, score as ONNX Runtime does on the same rows
+    (a smaller input after a larger one leaves no rows behind); the next call on the thread
+    reuses the memory, another thread gets its own, an input over the limit its own array."""
+    bundle = _bundle(file_root, tmp_path, cache_dir)
+    trees = bundle.trees
+    assert trees is not None and trees.native is not None
+    parity = bundles.parity_rows(bundle, trees.encoders)
+    total = parity.num.shape[0]
+    assert total > 9
+    for k in (total, 3, total, 1, 9, total - 1):
+        num, cat = parity.num[:k], parity.cat[:k]
+        got = trees.score(num, cat)
+        assert got.tobytes() == trees.score_ort(num, cat).tobytes()
+    height = parity.num.shape[1] + len(trees.encoders)
+    first = trees.buffers.get(height, 64)
+    again = trees.buffers.get(height, 8)
+    assert again.flags.c_contiguous and again.shape == (height, 8)
+    assert np.shares_memory(first, again)
+    elsewhere: list[npt.NDArray[np.float32]] = []
+    worker = threading.Thread(target=lambda: elsewhere.append(trees.buffers.get(height, 64)))
+    worker.start()
+    worker.join(10)
+    assert elsewhere and not np.shares_memory(first, elsewhere[0])
+    monkeypatch.setattr(treescore, "BUFFER_LIMIT", height * 8)
+    assert not np.shares_memory(first, trees.buffers.get(height, 16))
+    num, cat = parity.num, parity.cat
+    assert trees.score(num, cat).tobytes() == trees.score_ort(num, cat).tobytes()
 
 
 def test_compiled_trees_that_score_otherwise_are_not_used(

@@ -67,7 +67,13 @@ def test_codes_are_the_encoders_for_constant_repeated_and_changed_columns() -> N
     other_objects = again.copy()
     other_objects[:, 0] = _strings(values)
     np.testing.assert_array_equal(_encoded(trees, other_objects), _reference(trees, other_objects))
+    nearly_constant = again.copy()  # one object everywhere but in one middle row
+    nearly_constant[n // 2, 2] = "x"
+    np.testing.assert_array_equal(
+        _encoded(trees, nearly_constant), _reference(trees, nearly_constant)
+    )
     assert _encoded(trees, cat[:0]).shape == (len(trees.encoders), 0)
+    assert _encoded(trees, cat[:1]).tolist() == _reference(trees, cat[:1]).tolist()
 
 
 def test_the_memo_is_bounded_and_keeps_its_strings() -> None:
@@ -83,4 +89,4 @@ def test_the_memo_is_bounded_and_keeps_its_strings() -> None:
     assert len(held) == treescore.MEMO_ENTRIES
     last = next(reversed(held.values()))
     assert last.keep.tolist() == ["travel", f"new{treescore.MEMO_ENTRIES + 9}", "meals"]
-    assert treescore.object_ids(last.keep[:, None])[0].tolist() == last.ids.tolist()
+    assert treescore.object_ids(last.keep[:, None])[0].tobytes() == last.raw
