@@ -20,6 +20,8 @@ where the engines' type rules differ.
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import date
 from typing import Protocol
 
@@ -28,6 +30,8 @@ import pyarrow as pa
 
 from rankswap import featurespec as fs
 from rankswap_training.features import WINDOW_DAYS
+
+log = logging.getLogger(__name__)
 
 TERM_SMOOTHING = 2.0
 """share = n(term, x) / (n(term) + smoothing): rare terms count less."""
@@ -210,9 +214,28 @@ def build_tables(engine: Engine, as_of: date) -> fs.FeatureTables:
     """Feature tables as of ``as_of``: aggregates of expenses dated in
     ``[as_of - 365 d, as_of)`` (never on or after ``as_of``); ``TABLES`` of featurespec."""
     end = fs.to_day(as_of)
+    t0 = time.perf_counter()
+    total = len(fs.TABLES)
+
+    def built(name: str, table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # one line per table: on Spark each is seconds of planning and scheduling
+        rows = len(table["key"])
+        took = time.perf_counter() - t0
+        log.info(
+            "feature table %s: %s rows (%d of %d, %.1fs)",
+            name,
+            f"{rows:,}",
+            len(tables) + 1,
+            total,
+            took,
+        )
+        return table
+
+    tables: dict[str, dict[str, np.ndarray]] = {}
     try:
         engine.temp("h", window_sql(end))
-        tables = {name: arrays(name, engine.arrow(sql)) for name, sql in table_sql(end).items()}
+        for name, sql in table_sql(end).items():
+            tables[name] = built(name, arrays(name, engine.arrow(sql)))
         for name, sql in term_rows_sql(end).items():
             engine.temp(name, sql)
         vocab = sorted(engine.arrow(VOCAB_SQL).column(0).to_pylist())
@@ -226,7 +249,7 @@ def build_tables(engine: Engine, as_of: date) -> fs.FeatureTables:
             ),
         )
         for name, sql in term_table_sql(end).items():
-            tables[name] = arrays(name, engine.arrow(sql))
+            tables[name] = built(name, arrays(name, engine.arrow(sql)))
     finally:
         for tmp in _TEMP:
             engine.drop(tmp)
