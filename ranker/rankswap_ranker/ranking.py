@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rankswap import featurespec as fs
-from rankswap_ranker.bundle import Bundle
+from rankswap_ranker.bundle import Bundle, BundleRef
 from rankswap_ranker.metrics import RankerMetrics
 
 
@@ -74,14 +74,24 @@ _JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 def top_k_indices(scores: npt.NDArray[np.float32], item_ids: npt.NDArray[np.int64], k: int) -> Any:
-    """Indices of the ``k`` best scores, best first; ties go to the smaller item id."""
+    """Indices of the ``k`` best scores, best first; ties go to the smaller item id (also
+    at the k-th place: which of the tied rows make the cut)."""
     n = scores.shape[0]
     if n == 0:
         return np.empty(0, dtype=np.intp)
     k = min(k, n)
-    part = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
+    if k < n:
+        neg = -scores
+        part = np.argpartition(neg, k - 1)[:k]
+        # argpartition splits a tie at the k-th score arbitrarily: when rows outside the k hold
+        # that score too, choose among all rows scoring at least it (the smaller ids win)
+        kth = neg[part].max()
+        if np.count_nonzero(neg == kth) > np.count_nonzero(neg[part] == kth):
+            part = np.flatnonzero(neg <= kth)
+    else:
+        part = np.arange(n)
     order = np.lexsort((item_ids[part], -scores[part]))
-    return part[order]
+    return part[order[:k]]
 
 
 def rank(bundle: Bundle, source: CandidateSource, q: RankQuery) -> RankOutcome:
@@ -143,6 +153,9 @@ def answer_body(
     Scores are rounded to 6 decimals."""
     ref = bundle.ref
     prefixes = item_prefixes(cands)
+    head, tail = cands.derived(
+        ("answer_frame", tenant_id, ref.bundle_id), lambda: _answer_frame(tenant_id, ref, cands)
+    )
     items = []
     for i, score in zip(best.tolist(), scores[best].tolist(), strict=True):
         prefix = prefixes.get(i)
@@ -152,13 +165,18 @@ def answer_body(
         # json writes a finite float as its repr (NaN / Infinity otherwise)
         text = float.__repr__(value) if math.isfinite(value) else _JSON.encode(value)
         items.append(f"{prefix}{text}}}")
-    text = (
-        f'{{"tenant_id": {_JSON.encode(tenant_id)}, "items": [{", ".join(items)}], '
-        f'"candidates": {len(cands)}, "bundle_id": {_JSON.encode(ref.bundle_id)}, '
+    return f"{head}{', '.join(items)}{tail}".encode()
+
+
+def _answer_frame(tenant_id: str, ref: BundleRef, cands: fs.Candidates) -> tuple[str, str]:
+    """The body's text before and after its items: the same for every answer of one bundle
+    over one candidate list (kept on the list, :meth:`Candidates.derived`)."""
+    return (
+        f'{{"tenant_id": {_JSON.encode(tenant_id)}, "items": [',
+        f'], "candidates": {len(cands)}, "bundle_id": {_JSON.encode(ref.bundle_id)}, '
         f'"model_version": {_JSON.encode(ref.model.version)}, '
-        f'"features_version": {_JSON.encode(ref.features.version)}}}'
+        f'"features_version": {_JSON.encode(ref.features.version)}}}',
     )
-    return text.encode()
 
 
 def item_prefixes(cands: fs.Candidates) -> dict[int, str]:

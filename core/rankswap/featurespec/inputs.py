@@ -20,8 +20,10 @@ from .terms import to_day
 _T = TypeVar("_T")
 _MISSING: Final = object()
 
-DERIVED_KEEP: Final = 4
-"""Values kept per ``Candidates`` by :meth:`Candidates.derived` (the oldest dropped first)."""
+DERIVED_KEEP: Final = 8
+"""Values kept per ``Candidates`` by :meth:`Candidates.derived` (the oldest dropped first):
+room for the answers' labels and, per bundle, two values (the input statistics and the answer
+frame) of the two bundles a rollout serves at once, and a few more."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,14 @@ class Candidates:
             order = np.argsort(self.item_ids, kind="stable").astype(np.int64)
             out = self._memo.setdefault("id_sort", (order, self.item_ids[order]))
         return out  # type: ignore[no-any-return]
+
+    def lru(self, name: str, size: int) -> LruMemo:
+        """The bounded memo ``name`` on these candidates (made, ``size`` entries, on first use):
+        per-key parts of the serving assembly (an employee's rows, a term's, ...)."""
+        memo: LruMemo | None = self._memo.get(name)
+        if memo is None:
+            memo = self._memo.setdefault(name, LruMemo(size))
+        return memo
 
     def derived(self, key: Hashable, build: Callable[[], _T]) -> _T:
         """``build()``, memoised on these candidates under ``key``, which must identify
@@ -214,11 +224,18 @@ class LruMemo:
 
     def get(self, key: Any) -> tuple[Any, bool]:
         """(value, True) for a key it holds, (None, False) otherwise."""
-        with self._lock:
-            if key not in self._items:
-                return None, False
-            self._items.move_to_end(key)
-            return self._items[key], True
+        items = self._items
+        # no lock: each OrderedDict call is atomic under the GIL; a key another thread drops
+        # between the two calls was still a hit
+        try:
+            value = items[key]
+        except KeyError:
+            return None, False
+        try:  # noqa: SIM105 (contextlib.suppress costs more than this lookup)
+            items.move_to_end(key)
+        except KeyError:
+            pass
+        return value, True
 
     def put(self, key: Any, value: Any) -> None:
         with self._lock:

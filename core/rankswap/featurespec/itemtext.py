@@ -50,7 +50,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from .inputs import Candidates, ContextBatch, LruMemo
+from .inputs import Candidates, ContextBatch
 from .schema import C_TEXT, F32, I64, LOW32, MAX_TERMS, NUMERIC_FEATURES
 from .tables import FeatureTables
 from .terms import pair_key_nonneg, tokenize
@@ -354,7 +354,7 @@ def _grid(values: Any) -> Any:
     equal to the float64 model: a grid even invites the trap (a threshold halfway between the
     grid values k and k+2 is k+1 itself); the export's float32-floor thresholds
     (``rankswap_training.model.float32_floor``) do, for any value."""
-    return np.round(values, 4)
+    return values.round(4)  # np.round's own method, without the wrapper's dispatch
 
 
 def _emp_term_shares(
@@ -398,9 +398,7 @@ class EmployeeNames:
     ) -> EmployeeNames | None:
         """Memoised per (tables, employee) on ``candidates`` (``EMPLOYEE_KEEP`` kept); ``None``
         when the employee has no such row (the features are 0)."""
-        memo = candidates._memo.get("employee_names")
-        if memo is None:
-            memo = candidates._memo.setdefault("employee_names", LruMemo(EMPLOYEE_KEEP))
+        memo = candidates.lru("employee_names", EMPLOYEE_KEEP)
         key = (tables.token(), employee)
         hit, found = memo.get(key)
         if found:
@@ -445,9 +443,7 @@ class VendorNames:
     def of(vendor_name: str, index: NameIndex, candidates: Candidates) -> VendorNames | None:
         """Memoised per name on ``candidates`` (``VENDOR_KEEP`` kept); ``None`` when the name
         holds none of the candidates' name terms (the feature is 0)."""
-        memo = candidates._memo.get("vendor_names")
-        if memo is None:
-            memo = candidates._memo.setdefault("vendor_names", LruMemo(VENDOR_KEEP))
+        memo = candidates.lru("vendor_names", VENDOR_KEEP)
         hit, found = memo.get(vendor_name)
         if found:
             return hit  # type: ignore[no-any-return]

@@ -24,9 +24,10 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
+from numpy._core.umath import clip as _clip  # np.clip's ufunc, without the Python wrapper
 
 from .assembly import ContextFree, assemble_batch
-from .inputs import Candidates, ContextBatch, LruMemo, ModelInput, RankContext
+from .inputs import Candidates, ContextBatch, ModelInput, RankContext
 from .itemtext import ITEM_TEXT_FEATURES, one_context
 from .schema import (
     C_CAT,
@@ -202,9 +203,7 @@ class PartyRows:
     def of(
         side: str, key: int, tables: FeatureTables, base: ServingBase, candidates: Candidates
     ) -> PartyRows:
-        memo = candidates._memo.get("party_rows")
-        if memo is None:
-            memo = candidates._memo.setdefault("party_rows", LruMemo(PARTY_KEEP))
+        memo = candidates.lru("party_rows", PARTY_KEEP)
         memo_key = (tables.token(), side, key)
         hit, found = memo.get(memo_key)
         if found:
@@ -243,9 +242,7 @@ class TermRows:
     def of(tid: int, tables: FeatureTables, base: ServingBase, candidates: Candidates) -> TermRows:
         """Memoised per (tables, term) on ``candidates`` (``TERM_KEEP`` kept, least recently
         used dropped first)."""
-        memo = candidates._memo.get("term_rows")
-        if memo is None:
-            memo = candidates._memo.setdefault("term_rows", LruMemo(TERM_KEEP))
+        memo = candidates.lru("term_rows", TERM_KEEP)
         key = (tables.token(), tid)
         hit, found = memo.get(key)
         if found:
@@ -276,7 +273,8 @@ def assemble(ctx: RankContext, candidates: Candidates, tables: FeatureTables) ->
     emp = -1 if ctx.employee_id is None else int(ctx.employee_id)
     ven = -1 if ctx.vendor_id is None else int(ctx.vendor_id)
     day = np.float32(to_day(ctx.expense_date))
-    la = np.float32(np.log1p(np.maximum(np.float64(ctx.amount), 0.0)))
+    # np.log1p on the float64 as assemble_batch's array (max() as np.maximum: -0.0 stays -0.0)
+    la = np.float32(np.log1p(max(float(ctx.amount), 0.0)))
     num = base.num.copy(order="F")
     num[:, C_LOG_AMOUNT] = la
     _days_since(day, base.created_days, num[:, C_ITEM_AGE])
@@ -369,13 +367,11 @@ def known_terms(
 def _days_since(day: np.float32, last: F32, out: F32) -> None:
     """``clip(day - last, 0, DAYS_NEVER)`` into ``out`` (as ``assemble_batch``)."""
     np.subtract(day, last, out=out)
-    np.maximum(out, 0.0, out=out)
-    np.minimum(out, DAYS_NEVER, out=out)
+    _clip(out, 0.0, DAYS_NEVER, out=out)  # minimum(maximum(x, 0), DAYS_NEVER), NaN kept
 
 
 def _clip10(values: F32) -> None:
-    np.maximum(values, -10.0, out=values)
-    np.minimum(values, 10.0, out=values)
+    _clip(values, -10.0, 10.0, out=values)
 
 
 def _matching(table: Table, high: int, sorted_low: I64) -> tuple[I64, I64]:

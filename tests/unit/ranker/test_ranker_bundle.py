@@ -135,6 +135,21 @@ def test_top_k_breaks_ties_by_item_id() -> None:
     assert top_k_indices(scores[:0], ids[:0], 5).tolist() == []
 
 
+def test_top_k_breaks_a_tie_at_the_cut_by_item_id() -> None:
+    """Rows tied at the k-th score, some inside the cut and some outside: the smaller ids make
+    it, whatever order ``argpartition`` leaves them in."""
+    from rankswap_ranker.ranking import top_k_indices
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(rng.integers(2, 40))
+        scores = rng.integers(0, 4, n).astype(np.float32)  # many ties
+        ids = rng.permutation(1000)[:n].astype(np.int64)
+        k = int(rng.integers(1, n + 1))
+        want = sorted(range(n), key=lambda i: (-scores[i], ids[i]))[:k]
+        assert top_k_indices(scores, ids, k).tolist() == want
+
+
 def _tree_bundle(file_root: str, tmp_path: Path, cache_dir: Path, **kw: bool) -> bundles.Bundle:
     pub = publish_bundle(
         file_root, tmp_path, item_ids=np.arange(1, 51), model_bytes=tree_model(**kw)
