@@ -9,7 +9,6 @@ a failure to build it.
 from __future__ import annotations
 
 import threading
-from datetime import date
 
 from rankswap import featurespec as fs
 from rankswap.productdb import ProductDB
@@ -30,45 +29,13 @@ class LazyProductDB:
                 db = self._db
         return db
 
-    def make_context(
-        self,
-        tenant_id: str,
-        *,
-        employee_id: int | None,
-        vendor_id: int | None,
-        description: str,
-        amount: float,
-        expense_date: date,
-    ) -> fs.RankContext:
-        return self._get().make_context(
-            tenant_id,
-            employee_id=employee_id,
-            vendor_id=vendor_id,
-            description=description,
-            amount=amount,
-            expense_date=expense_date,
-        )
+    def make_context(self, entered: fs.RankContext) -> fs.RankContext:
+        return self._get().make_context(entered)
 
     def rank_inputs(
-        self,
-        tenant_id: str,
-        *,
-        employee_id: int | None,
-        vendor_id: int | None,
-        description: str,
-        amount: float,
-        expense_date: date,
-        with_names: bool = True,
+        self, entered: fs.RankContext, *, with_names: bool = True
     ) -> tuple[fs.RankContext, fs.Candidates]:
-        return self._get().rank_inputs(
-            tenant_id,
-            employee_id=employee_id,
-            vendor_id=vendor_id,
-            description=description,
-            amount=amount,
-            expense_date=expense_date,
-            with_names=with_names,
-        )
+        return self._get().rank_inputs(entered, with_names=with_names)
 
     def candidates(self, tenant_id: str, *, with_names: bool = True) -> fs.Candidates:
         return self._get().candidates(tenant_id, with_names=with_names)

@@ -30,15 +30,7 @@ class CandidateSource(Protocol):
     (its ``rank_inputs``: both from one freshness check of the database)."""
 
     def rank_inputs(
-        self,
-        tenant_id: str,
-        *,
-        employee_id: int | None,
-        vendor_id: int | None,
-        description: str,
-        amount: float,
-        expense_date: date,
-        with_names: bool = True,
+        self, entered: fs.RankContext, *, with_names: bool = True
     ) -> tuple[fs.RankContext, fs.Candidates]: ...
 
 
@@ -51,6 +43,17 @@ class RankQuery:
     amount: float
     expense_date: date
     top_k: int
+
+    def entered(self) -> fs.RankContext:
+        """What the user entered, for the product DB to complete (``make_context``)."""
+        return fs.RankContext(
+            tenant_id=self.tenant_id,
+            employee_id=self.employee_id,
+            vendor_id=self.vendor_id,
+            description=self.description,
+            amount=self.amount,
+            expense_date=self.expense_date,
+        )
 
 
 @dataclass
@@ -97,15 +100,7 @@ def top_k_indices(scores: npt.NDArray[np.float32], item_ids: npt.NDArray[np.int6
 def rank(bundle: Bundle, source: CandidateSource, q: RankQuery) -> RankOutcome:
     """Rank the tenant's active items for one expense with ``bundle`` (used to the end)."""
     t0 = time.perf_counter()
-    ctx, cands = source.rank_inputs(
-        q.tenant_id,
-        employee_id=q.employee_id,
-        vendor_id=q.vendor_id,
-        description=q.description,
-        amount=q.amount,
-        expense_date=q.expense_date,
-        with_names=True,  # item-name features
-    )
+    ctx, cands = source.rank_inputs(q.entered(), with_names=True)  # names: item-text features
     t1 = time.perf_counter()
     inputs = fs.assemble(ctx, cands, bundle.tables)
     t2 = time.perf_counter()

@@ -710,12 +710,14 @@ def run_examples(
                 vendor_raw = rec["vendor_id"]
                 vendor = None if vendor_raw is None or vendor_raw != vendor_raw else int(vendor_raw)
                 ctx = db.make_context(
-                    str(rec["tenant_id"]),
-                    employee_id=int(rec["employee_id"]),
-                    vendor_id=vendor,
-                    description=str(rec["description"]),
-                    amount=float(rec["amount"]),
-                    expense_date=rec["expense_date"],
+                    fs.RankContext(
+                        str(rec["tenant_id"]),
+                        employee_id=int(rec["employee_id"]),
+                        vendor_id=vendor,
+                        description=str(rec["description"]),
+                        amount=float(rec["amount"]),
+                        expense_date=rec["expense_date"],
+                    )
                 )
                 cands = db.candidates(ctx.tenant_id)
                 mi = fs.assemble(ctx, cands, tables)

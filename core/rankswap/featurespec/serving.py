@@ -24,7 +24,6 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-from numpy._core.umath import clip as _clip  # np.clip's ufunc, without the Python wrapper
 
 from .assembly import ContextFree, assemble_batch
 from .inputs import Candidates, ContextBatch, ModelInput, RankContext
@@ -70,6 +69,8 @@ tables): the description, industry and department terms requests use most. An en
 dozen bytes per row it holds (a term's items among the candidates, its categories)."""
 
 _ID_LIMIT: Final = 1 << 31
+_clip: Final[np.ufunc] = np._core.umath.clip  # type: ignore[attr-defined]
+"""``np.clip``'s ufunc, without the Python wrapper's dispatch (numpy 2)."""
 _MISSING: Final = object()
 
 

@@ -227,31 +227,15 @@ class ProductDB:
         return self._candidates(tenant_id, with_names, self._fresh_version())
 
     def rank_inputs(
-        self,
-        tenant_id: str,
-        *,
-        employee_id: int | None,
-        vendor_id: int | None,
-        description: str,
-        amount: float,
-        expense_date: date,
-        with_names: bool = True,
+        self, entered: RankContext, *, with_names: bool = True
     ) -> tuple[RankContext, Candidates]:
         """:meth:`make_context` and :meth:`candidates` of one request on **one** freshness
         check (SQLite: one ``stat`` and one ``PRAGMA data_version`` for both, where the two
         calls take one each). Both are as the database was at that check: a commit made
         before it, by any connection, is seen."""
         version = self._fresh_version()
-        ctx = self._context(
-            tenant_id,
-            employee_id=employee_id,
-            vendor_id=vendor_id,
-            description=description,
-            amount=amount,
-            expense_date=expense_date,
-            version=version,
-        )
-        return ctx, self._candidates(tenant_id, with_names, version)
+        ctx = self._context(entered, version)
+        return ctx, self._candidates(entered.tenant_id, with_names, version)
 
     def _fresh_version(self) -> int | None:
         """The freshness check of the SQLite caches: follow a replaced or removed file
@@ -429,49 +413,23 @@ class ProductDB:
             memo[key] = out
         return out
 
-    def make_context(
-        self,
-        tenant_id: str,
-        *,
-        employee_id: int | None,
-        vendor_id: int | None,
-        description: str,
-        amount: float,
-        expense_date: date,
-    ) -> RankContext:
-        """A ``RankContext`` with the looked-up department, vendor industry and vendor name."""
-        no_lookup = employee_id is None and vendor_id is None
-        return self._context(
-            tenant_id,
-            employee_id=employee_id,
-            vendor_id=vendor_id,
-            description=description,
-            amount=amount,
-            expense_date=expense_date,
-            version=None if no_lookup else self._fresh_version(),
-        )
+    def make_context(self, entered: RankContext) -> RankContext:
+        """``entered`` (what the user entered: tenant, employee, vendor, description, amount,
+        date) with the looked-up department, vendor industry and vendor name."""
+        no_lookup = entered.employee_id is None and entered.vendor_id is None
+        return self._context(entered, None if no_lookup else self._fresh_version())
 
-    def _context(
-        self,
-        tenant_id: str,
-        *,
-        employee_id: int | None,
-        vendor_id: int | None,
-        description: str,
-        amount: float,
-        expense_date: date,
-        version: int | None,
-    ) -> RankContext:
+    def _context(self, entered: RankContext, version: int | None) -> RankContext:
         department, industry, vendor_name = self._context_row(
-            tenant_id, employee_id, vendor_id, version
+            entered.tenant_id, entered.employee_id, entered.vendor_id, version
         )
         return RankContext(
-            tenant_id=tenant_id,
-            employee_id=employee_id,
-            vendor_id=vendor_id,
-            description=description,
-            amount=amount,
-            expense_date=expense_date,
+            tenant_id=entered.tenant_id,
+            employee_id=entered.employee_id,
+            vendor_id=entered.vendor_id,
+            description=entered.description,
+            amount=entered.amount,
+            expense_date=entered.expense_date,
             employee_department=department,
             vendor_industry=industry,
             vendor_name=vendor_name,

@@ -357,12 +357,14 @@ def _gbdt(world: Any, bodies: dict[str, Any], work: Path, calls: int) -> dict[st
             for b in tenant_bodies[:20]:
                 c = b["context"]
                 ctx = source.make_context(
-                    tenant,
-                    employee_id=c["employee_id"],
-                    vendor_id=c["vendor_id"],
-                    description=c["description"],
-                    amount=c["amount"],
-                    expense_date=date.fromisoformat(c["date"]),
+                    fs.RankContext(
+                        tenant,
+                        employee_id=c["employee_id"],
+                        vendor_id=c["vendor_id"],
+                        description=c["description"],
+                        amount=c["amount"],
+                        expense_date=date.fromisoformat(c["date"]),
+                    )
                 )
                 inputs[tenant].append(fs.assemble(ctx, cands, bundle.tables))
     finally:

@@ -116,12 +116,14 @@ def test_datagen_features_model_examples(
     )
     with ProductDB(url) as db:
         ctx = db.make_context(
-            "t001",
-            employee_id=None,
-            vendor_id=None,
-            description="タクシー",
-            amount=2500.0,
-            expense_date=AS_OF,
+            fs.RankContext(
+                "t001",
+                employee_id=None,
+                vendor_id=None,
+                description="タクシー",
+                amount=2500.0,
+                expense_date=AS_OF,
+            )
         )
         mi = fs.assemble(ctx, db.candidates("t001"), fs.FeatureTables.open(fdir))
     scores = model.onnx_scores(sess, mi.num, mi.cat)

@@ -373,12 +373,14 @@ def test_serving_assemble_equals_the_training_path_on_generated_expenses(
                 strict=True,
             ):
                 ctx = db.make_context(
-                    tenant,
-                    employee_id=int(emp),
-                    vendor_id=None if int(ven) < 0 else int(ven),
-                    description=str(desc),
-                    amount=float(amount),
-                    expense_date=date(2026, 3, 30),
+                    fs.RankContext(
+                        tenant,
+                        employee_id=int(emp),
+                        vendor_id=None if int(ven) < 0 else int(ven),
+                        description=str(desc),
+                        amount=float(amount),
+                        expense_date=date(2026, 3, 30),
+                    )
                 )
                 got = fs.assemble(ctx, cands, tables)
                 _assert_same(got, _reference(ctx, cands, tables))

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from rankswap.featurespec import RankContext
 from rankswap.productdb import (
     DatabaseUnavailable,
     ProductDB,
@@ -271,8 +272,8 @@ def test_rank_inputs_take_one_freshness_check_and_see_every_commit(
         "expense_date": date(2026, 11, 27),
     }
     with ProductDB(url) as db:
-        ctx, cands = db.rank_inputs(tenant, **request)
-        assert ctx == db.make_context(tenant, **request)
+        ctx, cands = db.rank_inputs(RankContext(tenant, **request))
+        assert ctx == db.make_context(RankContext(tenant, **request))
         assert cands is db.candidates(tenant)
         stats, pragmas = [0], list[str]()
         stat_file = db._stat_file
@@ -284,13 +285,13 @@ def test_rank_inputs_take_one_freshness_check_and_see_every_commit(
         monkeypatch.setattr(db, "_stat_file", counting_stat)
         assert db._probe is not None
         db._probe.set_trace_callback(pragmas.append)
-        again, same = db.rank_inputs(tenant, **request)
+        again, same = db.rank_inputs(RankContext(tenant, **request))
         assert (again, same) == (ctx, cands) and same is cands  # both from the caches
         assert stats[0] == 1 and pragmas == ["PRAGMA data_version"]
         with sqlite3.connect(path) as con:
             con.execute("UPDATE employees SET department = 'moved' WHERE id = ?", (emp,))
             con.execute("UPDATE items SET active = 0 WHERE id = ?", (int(cands.item_ids[0]),))
-        moved, fewer = db.rank_inputs(tenant, **request)
+        moved, fewer = db.rank_inputs(RankContext(tenant, **request))
         assert moved.employee_department == "moved"
         assert list(fewer.item_ids) == list(cands.item_ids[1:])
 

@@ -261,7 +261,7 @@ async def test_a_bug_on_the_fast_path_is_a_500_envelope_and_a_log_line(
 class _BrokenSource(LazyProductDB):
     """A product DB whose candidate query hits a bug (not a DB outage)."""
 
-    def rank_inputs(self, tenant_id: str, **kwargs: Any) -> Any:
+    def rank_inputs(self, entered: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internals")
 
 
@@ -281,9 +281,9 @@ class _ThreadRecorder(LazyProductDB):
 
     threads: list[int]
 
-    def rank_inputs(self, tenant_id: str, **kwargs: Any) -> Any:
+    def rank_inputs(self, entered: Any, **kwargs: Any) -> Any:
         self.threads.append(threading.get_ident())
-        return super().rank_inputs(tenant_id, **kwargs)
+        return super().rank_inputs(entered, **kwargs)
 
 
 @pytest.mark.parametrize(

@@ -52,12 +52,14 @@ def test_new_item_takes_documented_defaults(loaded: Bundle, db_url: str, db: Pro
     new_id = db.add_item("acme", code="N", name="new", category="unseen", account_code="1")
     source = LazyProductDB(db_url)
     ctx = source.make_context(
-        "acme",
-        employee_id=1,
-        vendor_id=None,
-        description="",
-        amount=1.0,
-        expense_date=date(2026, 11, 27),
+        fs.RankContext(
+            "acme",
+            employee_id=1,
+            vendor_id=None,
+            description="",
+            amount=1.0,
+            expense_date=date(2026, 11, 27),
+        )
     )
     cands = source.candidates("acme")
     inputs = fs.assemble(ctx, cands, loaded.tables)
