@@ -7,7 +7,7 @@ STAMP := $(VENV)/.rankswap-installed
 ROOTS := core training ranker operator devtools
 export RANKSWAP_CACHE ?= $(HOME)/.cache/rankswap
 
-.PHONY: venv test test-fast test-node check demo bench bench-rollout bench-pipelines kube-tools node-tools images promtool postgres java clean
+.PHONY: venv test test-fast test-node check demo bench bench-rollout bench-pipelines kube-tools node-tools images promtool vegeta postgres java clean
 
 # The virtual environment is rebuilt only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -40,6 +40,12 @@ kube-tools:
 # $(RANKSWAP_CACHE) only when missing (scripts/promtool.sh).
 promtool:
 	@bash scripts/promtool.sh >/dev/null
+
+# vegeta (the open-loop load generator of the bench's `cost` section), built from the Go module
+# proxy into $(RANKSWAP_CACHE) only when missing (scripts/vegeta.sh). The section builds it
+# itself when `go` is on PATH and runs without it (the project's load generator only) otherwise.
+vegeta:
+	@bash scripts/vegeta.sh >/dev/null
 
 # Every tier: unit + process-based integration (real kube-apiserver, S3 API, PostgreSQL), then
 # the real-node tier (root: helm install on a real node, rollouts against real pods).

@@ -18,7 +18,9 @@ Sections (``--sections``, all by default):
 * ``cost``       on the same real world: worker CPU time per request of ``rankswap serve`` (one
                  worker) and of a minimal FastAPI peer calling the same ``rank()``, loaded by
                  ``wrk`` and the project's load generator, next to the in-process cost: the
-                 HTTP overhead per request (``--cost`` runs this section alone)
+                 HTTP overhead per request; then open loop at fixed offered rates
+                 (``--open-rates``, ``--open-duration``) on both, with ``vegeta`` (built when
+                 ``go`` is on PATH) and the project's generator (``--cost`` runs this alone)
 * ``tracing``    on the same real world, in process: CPU per request of the public app with
                  tracing off, on but not sampled, and on with every request sampled and
                  exported over OTLP/HTTP (``--sections tracing`` runs it alone)
@@ -45,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from rankswap_dev.bench_ranker import cost, options
 from rankswap_dev.wait import wait_until
 
 SECTIONS = ("breakdown", "baseline", "http", "swap", "swap-warm", "real", "cost", "tracing")
@@ -90,6 +93,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--cost", action="store_true", help="only the serving-cost section (= --sections cost)"
+    )
+    p.add_argument(
+        "--open-rates",
+        type=options.rates,
+        default=",".join(f"{r:g}" for r in cost.OPEN_RATES),
+        help="cost: offered rates of the fixed-rate open loop, req/s, comma-separated "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--open-duration",
+        type=options.duration_s,
+        default=cost.OPEN_DURATION_S,
+        help="cost: seconds per fixed-rate open-loop run (default %(default)s)",
     )
     p.add_argument("--db", default=None, help="product DB URL for 'real' (default: generate one)")
     p.add_argument(
@@ -306,7 +322,6 @@ def _real_world(args: argparse.Namespace) -> tuple[Any, dict[str, int], dict[str
 
 
 def section_cost(_: Any, args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
-    from rankswap_dev.bench_ranker import cost
 
     world, _sizes, picked, all_bodies = _real_world(args)
     work = args.workdir.resolve() / "real"
@@ -319,7 +334,16 @@ def section_cost(_: Any, args: argparse.Namespace, results: dict[str, Any]) -> d
         {t: functools.partial(_cycle, b) for t, b in bodies.items()},
         {t: args.iterations for t in bodies},
     )
-    doc = cost.section(world, bodies, inproc, work, args.duration, args.concurrency)
+    doc = cost.section(
+        world,
+        bodies,
+        inproc,
+        work,
+        args.duration,
+        args.concurrency,
+        open_rates=args.open_rates,
+        open_duration=args.open_duration,
+    )
     doc["breakdown"] = inproc
     doc["gbdt"] = _gbdt(world, bodies, work, args.iterations)
     doc["picked"] = picked
@@ -707,7 +731,6 @@ def report(r: dict[str, Any]) -> str:
 
 
 def _report_cost(x: dict[str, Any]) -> list[str]:
-    from rankswap_dev.bench_ranker import cost
 
     label = {t: lab for lab, t in reversed(list(x["picked"].items()))}
     lines = [

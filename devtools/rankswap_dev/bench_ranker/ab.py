@@ -13,8 +13,15 @@ median (``rank()`` as the calling thread's CPU time — ONNX Runtime runs in it,
 thread — and as wall time, and its ``features`` / ``model`` stages, wall) and the median of the
 per-round ratios against the first side. CPU time is the steadier figure on a loaded machine.
 
+``--gap-ms 0,5`` repeats the rounds with a pause (``time.sleep``) before each ``rank()`` call,
+the call itself timed as without one: a worker serving 150-200 req/s sees ~5 ms between
+requests, and on this VM what a call costs depends on that (caches and the predictor's state go
+cold; busy-waiting instead of sleeping costs about the same). Within a round every gap runs, in
+the order given, so the gaps share the machine's moments like the sides do.
+
     python -m rankswap_dev.bench_ranker.ab --db sqlite:///w/demo.db \\
-        --side main=/tmp/main:file:///w/store-main --side branch=.:file:///w/store-demo
+        --side main=/tmp/main:file:///w/store-main --side branch=.:file:///w/store-demo \\
+        --gap-ms 0,5
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
-from rankswap_dev.bench_ranker import real
+from rankswap_dev.bench_ranker import options, real
 
 PACKAGES = ("core", "ranker", "training", "operator")
 """Folders of a source tree that hold its importable packages."""
@@ -70,10 +77,12 @@ for qs in queries.values():
 print(json.dumps({"schema": fs.FEATURE_SCHEMA_VERSION, "model": bundle.ref.model.version,
                   "features": bundle.ref.features.version}), flush=True)
 for line in sys.stdin:
-    tenant, start, calls = line.split()
-    qs = queries[tenant]
+    tenant, start, calls, gap_ms = line.split()
+    qs, gap = queries[tenant], float(gap_ms) / 1000
     total, cpu, stages = [], [], {"features": [], "model": []}
     for i in range(int(start), int(start) + int(calls)):
+        if gap:
+            time.sleep(gap)
         c0, t0 = time.thread_time(), time.perf_counter()
         out = rank(bundle, source, qs[i % len(qs)])
         total.append(time.perf_counter() - t0)
@@ -113,9 +122,9 @@ class Side:
         doc: dict[str, Any] = json.loads(line)
         return doc
 
-    def run(self, tenant: str, start: int, calls: int) -> dict[str, Any]:
+    def run(self, tenant: str, start: int, calls: int, gap_ms: float = 0.0) -> dict[str, Any]:
         assert self.proc.stdin is not None
-        self.proc.stdin.write(f"{tenant} {start} {calls}\n")
+        self.proc.stdin.write(f"{tenant} {start} {calls} {gap_ms!r}\n")
         self.proc.stdin.flush()
         return self._read()
 
@@ -147,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidates", default="800,200", help="tenants closest to these sizes")
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--calls", type=int, default=100, help="rank() calls per side, round, tenant")
+    p.add_argument(
+        "--gap-ms",
+        type=options.gaps_ms,
+        default="0",
+        help="pauses before each rank() call, ms, comma-separated: each gap is reported apart "
+        "(default 0)",
+    )
     p.add_argument("--json", type=Path, help="write the raw round medians here")
     args = p.parse_args(argv)
     sizes = real.tenant_sizes(args.db)
@@ -168,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 name, _, rest = spec.partition("=")
                 tree, _, store = rest.partition(":")
                 sides.append(Side(name, Path(tree), store, args.db, work, bodies))
-            rounds = _rounds(sides, tenants, args.rounds, args.calls)
+            rounds = _rounds(sides, tenants, args.rounds, args.calls, args.gap_ms)
         finally:
             for side in sides:
                 side.close()
@@ -179,25 +195,31 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+Rounds = dict[str, dict[str, dict[str, list[dict[str, float]]]]]
+"""{gap ms (as text): {tenant: {side: [per round: median ms of total / cpu / features / model]}}}"""
+
+
+def gap_key(gap_ms: float) -> str:
+    return f"{gap_ms:g}"
+
+
 def _rounds(
-    sides: list[Side], tenants: list[str], rounds: int, calls: int
-) -> dict[str, dict[str, list[dict[str, float]]]]:
-    """{tenant: {side: [per round: median ms of total / features / model]}}."""
-    out: dict[str, dict[str, list[dict[str, float]]]] = {
-        t: {s.name: [] for s in sides} for t in tenants
-    }
+    sides: list[Side], tenants: list[str], rounds: int, calls: int, gaps: list[float]
+) -> Rounds:
+    out: Rounds = {gap_key(g): {t: {s.name: [] for s in sides} for t in tenants} for g in gaps}
     for r in range(rounds):
         order = sides if r % 2 == 0 else sides[::-1]
-        for tenant in tenants:
-            for side in order:
-                doc = side.run(tenant, r * calls, calls)
-                out[tenant][side.name].append(
-                    {
-                        k: statistics.median(doc[k]) * 1000
-                        for k in ("total", "cpu", "features", "model")
-                    }
-                    | {"candidates": float(doc["candidates"])}
-                )
+        for gap in gaps:
+            for tenant in tenants:
+                for side in order:
+                    doc = side.run(tenant, r * calls, calls, gap)
+                    out[gap_key(gap)][tenant][side.name].append(
+                        {
+                            k: statistics.median(doc[k]) * 1000
+                            for k in ("total", "cpu", "features", "model")
+                        }
+                        | {"candidates": float(doc["candidates"])}
+                    )
         print(f"# round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
     return out
 
@@ -206,15 +228,14 @@ def _report(
     sides: list[Side],
     tenants: list[str],
     sizes: dict[str, int],
-    rounds: dict[str, dict[str, list[dict[str, float]]]],
+    rounds: Rounds,
     args: argparse.Namespace,
     load: tuple[float, float, float],
 ) -> str:
-    ref = sides[0].name
     lines = [
         f"In-process `rank()` (ms), {args.rounds} interleaved rounds x {args.calls} calls per "
-        f"side and tenant, medians over rounds of the round medians; load average "
-        f"{load[0]:.1f} at the end.",
+        f"side, tenant and gap, medians over rounds of the round medians; *gap* = sleep before "
+        f"each call (not timed); load average {load[0]:.1f} at the end.",
         "",
         *(
             f"* {s.name}: feature schema {s.info['schema']}, model {s.info['model']}, "
@@ -222,29 +243,48 @@ def _report(
             for s in sides
         ),
         "",
-        "| tenant (candidates) | side | rank() CPU | rank() wall | features | model "
-        f"| rank() CPU / {ref} | rank() wall / {ref} | features / {ref} |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *report_table([s.name for s in sides], tenants, sizes, rounds),
     ]
-    for t in tenants:
-        base = rounds[t][ref]
-        for s in sides:
-            mine = rounds[t][s.name]
-
-            def med(k: str, rows: list[dict[str, float]] = mine) -> float:
-                return statistics.median(r[k] for r in rows)
-
-            def ratio(
-                k: str, rows: list[dict[str, float]] = mine, ref_rows: list[dict[str, float]] = base
-            ) -> float:
-                return statistics.median(a[k] / b[k] for a, b in zip(rows, ref_rows, strict=True))
-
-            lines.append(
-                f"| {t} ({sizes[t]}) | {s.name} | {med('cpu'):.3f} | {med('total'):.3f} "
-                f"| {med('features'):.3f} | {med('model'):.3f} | {ratio('cpu'):.2f}x "
-                f"| {ratio('total'):.2f}x | {ratio('features'):.2f}x |"
-            )
     return "\n".join(lines)
+
+
+def report_table(
+    sides: list[str], tenants: list[str], sizes: dict[str, int], rounds: Rounds
+) -> list[str]:
+    """One row per gap, tenant and side: medians over the rounds, and the medians of the
+    per-round ratios against the first side (same gap) and against the same side without a
+    gap (same round; when gap 0 was measured)."""
+    ref = sides[0]
+    lines = [
+        "| gap ms | tenant (candidates) | side | rank() CPU | rank() wall | features | model "
+        f"| rank() CPU / {ref} | rank() wall / {ref} | features / {ref} | rank() CPU / gap 0 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for gap, by_tenant in rounds.items():
+        for t in tenants:
+            base = by_tenant[t][ref]
+            for s in sides:
+                mine = by_tenant[t][s]
+                no_gap = rounds.get(gap_key(0.0), {}).get(t, {}).get(s)
+
+                def med(k: str, rows: list[dict[str, float]] = mine) -> float:
+                    return statistics.median(r[k] for r in rows)
+
+                def ratio(
+                    k: str, rows: list[dict[str, float]], ref_rows: list[dict[str, float]]
+                ) -> float:
+                    return statistics.median(
+                        a[k] / b[k] for a, b in zip(rows, ref_rows, strict=True)
+                    )
+
+                vs_gap0 = f"{ratio('cpu', mine, no_gap):.2f}x" if no_gap else "-"
+                lines.append(
+                    f"| {gap} | {t} ({sizes[t]}) | {s} | {med('cpu'):.3f} | {med('total'):.3f} "
+                    f"| {med('features'):.3f} | {med('model'):.3f} "
+                    f"| {ratio('cpu', mine, base):.2f}x | {ratio('total', mine, base):.2f}x "
+                    f"| {ratio('features', mine, base):.2f}x | {vs_gap0} |"
+                )
+    return lines
 
 
 if __name__ == "__main__":

@@ -12,7 +12,14 @@ On the real world of :mod:`rankswap_dev.bench_ranker.real` (its ~100 and ~1,000 
 * load generators: ``wrk`` (Debian package; installed with apt-get when missing and possible)
   and the project's own (:mod:`rankswap_dev.bench_ranker.loadgen`), both closed loop with the
   same connections; then open loop (the project's) at half the capacity the CPU measure gives,
-  for p50/p99.
+  for p50/p99;
+* the headline open loop: fixed offered rates (``--open-rates``), the same for every target,
+  with ``vegeta`` (Go, built from the module proxy by ``scripts/vegeta.sh`` when ``go`` is on
+  PATH) and the project's load generator; rates, targets and generators take turns so the
+  neighbours' noise falls on all alike. Per run: p50, p99, max, errors, and the worker's CPU
+  (and, for rankswap, ranking CPU) per request over that run. A worker's CPU per request
+  depends on the offered rate (caches go cold between spaced requests), so these runs, not
+  "half of capacity", are what compares main with head and rankswap with the peer.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +46,14 @@ from rankswap_dev.bench_ranker import harness
 from rankswap_dev.wait import wait_until
 
 Runner = Callable[[str, dict[str, Any], float, float], dict[str, Any]]
+
+REPO = Path(__file__).resolve().parents[3]
+OPEN_RATES = (150.0, 300.0, 450.0)
+"""Default offered rates of the fixed-rate open loop (req/s): below, near and at the open-loop
+capacity of one worker at ~800 candidates on the 2-core machine."""
+OPEN_DURATION_S = 15.0
+OPEN_CONNECTIONS = 32
+"""Connections of the project's load generator in open loop (vegeta opens what it needs)."""
 
 
 def ensure_wrk() -> str | None:
@@ -52,6 +67,86 @@ def ensure_wrk() -> str | None:
         if subprocess.run(cmd, env=env, capture_output=True, check=False).returncode != 0:
             return None
     return shutil.which("wrk")
+
+
+def ensure_vegeta() -> str | None:
+    """The path of ``vegeta``, built by ``scripts/vegeta.sh`` (``go install`` of a pinned
+    version into the rankswap cache, only when missing) when ``go`` is on PATH; else None (the
+    fixed-rate open loop then runs with the project's load generator only)."""
+    if shutil.which("go") is None:
+        return None
+    print("# vegeta: scripts/vegeta.sh ...", file=sys.stderr, flush=True)
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "vegeta.sh")],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines or not os.access(lines[-1], os.X_OK):
+        print("# vegeta: not available (see the messages above)", file=sys.stderr, flush=True)
+        return None
+    return lines[-1]
+
+
+def parse_vegeta(text: str) -> dict[str, float]:
+    """Requests, errors (answers other than 200, failures), req/s served and latency p50 / p99 /
+    max (ms) from ``vegeta report -type json``."""
+    try:
+        doc = json.loads(text)
+        lat = doc["latencies"]
+        requests = int(doc["requests"])
+        codes = {str(k): int(v) for k, v in doc["status_codes"].items()}
+        # the time from the first request sent to the last answer received
+        elapsed_s = (int(doc["duration"]) + int(doc["wait"])) / 1e9
+        out = {
+            "requests": float(requests),
+            "errors": float(requests - codes.get("200", 0)),
+            "rps": requests / elapsed_s if elapsed_s > 0 else 0.0,
+            "p50_ms": int(lat["50th"]) / 1e6,
+            "p99_ms": int(lat["99th"]) / 1e6,
+            "max_ms": int(lat["max"]) / 1e6,
+        }
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise ValueError(f"unexpected vegeta report ({e!r}):\n{text[:2000]}") from None
+    if requests < 0 or not 0 <= out["errors"] <= requests:
+        raise ValueError(f"inconsistent vegeta report:\n{text[:2000]}")
+    return out
+
+
+def vegeta_runner(vegeta: str) -> Runner:
+    """Open loop at ``rate`` req/s for ``duration`` s (vegeta cannot run a closed loop here)."""
+
+    def run(url: str, body: dict[str, Any], duration: float, rate: float) -> dict[str, Any]:
+        if rate <= 0:
+            raise ValueError("vegeta runs open loop only: give a rate > 0")
+        with tempfile.TemporaryDirectory(prefix="rankswap-vegeta-") as tmp:
+            work = Path(tmp)
+            (work / "body.json").write_text(json.dumps(body))
+            (work / "targets").write_text(
+                f"POST {url}\nContent-Type: application/json\n@{work / 'body.json'}\n"
+            )
+            attack = [
+                vegeta,
+                "attack",
+                f"-rate={rate:g}/s",
+                f"-duration={duration:g}s",
+                "-timeout=10s",
+                f"-targets={work / 'targets'}",
+                f"-output={work / 'results.bin'}",
+            ]
+            subprocess.run(attack, capture_output=True, check=True, timeout=duration + 60)
+            out = subprocess.run(
+                [vegeta, "report", "-type=json", str(work / "results.bin")],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=120,
+            ).stdout
+        return parse_vegeta(out)
+
+    return run
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -374,6 +469,53 @@ def load_target(
     return out
 
 
+class Target:
+    """A serving process under load: its URL, the pids whose CPU time is counted, and (rankswap
+    only) how to read its ranking CPU counter."""
+
+    def __init__(
+        self, url: str, pids: list[int], rank_cpu: Callable[[], float] | None = None
+    ) -> None:
+        self.url, self.pids, self.rank_cpu = url, pids, rank_cpu
+
+
+def open_schedule(
+    rates: Sequence[float], targets: Sequence[str], generators: Sequence[str]
+) -> list[tuple[float, str, str]]:
+    """Every (rate, target, generator) once: the rates in the order given, and within a rate the
+    targets and generators in an order that reverses from one rate to the next (A B B A ...), so
+    a neighbour's burst or a drift of the machine falls on all alike."""
+    runs: list[tuple[float, str, str]] = []
+    for i, rate in enumerate(rates):
+        ts = list(targets) if i % 2 == 0 else list(targets)[::-1]
+        gs = list(generators) if i % 2 == 0 else list(generators)[::-1]
+        runs += [(rate, t, g) for t in ts for g in gs]
+    return runs
+
+
+def fixed_rates(
+    targets: dict[str, Target],
+    bodies: dict[str, dict[str, Any]],
+    generators: dict[str, Runner],
+    rates: Sequence[float],
+    duration: float,
+) -> dict[str, list[dict[str, Any]]]:
+    """Per tenant: one open-loop run per (rate, target, generator), in :func:`open_schedule`'s
+    order, each measured like the closed-loop runs (CPU per request over that run)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for tenant, body in bodies.items():
+        runs = []
+        for rate, name, gen in open_schedule(rates, list(targets), list(generators)):
+            t = targets[name]
+            print(f"# open loop {tenant} {rate:g} req/s {name} {gen}", file=sys.stderr, flush=True)
+            doc = measured(
+                t.pids, generators[gen], f"{t.url}/v1/rank", body, duration, rate, t.rank_cpu
+            )
+            runs.append({"rate": rate, "target": name, "generator": gen, **doc})
+        out[tenant] = runs
+    return out
+
+
 def section(
     world: Any,
     bodies: dict[str, list[dict[str, Any]]],
@@ -381,39 +523,97 @@ def section(
     work: Path,
     duration: float,
     connections: int,
+    open_rates: Sequence[float] = OPEN_RATES,
+    open_duration: float = OPEN_DURATION_S,
 ) -> dict[str, Any]:
-    """rankswap (1 worker) and the peer, loaded in turn; ``inproc`` is the in-process
+    """rankswap (1 worker) and the peer, both up for the whole section: closed loop on each in
+    turn, then open loop at the fixed ``open_rates`` taking turns; ``inproc`` is the in-process
     breakdown of the same tenants in the same run."""
     first = {t: b[0] for t, b in bodies.items()}
     doc: dict[str, Any] = {"asgi": asgi_in_process(world, first, work)}
     wrk = ensure_wrk()
+    vegeta = ensure_vegeta()
     runners: dict[str, Runner] = {}
     if wrk is not None:
         runners["wrk"] = wrk_runner(wrk, connections)
     runners["loadgen"] = loadgen_runner(connections)
-    doc.update(wrk=wrk, connections=connections, duration_s=duration)
+    open_gens: dict[str, Runner] = {}
+    if vegeta is not None:
+        open_gens["vegeta"] = vegeta_runner(vegeta)
+    open_gens["loadgen"] = loadgen_runner(OPEN_CONNECTIONS)
+    doc.update(
+        wrk=wrk,
+        vegeta=vegeta,
+        connections=connections,
+        duration_s=duration,
+        open_rates=list(open_rates),
+        open_duration_s=open_duration,
+    )
     root = Path(world.store.removeprefix("file://"))
-    with harness.ranker_pod(
-        work / "cost-pod",
-        workers=1,
-        database_url=world.db_url,
-        root=root,
-        model_uri=world.model_uri,
-        features_uri=world.features_uri,
-    ) as pod:
-        doc["rankswap"] = load_target(
-            pod.public, pod.worker_pids(), first, runners, duration, lambda: rank_cpu_s(pod.public)
-        )
     probe = next(iter(first.values()))
-    with peer_process(
-        work / "cost-peer", world.model_uri, world.features_uri, world.db_url, probe
-    ) as (url, pid):
-        doc["peer"] = load_target(url, [pid], first, runners, duration)
+    with (
+        harness.ranker_pod(
+            work / "cost-pod",
+            workers=1,
+            database_url=world.db_url,
+            root=root,
+            model_uri=world.model_uri,
+            features_uri=world.features_uri,
+        ) as pod,
+        peer_process(
+            work / "cost-peer", world.model_uri, world.features_uri, world.db_url, probe
+        ) as (url, pid),
+    ):
+        targets = {
+            "rankswap": Target(pod.public, pod.worker_pids(), lambda: rank_cpu_s(pod.public)),
+            "peer": Target(url, [pid]),
+        }
+        for name, t in targets.items():
+            doc[name] = load_target(t.url, t.pids, first, runners, duration, t.rank_cpu)
+        if open_rates:
+            doc["fixed"] = fixed_rates(targets, first, open_gens, open_rates, open_duration)
     doc["inproc"] = {
         t: {k: inproc[t][k] for k in ("candidates", "total_ms", "cpu_ms")} for t in first
     }
     doc["parse_ms"] = {t: parse_cpu_ms(b) for t, b in first.items()}
     return doc
+
+
+def fixed_report(x: dict[str, Any], label: dict[str, str]) -> list[str]:
+    """The fixed-rate open-loop table (empty when the section ran without ``--open-rates``)."""
+    if not x.get("fixed"):
+        return []
+    gens = sorted({r["generator"] for runs in x["fixed"].values() for r in runs})
+    lines = [
+        "### Open loop at fixed offered rates: rankswap (1 worker) and the peer, same rates",
+        "",
+        f"{x['open_duration_s']:g} s per run, offered {', '.join(f'{r:g}' for r in x['open_rates'])}"
+        f" req/s; generators: {', '.join(gens)} (vegeta: {x.get('vegeta') or 'not available'});"
+        " rates, apps and generators took turns (the order reverses from one rate to the next)."
+        " Latency counts from the due time with the project's generator, from the send with "
+        "vegeta. *CPU/req* = the serving process's user+system time over the run ÷ requests "
+        "answered; *rank CPU/req* = the worker's `rankswap_ranker_rank_cpu_seconds_total` over "
+        "the run ÷ requests (rankswap only).",
+        "",
+        "| tenant | offered req/s | app | generator | served req/s | p50 ms | p99 ms | p99 / p50 "
+        "| max ms | errors | CPU/req ms | rank CPU/req ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for tenant, runs in x["fixed"].items():
+        name = f"{tenant} ({label[tenant]})" if label.get(tenant) else tenant
+        for r in sorted(runs, key=lambda r: (r["rate"], r["target"] != "rankswap", r["generator"])):
+            p50, p99 = r.get("p50_ms", 0.0), r.get("p99_ms", 0.0)
+            ratio = f"{p99 / p50:.2f}" if p50 > 0 else "-"
+            ranked = r.get("rank_cpu_ms_per_request")
+            lines.append(
+                f"| {name} | {r['rate']:g} | {r['target']} | {r['generator']} | "
+                f"{r.get('rps', 0.0):.0f} | {p50:.2f} | {p99:.2f} | {ratio} | "
+                f"{r.get('max_ms', 0.0):.1f} | {r['errors']:.0f} | "
+                f"{r['cpu_ms_per_request']:.3f} | "
+                f"{'-' if ranked is None else f'{ranked:.3f}'} |"
+            )
+    lines.append("")
+    return lines
 
 
 def report(x: dict[str, Any], label: dict[str, str]) -> list[str]:
@@ -501,4 +701,4 @@ def report(x: dict[str, Any], label: dict[str, str]) -> list[str]:
                 f"request {a['cpu_ms_per_request'] / b['cpu_ms_per_request']:.2f}."
             )
     lines.append("")
-    return lines
+    return lines + fixed_report(x, label)
