@@ -368,6 +368,7 @@ def _gbdt(world: Any, bodies: dict[str, Any], work: Path, calls: int) -> dict[st
     from rankswap_dev.bench_ranker import gbdt
     from rankswap_ranker import bundle as bundles
     from rankswap_ranker.candidates import LazyProductDB
+    from rankswap_ranker.ranking import RankQuery, rank
 
     bundle = bundles.load(
         bundles.resolve(world.model_uri, world.features_uri, work / "inproc-cache")
@@ -376,20 +377,26 @@ def _gbdt(world: Any, bodies: dict[str, Any], work: Path, calls: int) -> dict[st
     inputs: dict[str, list[Any]] = {}
     try:
         for tenant, tenant_bodies in bodies.items():
-            cands = source.candidates(tenant, with_names=False)
             inputs[tenant] = []
             for b in tenant_bodies[:20]:
                 c = b["context"]
-                ctx = source.make_context(
-                    fs.RankContext(
-                        tenant,
+                # the context and candidates through rank(), whose signature main's tree shares
+                # (main-vs-head runs put main's serving code under this bench)
+                out = rank(
+                    bundle,
+                    source,
+                    RankQuery(
+                        tenant_id=tenant,
                         employee_id=c["employee_id"],
                         vendor_id=c["vendor_id"],
                         description=c["description"],
                         amount=c["amount"],
                         expense_date=date.fromisoformat(c["date"]),
-                    )
+                        top_k=5,
+                    ),
                 )
+                assert out.context is not None and out.cands is not None
+                ctx, cands = out.context, out.cands
                 inputs[tenant].append(fs.assemble(ctx, cands, bundle.tables))
     finally:
         source.close()
