@@ -32,6 +32,7 @@ from rankswap.artifacts.cache_layout import read_cached_manifest
 from rankswap.artifacts.model_contract import INPUT_CAT, INPUT_NUM, MODEL_FILE, OUTPUT_SCORE
 from rankswap.podstate import ArtifactState, BundleState, ResolvedBundle
 from rankswap_ranker import treejit, treescore
+from rankswap_ranker.assembly import parity_checked_fill
 from rankswap_ranker.errors import BundleIncompatible, ModelInvalid, SmokeScoringFailed
 from rankswap_ranker.treescore import Encoder, TreeScorer
 
@@ -147,6 +148,9 @@ class Bundle:
     """Categorical values the model's encoder was fitted on, per categorical feature (from the
     model manifest's ``extra.encoder_categories``; empty when the manifest does not say)."""
     loaded_at: float = field(default_factory=time.time)
+    fill: fs.Fill = fs.fill_numpy
+    """The arithmetic of the feature assembly (:mod:`rankswap_ranker.assembly`): the compiled
+    kernels when they gave the numpy reference's bits on this bundle's tables."""
     trees: TreeScorer | None = None
     """The tree ensemble alone behind the graph's own encoders (:mod:`rankswap_ranker.treescore`),
     kept only when it scores the parity rows bit-identically to the whole graph; None: the
@@ -159,6 +163,10 @@ class Bundle:
     @property
     def features_created_at(self) -> float:
         return datetime.fromisoformat(self.ref.features.created_at).timestamp()
+
+    def assemble(self, ctx: fs.RankContext, candidates: fs.Candidates) -> fs.ModelInput:
+        """The model input of one expense and its candidates with this bundle's tables."""
+        return fs.assemble_with(ctx, candidates, self.tables, self.fill)
 
     def score(self, inputs: fs.ModelInput) -> npt.NDArray[np.float32]:
         """One score per candidate row (higher ranks first)."""
@@ -191,7 +199,12 @@ def session_options(intra_op_threads: int) -> Any:
 
 
 def load(
-    ref: BundleRef, *, intra_op_threads: int = 1, prefault: bool = False, compile_trees: bool = True
+    ref: BundleRef,
+    *,
+    intra_op_threads: int = 1,
+    prefault: bool = False,
+    compile_trees: bool = True,
+    compile_assembly: bool = True,
 ) -> Bundle:
     """Open, check and smoke-score a resolved bundle. Raises a BundleLoadFailed subclass.
 
@@ -200,7 +213,10 @@ def load(
     ``compile_trees`` compiles the tree ensemble (:func:`parity_checked_native`, ~0.3 s): what
     serves wants it, a validation that only checks the bundle does not. Only with one intra-op
     thread: on more, ONNX Runtime adds partial sums of trees, an order the compiled code does
-    not reproduce.
+    not reproduce. ``compile_assembly`` assembles the model inputs with the compiled kernels
+    when they give the numpy reference's bits on this bundle's tables
+    (:func:`rankswap_ranker.assembly.parity_checked_fill`; the first load in a process compiles
+    them or loads them from numba's disk cache).
     """
     t0 = time.perf_counter()
     try:
@@ -225,6 +241,8 @@ def load(
     if bundle.trees is not None and compile_trees and intra_op_threads == 1:
         # (ONNX Runtime on more threads sums partial sums of trees: another order)
         bundle.trees = parity_checked_native(bundle, bundle.trees)
+    if compile_assembly:
+        bundle.fill = parity_checked_fill(tables, f"features {ref.features.version}")
     smoke_score(bundle)
     t3 = time.perf_counter()
     bundle.timings = LoadTimings(features_s=t1 - t0, session_s=t2 - t1, smoke_s=t3 - t2)
@@ -454,7 +472,7 @@ def smoke_score(bundle: Bundle) -> None:
     )
     candidates = smoke_candidates(bundle.tables)
     try:
-        inputs = fs.assemble(ctx, candidates, bundle.tables)
+        inputs = bundle.assemble(ctx, candidates)
         scores = bundle.score(inputs)
     except Exception as exc:  # the model can fail in any way: that is what the smoke test finds
         raise SmokeScoringFailed(

@@ -102,7 +102,7 @@ def rank(bundle: Bundle, source: CandidateSource, q: RankQuery) -> RankOutcome:
     t0 = time.perf_counter()
     ctx, cands = source.rank_inputs(q.entered(), with_names=True)  # names: item-text features
     t1 = time.perf_counter()
-    inputs = fs.assemble(ctx, cands, bundle.tables)
+    inputs = bundle.assemble(ctx, cands)
     t2 = time.perf_counter()
     stats = input_stats(bundle, ctx, cands, inputs)
     t3 = time.perf_counter()

@@ -458,7 +458,9 @@ async def _supervise(
         metrics,
         allowed_roots=settings.allowed_root_uris,
         resolver=lambda m, f: bundles.resolve(m, f, cache_dir),
-        validator=functools.partial(bundles.load, intra_op_threads=1, compile_trees=False),
+        validator=functools.partial(
+            bundles.load, intra_op_threads=1, compile_trees=False, compile_assembly=False
+        ),
         nice=settings.loader_nice,
         cache=CacheKeeper(cache_dir, keep=settings.warm_bundles + 2),
     )

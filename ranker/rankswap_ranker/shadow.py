@@ -269,7 +269,7 @@ class Shadow:
         ref = sample.reference
         t0 = time.perf_counter()
         try:
-            scores = ref.score(fs.assemble(sample.context, sample.cands, ref.tables))
+            scores = ref.score(ref.assemble(sample.context, sample.cands))
         except Exception:
             log.warning("the reference bundle failed a sampled request", exc_info=True)
             with self._lock:

@@ -18,7 +18,9 @@ Public surface (import from ``rankswap.featurespec``; the submodules are its sea
   vectorised (numpy ``searchsorted`` on sorted int64 composite keys, no Python loop over
   candidates).
 * ``serving``: ``assemble`` (one context x its candidates, serving): ``assemble_batch``'s rows
-  for that context bit for bit, from parts memoised per (candidate list, feature tables).
+  for that context bit for bit, from parts memoised per (candidate list, feature tables);
+  ``assemble_with`` the same with another arithmetic (a ``Fill``): ``compiled_fill`` gives the
+  compiled one (``kernels``, numba; ``KernelsUnavailable`` without numba), the same bits.
 
 Keys: ``item`` = item id; pair tables use ``(a << 32) | b`` with both ids in ``[0, 2**31)``.
 Days are integer days since 1970-01-01 (``date.toordinal() - EPOCH_ORDINAL``).
@@ -43,7 +45,15 @@ from .schema import (
     FeatureSpecError,
     FeatureTablesError,
 )
-from .serving import assemble
+from .serving import (
+    ExpenseParts,
+    Fill,
+    KernelsUnavailable,
+    assemble,
+    assemble_with,
+    compiled_fill,
+    fill_numpy,
+)
 from .tables import FeatureTables, Hits, Table
 from .terms import department_term, industry_term, pair_key, to_day, tokenize
 
@@ -64,16 +74,22 @@ __all__ = [
     "TERM_ITEM_DAYS",
     "Candidates",
     "ContextBatch",
+    "ExpenseParts",
     "FeatureSpecError",
     "FeatureTables",
     "FeatureTablesError",
+    "Fill",
     "Hits",
+    "KernelsUnavailable",
     "ModelInput",
     "RankContext",
     "Table",
     "assemble",
     "assemble_batch",
+    "assemble_with",
+    "compiled_fill",
     "department_term",
+    "fill_numpy",
     "industry_term",
     "item_terms",
     "pair_key",

@@ -19,6 +19,7 @@ Bit-identity with ``assemble_batch`` (the training path) is tested on generated 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -48,6 +49,7 @@ from .schema import (
     NUMERIC_FEATURES,
     OBJ,
     VENDOR_ITEM_DEFAULTS,
+    FeatureSpecError,
 )
 from .tables import FeatureTables, Table, Token
 from .terms import department_term, industry_term, to_day, tokenize
@@ -68,10 +70,17 @@ TERM_KEEP: Final = 512
 tables): the description, industry and department terms requests use most. An entry is a few
 dozen bytes per row it holds (a term's items among the candidates, its categories)."""
 
+
+class KernelsUnavailable(FeatureSpecError):
+    """The compiled kernels cannot be used in this process (the numpy path serves)."""
+
+
 _ID_LIMIT: Final = 1 << 31
 _clip: Final[np.ufunc] = np._core.umath.clip  # type: ignore[attr-defined]
 """``np.clip``'s ufunc, without the Python wrapper's dispatch (numpy 2)."""
 _MISSING: Final = object()
+_C_INDUSTRY: Final = CATEGORICAL_FEATURES.index("vendor_industry")
+_C_DEPARTMENT: Final = CATEGORICAL_FEATURES.index("employee_department")
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,9 +270,84 @@ class TermRows:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class ExpenseParts:
+    """One expense's parts of the model input, looked up (memoised) before any arithmetic: what
+    a :data:`Fill` reads."""
+
+    base: ServingBase
+    candidates: Candidates
+    tables: FeatureTables
+    day: np.float32
+    log_amount: np.float32
+    employee: int
+    """-1 when unknown."""
+    vendor_name: str
+    staff: PartyRows
+    seller: PartyRows
+    desc_terms: list[str]
+    terms: list[tuple[int, TermRows]]
+    """The context's known terms as (term column of ``context_terms``, rows): ``known_terms``."""
+    n_known: int
+    """Known description terms."""
+
+    @staticmethod
+    def of(
+        ctx: RankContext, candidates: Candidates, tables: FeatureTables, base: ServingBase
+    ) -> tuple[ExpenseParts, int]:
+        """The request's parts, and how many of its description's terms are unknown."""
+        desc_terms = tokenize(ctx.description)
+        known, n_known, unknown_terms = known_terms(
+            desc_terms, ctx.vendor_industry or "", ctx.employee_department or "", tables
+        )
+        emp = -1 if ctx.employee_id is None else int(ctx.employee_id)
+        ven = -1 if ctx.vendor_id is None else int(ctx.vendor_id)
+        req = ExpenseParts(
+            base=base,
+            candidates=candidates,
+            tables=tables,
+            day=np.float32(to_day(ctx.expense_date)),
+            # np.log1p on the float64 as assemble_batch's array (max() as np.maximum: -0.0
+            # stays -0.0)
+            log_amount=np.float32(np.log1p(max(float(ctx.amount), 0.0))),
+            employee=emp,
+            vendor_name=ctx.vendor_name or "",
+            staff=PartyRows.of("employee", emp, tables, base, candidates),
+            seller=PartyRows.of("vendor", ven, tables, base, candidates),
+            desc_terms=desc_terms,
+            terms=[(j, TermRows.of(tid, tables, base, candidates)) for j, tid in known],
+            n_known=n_known,
+        )
+        return req, unknown_terms
+
+
+Fill = Callable[[ExpenseParts, F32], None]
+"""Writes the context-dependent numeric features of an :class:`ExpenseParts` into ``num`` (a copy of
+``ServingBase.num``): :func:`fill_numpy` (the reference) or the compiled kernels'
+(``kernels.fill``), which give the same bits."""
+
+
+def compiled_fill() -> Fill:
+    """The compiled :data:`Fill` (``kernels.fill``: numba, compiled or loaded from its disk cache
+    on the first call in a process); :class:`KernelsUnavailable` when numba is not installed
+    (the training image) or cannot compile the kernels here."""
+    try:
+        from . import kernels
+    except Exception as exc:  # ImportError without numba; numba's own errors while compiling
+        raise KernelsUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    return kernels.fill
+
+
 def assemble(ctx: RankContext, candidates: Candidates, tables: FeatureTables) -> ModelInput:
     """Model input for one expense and its candidates (serving): ``assemble_batch``'s rows for
-    this one context."""
+    this one context, with the numpy arithmetic (:func:`fill_numpy`)."""
+    return assemble_with(ctx, candidates, tables, fill_numpy)
+
+
+def assemble_with(
+    ctx: RankContext, candidates: Candidates, tables: FeatureTables, fill: Fill
+) -> ModelInput:
+    """:func:`assemble` with the arithmetic of ``fill``."""
     base = ServingBase.of(candidates, tables)
     if base is None:
         n = len(candidates)
@@ -271,12 +355,27 @@ def assemble(ctx: RankContext, candidates: Candidates, tables: FeatureTables) ->
             ContextBatch.from_contexts([ctx]), np.zeros(n, dtype=np.int64), candidates, tables
         )
     n = len(candidates)
-    emp = -1 if ctx.employee_id is None else int(ctx.employee_id)
-    ven = -1 if ctx.vendor_id is None else int(ctx.vendor_id)
-    day = np.float32(to_day(ctx.expense_date))
-    # np.log1p on the float64 as assemble_batch's array (max() as np.maximum: -0.0 stays -0.0)
-    la = np.float32(np.log1p(max(float(ctx.amount), 0.0)))
+    req, unknown_terms = ExpenseParts.of(ctx, candidates, tables, base)
     num = base.num.copy(order="F")
+    fill(req, num)
+    cat = base.cat.copy()
+    cat[:, _C_INDUSTRY] = ctx.vendor_industry or ""
+    cat[:, _C_DEPARTMENT] = ctx.employee_department or ""
+    return ModelInput(
+        num=num,
+        cat=cat,
+        rows=n,
+        item_default_rows=base.item_default,
+        emp_item_default_rows=n - req.staff.item_rows.shape[0],
+        unknown_employee_rows=0 if req.staff.found else n,
+        unknown_vendor_rows=0 if req.seller.found else n,
+        unknown_terms=unknown_terms,
+    )
+
+
+def fill_numpy(req: ExpenseParts, num: F32) -> None:
+    """The reference :data:`Fill`: numpy calls on the request's parts."""
+    base, day, la = req.base, req.day, req.log_amount
     num[:, C_LOG_AMOUNT] = la
     _days_since(day, base.created_days, num[:, C_ITEM_AGE])
     _days_since(day, base.item_last, num[:, C_ITEM + 5])
@@ -287,8 +386,7 @@ def assemble(ctx: RankContext, candidates: Candidates, tables: FeatureTables) ->
     z[base.item_missing] = 0.0
 
     # the employee's and the vendor's rows: pair tables matched against the candidates, counts
-    staff = PartyRows.of("employee", emp, tables, base, candidates)
-    seller = PartyRows.of("vendor", ven, tables, base, candidates)
+    staff, seller = req.staff, req.seller
     block = base.cat_block.copy()  # category level, per distinct category, then to rows
     for party, col, j in ((staff, C_EMP_ITEM, 0), (seller, C_VENDOR_ITEM, 1)):
         rows = party.item_rows
@@ -306,38 +404,20 @@ def assemble(ctx: RankContext, candidates: Candidates, tables: FeatureTables) ->
     _clip10(cat_z)
     cat_z[base.cat_missing] = 0.0
 
-    industry = ctx.vendor_industry or ""
-    department = ctx.employee_department or ""
-    desc_terms = tokenize(ctx.description)
-    known, n_known, unknown_terms = known_terms(desc_terms, industry, department, tables)
     n_desc = MAX_TERMS
-    rows_of = [(j, TermRows.of(tid, tables, base, candidates)) for j, tid in known]
-    if rows_of:
-        _term_cat(rows_of, base.u_cat.shape[0], n_desc, n_known, block)
+    if req.terms:
+        _term_cat(req.terms, base.u_cat.shape[0], n_desc, req.n_known, block)
     num[:, C_CAT : C_CAT + 8] = block.take(base.cat_of_row, axis=0)
 
     one_context(
-        emp,
-        ctx.vendor_name or "",
-        candidates,
-        tables,
-        desc_terms,
-        _term_item(rows_of, n_desc),
-        n_known,
+        req.employee,
+        req.vendor_name,
+        req.candidates,
+        req.tables,
+        req.desc_terms,
+        _term_item(req.terms, n_desc),
+        req.n_known,
         num[:, C_TEXT : C_TEXT + len(ITEM_TEXT_FEATURES)],
-    )
-    cat = base.cat.copy()
-    cat[:, CATEGORICAL_FEATURES.index("vendor_industry")] = industry
-    cat[:, CATEGORICAL_FEATURES.index("employee_department")] = department
-    return ModelInput(
-        num=num,
-        cat=cat,
-        rows=n,
-        item_default_rows=base.item_default,
-        emp_item_default_rows=n - staff.item_rows.shape[0],
-        unknown_employee_rows=0 if staff.found else n,
-        unknown_vendor_rows=0 if seller.found else n,
-        unknown_terms=unknown_terms,
     )
 
 
