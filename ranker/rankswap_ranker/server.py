@@ -386,6 +386,10 @@ def serve(
     run_root = settings.effective_run_dir
     run_root.mkdir(parents=True, exist_ok=True)
     enable_multiprocess_metrics(run_root / "metrics")
+    from rankswap_ranker.assembly import kernel_cache
+
+    settings.effective_cache_dir.mkdir(parents=True, exist_ok=True)
+    kernels_at = kernel_cache(settings.effective_cache_dir)  # before any worker starts
     from rankswap_ranker import metrics as metrics_mod
 
     logs.configure(settings.log_level, json_lines=json_logs)
@@ -396,6 +400,7 @@ def serve(
         "effective configuration",
         config=settings.masked(),
         tracing=tracing.public() if tracing is not None else None,
+        kernel_cache=None if kernels_at is None else str(kernels_at),
     )
     if settings.read_admin_token() is None:
         logs.event(

@@ -5,6 +5,9 @@ kernels, numpy assembles, and the bundle serves either way."""
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -99,3 +102,54 @@ def test_without_the_kernels_numpy_assembles_and_the_bundle_serves(
     a, b = rank(plain, db, q), rank(compiled, db, q)
     assert a.body == b.body  # the same answer, byte for byte
     assert b.scores is not None and np.array_equal(a.scores, b.scores)  # type: ignore[arg-type]
+
+
+def test_kernel_cache_leaves_a_given_numba_cache_dir_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "mine"))
+    monkeypatch.setenv(assembly.KERNEL_CACHE_SEED, str(tmp_path / "seed"))
+    assert assembly.kernel_cache(tmp_path / "cache") == tmp_path / "mine"
+    assert not (tmp_path / "cache").exists()
+
+
+def test_kernel_cache_without_a_seed_is_numbas_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.delenv(assembly.KERNEL_CACHE_SEED, raising=False)
+    assert assembly.kernel_cache(tmp_path / "cache") is None
+    assert "NUMBA_CACHE_DIR" not in os.environ
+
+
+@pytest.mark.timeout(400)  # two fresh compiles in subprocesses
+def test_the_images_compiled_kernels_are_copied_once_and_loaded_not_compiled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in the image: the kernels compiled at build into a seed directory (``NUMBA_CACHE_DIR``
+    there); the pod's supervisor copies it to its cache directory and points numba there, so a
+    worker loads the machine code (cache hits) instead of compiling."""
+    seed = tmp_path / "seed"
+    probe = (
+        "from rankswap.featurespec import kernels as k; "
+        "print(sum(k.numeric.stats.cache_hits.values()), sum(k.text.stats.cache_hits.values()))"
+    )
+    build = dict(os.environ, NUMBA_CACHE_DIR=str(seed))
+    subprocess.run([sys.executable, "-c", probe], env=build, check=True, timeout=300)
+    assert any(seed.rglob("*.nbi"))
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setenv(assembly.KERNEL_CACHE_SEED, str(seed))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    target = assembly.kernel_cache(cache)
+    assert target == cache / "numba" and os.environ["NUMBA_CACHE_DIR"] == str(target)
+    copied = sorted(p.relative_to(target) for p in target.rglob("*"))
+    assert copied == sorted(p.relative_to(seed) for p in seed.rglob("*"))
+    (target / "marker").write_text("kept")
+    assert assembly.kernel_cache(cache) == target  # once: an existing copy is kept
+    assert (target / "marker").exists()
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=dict(os.environ), capture_output=True, text=True,
+        check=True, timeout=300,
+    )  # fmt: skip
+    assert out.stdout.split() == ["1", "1"], out.stderr  # loaded from the copy, not compiled
