@@ -27,7 +27,8 @@ from rankswap.comparison import Comparison, compare_request, psi
 from rankswap.featurespec import FEATURE_SCHEMA_VERSION
 from rankswap_ranker import bundle as bundles
 from rankswap_ranker.candidates import LazyProductDB
-from rankswap_ranker.ranking import RankQuery, rank, top_k_indices
+from rankswap_ranker.ranking import RankQuery, rank
+from rankswap_ranker.topk import top_k_indices
 
 RAW_EDGES = np.asarray([round(-8.0 + 0.5 * i, 1) for i in range(33)])
 """The raw-score bins the comparison used before it standardised (-8 to 8 by 0.5)."""

@@ -31,7 +31,7 @@ from rankswap.artifacts import model_contract as contract
 from rankswap.artifacts.cache_layout import read_cached_manifest
 from rankswap.artifacts.model_contract import INPUT_CAT, INPUT_NUM, MODEL_FILE, OUTPUT_SCORE
 from rankswap.podstate import ArtifactState, BundleState, ResolvedBundle
-from rankswap_ranker import treejit, treescore
+from rankswap_ranker import topk, treejit, treescore
 from rankswap_ranker.assembly import parity_checked_fill
 from rankswap_ranker.errors import BundleIncompatible, ModelInvalid, SmokeScoringFailed
 from rankswap_ranker.treescore import Encoder, TreeScorer
@@ -243,6 +243,7 @@ def load(
         bundle.trees = parity_checked_native(bundle, bundle.trees)
     if compile_assembly:
         bundle.fill = parity_checked_fill(tables, f"features {ref.features.version}")
+        topk.enable()
     smoke_score(bundle)
     t3 = time.perf_counter()
     bundle.timings = LoadTimings(features_s=t1 - t0, session_s=t2 - t1, smoke_s=t3 - t2)

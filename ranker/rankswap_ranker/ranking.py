@@ -23,6 +23,7 @@ import numpy.typing as npt
 from rankswap import featurespec as fs
 from rankswap_ranker.bundle import Bundle, BundleRef
 from rankswap_ranker.metrics import RankerMetrics
+from rankswap_ranker.topk import top_k_indices
 
 
 class CandidateSource(Protocol):
@@ -74,27 +75,6 @@ class RankOutcome:
 
 _JSON = json.JSONEncoder(ensure_ascii=False)
 """``json.dumps(..., ensure_ascii=False)`` without building an encoder per call."""
-
-
-def top_k_indices(scores: npt.NDArray[np.float32], item_ids: npt.NDArray[np.int64], k: int) -> Any:
-    """Indices of the ``k`` best scores, best first; ties go to the smaller item id (also
-    at the k-th place: which of the tied rows make the cut)."""
-    n = scores.shape[0]
-    if n == 0:
-        return np.empty(0, dtype=np.intp)
-    k = min(k, n)
-    if k < n:
-        neg = -scores
-        part = np.argpartition(neg, k - 1)[:k]
-        # argpartition splits a tie at the k-th score arbitrarily: when rows outside the k hold
-        # that score too, choose among all rows scoring at least it (the smaller ids win)
-        kth = neg[part].max()
-        if np.count_nonzero(neg == kth) > np.count_nonzero(neg[part] == kth):
-            part = np.flatnonzero(neg <= kth)
-    else:
-        part = np.arange(n)
-    order = np.lexsort((item_ids[part], -scores[part]))
-    return part[order[:k]]
 
 
 def rank(bundle: Bundle, source: CandidateSource, q: RankQuery) -> RankOutcome:

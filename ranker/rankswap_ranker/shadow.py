@@ -43,8 +43,9 @@ from rankswap import featurespec as fs
 from rankswap.comparison import Comparison, compare_request, merge
 from rankswap_ranker.bundle import Bundle, utc_now_iso
 from rankswap_ranker.convergence import RunDir, pid_alive, read_json, write_json_atomic
-from rankswap_ranker.ranking import RankOutcome, top_k_indices
+from rankswap_ranker.ranking import RankOutcome
 from rankswap_ranker.registry import BundleRegistry
+from rankswap_ranker.topk import top_k_indices
 
 log = logging.getLogger("rankswap.ranker.shadow")
 

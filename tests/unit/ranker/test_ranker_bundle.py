@@ -126,7 +126,7 @@ def test_model_giving_non_finite_scores_fails_the_smoke_scoring(
 
 
 def test_top_k_breaks_ties_by_item_id() -> None:
-    from rankswap_ranker.ranking import top_k_indices
+    from rankswap_ranker.topk import top_k_indices
 
     scores = np.array([1.0, 3.0, 3.0, 2.0, 3.0], dtype=np.float32)
     ids = np.array([10, 40, 20, 30, 50], dtype=np.int64)
@@ -138,7 +138,7 @@ def test_top_k_breaks_ties_by_item_id() -> None:
 def test_top_k_breaks_a_tie_at_the_cut_by_item_id() -> None:
     """Rows tied at the k-th score, some inside the cut and some outside: the smaller ids make
     it, whatever order ``argpartition`` leaves them in."""
-    from rankswap_ranker.ranking import top_k_indices
+    from rankswap_ranker.topk import top_k_indices
 
     rng = np.random.default_rng(7)
     for _ in range(200):
