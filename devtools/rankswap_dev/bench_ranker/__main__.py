@@ -365,10 +365,10 @@ def section_tracing(_: Any, args: argparse.Namespace, results: dict[str, Any]) -
 def _gbdt(world: Any, bodies: dict[str, Any], work: Path, calls: int) -> dict[str, Any]:
     """ORT vs the compiled trees on the real model's trees and the tenants' rows."""
     from rankswap import featurespec as fs
-    from rankswap_dev.bench_ranker import gbdt
+    from rankswap_dev.bench_ranker import gbdt, real
     from rankswap_ranker import bundle as bundles
     from rankswap_ranker.candidates import LazyProductDB
-    from rankswap_ranker.ranking import RankQuery, rank
+    from rankswap_ranker.ranking import rank
 
     bundle = bundles.load(
         bundles.resolve(world.model_uri, world.features_uri, work / "inproc-cache")
@@ -379,22 +379,9 @@ def _gbdt(world: Any, bodies: dict[str, Any], work: Path, calls: int) -> dict[st
         for tenant, tenant_bodies in bodies.items():
             inputs[tenant] = []
             for b in tenant_bodies[:20]:
-                c = b["context"]
                 # the context and candidates through rank(), whose signature main's tree shares
                 # (main-vs-head runs put main's serving code under this bench)
-                out = rank(
-                    bundle,
-                    source,
-                    RankQuery(
-                        tenant_id=tenant,
-                        employee_id=c["employee_id"],
-                        vendor_id=c["vendor_id"],
-                        description=c["description"],
-                        amount=c["amount"],
-                        expense_date=date.fromisoformat(c["date"]),
-                        top_k=5,
-                    ),
-                )
+                out = rank(bundle, source, real.body_query(tenant, b, top_k=5))
                 assert out.context is not None and out.cands is not None
                 ctx, cands = out.context, out.cands
                 inputs[tenant].append(fs.assemble(ctx, cands, bundle.tables))

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:  # pragma: no cover (a benchmark
     from rankswap_dev.bench_ranker import real
     from rankswap_ranker import bundle as bundles
     from rankswap_ranker.candidates import LazyProductDB
-    from rankswap_ranker.ranking import RankQuery, rank
+    from rankswap_ranker.ranking import rank
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--db", required=True)
@@ -54,15 +54,7 @@ def main(argv: list[str] | None = None) -> int:  # pragma: no cover (a benchmark
     tenants.append(min(sizes, key=lambda t: (abs(sizes[t] - 200), t)))
     queries = {
         t: [
-            RankQuery(
-                tenant_id=t,
-                employee_id=b["context"]["employee_id"],
-                vendor_id=b["context"]["vendor_id"],
-                description=b["context"]["description"],
-                amount=b["context"]["amount"],
-                expense_date=date.fromisoformat(b["context"]["date"]),
-                top_k=b["top_k"],
-            )
+            real.body_query(t, b)
             for b in real.rank_bodies(args.db, t, args.as_of, real.REQUESTS_PER_TENANT)
         ]
         for t in tenants

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,9 @@ import pandas as pd
 from rankswap import featurespec as fs
 from rankswap.artifacts import artifact_uri, read_manifest
 from rankswap.productdb import ProductDB
+
+if TYPE_CHECKING:
+    from rankswap_ranker.ranking import RankQuery
 
 REQUESTS_PER_TENANT = 200
 TARGETS = {"~100": 100, "~1000": 1000}
@@ -112,6 +115,23 @@ def tenant_sizes(db_url: str) -> dict[str, int]:
         return {t: len(db.candidates(t, with_names=False)) for t in db.tenant_ids()}
     finally:
         db.close()
+
+
+def body_query(tenant: str, body: dict[str, Any], *, top_k: int | None = None) -> RankQuery:
+    """The ``ranking.rank`` query of one of :func:`rank_bodies`' bodies (``top_k``: the body's
+    unless given)."""
+    from rankswap_ranker.ranking import RankQuery
+
+    c = body["context"]
+    return RankQuery(
+        tenant_id=tenant,
+        employee_id=c["employee_id"],
+        vendor_id=c["vendor_id"],
+        description=c["description"],
+        amount=c["amount"],
+        expense_date=date.fromisoformat(c["date"]),
+        top_k=body["top_k"] if top_k is None else top_k,
+    )
 
 
 def rank_bodies(db_url: str, tenant: str, as_of: date, n: int) -> list[dict[str, Any]]:
