@@ -48,11 +48,12 @@ from .schema import (
     I64,
     MAX_TERMS,
 )
-from .serving import ExpenseParts, TermRows
+from .serving import ExpenseParts
 
 _F32_0: Final = np.float32(0.0)
 _F32_NEVER: Final = np.float32(DAYS_NEVER)
 _F32_10: Final = np.float32(10.0)
+_LOW32: Final = np.int64(0xFFFFFFFF)
 
 
 def _array(dtype: types.Type, ndim: int, *, readonly: bool = True) -> types.Array:
@@ -125,6 +126,27 @@ def _row_max(a: F32) -> np.float32:
     return top  # type: ignore[no-any-return]
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _key_range(keys: I64, high: int) -> tuple[int, int]:
+    """``Table.key_range``: the rows ``[lo, hi)`` whose keys have the high 32 bits ``high``."""
+    if high < 0 or keys.shape[0] == 0:
+        return 0, 0
+    base = np.int64(high) << 32
+    lo = np.searchsorted(keys, base - 1, side="right")
+    hi = np.searchsorted(keys, base | _LOW32, side="right")
+    return int(lo), int(hi)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _position(sorted_low: I64, low: int) -> int:
+    """Where ``low`` is in ``sorted_low`` (sorted, unique), or -1 (``serving._matching``)."""
+    n = sorted_low.shape[0]
+    if n == 0:
+        return -1
+    p = min(np.searchsorted(sorted_low, low), n - 1)
+    return p if sorted_low[p] == low else -1
+
+
 @numba.njit(
     types.void(
         _wf32_2,  # num [N, F]
@@ -150,9 +172,10 @@ def _row_max(a: F32) -> np.float32:
         _rf32,  # cat_amt_den
         _ri64,  # cat_missing
         _ri64,  # cat_of_row
+        _ri64,  # the distinct categories, sorted (ServingBase.u_cat)
         _ri64,  # term columns (one per known term)
-        _ri64,  # term_cat starts (one more than terms)
-        _ri64,  # term_cat positions
+        _ri64,  # term ids
+        _ri64,  # term_cat keys
         _rf32,  # term_cat shares
         types.int64,  # known description terms
     ),
@@ -183,13 +206,15 @@ def numeric(
     cat_amt_den: F32,
     cat_missing: I64,
     cat_of_row: I64,
+    u_cat: I64,
     term_col: I64,
-    term_start: I64,
-    term_cat_pos: I64,
+    term_id: I64,
+    term_cat_keys: I64,
     term_cat_share: F32,
     n_known: int,
 ) -> None:
-    """``fill_numpy``'s numeric part: every column but the text features'."""
+    """``fill_numpy``'s numeric part: every column but the text features'. The known terms'
+    ``term_cat`` rows among the candidates' categories are searched here (``TermRows``)."""
     n = num.shape[0]
     for r in range(n):
         num[r, C_LOG_AMOUNT] = la
@@ -222,11 +247,15 @@ def numeric(
         desc = np.zeros((u, MAX_TERMS), np.float32)
         for t in range(term_col.shape[0]):
             j = term_col[t]
-            for p in range(term_start[t], term_start[t + 1]):
+            lo, hi = _key_range(term_cat_keys, term_id[t])
+            for p in range(lo, hi):
+                k = _position(u_cat, term_cat_keys[p] & _LOW32)
+                if k < 0:
+                    continue
                 if j < MAX_TERMS:
-                    desc[term_cat_pos[p], j] = term_cat_share[p]
+                    desc[k, j] = term_cat_share[p]
                 else:  # industry, department: straight into the block
-                    block[term_cat_pos[p], 6 + j - MAX_TERMS] = term_cat_share[p]
+                    block[k, 6 + j - MAX_TERMS] = term_cat_share[p]
         for k in range(u):
             if n_known > 0:
                 block[k, 4] = np.float64(_row_sum(desc[k])) / np.float64(n_known)
@@ -256,9 +285,12 @@ def numeric(
         types.int64,  # vocabulary size
         _ri64,  # VendorNames.rows
         _rf32,  # VendorNames.cover
-        _ri64,  # term_item hits: candidate rows
-        _ri64,  # term columns
-        _rf32,  # shares
+        _ri64,  # term columns (one per known term)
+        _ri64,  # term ids
+        _ri64,  # term_item keys
+        _rf32,  # term_item shares
+        _ri64,  # the candidates' item ids, sorted (ServingBase.sorted_ids)
+        _ri64,  # their rows (ServingBase.id_order)
         types.int64,  # known description terms
     ),
     cache=True,
@@ -283,12 +315,16 @@ def text(
     vocab_size: int,
     vendor_rows: I64,
     vendor_cover: F32,
-    hit_rows: I64,
-    hit_cols: I64,
-    hit_share: F32,
+    term_col: I64,
+    term_id: I64,
+    term_item_keys: I64,
+    term_item_share: F32,
+    sorted_ids: I64,
+    id_order: I64,
     n_known: int,
 ) -> None:
-    """``itemtext.one_context``: the nine text features into ``out`` [N, 9]."""
+    """``itemtext.one_context``: the nine text features into ``out`` [N, 9]. The description
+    terms' ``term_item`` rows among the candidates are searched here (``TermRows``)."""
     n = out.shape[0]
     out[:, :] = 0.0
     # the pairs of the description's terms, in pair order (ascending)
@@ -346,7 +382,25 @@ def text(
                     rest += idf[q] * per_term[tq] * keep[tq]
                     den += idf[q] * keep[tq]
                 out[r, 5] = _round4(rest / max(den, 1e-12)) if den > 0 else 0.0
-    h = hit_rows.shape[0]
+    m = 0  # the description terms' term_item rows among the candidates
+    for t in range(term_col.shape[0]):
+        if term_col[t] < MAX_TERMS:
+            lo, hi = _key_range(term_item_keys, term_id[t])
+            m += hi - lo
+    hit_rows = np.empty(m, np.int64)
+    hit_cols = np.empty(m, np.int64)
+    hit_share = np.empty(m, np.float32)
+    h = 0
+    for t in range(term_col.shape[0]):
+        if term_col[t] < MAX_TERMS:
+            lo, hi = _key_range(term_item_keys, term_id[t])
+            for p in range(lo, hi):
+                k = _position(sorted_ids, term_item_keys[p] & _LOW32)
+                if k >= 0:
+                    hit_rows[h] = id_order[k]
+                    hit_cols[h] = term_col[t]
+                    hit_share[h] = term_item_share[p]
+                    h += 1
     if h:  # desc_item_mean / _max over the rows with a term_item row (ascending)
         mark = np.zeros(n, np.int64)
         for j in range(h):
@@ -375,7 +429,10 @@ _WIDTH: Final = 9
 def fill(req: ExpenseParts, num: F32) -> None:
     """The compiled ``serving.Fill``: ``serving.fill_numpy``'s values, bit for bit."""
     base, staff, seller = req.base, req.staff, req.seller
-    term_col, term_start, cat_pos, cat_share = _term_cat_hits(req.terms)
+    t = req.tables.tables
+    term_col = np.array([j for j, _ in req.terms], np.int64)
+    term_id = np.array([tid for _, tid in req.terms], np.int64)
+    term_cat, term_item = t["term_cat"], t["term_item"]
     numeric(
         num,
         req.day,
@@ -400,10 +457,11 @@ def fill(req: ExpenseParts, num: F32) -> None:
         base.cat_amt_den,
         base.cat_missing,
         base.cat_of_row,
+        base.u_cat,
         term_col,
-        term_start,
-        cat_pos,
-        cat_share,
+        term_id,
+        term_cat.keys,
+        term_cat.columns["share"],
         req.n_known,
     )
     cands, tables = req.candidates, req.tables
@@ -411,7 +469,6 @@ def fill(req: ExpenseParts, num: F32) -> None:
     names = index.names
     emp = EmployeeNames.of(req.employee, tables, index, cands)
     vendor = VendorNames.of(req.vendor_name, index, cands)
-    hit_rows, hit_cols, hit_share = _term_item_hits(req.terms)
     text(
         num[:, C_TEXT : C_TEXT + _WIDTH],
         _local_terms(req.desc_terms, names.vocab),
@@ -431,41 +488,11 @@ def fill(req: ExpenseParts, num: F32) -> None:
         len(names.vocab),
         _NO_I64 if vendor is None else vendor.rows,
         _NO_F32 if vendor is None else vendor.cover,
-        hit_rows,
-        hit_cols,
-        hit_share,
+        term_col,
+        term_id,
+        term_item.keys,
+        term_item.columns["share"],
+        base.sorted_ids,
+        base.id_order,
         req.n_known,
-    )
-
-
-def _term_cat_hits(terms: list[tuple[int, TermRows]]) -> tuple[I64, I64, I64, F32]:
-    """The known terms' ``term_cat`` rows as flat arrays: (term column per term, start of each
-    term's rows, category positions, shares)."""
-    if not terms:
-        return _NO_I64, _NO_I64, _NO_I64, _NO_F32
-    lens = [rows.cat_pos.shape[0] for _, rows in terms]
-    start = np.zeros(len(terms) + 1, np.int64)
-    np.cumsum(lens, out=start[1:])
-    return (
-        np.array([j for j, _ in terms], np.int64),
-        start,
-        np.concatenate([rows.cat_pos for _, rows in terms]),
-        np.concatenate([rows.cat_share for _, rows in terms]),
-    )
-
-
-def _term_item_hits(terms: list[tuple[int, TermRows]]) -> tuple[I64, I64, F32]:
-    """The description terms' ``term_item`` hits as (candidate row, term column, share):
-    ``serving._term_item``."""
-    parts = [(j, rows) for j, rows in terms if j < MAX_TERMS and rows.item_rows.shape[0]]
-    if not parts:
-        return _NO_I64, _NO_I64, _NO_F32
-    if len(parts) == 1:
-        j, rows = parts[0]
-        return rows.item_rows, np.full(rows.item_rows.shape[0], j, np.int64), rows.item_share
-    lens = [rows.item_rows.shape[0] for _, rows in parts]
-    return (
-        np.concatenate([rows.item_rows for _, rows in parts]),
-        np.repeat(np.array([j for j, _ in parts], np.int64), lens),
-        np.concatenate([rows.item_share for _, rows in parts]),
     )

@@ -286,8 +286,10 @@ class ExpenseParts:
     staff: PartyRows
     seller: PartyRows
     desc_terms: list[str]
-    terms: list[tuple[int, TermRows]]
-    """The context's known terms as (term column of ``context_terms``, rows): ``known_terms``."""
+    terms: list[tuple[int, int]]
+    """The context's known terms as (term column of ``context_terms``, term id): ``known_terms``
+    (their rows: :class:`TermRows`, which :func:`fill_numpy` looks up; the kernels search the
+    tables themselves)."""
     n_known: int
     """Known description terms."""
 
@@ -315,7 +317,7 @@ class ExpenseParts:
             staff=PartyRows.of("employee", emp, tables, base, candidates),
             seller=PartyRows.of("vendor", ven, tables, base, candidates),
             desc_terms=desc_terms,
-            terms=[(j, TermRows.of(tid, tables, base, candidates)) for j, tid in known],
+            terms=known,
             n_known=n_known,
         )
         return req, unknown_terms
@@ -405,8 +407,9 @@ def fill_numpy(req: ExpenseParts, num: F32) -> None:
     cat_z[base.cat_missing] = 0.0
 
     n_desc = MAX_TERMS
-    if req.terms:
-        _term_cat(req.terms, base.u_cat.shape[0], n_desc, req.n_known, block)
+    rows_of = [(j, TermRows.of(tid, req.tables, base, req.candidates)) for j, tid in req.terms]
+    if rows_of:
+        _term_cat(rows_of, base.u_cat.shape[0], n_desc, req.n_known, block)
     num[:, C_CAT : C_CAT + 8] = block.take(base.cat_of_row, axis=0)
 
     one_context(
@@ -415,7 +418,7 @@ def fill_numpy(req: ExpenseParts, num: F32) -> None:
         req.candidates,
         req.tables,
         req.desc_terms,
-        _term_item(req.terms, n_desc),
+        _term_item(rows_of, n_desc),
         req.n_known,
         num[:, C_TEXT : C_TEXT + len(ITEM_TEXT_FEATURES)],
     )

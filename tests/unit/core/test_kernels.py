@@ -164,15 +164,15 @@ def test_the_kernels_never_compile_at_a_call(
         fs.assemble_with(ctx, cands, tables, kernels.fill)
     assert len(kernels.numeric.signatures) == 1
     assert len(kernels.text.signatures) == 1
-    wrong = np.zeros((4, 9), dtype=np.float64)  # float64 where float32 is compiled
-    empty_i = np.empty(0, np.int64)
-    with pytest.raises(TypeError):
-        kernels.text(
-            wrong, empty_i, empty_i, empty_i, empty_i, empty_i,  # type: ignore[arg-type]
-            np.empty(0), np.empty(0), np.empty(0, np.float32), np.empty(0), empty_i,
-            False, np.empty(0, np.float32), empty_i, np.empty(0), 0,
-            empty_i, np.empty(0, np.float32), empty_i, empty_i, np.empty(0, np.float32), 0,
-        )  # fmt: skip
+    empty_i, empty_f, empty_d = np.empty(0, np.int64), np.empty(0, np.float32), np.empty(0)
+    rest = (
+        empty_i, empty_i, empty_i, empty_i, empty_i, empty_d, empty_d, empty_f, empty_d, empty_i,
+        False, empty_f, empty_i, empty_d, 0, empty_i, empty_f,
+        empty_i, empty_i, empty_i, empty_f, empty_i, empty_i, 0,
+    )  # fmt: skip
+    kernels.text(np.zeros((4, 9), dtype=np.float32), *rest)  # the compiled types: runs
+    with pytest.raises(TypeError, match="No matching definition"):
+        kernels.text(np.zeros((4, 9), dtype=np.float64), *rest)  # float64: refused
     assert len(kernels.text.signatures) == 1
 
 
