@@ -13,6 +13,9 @@ of searching every candidate in the table; the rows that match take the table's 
 others keep the template's defaults. Every lookup of one employee (vendor) key is memoised as one
 entry (:class:`PartyRows`). The description's terms go through the same ``term_cat``
 arithmetic as ``assemble_batch`` and the text features through ``itemtext.one_context``.
+The lookups come first (:class:`ExpenseParts`), then the arithmetic, a :data:`Fill`:
+:func:`fill_numpy` (the reference, numpy calls) or ``kernels.fill`` (:func:`compiled_fill`: the
+same bits in two compiled calls).
 
 Bit-identity with ``assemble_batch`` (the training path) is tested on generated worlds
 (``tests/unit/core/test_featurespec.py``, ``tests/unit/core/test_itemtext.py``)."""
@@ -324,8 +327,8 @@ class ExpenseParts:
 
 
 Fill = Callable[[ExpenseParts, F32], None]
-"""Writes the context-dependent numeric features of an :class:`ExpenseParts` into ``num`` (a copy of
-``ServingBase.num``): :func:`fill_numpy` (the reference) or the compiled kernels'
+"""Writes the context-dependent numeric features of an :class:`ExpenseParts` into ``num`` (a
+copy of ``ServingBase.num``): :func:`fill_numpy` (the reference) or the compiled kernels'
 (``kernels.fill``), which give the same bits."""
 
 
