@@ -140,6 +140,14 @@ class CoalescedWrites:
             if not self._transport.is_closing():
                 self._transport.write(data)
 
+    def write_now(self, data: bytes) -> None:
+        """Send ``data`` at once, after whatever is held (a whole answer: nothing to wait for)."""
+        if self._held:
+            self._held.append(data)
+            self.flush()
+        elif not self._transport.is_closing():
+            self._transport.write(data)
+
     def close(self) -> None:
         self.flush()
         self._transport.close()
@@ -178,7 +186,12 @@ def http_protocol(
     task then, as usual (the app's body limit and body timeout apply)."""
 
     class RankswapHttpProtocol(HttpToolsProtocol):
-        _header_timer: asyncio.TimerHandle | None = None
+        _header_due: float | None = None
+        """Loop time by which the request line and headers must have come (None: not due)."""
+        _idle_due: float | None = None
+        """Loop time at which an idle keep-alive connection is closed (None: not idle)."""
+        _timer: asyncio.TimerHandle | None = None
+        _timer_at = 0.0
         _writes: CoalescedWrites | None = None
         _in_headers = False
         _direct: tuple[Any, Any] | None = None
@@ -226,10 +239,10 @@ def http_protocol(
             content += (b"\r\n", body)
             cycle.response_started = cycle.response_complete = True
             cycle.waiting_for_100_continue = False
-            writes = self._writes if self._writes is not None else self.transport
-            writes.write(b"".join(content))
-            if isinstance(writes, CoalescedWrites):
-                writes.flush()
+            if self._writes is not None:
+                self._writes.write_now(b"".join(content))
+            else:
+                self.transport.write(b"".join(content))
             cycle.message_event.set()
             if not cycle.keep_alive:
                 self.transport.close()
@@ -259,21 +272,60 @@ def http_protocol(
                 self.cycle.keep_alive = False  # the answer says `Connection: close`, then closes
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm_header_timer()
+            self._header_due = self._idle_due = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             super().connection_lost(exc)
 
+        # The header and keep-alive deadlines share one lazily re-armed timer per connection:
+        # a request only moves a deadline (a float), where arming and cancelling an event-loop
+        # timer for each (uvicorn's keep-alive timer, and ours for the headers) cost two timer
+        # handles per request. The timer fires at the earliest deadline it was armed for; a
+        # deadline that moved meanwhile re-arms it for the new one, so each closes its
+        # connection exactly when it would with its own timer.
+
         def _arm_header_timer(self) -> None:
-            if self._header_timer is None:
-                self._header_timer = self.loop.call_later(header_timeout_s, self._headers_late)
+            if self._header_due is None:
+                self._header_due = due = self.loop.time() + header_timeout_s
+                self._wake_at(due)
 
         def _disarm_header_timer(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
+            self._header_due = None
 
-        def _headers_late(self) -> None:
-            self._header_timer = None
-            if not self.transport.is_closing():
-                self.transport.close()
+        def _unset_keepalive_if_required(self) -> None:
+            self._idle_due = None
+
+        def on_response_complete(self) -> None:
+            # uvicorn's (0.55), the keep-alive timer being a deadline of the shared timer.
+            self.server_state.total_requests += 1
+            if self.transport.is_closing():
+                return
+            self._idle_due = None
+            self.flow.resume_reading()
+            if self.pipeline:
+                cycle, app = self.pipeline.pop()
+                self._start_asgi_task(cycle, app)
+            else:
+                self._idle_due = due = self.loop.time() + self.timeout_keep_alive
+                self._wake_at(due)
+
+        def _wake_at(self, due: float) -> None:
+            timer = self._timer
+            if timer is None or self._timer_at > due:
+                if timer is not None:
+                    timer.cancel()
+                self._timer, self._timer_at = self.loop.call_at(due, self._deadline), due
+
+        def _deadline(self) -> None:
+            self._timer = None
+            now = self.loop.time()
+            dues = [d for d in (self._header_due, self._idle_due) if d is not None]
+            if any(d <= now for d in dues):  # headers late, or idle too long: close
+                self._header_due = self._idle_due = None
+                if not self.transport.is_closing():
+                    self.transport.close()
+            elif dues:
+                self._wake_at(min(dues))
 
     return RankswapHttpProtocol

@@ -112,6 +112,39 @@ async def test_a_connection_that_sends_no_headers_is_closed() -> None:
     proto.connection_lost(None)
 
 
+async def test_headers_count_from_the_connection_and_from_each_next_request() -> None:
+    """The header deadline of the first request counts from the connection's opening, of the
+    next ones from their first byte; answered requests in between do not close it."""
+    transport = Recording()
+    proto = _protocol(transport, header_timeout_s=0.2)
+    request = b"POST /v1/rank HTTP/1.1\r\nHost: r\r\nContent-Length: 2\r\n\r\n{}"
+    for _ in range(3):  # each answered well within the deadline, 0.3 s in all
+        await asyncio.sleep(0.1)
+        proto.data_received(request)
+    await asyncio.sleep(0.05)
+    assert not transport.closed and len(transport.writes) == 3
+    proto.data_received(b"POST /v1/rank HTTP/1.1\r\n")  # headers never end
+    await asyncio.sleep(0.1)
+    assert not transport.closed
+    await asyncio.sleep(0.25)
+    assert transport.closed
+    proto.connection_lost(None)
+
+
+async def test_an_idle_keep_alive_connection_is_closed_after_its_timeout_only() -> None:
+    transport = Recording()
+    proto = _protocol(transport)
+    proto.timeout_keep_alive = 0.2
+    request = b"POST /v1/rank HTTP/1.1\r\nHost: r\r\nContent-Length: 2\r\n\r\n{}"
+    for _ in range(4):  # busy for 0.4 s: never idle for 0.2 s
+        proto.data_received(request)
+        await asyncio.sleep(0.1)
+    assert not transport.closed and len(transport.writes) == 4
+    await asyncio.sleep(0.3)  # idle: closed
+    assert transport.closed
+    proto.connection_lost(None)
+
+
 async def test_coalesced_writes_hold_one_loop_iteration_and_keep_the_order() -> None:
     transport = Recording()
     writes = CoalescedWrites(transport, asyncio.get_running_loop())  # type: ignore[arg-type]
@@ -269,7 +302,7 @@ async def test_a_whole_request_is_answered_directly_in_one_write_before_the_loop
             b'{"direct": true}'
         )
     assert proto.server_state.total_requests == 2
-    assert proto.timeout_keep_alive_task is not None  # idle again: the keep-alive timer runs
+    assert proto._idle_due is not None  # idle again: the keep-alive deadline runs
     await asyncio.sleep(0)
     assert len(transport.writes) == 2
     proto.connection_lost(None)
