@@ -33,18 +33,16 @@ if TYPE_CHECKING:
 _ROUTES = frozenset({"/v1/rank", "/healthz", "/readyz", "/metrics"})
 
 
-class RequestMetrics:
-    """Latency histogram and status counter per route (pure ASGI: no per-request task)."""
+class RouteSeries:
+    """The latency histogram and status counter of each route, bound once and deferred
+    (``RankerMetrics.hot``). Bounded: five routes, and the statuses the app can answer."""
 
-    def __init__(self, app: ASGIApp, metrics: RankerMetrics) -> None:
-        self.app = app
+    def __init__(self, metrics: RankerMetrics) -> None:
         self.metrics = metrics
-        # The labelled series, bound once and deferred (RankerMetrics.hot). Bounded: five
-        # routes, and the statuses the app can answer.
         self._latency: dict[str, Any] = {}
         self._count: dict[tuple[str, int], Any] = {}
 
-    def _observe(self, route: str, status: int, seconds: float) -> None:
+    def observe(self, route: str, status: int, seconds: float) -> None:
         latency = self._latency.get(route)
         if latency is None:
             latency = self._latency[route] = self.metrics.hot("request_latency", route)
@@ -53,6 +51,15 @@ class RequestMetrics:
             count = self._count[route, status] = self.metrics.hot("requests", route, str(status))
         latency.observe(seconds)
         count.inc()
+
+
+class RequestMetrics:
+    """Latency histogram and status counter per route (pure ASGI: no per-request task)."""
+
+    def __init__(self, app: ASGIApp, metrics: RankerMetrics) -> None:
+        self.app = app
+        self.series = RouteSeries(metrics)
+        self._observe = self.series.observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,6 +110,47 @@ class RankFastPath:
             return message
 
         await self.app(scope, replay, send)
+
+
+class DirectRank:
+    """The public port's direct path for ``POST /v1/rank`` (:func:`rankswap_ranker.protocol.
+    http_protocol`): a request whose whole JSON body came with its headers is answered by the
+    protocol itself, inline, without an ASGI task or the layers above: the same answer
+    (:meth:`RankEndpoint.respond`), counted in the same series as :class:`RequestMetrics`
+    counts it. Only with ranking inline (SQLite), tracing off (its server span is an ASGI
+    layer) and no access log (uvicorn's ASGI cycle writes it); every other request, and a body
+    of unknown or over-the-limit length, takes the ASGI path (where :class:`BodyLimit` answers
+    413 and 408)."""
+
+    def __init__(self, endpoint: RankEndpoint, metrics: RankerMetrics, max_bytes: int) -> None:
+        self.endpoint = endpoint
+        self.max_bytes = max_bytes
+        self.series = RouteSeries(metrics)
+
+    def accepts(self, scope: Scope) -> bool:
+        """A JSON ``POST /v1/rank`` (:meth:`RankEndpoint.takes`) with one ``Content-Length``,
+        not zero and within the limit, and no ``Transfer-Encoding``."""
+        if not self.endpoint.takes(scope):
+            return False
+        declared: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if declared is not None:
+                    return False
+                declared = value
+            elif name == b"transfer-encoding":
+                return False
+        return declared is not None and declared.isdigit() and 0 < int(declared) <= self.max_bytes
+
+    def answer(self, raw: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Status, headers and body of the answer to ``raw`` (never raises), counted."""
+        started = time.perf_counter()
+        status = 500
+        try:
+            status, headers, body = self.endpoint.respond(raw)
+        finally:
+            self.series.observe("/v1/rank", status, time.perf_counter() - started)
+        return status, headers, body
 
 
 class RankerAPI(FastAPI):
@@ -181,5 +229,10 @@ def create_app(
     app.add_front(RequestMetrics, metrics=metrics)  # outermost: counts 413 and 408 too
     state: Any = app.state
     state.metrics = metrics
+    state.direct = (
+        DirectRank(endpoint, metrics, settings.public_max_body_bytes)
+        if tracing is None and endpoint.inline and not settings.access_log
+        else None
+    )
     state.registry = registry
     return app

@@ -33,10 +33,10 @@ import signal
 import time
 from collections.abc import Callable, Generator
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from rankswap_ranker import logs
 
@@ -140,6 +140,14 @@ class CoalescedWrites:
             if not self._transport.is_closing():
                 self._transport.write(data)
 
+    def write_now(self, data: bytes) -> None:
+        """Send ``data`` at once, after whatever is held (a whole answer: nothing to wait for)."""
+        if self._held:
+            self._held.append(data)
+            self.flush()
+        elif not self._transport.is_closing():
+            self._transport.write(data)
+
     def close(self) -> None:
         self.flush()
         self._transport.close()
@@ -151,13 +159,95 @@ class CoalescedWrites:
         return getattr(self._transport, name)
 
 
-def http_protocol(header_timeout_s: float, drain: Drain | None = None) -> type[asyncio.Protocol]:
+class DirectAnswers(Protocol):
+    """Requests the protocol answers itself, without an ASGI task (``rankswap_ranker.app.
+    DirectRank``)."""
+
+    def accepts(self, scope: Any) -> bool:
+        """Whether the request of this (complete but for its body) scope is one of them."""
+
+    def answer(self, raw: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Status, headers and body of the answer to the whole body ``raw``; never raises."""
+
+
+def http_protocol(
+    header_timeout_s: float, drain: Drain | None = None, direct: DirectAnswers | None = None
+) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol with the header timeout and one write per response; with a
-    ``drain``, every request answered while it is active closes its connection."""
+    ``drain``, every request answered while it is active closes its connection.
+
+    With ``direct``: a request it accepts whose whole body arrives in the same read as its
+    headers (a small body, as every rank request is) is answered by the protocol as the body
+    completes, synchronously: no ASGI task, no app layers, no per-message ``send``; the answer
+    is written as uvicorn's cycle would write it (status line, its default headers, the
+    answer's, ``connection: close`` when the connection is not kept alive), in one write, and
+    the connection goes on exactly as after an ASGI answer (keep-alive timer, pipelining, the
+    drain's close). A request whose body is still on its way when the read ends gets its ASGI
+    task then, as usual (the app's body limit and body timeout apply)."""
 
     class RankswapHttpProtocol(HttpToolsProtocol):
-        _header_timer: asyncio.TimerHandle | None = None
+        _header_due: float | None = None
+        """Loop time by which the request line and headers must have come (None: not due)."""
+        _idle_due: float | None = None
+        """Loop time at which an idle keep-alive connection is closed (None: not idle)."""
+        _timer: asyncio.TimerHandle | None = None
+        _timer_at = 0.0
         _writes: CoalescedWrites | None = None
+        _in_headers = False
+        _direct: tuple[Any, Any] | None = None
+        """The cycle (and app) held for a direct answer while its body is read."""
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            held = self._direct
+            if held is not None:  # the body did not come whole: the ASGI path answers
+                self._direct = None
+                HttpToolsProtocol._start_asgi_task(self, *held)
+
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            if (
+                self._in_headers
+                and direct is not None
+                and app is self.app  # not uvicorn's 503 over the concurrency limit
+                and not self.expect_100_continue
+                and not self.flow.write_paused
+                and direct.accepts(cycle.scope)
+            ):
+                self._direct = (cycle, app)
+                return
+            super()._start_asgi_task(cycle, app)
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            held = self._direct
+            if held is not None and held[0] is self.cycle:
+                self._direct = None
+                self._answer_directly(held[0])
+
+        def _answer_directly(self, cycle: Any) -> None:
+            assert direct is not None
+            raw = bytes(cycle.body)
+            cycle.body = bytearray()
+            status, headers, body = direct.answer(raw)
+            content = [STATUS_LINE[status]]
+            for name, value in (*cycle.default_headers, *headers):
+                if name == b"connection" and b"close" in value.lower():
+                    cycle.keep_alive = False
+                content += (name, b": ", value, b"\r\n")
+            if not cycle.keep_alive and not any(n == b"connection" for n, _ in headers):
+                content.append(b"connection: close\r\n")
+            content += (b"\r\n", body)
+            cycle.response_started = cycle.response_complete = True
+            cycle.waiting_for_100_continue = False
+            if self._writes is not None:
+                self._writes.write_now(b"".join(content))
+            else:
+                self.transport.write(b"".join(content))
+            cycle.message_event.set()
+            if not cycle.keep_alive:
+                self.transport.close()
+            cycle.on_response = lambda: None
+            self.on_response_complete()
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -170,7 +260,11 @@ def http_protocol(header_timeout_s: float, drain: Drain | None = None) -> type[a
 
         def on_headers_complete(self) -> None:
             self._disarm_header_timer()
-            super().on_headers_complete()
+            self._in_headers = True
+            try:
+                super().on_headers_complete()
+            finally:
+                self._in_headers = False
             # The cycle just made (its task has not run yet) writes through the coalescer.
             if self.cycle is not None and self._writes is not None:
                 self.cycle.transport = self._writes  # type: ignore[assignment]
@@ -178,21 +272,60 @@ def http_protocol(header_timeout_s: float, drain: Drain | None = None) -> type[a
                 self.cycle.keep_alive = False  # the answer says `Connection: close`, then closes
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm_header_timer()
+            self._header_due = self._idle_due = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             super().connection_lost(exc)
 
+        # The header and keep-alive deadlines share one lazily re-armed timer per connection:
+        # a request only moves a deadline (a float), where arming and cancelling an event-loop
+        # timer for each (uvicorn's keep-alive timer, and ours for the headers) cost two timer
+        # handles per request. The timer fires at the earliest deadline it was armed for; a
+        # deadline that moved meanwhile re-arms it for the new one, so each closes its
+        # connection exactly when it would with its own timer.
+
         def _arm_header_timer(self) -> None:
-            if self._header_timer is None:
-                self._header_timer = self.loop.call_later(header_timeout_s, self._headers_late)
+            if self._header_due is None:
+                self._header_due = due = self.loop.time() + header_timeout_s
+                self._wake_at(due)
 
         def _disarm_header_timer(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
+            self._header_due = None
 
-        def _headers_late(self) -> None:
-            self._header_timer = None
-            if not self.transport.is_closing():
-                self.transport.close()
+        def _unset_keepalive_if_required(self) -> None:
+            self._idle_due = None
+
+        def on_response_complete(self) -> None:
+            # uvicorn's (0.55), the keep-alive timer being a deadline of the shared timer.
+            self.server_state.total_requests += 1
+            if self.transport.is_closing():
+                return
+            self._idle_due = None
+            self.flow.resume_reading()
+            if self.pipeline:
+                cycle, app = self.pipeline.pop()
+                self._start_asgi_task(cycle, app)
+            else:
+                self._idle_due = due = self.loop.time() + self.timeout_keep_alive
+                self._wake_at(due)
+
+        def _wake_at(self, due: float) -> None:
+            timer = self._timer
+            if timer is None or self._timer_at > due:
+                if timer is not None:
+                    timer.cancel()
+                self._timer, self._timer_at = self.loop.call_at(due, self._deadline), due
+
+        def _deadline(self) -> None:
+            self._timer = None
+            now = self.loop.time()
+            dues = [d for d in (self._header_due, self._idle_due) if d is not None]
+            if any(d <= now for d in dues):  # headers late, or idle too long: close
+                self._header_due = self._idle_due = None
+                if not self.transport.is_closing():
+                    self.transport.close()
+            elif dues:
+                self._wake_at(min(dues))
 
     return RankswapHttpProtocol

@@ -97,6 +97,7 @@ class RankEndpoint:
         # loop (no thread-pool hop). Each PostgreSQL read is a network round trip: ranking then
         # runs in the thread pool, so a slow query does not stall the worker's connections.
         self.inline = settings.database_url.startswith("sqlite")
+        self._bundle_headers: dict[str, list[tuple[bytes, bytes]]] = {}
 
     def rank_request(self, body: RankRequest) -> RankOutcome:
         """Rank one request with the bundle current now (used to its end); errors become
@@ -182,16 +183,42 @@ class RankEndpoint:
                 )
         return False
 
+    def ok_headers(self, outcome: RankOutcome) -> list[tuple[bytes, bytes]]:
+        """The headers of a 200 answer (content type, length and :meth:`headers`), as sent: the
+        ``X-Rankswap-*`` part encoded once per bundle, not per request."""
+        key = outcome.bundle.bundle_id  # names the model and features versions
+        own = self._bundle_headers.get(key)
+        if own is None:
+            if len(self._bundle_headers) >= 8:  # bundles come and go: keep the recent ones
+                self._bundle_headers.clear()
+            own = [(k.lower().encode(), v.encode()) for k, v in self.headers(outcome).items()]
+            self._bundle_headers[key] = own
+        return [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(outcome.body)).encode()),
+            *own,
+        ]
+
+    def respond(self, raw: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The whole answer to a JSON ``raw`` body, ranked inline (:attr:`inline` only): status,
+        headers and body exactly as :meth:`fast_path` sends them, errors included; never
+        raises. The protocol's direct path (:mod:`rankswap_ranker.protocol`) writes it."""
+        try:
+            outcome = self.rank_request(parse_rank_request(raw))
+            return 200, self.ok_headers(outcome), outcome.body
+        except RankerError as err:
+            failed = error_response(err)
+        except Exception:  # answered here, as fast_path does
+            log.exception("rank request failed")
+            failed = error_response(InternalError(INTERNAL_MESSAGE))
+        return failed.status_code, failed.raw_headers, bytes(failed.body)
+
     async def fast_path(self, raw: bytes, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer a JSON ``raw`` body (the whole of it, read by :class:`BodyLimit`)."""
         try:
             outcome = await self.answer(parse_rank_request(raw))
             body = outcome.body
-            headers = [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *((k.lower().encode(), v.encode()) for k, v in self.headers(outcome).items()),
-            ]
+            headers = self.ok_headers(outcome)
         except RankerError as err:
             await error_response(err)(scope, receive, send)
             return

@@ -149,7 +149,9 @@ def worker_main(
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http=http_protocol(settings.header_timeout_s, drain),
+        # JSON rank requests answered by the protocol itself (app.DirectRank; None: tracing on,
+        # PostgreSQL or the access log: the ASGI path).
+        http=http_protocol(settings.header_timeout_s, drain, direct=app.state.direct),
         timeout_keep_alive=settings.keep_alive_timeout_s,
         lifespan="off",
         access_log=settings.access_log,

@@ -25,6 +25,7 @@ On the real world of :mod:`rankswap_dev.bench_ranker.real` (its ~100 and ~1,000 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -702,3 +703,128 @@ def report(x: dict[str, Any], label: dict[str, str]) -> list[str]:
             )
     lines.append("")
     return lines + fixed_report(x, label)
+
+
+# Side by side: two source trees' workers under the same closed loop -------------------------
+
+
+def ab_http(
+    world: Any,
+    body: dict[str, Any],
+    sides: dict[str, Path | None],
+    work: Path,
+    *,
+    rounds: int = 6,
+    duration: float = 5.0,
+    connections: int = 4,
+    rate: float = 0.0,
+) -> dict[str, Any]:
+    """``rankswap serve`` (one worker) of each side's source tree (None: this one; else a
+    tree whose ``core``/``ranker`` folders go first on ``PYTHONPATH``), all up at once, loaded in
+    turn by the same generator, ``rounds`` times, the order reversing each round (A B, B A, …).
+    Per run: worker CPU per request and the worker's own ranking CPU per request
+    (``rankswap_ranker_rank_cpu_seconds_total``); per side the medians over rounds, and per
+    other side the median of its per-round ratios against the first side."""
+    root = Path(world.store.removeprefix("file://"))
+    runner = loadgen_runner(connections)
+    with contextlib.ExitStack() as stack:
+        targets: dict[str, Target] = {}
+        for name, tree in sides.items():
+            env = {}
+            if tree is not None:
+                env["PYTHONPATH"] = os.pathsep.join(
+                    str(tree / p) for p in ("core", "ranker", "devtools")
+                )
+            pod = stack.enter_context(
+                harness.ranker_pod(
+                    work / f"ab-{name}",
+                    workers=1,
+                    database_url=world.db_url,
+                    root=root,
+                    model_uri=world.model_uri,
+                    features_uri=world.features_uri,
+                    extra_env=env,
+                )
+            )
+            targets[name] = Target(
+                pod.public, pod.worker_pids(), functools.partial(rank_cpu_s, pod.public)
+            )
+        for t in targets.values():
+            runner(f"{t.url}/v1/rank", body, 2.0, rate)  # warm-up
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+        order = list(targets)
+        for r in range(rounds):
+            for name in order if r % 2 == 0 else order[::-1]:
+                t = targets[name]
+                doc = measured(t.pids, runner, f"{t.url}/v1/rank", body, duration, rate, t.rank_cpu)
+                doc["outside_ms_per_request"] = (
+                    doc["cpu_ms_per_request"] - doc["rank_cpu_ms_per_request"]
+                )
+                runs[name].append(doc)
+                print(
+                    f"# round {r} {name}: cpu/req {doc['cpu_ms_per_request']:.3f} ms, "
+                    f"outside rank {doc['outside_ms_per_request']:.3f} ms, "
+                    f"{doc.get('rps', 0):.0f} req/s, errors {doc['errors']:.0f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    keys = ("cpu_ms_per_request", "rank_cpu_ms_per_request", "outside_ms_per_request", "rps")
+    out: dict[str, Any] = {
+        name: {k: statistics.median(d[k] for d in docs) for k in keys}
+        | {"errors": sum(d["errors"] for d in docs)}
+        for name, docs in runs.items()
+    }
+    first = order[0]
+    for name in order[1:]:
+        for k in ("cpu_ms_per_request", "outside_ms_per_request"):
+            out[name][f"{k} / {first}"] = statistics.median(
+                b[k] / a[k] for a, b in zip(runs[first], runs[name], strict=True)
+            )
+        out[name][f"outside delta vs {first} ms"] = statistics.median(
+            b["outside_ms_per_request"] - a["outside_ms_per_request"]
+            for a, b in zip(runs[first], runs[name], strict=True)
+        )
+    out["runs"] = runs
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rankswap_dev.bench_ranker.cost --side base=/tmp/base --side head=. ...``"""
+    import argparse
+
+    from rankswap_dev.bench_ranker import real
+
+    p = argparse.ArgumentParser(description=ab_http.__doc__)
+    p.add_argument("--db", required=True)
+    p.add_argument("--store", required=True)
+    p.add_argument("--workdir", type=Path, required=True)
+    p.add_argument("--tenant", default="t006")
+    p.add_argument("--side", action="append", required=True, help="NAME=TREE ('.': this tree)")
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("--connections", type=int, default=4)
+    p.add_argument("--rate", type=float, default=0.0, help="req/s (0: closed loop)")
+    args = p.parse_args(argv)
+    world = real.build_world(args.workdir, args.db, args.store)
+    body = real.rank_bodies(world.db_url, args.tenant, world.as_of, 1)[0]
+    sides: dict[str, Path | None] = {}
+    for spec in args.side:
+        name, _, tree = spec.partition("=")
+        sides[name] = None if tree in ("", ".") else Path(tree).resolve()
+    doc = ab_http(
+        world,
+        body,
+        sides,
+        args.workdir,
+        rounds=args.rounds,
+        duration=args.duration,
+        connections=args.connections,
+        rate=args.rate,
+    )
+    json.dump(doc, sys.stdout, indent=1)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,6 +5,7 @@ decisions (a real stopping pod: tests/integration/ranker/test_ranker_drain.py)."
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from typing import Any
 
@@ -12,6 +13,9 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
+from rankswap_ranker.app import create_app
+from rankswap_ranker.bundle import Bundle
+from rankswap_ranker.candidates import LazyProductDB
 from rankswap_ranker.protocol import (
     CoalescedWrites,
     Drain,
@@ -19,6 +23,8 @@ from rankswap_ranker.protocol import (
     EarlySignals,
     http_protocol,
 )
+from rankswap_ranker.registry import BundleRegistry
+from rankswap_ranker.settings import RankerSettings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
@@ -103,6 +109,39 @@ async def test_a_connection_that_sends_no_headers_is_closed() -> None:
     await asyncio.sleep(0.3)
     assert transport.closed
     assert transport.writes == []
+    proto.connection_lost(None)
+
+
+async def test_headers_count_from_the_connection_and_from_each_next_request() -> None:
+    """The header deadline of the first request counts from the connection's opening, of the
+    next ones from their first byte; answered requests in between do not close it."""
+    transport = Recording()
+    proto = _protocol(transport, header_timeout_s=0.2)
+    request = b"POST /v1/rank HTTP/1.1\r\nHost: r\r\nContent-Length: 2\r\n\r\n{}"
+    for _ in range(3):  # each answered well within the deadline, 0.3 s in all
+        await asyncio.sleep(0.1)
+        proto.data_received(request)
+    await asyncio.sleep(0.05)
+    assert not transport.closed and len(transport.writes) == 3
+    proto.data_received(b"POST /v1/rank HTTP/1.1\r\n")  # headers never end
+    await asyncio.sleep(0.1)
+    assert not transport.closed
+    await asyncio.sleep(0.25)
+    assert transport.closed
+    proto.connection_lost(None)
+
+
+async def test_an_idle_keep_alive_connection_is_closed_after_its_timeout_only() -> None:
+    transport = Recording()
+    proto = _protocol(transport)
+    proto.timeout_keep_alive = 0.2
+    request = b"POST /v1/rank HTTP/1.1\r\nHost: r\r\nContent-Length: 2\r\n\r\n{}"
+    for _ in range(4):  # busy for 0.4 s: never idle for 0.2 s
+        proto.data_received(request)
+        await asyncio.sleep(0.1)
+    assert not transport.closed and len(transport.writes) == 4
+    await asyncio.sleep(0.3)  # idle: closed
+    assert transport.closed
     proto.connection_lost(None)
 
 
@@ -220,3 +259,203 @@ def test_a_sigterm_before_the_servers_handlers_are_in_place_drains_once_they_are
             assert early.caught == []
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+# The direct path: requests the protocol answers itself -----------------------------------------
+
+
+class Direct:
+    """Answers every POST with a body, as :func:`_app` would (another body: tells them apart)."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    def accepts(self, scope: Any) -> bool:
+        return bool(scope["method"] == "POST")
+
+    def answer(self, raw: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        self.bodies.append(raw)
+        body = b'{"direct": true}'
+        return 200, [(b"content-type", b"application/json"), (b"content-length", b"16")], body
+
+
+def _direct_protocol(transport: Recording, direct: Any, drain: Drain | None = None) -> Any:
+    cls = http_protocol(5.0, drain, direct=direct)
+    config = uvicorn.Config(_app, http=cls, lifespan="off", log_config=None, proxy_headers=False)
+    config.load()
+    proto = cls(config=config, server_state=ServerState(), app_state={})  # type: ignore[call-arg]
+    proto.connection_made(transport)  # type: ignore[arg-type]
+    return proto
+
+
+async def test_a_whole_request_is_answered_directly_in_one_write_before_the_loop_runs() -> None:
+    transport = Recording()
+    direct = Direct()
+    proto = _direct_protocol(transport, direct)
+    request = b"POST /v1/rank HTTP/1.1\r\nHost: r\r\nContent-Length: 2\r\n\r\n{}"
+    proto.data_received(request + request)  # pipelined: both answered, in order
+    assert direct.bodies == [b"{}", b"{}"]
+    assert len(transport.writes) == 2 and not transport.closed
+    for write in transport.writes:
+        assert write == (
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 16\r\n\r\n"
+            b'{"direct": true}'
+        )
+    assert proto.server_state.total_requests == 2
+    assert proto._idle_due is not None  # idle again: the keep-alive deadline runs
+    await asyncio.sleep(0)
+    assert len(transport.writes) == 2
+    proto.connection_lost(None)
+
+
+async def test_a_body_still_on_its_way_takes_the_asgi_path() -> None:
+    transport = Recording()
+    direct = Direct()
+    proto = _direct_protocol(transport, direct)
+    proto.data_received(b"POST /v1/rank HTTP/1.1\r\nHost: r\r\nContent-Length: 2\r\n\r\n{")
+    proto.data_received(b"}")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert direct.bodies == []
+    assert len(transport.writes) == 1 and transport.writes[0].endswith(b'{"items": []}')
+    proto.data_received(REQUEST)  # a GET: not accepted, the app answers
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert direct.bodies == [] and len(transport.writes) == 2
+    proto.connection_lost(None)
+
+
+async def test_a_direct_answer_while_draining_closes_its_connection() -> None:
+    drain = Drain()
+    drain.deadline = 0.0
+    transport = Recording()
+    proto = _direct_protocol(transport, Direct(), drain)
+    proto.data_received(b"POST /v1/rank HTTP/1.1\r\nHost: r\r\nContent-Length: 2\r\n\r\n{}")
+    head, _, _ = transport.writes[-1].partition(b"\r\n\r\n")
+    assert head.endswith(b"connection: close")
+    assert transport.closed
+    proto.connection_lost(None)
+
+
+_RANK = {
+    "tenant_id": "acme",
+    "context": {"employee_id": 1, "description": "taxi", "amount": 2480, "date": "2026-11-27"},
+}
+DIRECT_PARITY = [
+    json.dumps(_RANK).encode(),
+    json.dumps({**_RANK, "top_k": 12}).encode(),
+    json.dumps({**_RANK, "tenant_id": "nobody"}).encode(),  # 404
+    json.dumps({**_RANK, "top_k": 101}).encode(),  # 422, the bound
+    json.dumps({**_RANK, "context": {"employee_id": 1}}).encode(),  # 422, missing fields
+    b'{"tenant_id": "acme", "context": ',  # 422, not JSON
+    b"\xff\xfe not utf-8",
+    b"null",
+]
+
+
+def _rank_request(raw: bytes, content_type: bytes = b"application/json") -> bytes:
+    return (
+        b"POST /v1/rank HTTP/1.1\r\nHost: r\r\nContent-Type: " + content_type + b"\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(raw) + raw
+    )
+
+
+async def test_the_direct_path_answers_byte_for_byte_as_the_asgi_path_and_counts_alike(
+    settings: RankerSettings, loaded: Bundle, db_url: str
+) -> None:
+    """The real app, through the real protocol: each rank request answered directly is written
+    exactly as the ASGI path writes it (status line, headers, body), in one write, and counted
+    in the same series."""
+    registry: BundleRegistry[Bundle] = BundleRegistry(1)
+    registry.activate(loaded)
+    app = create_app(settings, registry, LazyProductDB(db_url))
+    assert app.state.direct is not None
+    answers: dict[str, list[bytes]] = {}
+    for name, direct in (("direct", app.state.direct), ("asgi", None)):
+        transport = Recording()
+        cls = http_protocol(5.0, None, direct=direct)
+        config = uvicorn.Config(app, http=cls, lifespan="off", log_config=None, proxy_headers=False)
+        config.load()
+        proto = cls(config=config, server_state=ServerState(), app_state={})  # type: ignore[call-arg]
+        proto.connection_made(transport)  # type: ignore[arg-type]
+        for raw in DIRECT_PARITY:
+            proto.data_received(_rank_request(raw))
+            if direct is not None:
+                assert len(transport.writes) == DIRECT_PARITY.index(raw) + 1  # at once
+            for _ in range(10):
+                await asyncio.sleep(0)
+        proto.connection_lost(None)
+        answers[name] = transport.writes
+    assert len(answers["direct"]) == len(DIRECT_PARITY)
+    for a, b in zip(answers["direct"], answers["asgi"], strict=True):
+        assert a == b
+    assert answers["direct"][0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"x-rankswap-bundle: " + loaded.bundle_id.encode() in answers["direct"][0]
+    text = app.state.metrics.exposition()[0].decode()
+    assert 'rankswap_ranker_requests_total{route="/v1/rank",status="200"} 4.0' in text  # 2 + 2
+    assert 'rankswap_ranker_requests_total{route="/v1/rank",status="404"} 2.0' in text
+    assert 'rankswap_ranker_requests_total{route="/v1/rank",status="422"} 10.0' in text
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "taken"),
+    [
+        (_rank_request(b"{}"), True),
+        (_rank_request(b"{}", b"application/vnd.x+json; charset=utf-8"), True),
+        (_rank_request(b"{}", b"text/plain"), False),
+        (_rank_request(b""), False),  # empty: the framework's own answer
+        (b"POST /v1/rank HTTP/1.1\r\nContent-Type: application/json\r\n"
+         b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", False),
+        (b"POST /v1/other HTTP/1.1\r\nContent-Type: application/json\r\n"
+         b"Content-Length: 2\r\n\r\n{}", False),
+        (b"PUT /v1/rank HTTP/1.1\r\nContent-Type: application/json\r\n"
+         b"Content-Length: 2\r\n\r\n{}", False),
+    ],
+)  # fmt: skip
+async def test_what_the_direct_path_takes(
+    settings: RankerSettings, loaded: Bundle, db_url: str, request_bytes: bytes, taken: bool
+) -> None:
+    registry: BundleRegistry[Bundle] = BundleRegistry(1)
+    registry.activate(loaded)
+    app = create_app(settings, registry, LazyProductDB(db_url))
+    seen: list[bytes] = []
+    real = app.state.direct
+
+    class Spy:
+        def accepts(self, scope: Any) -> bool:
+            return bool(real.accepts(scope))
+
+        def answer(self, raw: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+            seen.append(raw)
+            return real.answer(raw)  # type: ignore[no-any-return]
+
+    transport = Recording()
+    cls = http_protocol(5.0, None, direct=Spy())
+    config = uvicorn.Config(app, http=cls, lifespan="off", log_config=None, proxy_headers=False)
+    config.load()
+    proto = cls(config=config, server_state=ServerState(), app_state={})  # type: ignore[call-arg]
+    proto.connection_made(transport)  # type: ignore[arg-type]
+    proto.data_received(request_bytes)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert bool(seen) is taken
+    assert len(transport.writes) == 1  # answered either way
+    proto.connection_lost(None)
+
+
+def test_no_direct_path_over_the_limit_with_tracing_postgres_or_the_access_log(
+    settings: RankerSettings, loaded: Bundle, db_url: str
+) -> None:
+    registry: BundleRegistry[Bundle] = BundleRegistry(1)
+    registry.activate(loaded)
+    source = LazyProductDB(db_url)
+    direct = create_app(settings, registry, source).state.direct
+    limit = settings.public_max_body_bytes
+    for length, ok in ((b"1", True), (b"%d" % limit, True), (b"%d" % (limit + 1), False)):
+        headers = [(b"content-type", b"application/json"), (b"content-length", length)]
+        scope = {"type": "http", "method": "POST", "path": "/v1/rank", "headers": headers}
+        assert direct.accepts(scope) is ok
+    logged = settings.model_copy(update={"access_log": True})
+    assert create_app(logged, registry, source).state.direct is None
+    pg = settings.model_copy(update={"database_url": "postgresql://u@h/db"})
+    assert create_app(pg, registry, source).state.direct is None
