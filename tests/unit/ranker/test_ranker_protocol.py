@@ -459,3 +459,31 @@ def test_no_direct_path_over_the_limit_with_tracing_postgres_or_the_access_log(
     assert create_app(logged, registry, source).state.direct is None
     pg = settings.model_copy(update={"database_url": "postgresql://u@h/db"})
     assert create_app(pg, registry, source).state.direct is None
+
+
+# uvicorn 0.55.0's methods the protocol copies or hooks (protocol.http_protocol), by a hash of
+# their source: an upgrade that changes one of them fails here, so the copy is reviewed
+# against the new code before it serves (docker/constraints.txt pins the images' uvicorn).
+UVICORN_REVIEWED = {
+    "on_response_complete": "64e254f28e389e76",  # copied, the keep-alive timer a deadline
+    "_unset_keepalive_if_required": "00a6a4e47214e68e",  # replaced
+    "_start_asgi_task": "8d0189e65525db42",  # hooked: the direct path holds the cycle
+    "on_message_complete": "1fbad42dc31fc01f",  # hooked: the direct answer
+    "data_received": "010a7ae59a5d3b1a",  # hooked: a body that did not come whole
+}
+
+
+def test_the_uvicorn_code_the_protocol_copies_is_the_reviewed_one() -> None:
+    import hashlib
+    import inspect
+
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    now = {
+        name: hashlib.sha256(
+            inspect.getsource(getattr(HttpToolsProtocol, name)).encode()
+        ).hexdigest()[:16]
+        for name in UVICORN_REVIEWED
+    }
+    changed = sorted(n for n in UVICORN_REVIEWED if now[n] != UVICORN_REVIEWED[n])
+    assert not changed, f"uvicorn changed {changed}: review rankswap_ranker/protocol.py's copy"
