@@ -28,6 +28,7 @@ log = logging.getLogger("rankswap.ranker.assembly")
 PARITY_ITEMS: Final = 300
 """Candidates of the parity requests: items of the tables' ``item`` table, plus unseen ones."""
 PARITY_REQUESTS: Final = 24
+"""Contexts of the parity check: ~0.08 s for both fills on 300 candidates."""
 
 
 def parity_requests(
@@ -56,14 +57,13 @@ def parity_requests(
     if cat_keys.shape[0]:
         cats = cat_keys[rng.integers(0, cat_keys.shape[0], n)]
     cats[rng.random(n) < 0.05] = 2**31 - 2  # a category the tables do not hold
-    strings = _strings
     candidates = fs.Candidates(
         item_ids=item_ids,
-        codes=strings([f"C-{int(i) % 1000:03d}" for i in item_ids]),
-        names=strings([f"{pick(int(rng.integers(1, 4)))} PJ-{int(i) % 97:04d}" for i in item_ids]),
+        codes=_strings([f"C-{int(i) % 1000:03d}" for i in item_ids]),
+        names=_strings([f"{pick(int(rng.integers(1, 4)))} PJ-{int(i) % 97:04d}" for i in item_ids]),
         category_ids=cats,
-        categories=strings([f"category-{int(c)}" for c in cats]),
-        account_codes=strings([f"{int(c) % 7}" for c in cats]),
+        categories=_strings([f"category-{int(c)}" for c in cats]),
+        account_codes=_strings([f"{int(c) % 7}" for c in cats]),
         created_at=np.datetime64("2020-01-01T00:00:00", "s")
         + rng.integers(0, 3000 * 86400, n).astype("timedelta64[s]"),
     )
