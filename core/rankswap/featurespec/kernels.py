@@ -5,9 +5,10 @@ its caches between spaced requests.
 :func:`fill` is a ``serving.Fill``: :func:`numeric` writes every feature but the text ones (the
 dates, the amount's z-scores, the employee's and vendor's pair-table rows, the category block
 with its term shares), :func:`text` the nine item-text features (``itemtext.one_context``). The
-memoised parts (``serving.ExpenseParts``: the candidate list's template, the employee's, vendor's and
-terms' rows; ``itemtext``'s name index, employee and vendor parts) are looked up as before, in
-Python.
+memoised parts (``serving.ExpenseParts``: the candidate list's template, the employee's and
+vendor's rows; ``itemtext``'s name index, employee and vendor parts) are looked up as before,
+in Python; the known terms' ``term_cat`` / ``term_item`` rows are searched in the tables by the
+kernels themselves (``serving.TermRows`` is the numpy path's).
 
 Every step reproduces numpy's float arithmetic and order: float32 where numpy computes in
 float32 (``np.subtract`` / ``np.divide`` of float32 arrays and scalars), the ``clip`` ufunc's
@@ -15,7 +16,7 @@ float32 (``np.subtract`` / ``np.divide`` of float32 arrays and scalars), the ``c
 ``round(x, 4)`` as multiply / ``rint`` / divide, and numpy's float32 ``add.reduce`` of a
 16-wide row (the identity plus the row's pairwise sum). Tests check bit-identity on
 generated worlds (``tests/unit/core/test_kernels.py``); the ranker checks it again on every
-bundle it loads before it serves with them (``rankswap_ranker.bundle``).
+bundle it loads before it serves with them (``rankswap_ranker.assembly``).
 
 The kernels are compiled when this module is imported, for one signature each: every array
 argument is typed ``A`` (any layout) and read-only where the kernel only reads it, so any array
