@@ -28,7 +28,6 @@ from rankswap.featurespec import FEATURE_SCHEMA_VERSION
 from rankswap_ranker import bundle as bundles
 from rankswap_ranker.candidates import LazyProductDB
 from rankswap_ranker.ranking import RankQuery, rank
-from rankswap_ranker.topk import top_k_indices
 
 RAW_EDGES = np.asarray([round(-8.0 + 0.5 * i, 1) for i in range(33)])
 """The raw-score bins the comparison used before it standardised (-8 to 8 by 0.5)."""
@@ -62,7 +61,7 @@ def measure(
         r = rank(old, source, q)
         if a.scores is None or r.scores is None or a.cands is None:
             continue
-        ref_top = top_k_indices(r.scores, a.cands.item_ids, q.top_k)
+        ref_top = old.top_k(r.scores, a.cands.item_ids, q.top_k)
         acc.add(
             compare_request(
                 [int(i) for i in a.top],

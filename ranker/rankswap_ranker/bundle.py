@@ -151,6 +151,9 @@ class Bundle:
     fill: fs.Fill = fs.fill_numpy
     """The arithmetic of the feature assembly (:mod:`rankswap_ranker.assembly`): the compiled
     kernels when they gave the numpy reference's bits on this bundle's tables."""
+    top_k: topk.TopK = topk.reference
+    """The choice of the best candidates (:mod:`rankswap_ranker.topk`): compiled where numba
+    can be used, else numpy's; both choose the same rows."""
     trees: TreeScorer | None = None
     """The tree ensemble alone behind the graph's own encoders (:mod:`rankswap_ranker.treescore`),
     kept only when it scores the parity rows bit-identically to the whole graph; None: the
@@ -243,7 +246,7 @@ def load(
         bundle.trees = parity_checked_native(bundle, bundle.trees)
     if compile_assembly:
         bundle.fill = parity_checked_fill(tables, f"features {ref.features.version}")
-        topk.enable()
+        bundle.top_k = topk.compiled()
     smoke_score(bundle)
     t3 = time.perf_counter()
     bundle.timings = LoadTimings(features_s=t1 - t0, session_s=t2 - t1, smoke_s=t3 - t2)

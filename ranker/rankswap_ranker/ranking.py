@@ -23,7 +23,6 @@ import numpy.typing as npt
 from rankswap import featurespec as fs
 from rankswap_ranker.bundle import Bundle, BundleRef
 from rankswap_ranker.metrics import RankerMetrics
-from rankswap_ranker.topk import top_k_indices
 
 
 class CandidateSource(Protocol):
@@ -88,7 +87,7 @@ def rank(bundle: Bundle, source: CandidateSource, q: RankQuery) -> RankOutcome:
     t3 = time.perf_counter()
     scores = bundle.score(inputs)
     t4 = time.perf_counter()
-    best = top_k_indices(scores, cands.item_ids, q.top_k)
+    best = bundle.top_k(scores, cands.item_ids, q.top_k)
     t5 = time.perf_counter()
     body = answer_body(q.tenant_id, bundle, cands, best, scores)
     t6 = time.perf_counter()

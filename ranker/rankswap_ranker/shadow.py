@@ -45,7 +45,6 @@ from rankswap_ranker.bundle import Bundle, utc_now_iso
 from rankswap_ranker.convergence import RunDir, pid_alive, read_json, write_json_atomic
 from rankswap_ranker.ranking import RankOutcome
 from rankswap_ranker.registry import BundleRegistry
-from rankswap_ranker.topk import top_k_indices
 
 log = logging.getLogger("rankswap.ranker.shadow")
 
@@ -279,7 +278,7 @@ class Shadow:
             self.metrics.requests.labels(*sample.key[:2], "reference_error").inc()
             return
         seconds = time.perf_counter() - t0
-        ref_top = top_k_indices(scores, sample.cands.item_ids, sample.top_k)
+        ref_top = ref.top_k(scores, sample.cands.item_ids, sample.top_k)
         one = compare_request(
             [int(i) for i in sample.top],
             scores,

@@ -5,8 +5,8 @@ order, ~1 µs where numpy takes 20-30 µs at a few hundred candidates).
 Order: higher score first; equal scores by the smaller item id, also at the ``k``-th place (which
 of the tied rows make the cut). The compiled pass gives exactly that for finite scores (tests
 compare it with :func:`reference` on random, tied and signed-zero scores); a NaN anywhere sends
-the call to :func:`reference`, whose NaN order it does not reproduce. :func:`top_k_indices`
-uses the compiled pass once :func:`enable` made it available (the ranker's bundle load does).
+the call to :func:`reference`, whose NaN order it does not reproduce. :func:`compiled` gives the
+compiled choice where numba can be used; a bundle keeps the one it serves with (``Bundle.top_k``).
 """
 
 from __future__ import annotations
@@ -23,23 +23,13 @@ log = logging.getLogger("rankswap.ranker.topk")
 Scores = npt.NDArray[np.float32]
 Ids = npt.NDArray[np.int64]
 
-_compiled: Callable[[Scores, Ids, int], npt.NDArray[np.intp]] | None = None
-
-
-def top_k_indices(scores: Scores, item_ids: Ids, k: int) -> Any:
-    """Indices of the ``k`` best scores, best first; ties go to the smaller item id (also at the
-    k-th place: which of the tied rows make the cut)."""
-    kernel = _compiled
-    if kernel is not None and k > 0:
-        best = kernel(scores, item_ids, k)
-        if best.shape[0] == min(k, scores.shape[0]):
-            return best
-        # fewer: a NaN score (the reference's order)
-    return reference(scores, item_ids, k)
+TopK = Callable[[Scores, Ids, int], Any]
+"""``(scores, item_ids, k)`` → the indices of the ``k`` best scores, best first; ties go to the
+smaller item id (also at the k-th place: which of the tied rows make the cut)."""
 
 
 def reference(scores: Scores, item_ids: Ids, k: int) -> Any:
-    """:func:`top_k_indices` with numpy."""
+    """The :data:`TopK` choice with numpy."""
     n = scores.shape[0]
     if n == 0 or k <= 0:
         return np.empty(0, dtype=np.intp)
@@ -58,15 +48,12 @@ def reference(scores: Scores, item_ids: Ids, k: int) -> Any:
     return part[order[:k]]
 
 
-def enable() -> bool:
-    """Make :func:`top_k_indices` use the compiled pass (numba: compiled, or loaded from its
-    disk cache, on the first call in a process); False when numba cannot be used here."""
-    global _compiled
-    if _compiled is None:
-        try:
-            from rankswap_ranker import topk_kernel
-        except Exception as exc:  # ImportError without numba; numba's own errors
-            log.info("top-k not compiled (%s: %s); numpy chooses", type(exc).__name__, exc)
-            return False
-        _compiled = topk_kernel.top_k
-    return True
+def compiled() -> TopK:
+    """The compiled :data:`TopK` choice (numba: compiled, or loaded from its disk cache, on the
+    first call in a process), or :func:`reference` when numba cannot be used here."""
+    try:
+        from rankswap_ranker import topk_kernel
+    except Exception as exc:  # ImportError without numba; numba's own errors
+        log.info("top-k not compiled (%s: %s); numpy chooses", type(exc).__name__, exc)
+        return reference
+    return topk_kernel.choose

@@ -1,4 +1,4 @@
-"""The compiled top-k pass of :mod:`rankswap_ranker.topk` (numba; imported by ``topk.enable``).
+"""The compiled top-k pass of :mod:`rankswap_ranker.topk` (numba; imported by ``topk.compiled``).
 One signature, compiled at import (cached on disk as ``featurespec.kernels`` is): read-only
 arrays of any layout, so a call never compiles."""
 
@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import types
 
-from rankswap_ranker.topk import Ids, Scores
+from rankswap_ranker.topk import Ids, Scores, reference
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -48,3 +48,14 @@ def top_k(scores: Scores, ids: Ids, k: int) -> npt.NDArray[np.intp]:
         best[j] = r
         m += 1
     return best
+
+
+def choose(scores: Scores, item_ids: Ids, k: int) -> npt.NDArray[np.intp]:
+    """:data:`rankswap_ranker.topk.TopK` with :func:`top_k`; a NaN score (which it declines)
+    goes to the numpy reference."""
+    if k > 0:
+        best = top_k(scores, item_ids, k)
+        if best.shape[0] == min(k, scores.shape[0]):
+            return best
+    result: npt.NDArray[np.intp] = reference(scores, item_ids, k)
+    return result

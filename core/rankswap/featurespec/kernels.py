@@ -383,19 +383,21 @@ def text(
                     rest += idf[q] * per_term[tq] * keep[tq]
                     den += idf[q] * keep[tq]
                 out[r, 5] = _round4(rest / max(den, 1e-12)) if den > 0 else 0.0
-    m = 0  # the description terms' term_item rows among the candidates
+    # the description terms' term_item rows (searched once), then those among the candidates
+    starts = np.zeros(term_col.shape[0], np.int64)
+    ends = np.zeros(term_col.shape[0], np.int64)
+    m = 0
     for t in range(term_col.shape[0]):
         if term_col[t] < MAX_TERMS:
-            lo, hi = _key_range(term_item_keys, term_id[t])
-            m += hi - lo
+            starts[t], ends[t] = _key_range(term_item_keys, term_id[t])
+            m += ends[t] - starts[t]
     hit_rows = np.empty(m, np.int64)
     hit_cols = np.empty(m, np.int64)
     hit_share = np.empty(m, np.float32)
     h = 0
     for t in range(term_col.shape[0]):
         if term_col[t] < MAX_TERMS:
-            lo, hi = _key_range(term_item_keys, term_id[t])
-            for p in range(lo, hi):
+            for p in range(starts[t], ends[t]):
                 k = _position(sorted_ids, term_item_keys[p] & _LOW32)
                 if k >= 0:
                     hit_rows[h] = id_order[k]

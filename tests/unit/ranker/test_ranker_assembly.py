@@ -18,7 +18,7 @@ from tests.unit.ranker.builders import Published
 
 from rankswap import featurespec as fs
 from rankswap.productdb import ProductDB
-from rankswap_ranker import assembly
+from rankswap_ranker import assembly, topk
 from rankswap_ranker import bundle as bundles
 from rankswap_ranker.ranking import RankQuery, rank
 from rankswap_training import features
@@ -98,6 +98,9 @@ def test_without_the_kernels_numpy_assembles_and_the_bundle_serves(
     assert "the feature assembly is not compiled (ModuleNotFoundError" in caplog.text
     compiled = bundles.load(ref)
     assert compiled.fill is not fs.fill_numpy
+    assert compiled.top_k is topk.compiled() and plain.top_k is topk.compiled()
+    checked_only = bundles.load(ref, compile_assembly=False)  # the supervisor's validation
+    assert checked_only.fill is fs.fill_numpy and checked_only.top_k is topk.reference
     q = RankQuery("acme", 1, None, "taxi to the airport", 1234.0, date(2026, 11, 20), 10)
     a, b = rank(plain, db, q), rank(compiled, db, q)
     assert a.body == b.body  # the same answer, byte for byte

@@ -125,9 +125,11 @@ def test_model_giving_non_finite_scores_fails_the_smoke_scoring(
         bundles.load(ref)
 
 
-def test_top_k_breaks_ties_by_item_id() -> None:
-    from rankswap_ranker.topk import top_k_indices
+@pytest.mark.parametrize("choice", ["reference", "compiled"])
+def test_top_k_breaks_ties_by_item_id(choice: str) -> None:
+    from rankswap_ranker import topk
 
+    top_k_indices = topk.reference if choice == "reference" else topk.compiled()
     scores = np.array([1.0, 3.0, 3.0, 2.0, 3.0], dtype=np.float32)
     ids = np.array([10, 40, 20, 30, 50], dtype=np.int64)
     assert top_k_indices(scores, ids, 3).tolist() == [2, 1, 4]
@@ -135,10 +137,13 @@ def test_top_k_breaks_ties_by_item_id() -> None:
     assert top_k_indices(scores[:0], ids[:0], 5).tolist() == []
 
 
-def test_top_k_breaks_a_tie_at_the_cut_by_item_id() -> None:
+@pytest.mark.parametrize("choice", ["reference", "compiled"])
+def test_top_k_breaks_a_tie_at_the_cut_by_item_id(choice: str) -> None:
     """Rows tied at the k-th score, some inside the cut and some outside: the smaller ids make
     it, whatever order ``argpartition`` leaves them in."""
-    from rankswap_ranker.topk import top_k_indices
+    from rankswap_ranker import topk
+
+    top_k_indices = topk.reference if choice == "reference" else topk.compiled()
 
     rng = np.random.default_rng(7)
     for _ in range(200):

@@ -13,9 +13,9 @@ pytestmark = pytest.mark.timeout(240)  # the kernel's first compile in a fresh c
 
 @pytest.fixture(scope="module")
 def kernel() -> object:
-    assert topk.enable()
     from rankswap_ranker import topk_kernel
 
+    assert topk.compiled() is topk_kernel.choose
     return topk_kernel.top_k
 
 
@@ -42,26 +42,25 @@ def test_the_compiled_pass_chooses_as_the_reference(kernel: object) -> None:
     assert cases > 3000
 
 
-def test_top_k_indices_takes_the_compiled_pass_and_the_reference_for_nan(kernel: object) -> None:
+def test_the_compiled_choice_takes_the_pass_and_the_reference_for_nan(kernel: object) -> None:
     from rankswap_ranker.topk_kernel import top_k
+
+    choose = topk.compiled()
 
     scores = np.array([0.5, 2.0, np.nan, 1.0, 2.0], dtype=np.float32)
     ids = np.array([10, 20, 30, 40, 5], dtype=np.int64)
     assert top_k(scores, ids, 3).shape == (0,)  # a NaN: the kernel declines
-    assert topk.top_k_indices(scores, ids, 3).tolist() == topk.reference(scores, ids, 3).tolist()
+    assert choose(scores, ids, 3).tolist() == topk.reference(scores, ids, 3).tolist()
     finite = np.nan_to_num(scores, nan=-1.0)
-    assert topk.top_k_indices(finite, ids, 3).tolist() == [4, 1, 3]
-    assert topk.top_k_indices(finite, ids, 0).tolist() == []
-    assert topk.top_k_indices(finite[:0], ids[:0], 5).tolist() == []
+    assert choose(finite, ids, 3).tolist() == [4, 1, 3]
+    assert choose(finite, ids, 0).tolist() == []
+    assert choose(finite[:0], ids[:0], 5).tolist() == []
 
 
 def test_without_numba_top_k_stays_with_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    monkeypatch.setattr(topk, "_compiled", None)
     monkeypatch.setitem(sys.modules, "numba", None)
     monkeypatch.delitem(sys.modules, "rankswap_ranker.topk_kernel", raising=False)
     monkeypatch.delattr(sys.modules["rankswap_ranker"], "topk_kernel", raising=False)
-    assert topk.enable() is False
-    scores = np.array([1.0, 3.0, 2.0], dtype=np.float32)
-    assert topk.top_k_indices(scores, np.arange(3, dtype=np.int64), 2).tolist() == [1, 2]
+    assert topk.compiled() is topk.reference
