@@ -225,15 +225,20 @@ def record(metrics: RankerMetrics, outcome: RankOutcome) -> None:
     """Count defaults and unknowns of one ranking (deferred updates: :meth:`RankerMetrics.hot`)."""
     s = outcome.stats
     metrics.hot("candidates").observe(outcome.candidates)
-    for table in ("item", "emp_item", "employee", "vendor", "category"):
-        if s.get(f"missing_{table}"):
-            metrics.hot("missing_feature_rows", table).inc(s[f"missing_{table}"])
-    for fld, key in (
-        ("category", "unknown_category"),
-        ("account_code", "unknown_account_code"),
-        ("vendor_industry", "unknown_vendor_industry"),
-        ("employee_department", "unknown_employee_department"),
-        ("description_term", "unknown_term"),
-    ):
+    for key, metric, label in _COUNTED:
         if s.get(key):
-            metrics.hot("unknown_categories", fld).inc(s[key])
+            metrics.hot(metric, label).inc(s[key])
+
+
+_COUNTED = (
+    *(
+        (f"missing_{table}", "missing_feature_rows", table)
+        for table in ("item", "emp_item", "employee", "vendor", "category")
+    ),
+    ("unknown_category", "unknown_categories", "category"),
+    ("unknown_account_code", "unknown_categories", "account_code"),
+    ("unknown_vendor_industry", "unknown_categories", "vendor_industry"),
+    ("unknown_employee_department", "unknown_categories", "employee_department"),
+    ("unknown_term", "unknown_categories", "description_term"),
+)
+"""What :func:`record` counts: (stats key, metric, label)."""
