@@ -7,8 +7,8 @@ prometheus_client is first imported; see :func:`rankswap_ranker.server.serve`). 
 in the :class:`~prometheus_client.CollectorRegistry` given to :class:`RankerMetrics`.
 
 The per-request series (request latency and count, rank CPU, candidates, missing rows, unknown
-values) are updated on the hot path through :class:`Deferred`: plain numbers under one lock,
-written to the prometheus values in batches — before every exposition, by a flusher thread at
+values) are updated on the hot path through :class:`Deferred`: one append to a queue, counted
+and written to the prometheus values in batches — before every exposition, by a flusher thread at
 most ``FLUSH_INTERVAL_S`` after an update, and at interpreter exit. In multiprocess mode each
 prometheus update is a locked write into the worker's mmap file (3-6 µs; ~8 per request).
 """
@@ -19,6 +19,7 @@ import atexit
 import bisect
 import threading
 import weakref
+from collections import deque
 from typing import Any
 
 from prometheus_client import (
@@ -63,32 +64,30 @@ class DeferredSeries:
         if amount < 0:
             raise ValueError("Counters can only be incremented by non-negative amounts.")
         owner = self.owner
-        with owner.lock:
-            self.total += amount
-            owner.dirty.add(self)
+        owner.pending.append((self, amount))
         if not owner.flushing:
             owner.start_flusher()
 
     def observe(self, amount: float) -> None:
         """``Histogram.observe``, deferred: the same bucket (the first ``amount <= bound``)."""
-        bounds = self.bounds
-        i = bisect.bisect_left(bounds, amount)
         owner = self.owner
-        with owner.lock:
-            self.total += amount
-            if i < len(bounds) and amount <= bounds[i]:  # NaN counts in no bucket, as upstream
-                self.counts[i] += 1
-            owner.dirty.add(self)
+        owner.pending.append((self, amount))
         if not owner.flushing:
             owner.start_flusher()
 
-    def take(self) -> tuple[float, list[int]]:
-        """The pending updates, reset (called under the owner's lock)."""
+    def add(self, amount: float) -> None:
+        """Count one update (by :meth:`Deferred.flush` only)."""
+        self.total += amount
+        bounds = self.bounds
+        if bounds:
+            i = bisect.bisect_left(bounds, amount)
+            if i < len(bounds) and amount <= bounds[i]:  # NaN counts in no bucket, as upstream
+                self.counts[i] += 1
+
+    def write(self) -> None:
+        """Write what :meth:`add` counted to the prometheus series, and start again."""
         total, counts = self.total, self.counts
         self.total, self.counts = 0.0, [0] * len(self.bounds)
-        return total, counts
-
-    def write(self, total: float, counts: list[int]) -> None:
         if not self.bounds:
             self.series.inc(total)
             return
@@ -102,20 +101,22 @@ class DeferredSeries:
 
 
 class Deferred:
-    """Per-request counter and histogram updates kept in plain numbers, written in batches.
+    """Per-request counter and histogram updates queued as they come, written in batches.
 
     :meth:`counter` / :meth:`histogram` wrap a labelled series (``metric.labels(...)``, or an
-    unlabelled metric) with the same ``inc`` / ``observe``. :meth:`flush` writes what is
-    pending; it runs before every exposition, in a daemon thread at most
-    ``FLUSH_INTERVAL_S`` after an update (the thread ends after ``IDLE_FLUSHES`` intervals
-    with nothing pending), and at interpreter exit. Nothing counted is dropped; a worker killed with SIGKILL loses at most
-    its last ``FLUSH_INTERVAL_S`` of these updates."""
+    unlabelled metric) with the same ``inc`` / ``observe``. An update is one append to a
+    queue (no lock: ``deque.append`` and ``popleft`` are atomic); :meth:`flush` counts the
+    queued updates per series and writes each series once. It runs before every exposition, in
+    a daemon thread at most ``FLUSH_INTERVAL_S`` after an update (the thread ends after
+    ``IDLE_FLUSHES`` intervals with nothing queued), and at interpreter exit. Nothing counted
+    is dropped; a worker killed with SIGKILL loses at most its last ``FLUSH_INTERVAL_S`` of
+    these updates."""
 
     def __init__(self, interval_s: float = FLUSH_INTERVAL_S) -> None:
         self.interval_s = interval_s
         self.idle_flushes = IDLE_FLUSHES
         self.lock = threading.Lock()
-        self.dirty: set[DeferredSeries] = set()
+        self.pending: deque[tuple[DeferredSeries, float]] = deque()
         self.flushing = False
         self._flush_lock = threading.Lock()
         self._series: dict[int, DeferredSeries] = {}
@@ -135,15 +136,17 @@ class Deferred:
             return pending
 
     def flush(self) -> int:
-        """Write every pending update to its prometheus series (one write per series); the
+        """Write every queued update to its prometheus series (one write per series); the
         number of series written."""
         with self._flush_lock:
-            with self.lock:
-                batch = [(p, *p.take()) for p in self.dirty]
-                self.dirty.clear()
-            for pending, total, counts in batch:
-                pending.write(total, counts)
-        return len(batch)
+            queued, touched = self.pending, dict[DeferredSeries, None]()
+            while queued:
+                series, amount = queued.popleft()  # only flush takes: never empty here
+                series.add(amount)
+                touched[series] = None
+            for series in touched:
+                series.write()
+        return len(touched)
 
     def start_flusher(self) -> None:
         with self.lock:
@@ -156,12 +159,18 @@ class Deferred:
         thread.start()
 
     def _idle(self) -> bool:
-        """True (and the flusher ends) when nothing is pending."""
+        """True (and the flusher ends) when nothing is queued. An update queued while it
+        decides either sees ``flushing`` off (and starts a flusher) or is seen here."""
         with self.lock:
-            if self.dirty:
+            if self.pending:
                 return False
             self.flushing = False
-            return True
+        if self.pending:
+            with self.lock:
+                if not self.flushing:  # nobody started another: this one goes on
+                    self.flushing = True
+                    return False
+        return True
 
 
 def _flusher(ref: weakref.ref[Deferred]) -> None:

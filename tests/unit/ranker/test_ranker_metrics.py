@@ -110,6 +110,64 @@ def test_one_flusher_serves_updates_that_keep_coming() -> None:
     wait_until(lambda: not started[0].is_alive(), 10, what="the flusher's end")
 
 
+def test_updates_from_many_threads_during_flushes_are_all_written() -> None:
+    """An update is an append to a queue that flushes drain meanwhile: none is lost."""
+    metrics = RankerMetrics(CollectorRegistry())
+    metrics.deferred.interval_s = 0.001
+    metrics.deferred.idle_flushes = 10**9
+    counter, hist = metrics.hot("rank_cpu"), metrics.hot("candidates")
+
+    def hammer() -> None:
+        for i in range(5000):
+            counter.inc(1.0)
+            hist.observe(float(i % 3000))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    metrics.deferred.flush()
+    value = metrics.registry.get_sample_value
+    assert value("rankswap_ranker_rank_cpu_seconds_total") == 20000.0
+    assert value("rankswap_ranker_candidates_count") == 20000.0
+    assert value("rankswap_ranker_candidates_bucket", {"le": "10.0"}) == 4 * 22  # 0-10, 3000-3010
+    metrics.deferred.idle_flushes = 1
+    wait_until(lambda: not metrics.deferred.flushing, 10, what="the flusher's end")
+
+
+def test_an_update_queued_while_the_flusher_decides_to_end_keeps_it() -> None:
+    """The flusher found nothing queued and let ``flushing`` go; an update that came before
+    its re-check and saw ``flushing`` still on is written by it."""
+    deferred = Deferred(interval_s=60.0)
+    registry = CollectorRegistry()
+    _, count = _pair(registry)
+    req = deferred.counter(count.labels("a", "1"))
+    deferred.flushing = True  # as if a flusher ran
+    real_lock = deferred.lock
+
+    class Racing:
+        """The lock of ``_idle``: between its first check and its re-check an update comes."""
+
+        calls = 0
+
+        def __enter__(self) -> None:
+            real_lock.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            real_lock.release()
+            Racing.calls += 1
+            if Racing.calls == 1:
+                deferred.pending.append((req, 1.0))  # the update, seeing flushing on before
+
+    deferred.lock = Racing()  # type: ignore[assignment]
+    assert deferred._idle() is False and deferred.flushing
+    deferred.lock = real_lock
+    deferred.flush()
+    assert registry.get_sample_value("reqs_total", {"route": "a", "status": "1"}) == 1.0
+    assert deferred._idle() is True and not deferred.flushing
+
+
 _CHILD = """
 from prometheus_client import CollectorRegistry
 from rankswap_ranker.metrics import RankerMetrics, multiprocess_enabled
