@@ -232,6 +232,17 @@ def rank_cpu_s(base_url: str) -> float:
     return float(found.group(1))
 
 
+def steal_s() -> float:
+    """CPU time the hypervisor gave other guests while this machine's CPUs had work
+    (``steal`` in ``/proc/stat``, all CPUs; 0.0 where there is no such file)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return 0.0
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+
+
 def measured(
     pids: list[int],
     runner: Runner,
@@ -245,9 +256,13 @@ def measured(
     ``rank_cpu`` (the pod's ranking CPU counter) the part of it spent ranking, measured by the
     worker itself during the same requests."""
     ranked = rank_cpu() if rank_cpu is not None else 0.0
-    before = cpu_s(pids)
+    before, stolen, t0 = cpu_s(pids), steal_s(), time.monotonic()
     doc = runner(url, body, duration, rate)
     used = cpu_s(pids) - before
+    # a tail on a shared VM often is the hypervisor's: the share of the CPUs' time it took
+    doc["steal_pct"] = (
+        100 * (steal_s() - stolen) / max((time.monotonic() - t0) * (os.cpu_count() or 1), 1e-9)
+    )
     requests = max(doc["requests"], 1.0)
     doc["cpu_ms_per_request"] = used * 1000 / requests
     if rank_cpu is not None:  # the scrape itself is one request, not counted in ``requests``
@@ -597,8 +612,8 @@ def fixed_report(x: dict[str, Any], label: dict[str, str]) -> list[str]:
         "the run ÷ requests (rankswap only).",
         "",
         "| tenant | offered req/s | app | generator | served req/s | p50 ms | p99 ms | p99 / p50 "
-        "| max ms | errors | CPU/req ms | rank CPU/req ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| max ms | errors | CPU/req ms | rank CPU/req ms | steal % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for tenant, runs in x["fixed"].items():
         name = f"{tenant} ({label[tenant]})" if label.get(tenant) else tenant
@@ -611,7 +626,7 @@ def fixed_report(x: dict[str, Any], label: dict[str, str]) -> list[str]:
                 f"{r.get('rps', 0.0):.0f} | {p50:.2f} | {p99:.2f} | {ratio} | "
                 f"{r.get('max_ms', 0.0):.1f} | {r['errors']:.0f} | "
                 f"{r['cpu_ms_per_request']:.3f} | "
-                f"{'-' if ranked is None else f'{ranked:.3f}'} |"
+                f"{'-' if ranked is None else f'{ranked:.3f}'} | {r.get('steal_pct', 0.0):.1f} |"
             )
     lines.append("")
     return lines
@@ -667,15 +682,17 @@ def report(x: dict[str, Any], label: dict[str, str]) -> list[str]:
             )
     lines += [
         "",
-        "| tenant | app | open loop req/s offered | served | p50 ms | p99 ms | p99 / p50 | errors |",
-        "|---|---|---|---|---|---|---|---|",
+        "| tenant | app | open loop req/s offered | served | p50 ms | p99 ms | p99 / p50 | errors "
+        "| steal % |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for t in x["inproc"]:
         for app in ("rankswap", "peer"):
             d = x[app][t]["open"]
             lines.append(
                 f"| {t} | {app} | {d['rate']:.0f} | {d['rps']:.0f} | {d['p50_ms']:.2f} | "
-                f"{d['p99_ms']:.2f} | {d['p99_ms'] / d['p50_ms']:.2f} | {d['errors']:.0f} |"
+                f"{d['p99_ms']:.2f} | {d['p99_ms'] / d['p50_ms']:.2f} | {d['errors']:.0f} | "
+                f"{d.get('steal_pct', 0.0):.1f} |"
             )
     lines += [
         "",
@@ -764,7 +781,8 @@ def ab_http(
                 print(
                     f"# round {r} {name}: cpu/req {doc['cpu_ms_per_request']:.3f} ms, "
                     f"outside rank {doc['outside_ms_per_request']:.3f} ms, "
-                    f"{doc.get('rps', 0):.0f} req/s, errors {doc['errors']:.0f}",
+                    f"{doc.get('rps', 0):.0f} req/s, errors {doc['errors']:.0f}, "
+                    f"steal {doc['steal_pct']:.1f} %",
                     file=sys.stderr,
                     flush=True,
                 )

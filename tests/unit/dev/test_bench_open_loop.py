@@ -164,7 +164,15 @@ def test_fixed_rate_table_has_a_row_per_run_with_the_tail_ratio_and_cpu() -> Non
         "fixed": {
             "t006": [
                 _run(300, "peer", "loadgen", 2.0, 5.0),
-                _run(150, "rankswap", "vegeta", 3.0, 6.0, rank_cpu_ms_per_request=1.84),
+                _run(
+                    150,
+                    "rankswap",
+                    "vegeta",
+                    3.0,
+                    6.0,
+                    rank_cpu_ms_per_request=1.84,
+                    steal_pct=21.5,
+                ),
                 _run(150, "peer", "vegeta", 2.0, 4.0),
                 _run(300, "rankswap", "loadgen", 4.0, 40.0, rank_cpu_ms_per_request=1.5),
             ]
@@ -174,13 +182,23 @@ def test_fixed_rate_table_has_a_row_per_run_with_the_tail_ratio_and_cpu() -> Non
     rows = [line for line in lines if line.startswith("| t006")]
     assert rows == [
         "| t006 (~1000) | 150 | rankswap | vegeta | 150 | 3.00 | 6.00 | 2.00 | 18.0 | 0 | 2.500 "
-        "| 1.840 |",
-        "| t006 (~1000) | 150 | peer | vegeta | 150 | 2.00 | 4.00 | 2.00 | 12.0 | 0 | 2.500 | - |",
+        "| 1.840 | 21.5 |",
+        "| t006 (~1000) | 150 | peer | vegeta | 150 | 2.00 | 4.00 | 2.00 | 12.0 | 0 | 2.500 | - "
+        "| 0.0 |",
         "| t006 (~1000) | 300 | rankswap | loadgen | 300 | 4.00 | 40.00 | 10.00 | 120.0 | 0 "
-        "| 2.500 | 1.500 |",
-        "| t006 (~1000) | 300 | peer | loadgen | 300 | 2.00 | 5.00 | 2.50 | 15.0 | 0 | 2.500 | - |",
+        "| 2.500 | 1.500 | 0.0 |",
+        "| t006 (~1000) | 300 | peer | loadgen | 300 | 2.00 | 5.00 | 2.50 | 15.0 | 0 | 2.500 | - "
+        "| 0.0 |",
     ]
     assert any("15 s per run, offered 150, 300 req/s" in line for line in lines)
+
+
+def test_steal_is_the_share_of_the_cpus_time_proc_stat_counts_as_stolen() -> None:
+    stolen = cost.steal_s()
+    assert stolen >= 0.0
+    with open("/proc/stat") as f:
+        assert f.readline().split()[0] == "cpu"  # the aggregate line steal_s reads
+    assert cost.steal_s() >= stolen  # a counter since boot
 
 
 def test_fixed_rate_table_is_left_out_when_no_rates_ran() -> None:
