@@ -239,7 +239,7 @@ def parse_rank_request(raw: bytes) -> RankRequest:
     these strict models both readings accept the same documents with the same values (tested
     on generated hostile bodies: types, escapes, surrogates, duplicate keys, big and non-finite
     numbers). Any other body is read again as FastAPI reads it, so every error answer, and any
-    document only ``json.loads`` takes (UTF-16, a lone surrogate), stays exactly as it was."""
+    document only ``json.loads`` takes (UTF-16 JSON), stays exactly as it was."""
     try:
         return RankRequest.model_validate_json(raw)
     except ValidationError:
