@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import bisect
+import logging
 import threading
 import weakref
 from collections import deque
@@ -30,6 +31,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+log = logging.getLogger("rankswap.ranker.metrics")
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -185,7 +188,12 @@ def _flusher(ref: weakref.ref[Deferred]) -> None:
         owner = ref()
         if owner is None:
             return
-        quiet = 0 if owner.flush() else quiet + 1
+        try:
+            written = owner.flush()
+        except Exception:  # e.g. the multiprocess folder's disk is full: the queue is drained
+            log.exception("writing the per-request metrics failed; the flusher goes on")
+            written = 1
+        quiet = 0 if written else quiet + 1
         if quiet >= owner.idle_flushes and owner._idle():
             return
         del owner

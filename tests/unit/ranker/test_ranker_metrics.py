@@ -168,6 +168,32 @@ def test_an_update_queued_while_the_flusher_decides_to_end_keeps_it() -> None:
     assert deferred._idle() is True and not deferred.flushing
 
 
+def test_a_failed_write_leaves_the_flusher_running_and_the_queue_drained(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A write that raises (a full disk under the multiprocess folder) is logged; the flusher
+    goes on, so the queue cannot grow without bound, and the next updates are written."""
+
+    class Failing:
+        calls = 0
+
+        def inc(self, amount: float) -> None:
+            Failing.calls += 1
+            if Failing.calls == 1:
+                raise OSError(28, "No space left on device")
+
+    deferred = Deferred(interval_s=0.01)
+    deferred.idle_flushes = 10**9
+    series = deferred.counter(Failing())
+    series.inc(1.0)
+    wait_until(lambda: Failing.calls == 1 and not deferred.pending, 10, what="a failed write")
+    series.inc(2.0)
+    wait_until(lambda: Failing.calls == 2, 10, what="the next write")
+    assert deferred.flushing and "writing the per-request metrics failed" in caplog.text
+    deferred.idle_flushes = 1
+    wait_until(lambda: not deferred.flushing, 10, what="the flusher's end")
+
+
 _CHILD = """
 from prometheus_client import CollectorRegistry
 from rankswap_ranker.metrics import RankerMetrics, multiprocess_enabled
