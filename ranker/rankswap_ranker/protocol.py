@@ -159,6 +159,33 @@ class CoalescedWrites:
         return getattr(self._transport, name)
 
 
+def closes(connection: bytes) -> bool:
+    """Whether a ``Connection`` header's value asks to close (uvicorn's reading: a token)."""
+    return b"close" in [token.lower().strip() for token in connection.split(b",")]
+
+
+class EncodedDefaults:
+    """uvicorn's default response headers (its ``date`` and the configured ones) as the bytes a
+    response head carries, encoded once per list: uvicorn's server replaces the list once a
+    second (a new ``date``) and never changes one in place, so a list seen before is known by
+    its identity. The list is held, so its identity cannot pass to another list meanwhile."""
+
+    __slots__ = ("closes", "data", "source")
+
+    def __init__(self) -> None:
+        self.source: list[tuple[bytes, bytes]] | None = None
+        self.data = b""
+        self.closes = False
+        """Whether one of them is a ``connection: close`` (the answer then closes)."""
+
+    def of(self, headers: list[tuple[bytes, bytes]]) -> bytes:
+        if headers is not self.source:
+            self.data = b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers)
+            self.closes = any(name == b"connection" and closes(value) for name, value in headers)
+            self.source = headers
+        return self.data
+
+
 class DirectAnswers(Protocol):
     """Requests the protocol answers itself, without an ASGI task (``rankswap_ranker.app.
     DirectRank``)."""
@@ -184,6 +211,8 @@ def http_protocol(
     the connection goes on exactly as after an ASGI answer (keep-alive timer, pipelining, the
     drain's close). A request whose body is still on its way when the read ends gets its ASGI
     task then, as usual (the app's body limit and body timeout apply)."""
+
+    defaults = EncodedDefaults()
 
     class RankswapHttpProtocol(HttpToolsProtocol):
         _header_due: float | None = None
@@ -229,12 +258,15 @@ def http_protocol(
             raw = bytes(cycle.body)
             cycle.body = bytearray()
             status, headers, body = direct.answer(raw)
-            content = [STATUS_LINE[status]]
-            for name, value in (*cycle.default_headers, *headers):
-                if name == b"connection" and b"close" in value.lower():
-                    cycle.keep_alive = False
+            content = [STATUS_LINE[status], defaults.of(cycle.default_headers)]
+            has_close = defaults.closes
+            for name, value in headers:
+                if name == b"connection" and closes(value):
+                    has_close = True
                 content += (name, b": ", value, b"\r\n")
-            if not cycle.keep_alive and not any(n == b"connection" for n, _ in headers):
+            if has_close:
+                cycle.keep_alive = False
+            elif not cycle.keep_alive:
                 content.append(b"connection: close\r\n")
             content += (b"\r\n", body)
             cycle.response_started = cycle.response_complete = True

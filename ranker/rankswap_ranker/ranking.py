@@ -221,15 +221,6 @@ def candidate_stats(bundle: Bundle, cands: fs.Candidates) -> dict[str, int]:
     return stats
 
 
-def record(metrics: RankerMetrics, outcome: RankOutcome) -> None:
-    """Count defaults and unknowns of one ranking (deferred updates: :meth:`RankerMetrics.hot`)."""
-    s = outcome.stats
-    metrics.hot("candidates").observe(outcome.candidates)
-    for key, metric, label in _COUNTED:
-        if s.get(key):
-            metrics.hot(metric, label).inc(s[key])
-
-
 _COUNTED = (
     *(
         (f"missing_{table}", "missing_feature_rows", table)
@@ -242,3 +233,12 @@ _COUNTED = (
     ("unknown_term", "unknown_categories", "description_term"),
 )
 """What :func:`record` counts: (stats key, metric, label)."""
+
+
+def record(metrics: RankerMetrics, outcome: RankOutcome) -> None:
+    """Count defaults and unknowns of one ranking (deferred updates: :meth:`RankerMetrics.hot`)."""
+    s = outcome.stats
+    metrics.hot("candidates").observe(outcome.candidates)
+    for key, metric, label in _COUNTED:
+        if s.get(key):
+            metrics.hot(metric, label).inc(s[key])

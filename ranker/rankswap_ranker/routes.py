@@ -128,18 +128,8 @@ class RankEndpoint:
         bundle = self.registry.for_tenant(body.tenant_id)
         token = logs.request_bundle.set(bundle.bundle_id)
         try:
-            ctx = body.context
-            query = RankQuery(
-                tenant_id=body.tenant_id,
-                employee_id=ctx.employee_id,
-                vendor_id=ctx.vendor_id,
-                description=ctx.description,
-                amount=ctx.amount,
-                expense_date=ctx.date,
-                top_k=top_k,
-            )
             try:
-                outcome = rank(bundle, self.source, query)
+                outcome = rank(bundle, self.source, rank_query(body, top_k))
             except Exception as exc:
                 err = translate(exc)
                 if isinstance(err, InternalError):
@@ -228,6 +218,20 @@ class RankEndpoint:
             return
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def rank_query(body: RankRequest, top_k: int) -> RankQuery:
+    """The ``rank()`` query of a validated request, asking for its ``top_k`` best."""
+    ctx = body.context
+    return RankQuery(
+        tenant_id=body.tenant_id,
+        employee_id=ctx.employee_id,
+        vendor_id=ctx.vendor_id,
+        description=ctx.description,
+        amount=ctx.amount,
+        expense_date=ctx.date,
+        top_k=top_k,
+    )
 
 
 def parse_rank_request(raw: bytes) -> RankRequest:

@@ -245,7 +245,8 @@ def breakdown(
     calls; request ``i`` of a tenant is ``bodies[tenant](i)``."""
     from rankswap_ranker import bundle as bundles
     from rankswap_ranker.candidates import LazyProductDB
-    from rankswap_ranker.ranking import RankQuery, rank
+    from rankswap_ranker.ranking import rank
+    from rankswap_ranker.routes import rank_query
     from rankswap_ranker.schemas import RankRequest
 
     ref = bundles.resolve(model_uri, features_uri, cache)
@@ -263,17 +264,7 @@ def breakdown(
             t0 = time.perf_counter()
             req = RankRequest.model_validate_json(raw)
             t1 = time.perf_counter()
-            ctx = req.context
-            query = RankQuery(
-                tenant_id=req.tenant_id,
-                employee_id=ctx.employee_id,
-                vendor_id=ctx.vendor_id,
-                description=ctx.description,
-                amount=ctx.amount,
-                expense_date=ctx.date,
-                top_k=5,
-            )
-            outcome = rank(bundle, source, query)
+            outcome = rank(bundle, source, rank_query(req, 5))
             t2 = time.perf_counter()
             if i == len(raws) - 1:
                 cpu_ms = (time.process_time() - cpu0) * 1000 / iterations[tenant]

@@ -364,8 +364,9 @@ def asgi_in_process(
     from rankswap_ranker.app import create_app
     from rankswap_ranker.candidates import LazyProductDB
     from rankswap_ranker.metrics import RankerMetrics
-    from rankswap_ranker.ranking import RankQuery, rank
+    from rankswap_ranker.ranking import rank
     from rankswap_ranker.registry import BundleRegistry
+    from rankswap_ranker.routes import rank_query
     from rankswap_ranker.schemas import RankRequest
     from rankswap_ranker.settings import RankerSettings
 
@@ -378,20 +379,7 @@ def asgi_in_process(
     async def direct(scope: Any, receive: Any, send: Any) -> None:
         """No app: parse + ``rank()`` inline, as the in-process breakdown calls them."""
         body = RankRequest.model_validate_json((await receive())["body"])
-        ctx = body.context
-        rank(
-            bundle,
-            source,
-            RankQuery(
-                tenant_id=body.tenant_id,
-                employee_id=ctx.employee_id,
-                vendor_id=ctx.vendor_id,
-                description=ctx.description,
-                amount=ctx.amount,
-                expense_date=ctx.date,
-                top_k=body.top_k or 5,
-            ),
-        )
+        rank(bundle, source, rank_query(body, body.top_k or 5))
 
     apps: dict[str, Any] = {
         "direct": direct,

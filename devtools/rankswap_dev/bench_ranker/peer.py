@@ -17,7 +17,8 @@ from fastapi import FastAPI, Request, Response
 
 from rankswap_ranker import bundle as bundles
 from rankswap_ranker.candidates import LazyProductDB
-from rankswap_ranker.ranking import RankQuery, rank
+from rankswap_ranker.ranking import rank
+from rankswap_ranker.routes import rank_query
 from rankswap_ranker.schemas import RankRequest
 
 
@@ -27,16 +28,7 @@ def peer_app(bundle: bundles.Bundle, source: LazyProductDB) -> FastAPI:
     @app.post("/v1/rank")
     async def rank_route(request: Request) -> Response:
         body = RankRequest.model_validate_json(await request.body())
-        ctx = body.context
-        query = RankQuery(
-            tenant_id=body.tenant_id,
-            employee_id=ctx.employee_id,
-            vendor_id=ctx.vendor_id,
-            description=ctx.description,
-            amount=ctx.amount,
-            expense_date=ctx.date,
-            top_k=body.top_k or 5,
-        )
+        query = rank_query(body, body.top_k or 5)
         return Response(rank(bundle, source, query).body, media_type="application/json")
 
     return app

@@ -308,6 +308,30 @@ async def test_a_whole_request_is_answered_directly_in_one_write_before_the_loop
     proto.connection_lost(None)
 
 
+async def test_a_direct_answer_carries_the_default_headers_of_its_second() -> None:
+    """uvicorn's server replaces its default headers once a second (a new ``date``); the direct
+    path encodes each list once, and an answer carries the list of its own request."""
+    transport = Recording()
+    proto = _direct_protocol(transport, Direct())
+    request = b"POST /v1/rank HTTP/1.1\r\nHost: r\r\nContent-Length: 2\r\n\r\n{}"
+    for date in (b"D1", b"D1", b"D2"):
+        if proto.server_state.default_headers[:1] != [(b"date", date)]:
+            proto.server_state.default_headers = [(b"date", date), (b"server", b"u")]
+        proto.data_received(request)
+    heads = [w.partition(b"\r\n\r\n")[0].split(b"\r\n") for w in transport.writes]
+    assert [h[1:3] for h in heads] == [[b"date: D1", b"server: u"]] * 2 + [
+        [b"date: D2", b"server: u"]
+    ]
+    assert not transport.closed
+    # A configured `Connection: close` among them closes each answer's connection.
+    proto.server_state.default_headers = [(b"connection", b"Close")]
+    proto.data_received(request)
+    assert transport.writes[-1].startswith(b"HTTP/1.1 200 OK\r\nconnection: Close\r\n")
+    assert transport.writes[-1].lower().count(b"connection:") == 1  # as uvicorn: not twice
+    assert transport.closed
+    proto.connection_lost(None)
+
+
 async def test_a_body_still_on_its_way_takes_the_asgi_path() -> None:
     transport = Recording()
     direct = Direct()
@@ -376,7 +400,9 @@ async def test_the_direct_path_answers_byte_for_byte_as_the_asgi_path_and_counts
         cls = http_protocol(5.0, None, direct=direct)
         config = uvicorn.Config(app, http=cls, lifespan="off", log_config=None, proxy_headers=False)
         config.load()
-        proto = cls(config=config, server_state=ServerState(), app_state={})  # type: ignore[call-arg]
+        state = ServerState()
+        state.default_headers = [(b"date", b"Wed, 02 Dec 2026 21:00:00 GMT"), (b"server", b"u")]
+        proto = cls(config=config, server_state=state, app_state={})  # type: ignore[call-arg]
         proto.connection_made(transport)  # type: ignore[arg-type]
         for raw in DIRECT_PARITY:
             proto.data_received(_rank_request(raw))
